@@ -1,0 +1,279 @@
+"""The `arena-eval` command line. Exit codes: 0 complete, 1 usage or config error, 2 finished with missing items."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ArenaError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Judge model configurations against a baseline and weigh quality against energy.",
+)
+err = Console(stderr=True)
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class Compat(str, Enum):
+    arena_hard = "arena-hard"
+
+
+ConfigOption = typer.Option(None, "--config", "-c", help="Run config (YAML). Without it: the bundled offline demo.")
+FormatOption = typer.Option(Format.table, "--format", "-f", help="How to print tables: table, json or csv.")
+ProgressOption = typer.Option(True, "--progress/--no-progress", help="Progress bars (lines when not on a terminal).")
+
+
+def _load(config: Optional[Path]):
+    if config is None:
+        from .demo import demo_config
+
+        return demo_config()
+    from .config import load_config
+
+    return load_config(config)
+
+
+def _fail(exc: ArenaError) -> None:
+    err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+    raise typer.Exit(exc.exit_code)
+
+
+_COLUMNS = ["model", "score", "ci_low", "ci_high", "elo", "battles", "questions", "unparsed_rate", "avg_output_tokens"]
+
+
+def print_table(board: pd.DataFrame, fmt: Format, title: str = "Leaderboard") -> None:
+    if fmt is Format.json:
+        from .pipeline import leaderboard_records
+
+        sys.stdout.write(json.dumps(leaderboard_records(board), indent=2) + "\n")
+        return
+    if fmt is Format.csv:
+        board.to_csv(sys.stdout, index=False)
+        return
+    table = Table(title=title)
+    columns = [c for c in _COLUMNS if c in board.columns]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for _, row in board.iterrows():
+        table.add_row(*(_cell(column, row[column]) for column in columns))
+    Console().print(table)
+
+
+def _cell(column: str, value) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None or pd.isna(value):
+        return "-"
+    if column == "unparsed_rate":
+        return f"{100 * value:.1f}%"
+    if column in ("battles", "questions"):
+        return f"{value:g}"
+    return f"{value:.1f}" if column in ("elo", "avg_output_tokens") else f"{value:.2f}"
+
+
+def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, fmt: Format, progress: bool) -> None:
+    from .pipeline import Arena
+    from .progress import make_progress
+
+    try:
+        cfg = _load(config)
+        if cfg.demo:
+            from .demo import DISCLAIMER
+
+            err.print(f"[yellow]{DISCLAIMER}[/yellow]", highlight=False)
+        arena = Arena(cfg, progress=make_progress(progress))
+        result = arena.run_sync(stages, command)
+    except ArenaError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        err.print("interrupted: everything finished so far is stored; run the same command again to resume")
+        raise typer.Exit(130)
+    s = result.summary
+    if result.leaderboard is not None:
+        print_table(result.leaderboard, fmt, title=f"{cfg.name}: score vs baseline {cfg.baseline} (95% CI)")
+    err.print(
+        f"run {s.run_id}: answers {s.answers_new} new, {s.answers_cached} stored before, {s.answer_errors} errors"
+        f"{f', {s.answers_missing} missing' if s.answers_missing else ''}; "
+        f"games {s.games_new} new, {s.games_cached} stored before, {s.games_unparsed} unparsed, {s.game_errors} errors"
+        f"{f', {s.games_missing} missing' if s.games_missing else ''}",
+        highlight=False,
+    )
+    if s.errors_by_contestant:
+        err.print("errors by contestant: " + ", ".join(f"{k}: {v}" for k, v in sorted(s.errors_by_contestant.items())))
+    for path in result.files:
+        err.print(f"wrote {path}", highlight=False)
+    if cfg.demo:
+        err.print(f"[yellow]Reminder: {cfg.name} used a 135M judge — the pipeline is demonstrated, not real quality.[/yellow]")
+    if not s.complete:
+        err.print(f"[red]incomplete: results are stored in {result.output_dir}; fix the causes above and run again "
+                  "to fill in only what is missing[/red]")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def run(config: Optional[Path] = ConfigOption, format: Format = FormatOption, progress: bool = ProgressOption) -> None:
+    """Collect answers, judge them against the baseline and rate every contestant (resumes what is stored)."""
+    _run_stages(config, ("answers", "judge", "score"), "run", format, progress)
+
+
+@app.command()
+def answers(config: Optional[Path] = ConfigOption, progress: bool = ProgressOption) -> None:
+    """Only collect the contestants' answers."""
+    _run_stages(config, ("answers",), "answers", Format.table, progress)
+
+
+@app.command()
+def judge(config: Optional[Path] = ConfigOption, progress: bool = ProgressOption) -> None:
+    """Only judge stored answers against the baseline's."""
+    _run_stages(config, ("judge",), "judge", Format.table, progress)
+
+
+@app.command()
+def score(
+    config: Optional[Path] = ConfigOption,
+    battles: Optional[Path] = typer.Option(None, "--battles", help="An arena-hard battles JSONL file to rate instead."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Baseline model (required with --battles)."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", min=0, help="Bootstrap rounds (default 1000)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default 42)."),
+    compat: Optional[Compat] = typer.Option(None, "--compat", help="arena-hard: resample battle rows, 100 rounds, seed 42."),
+    format: Format = FormatOption,
+) -> None:
+    """Rate stored judgments (or an arena-hard battles file) and print the leaderboard."""
+    try:
+        if battles is None:
+            cfg = _load(config)
+            updates = {}
+            if compat is Compat.arena_hard:
+                updates = {"bootstrap": "rows", "rounds": 100, "seed": 42}
+            if rounds is not None:
+                updates["rounds"] = rounds
+            if seed is not None:
+                updates["seed"] = seed
+            cfg.rating = cfg.rating.model_copy(update=updates)
+            _run_stages_config(cfg, format)
+            return
+        if not baseline:
+            raise ArenaError("--battles needs --baseline NAME (the model every score is relative to)")
+        from .interop import read_battles
+        from .rating import compute_leaderboard
+
+        frame = read_battles(battles)
+        by, n_rounds, n_seed = ("rows", 100, 42) if compat is Compat.arena_hard else ("questions", 1000, 42)
+        n_rounds = rounds if rounds is not None else n_rounds
+        n_seed = seed if seed is not None else n_seed
+        try:
+            board = compute_leaderboard(frame, baseline, rounds=n_rounds, seed=n_seed, by=by)
+        except ValueError as exc:
+            raise ArenaError(f"{battles}: {exc}") from None
+    except ArenaError as exc:
+        _fail(exc)
+    print_table(board, format, title=f"{battles.name}: score vs baseline {baseline} (95% CI)")
+
+
+def _run_stages_config(cfg, fmt: Format) -> None:
+    from .pipeline import Arena
+
+    result = Arena(cfg).run_sync(("score",), "score")
+    print_table(result.leaderboard, fmt, title=f"{cfg.name}: score vs baseline {cfg.baseline} (95% CI)")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def validate(config: Path = typer.Option(..., "--config", "-c", help="Run config (YAML) to check.")) -> None:
+    """Check a run config and its question set without sending any request."""
+    from .config import load_config
+    from .judge import JudgePrompts
+    from .providers import make_provider
+    from .questions import load_questions
+
+    try:
+        cfg = load_config(config)
+        questions = load_questions(cfg.questions_path)
+        JudgePrompts.load(cfg.resolve(cfg.judge.prompt_dir) if cfg.judge.prompt_dir else None)
+        for endpoint in [*cfg.contestants, cfg.judge]:
+            make_provider(endpoint, cfg.base_dir).api_key()
+    except ArenaError as exc:
+        _fail(exc)
+    typer.echo(
+        f"{config}: ok — {len(questions)} questions, {len(cfg.contestants)} contestants "
+        f"(baseline {cfg.baseline}), judge {cfg.judge.provider}:{cfg.judge.model or cfg.judge.model_path}, "
+        f"results in {cfg.output_dir}"
+    )
+
+
+@app.command("export")
+def export_(
+    config: Optional[Path] = ConfigOption,
+    to: Optional[Path] = typer.Option(None, "--to", help="Folder to write to (default: <output>/<name>/arena-hard)."),
+) -> None:
+    """Write stored answers, judgments and battles in the arena-hard-auto formats."""
+    from .interop import export_arena_hard
+    from .pipeline import Arena
+    from .store import Store
+
+    try:
+        cfg = _load(config)
+        db = cfg.output_dir / "arena.db"
+        if not db.exists():
+            raise ArenaError(f"{db}: no results yet; run `arena-eval run` with this config first")
+        arena = Arena(cfg)
+        with Store(db) as store:
+            paths = export_arena_hard(arena, store, to or cfg.output_dir / "arena-hard")
+    except ArenaError as exc:
+        _fail(exc)
+    for path in paths:
+        typer.echo(f"wrote {path}")
+
+
+@app.command("import")
+def import_(
+    answers_file: Path = typer.Argument(..., help="An arena-hard answer file (model_answer/<model>.jsonl)."),
+    contestant: str = typer.Option(..., "--contestant", help="The contestant (in the config) these answers belong to."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Take an arena-hard answer file as a contestant's answers, so that `run` does not regenerate them."""
+    from .interop import import_answers
+    from .questions import load_questions
+    from .store import RunLock, Store
+
+    try:
+        cfg = _load(config)
+        match = [c for c in cfg.contestants if c.name == contestant]
+        if not match:
+            raise ArenaError(f"contestant {contestant!r} is not in the config; known: {', '.join(c.name for c in cfg.contestants)}")
+        questions = load_questions(cfg.questions_path)
+        with RunLock(cfg.output_dir), Store(cfg.output_dir / "arena.db") as store:
+            store.save_questions(questions)
+            store.save_contestant(match[0].name, match[0].config_id, match[0].provider, match[0].model, match[0].model_dump(mode="json"))
+            counts = import_answers(answers_file, match[0], questions, store)
+    except ArenaError as exc:
+        _fail(exc)
+    typer.echo(
+        f"{answers_file}: {counts['imported']} answers imported for {contestant}, {counts['already_stored']} already "
+        f"stored, {counts['unknown_question']} for questions not in the set (skipped)"
+    )
+
+
+def main() -> None:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Answer collection (DESIGN §3.1): an async generator that yields answers as they complete.
+
+- A fixed pool of `concurrency` workers pulls questions from one iterator, so memory stays bounded however
+  large the set: no request is materialised before a worker is free for it.
+- Each answer is written to the store the moment it arrives; a killed run loses only requests in flight.
+- Answers already stored under the same key (config_id, question_id, prompt_hash) are yielded as cached and
+  not requested again.
+- A request that still fails after the retries becomes an AnswerError, never an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from .config import ContestantConfig, EndpointConfig
+from .providers.base import Provider, ProviderError
+from .questions import Question
+from .records import Answer, AnswerError, Message
+
+T = TypeVar("T")
+
+
+class RetriesExhausted(Exception):
+    def __init__(self, reason: str, attempts: int):
+        super().__init__(reason)
+        self.reason = reason
+        self.attempts = attempts
+
+
+def _backoff(config: EndpointConfig) -> Callable[[RetryCallState], float]:
+    """Exponential backoff with full jitter; a server's Retry-After wins when it asks for longer."""
+
+    def wait(state: RetryCallState) -> float:
+        ceiling = min(config.retry_max_s, config.retry_initial_s * 2 ** (state.attempt_number - 1))
+        delay = random.uniform(0, ceiling)
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, ProviderError) and error.retry_after is not None:
+            delay = max(delay, min(error.retry_after, max(config.retry_max_s, 1.0)))
+        return delay
+
+    return wait
+
+
+async def call_with_retries(config: EndpointConfig, call: Callable[[], Awaitable[T]]) -> tuple[T, int]:
+    """Run `call` under the endpoint's retry policy; return (result, attempts) or raise RetriesExhausted."""
+    attempts = 0
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(config.max_attempts),
+        wait=_backoff(config),
+        retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                attempts = attempt.retry_state.attempt_number
+                result = await call()
+        return result, attempts
+    except ProviderError as exc:
+        note = "" if exc.retryable else " (not retried)"
+        raise RetriesExhausted(f"{exc.reason}{note}", attempts) from None
+
+
+class RateLimiter:
+    """Spaces requests evenly to stay under a requests-per-minute budget."""
+
+    def __init__(self, per_minute: float | None):
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(now, self._next) + self.interval
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+def build_messages(contestant: ContestantConfig, question: Question) -> list[Message]:
+    messages: list[Message] = []
+    if contestant.system_prompt:
+        messages.append({"role": "system", "content": contestant.system_prompt})
+    messages.append({"role": "user", "content": question.prompt})
+    return messages
+
+
+def prompt_hash(messages: list[Message]) -> str:
+    return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def answer_id(config_id: str, question_id: str, p_hash: str) -> str:
+    return hashlib.sha256(f"{config_id}\x1f{question_id}\x1f{p_hash}".encode()).hexdigest()[:20]
+
+
+async def collect_answers(
+    contestant: ContestantConfig,
+    provider: Provider,
+    questions: Iterable[Question],
+    store,
+    run_id: str | None = None,
+) -> AsyncIterator[Answer | AnswerError]:
+    """Yield one Answer (new or cached) or AnswerError per question, in completion order."""
+    config_id = contestant.config_id
+    stored = store.answer_ids(config_id)
+    limiter = RateLimiter(contestant.requests_per_minute)
+    pending = iter(questions)
+    results: asyncio.Queue = asyncio.Queue(maxsize=max(64, contestant.concurrency * 2))
+    done_marker = object()
+
+    async def one(question: Question) -> Answer | AnswerError:
+        messages = build_messages(contestant, question)
+        p_hash = prompt_hash(messages)
+        key = answer_id(config_id, question.question_id, p_hash)
+        if (question.question_id, p_hash) in stored:
+            cached = store.get_answer(stored[(question.question_id, p_hash)])
+            if cached is not None:
+                cached.cached = True
+                cached.contestant = contestant.name
+                return cached
+
+        async def request():
+            await limiter.wait()
+            return await provider.complete(messages)
+
+        try:
+            completion, _ = await call_with_retries(contestant, request)
+        except RetriesExhausted as exc:
+            error = AnswerError(contestant.name, config_id, question.question_id, exc.reason, exc.attempts)
+            store.save_answer_error(error, run_id)
+            return error
+        answer = Answer(
+            answer_id=key,
+            contestant=contestant.name,
+            config_id=config_id,
+            question_id=question.question_id,
+            prompt_hash=p_hash,
+            text=completion.text,
+            input_tokens=completion.input_tokens,
+            output_tokens=completion.output_tokens,
+            tokens_estimated=completion.tokens_estimated,
+            finish_reason=completion.finish_reason,
+            latency_s=completion.latency_s,
+            ttft_s=completion.ttft_s,
+            cost=completion.cost,
+            created_at=time.time(),
+            run_id=run_id,
+        )
+        store.save_answer(answer)
+        return answer
+
+    async def worker() -> None:
+        for question in pending:  # one shared iterator: each question is taken by exactly one worker
+            await results.put(await one(question))
+
+    async def supervise() -> None:
+        try:
+            await asyncio.gather(*(worker() for _ in range(contestant.concurrency)))
+        finally:
+            await results.put(done_marker)
+
+    supervisor = asyncio.create_task(supervise())
+    try:
+        while True:
+            item = await results.get()
+            if item is done_marker:
+                break
+            yield item
+        await supervisor  # surfaces an unexpected exception from a worker
+    finally:
+        if not supervisor.done():
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)

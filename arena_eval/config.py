@@ -1,0 +1,286 @@
+"""The run config (DESIGN §5): typed models, YAML loading and error messages that point at the line.
+
+Key names are a contract with users: add keys freely, rename none. Unknown keys are errors so that a typo
+never silently changes a benchmark.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+PROVIDERS = ("openai", "llama_cpp")
+# Providers named in the design that later releases add; named here so the error can say so.
+PLANNED_PROVIDERS = ("anthropic", "litellm", "vllm")
+LOCAL_PROVIDERS = ("llama_cpp", "vllm")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EndpointConfig(_Strict):
+    """How to reach one model and how to sample from it (shared by contestants and the judge)."""
+
+    provider: str = "openai"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    model_path: str | None = None
+    concurrency: int = Field(8, ge=1, le=4096)
+    requests_per_minute: float | None = Field(None, gt=0)
+    max_tokens: int = Field(1024, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    seed: int | None = None
+    system_prompt: str | None = None
+    stream: bool = False
+    timeout_s: float = Field(600.0, gt=0)
+    max_attempts: int = Field(6, ge=1, le=50)
+    retry_initial_s: float = Field(1.0, ge=0.0)
+    retry_max_s: float = Field(60.0, ge=0.0)
+    # llama.cpp server options (provider: llama_cpp)
+    n_ctx: int = Field(4096, ge=256)
+    n_parallel: int = Field(2, ge=1, le=256)
+    n_threads: int | None = Field(None, ge=1)
+    # Which device a local model runs on; local contestants sharing a device run one at a time.
+    device: str = "local"
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value in PROVIDERS:
+            return value
+        if value in PLANNED_PROVIDERS:
+            raise ValueError(f"provider {value!r} is not available in this version yet; use one of {', '.join(PROVIDERS)}")
+        raise ValueError(f"unknown provider {value!r}; known providers: {', '.join(PROVIDERS)}")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _looks_like_a_name(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith(("sk-", "sk_")) or not value.replace("_", "").isalnum()):
+            raise ValueError(
+                "api_key_env takes the NAME of an environment variable (e.g. OPENAI_API_KEY), never the key itself"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> "EndpointConfig":
+        if self.provider == "llama_cpp" and not self.model_path:
+            raise ValueError("provider llama_cpp needs model_path (a .gguf file, or package:NAME for a model package)")
+        if self.provider == "openai" and not self.model:
+            raise ValueError("provider openai needs model (the model name the endpoint serves)")
+        return self
+
+    @property
+    def is_local(self) -> bool:
+        return self.provider in LOCAL_PROVIDERS
+
+    def answer_fields(self) -> dict[str, Any]:
+        """The fields that change what the model answers; they make up the config_id."""
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "base_url": self.base_url if self.provider == "openai" else None,
+            "model_path": Path(self.model_path).name if self.model_path else None,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "system_prompt": self.system_prompt,
+            "extra_body": self.extra_body,
+        }
+
+
+class ContestantConfig(EndpointConfig):
+    name: str = Field(min_length=1)
+    augment: Literal["none", "guidance", "rag"] = "none"
+    tags: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("augment")
+    @classmethod
+    def _augment_available(cls, value: str) -> str:
+        if value != "none":
+            raise ValueError(f"augment {value!r} is not available in this version yet; use 'none'")
+        return value
+
+    @property
+    def config_id(self) -> str:
+        fields = self.answer_fields() | {"augment": self.augment, "tags": self.tags}
+        return stable_hash(fields)
+
+
+class VerdictWeights(_Strict):
+    strong: float = Field(3.0, ge=0)
+    plain: float = Field(1.0, ge=0)
+    tie: float = Field(1.0, ge=0)
+
+
+class JudgeConfig(EndpointConfig):
+    max_tokens: int = Field(4096, ge=1)
+    concurrency: int = Field(32, ge=1, le=4096)
+    # Folder or file prefix of the judge templates; default: the bundled prompts/judge_*.j2.
+    prompt_dir: str | None = None
+    attempts: int = Field(2, ge=1, le=5)
+    weights: VerdictWeights = Field(default_factory=VerdictWeights)
+    # Constrain the judge's output to the five labels (grammar for llama.cpp, JSON schema elsewhere).
+    # For small local judges that would otherwise rarely produce a label.
+    constrain_labels: bool = False
+
+    def config_id(self, template_text: str) -> str:
+        fields = self.answer_fields() | {
+            "template": template_text,
+            "attempts": self.attempts,
+            "constrain_labels": self.constrain_labels,
+        }
+        return stable_hash(fields)
+
+
+class RatingConfig(_Strict):
+    bootstrap: Literal["questions", "rows"] = "questions"
+    rounds: int = Field(1000, ge=0, le=100_000)
+    seed: int = 42
+
+
+class RunConfig(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    questions: str
+    output: str = "outputs"
+    baseline: str
+    judge: JudgeConfig
+    contestants: list[ContestantConfig] = Field(min_length=1)
+    rating: RatingConfig = Field(default_factory=RatingConfig)
+    # Set by the loader: the folder relative paths in this config are resolved against.
+    base_dir: str = Field(".", exclude=True)
+    demo: bool = Field(False, exclude=True)
+
+    @model_validator(mode="after")
+    def _names(self) -> "RunConfig":
+        names = [c.name for c in self.contestants]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"contestant names must be unique; repeated: {', '.join(duplicated)}")
+        if self.baseline not in names:
+            raise ValueError(
+                f"baseline {self.baseline!r} is not a contestant; set baseline to one of: {', '.join(names)}"
+            )
+        return self
+
+    def resolve(self, path: str) -> Path:
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else Path(self.base_dir) / candidate
+
+    @property
+    def questions_path(self) -> Path:
+        return self.resolve(self.questions)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.resolve(self.output) / self.name
+
+    @property
+    def baseline_contestant(self) -> ContestantConfig:
+        return next(c for c in self.contestants if c.name == self.baseline)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The resolved config as stored with a run. Holds variable names, never secret values."""
+        return self.model_dump(mode="json")
+
+
+def stable_hash(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# --- loading -------------------------------------------------------------------------------------------
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found. Pass an existing YAML file with --config.")
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: malformed YAML: {problem}. Fix the syntax at that position.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a YAML mapping of keys (name, questions, judge, ...)")
+    return config_from_dict(data, source=str(path), base_dir=path.parent, yaml_root=root)
+
+
+def config_from_dict(
+    data: dict[str, Any], *, source: str = "<config>", base_dir: str | Path = ".", yaml_root: Any = None
+) -> RunConfig:
+    try:
+        config = RunConfig.model_validate({**data, "base_dir": str(base_dir)})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source, yaml_root)) from None
+    if not config.questions_path.exists():
+        line = _line_of(yaml_root, ("questions",))
+        where = f"{source}:{line}" if line else source
+        raise ConfigError(
+            f"{where}: questions: file {config.questions_path} not found. "
+            "Point `questions` at a .jsonl or .csv question set (relative paths start at the config's folder)."
+        )
+    return config
+
+
+def _describe(exc: ValidationError, source: str, yaml_root: Any) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = tuple(part for part in error["loc"] if part not in ("function-after",))
+        field = _dotted(loc) or "(top level)"
+        line = _line_of(yaml_root, loc)
+        where = f"{source}:{line}" if line else source
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            message = f"unknown key {loc[-1]!r}; remove it or check its spelling against DESIGN §5 / README"
+        elif kind == "missing":
+            message = "required key is missing; add it"
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            if "input" in error and kind not in ("value_error",) and not isinstance(error["input"], dict):
+                message += f" (got {error['input']!r})"
+        lines.append(f"{where}: {field}: {message}")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_of(node: Any, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the YAML node at `loc` (or of its closest existing parent)."""
+    if node is None:
+        return None
+    best = node.start_mark.line + 1
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part:
+                    child, best = value, key.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+            best = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return best

@@ -1,0 +1,17 @@
+"""Exceptions that carry a message meant for the user: where the problem is and how to fix it."""
+
+from __future__ import annotations
+
+
+class ArenaError(Exception):
+    """Base class for errors reported to the user without a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(ArenaError):
+    """The run config or an input file is wrong; the message names the file, field or line."""
+
+
+class StoreLockedError(ArenaError):
+    """Another run holds the output folder."""

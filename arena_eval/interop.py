@@ -1,0 +1,167 @@
+"""Read and write the arena-hard-auto formats: answers, judgments and battles (DESIGN §4)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .collect import answer_id, build_messages, prompt_hash
+from .config import ContestantConfig
+from .errors import ConfigError
+from .judge import JudgePrompts
+from .questions import QuestionSet
+from .records import Answer
+from .store import Store
+
+_WINNERS = {"model_a": "model_a", "model_b": "model_b", "tie": "tie", "tie (bothbad)": "tie"}
+
+
+def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found")
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path}:{number}: malformed JSON ({exc.msg}); fix or remove the line") from None
+            if not isinstance(record, dict):
+                raise ConfigError(f"{path}:{number}: expected a JSON object")
+            yield number, record
+
+
+def read_battles(path: str | Path) -> pd.DataFrame:
+    """An arena-hard battles file (one row per weighted battle) as a battles frame with weight 1 a row."""
+    path = Path(path)
+    rows = []
+    for number, record in _jsonl(path):
+        missing = [k for k in ("model_a", "model_b", "winner") if k not in record]
+        if missing:
+            raise ConfigError(f"{path}:{number}: missing field(s) {', '.join(missing)}")
+        winner = _WINNERS.get(str(record["winner"]))
+        if winner is None:
+            raise ConfigError(
+                f"{path}:{number}: winner {record['winner']!r} is not one of model_a, model_b, tie, 'tie (bothbad)'"
+            )
+        rows.append((str(record.get("question_id", number)), str(record["model_a"]), str(record["model_b"]), winner, 1.0))
+    if not rows:
+        raise ConfigError(f"{path}: holds no battles")
+    return pd.DataFrame(rows, columns=["question_id", "model_a", "model_b", "winner", "weight"])
+
+
+def import_answers(path: str | Path, contestant: ContestantConfig, questions: QuestionSet, store: Store) -> dict[str, int]:
+    """Store an arena-hard answer file as `contestant`'s answers, keyed so that a run reuses them."""
+    path = Path(path)
+    by_id = {q.question_id: q for q in questions}
+    counts = {"imported": 0, "already_stored": 0, "unknown_question": 0}
+    stored = store.answer_ids(contestant.config_id)
+    for number, record in _jsonl(path):
+        try:
+            qid = str(record["question_id"])
+            turn = record["choices"][0]["turns"][0]
+            text = turn["content"]
+        except (KeyError, IndexError, TypeError):
+            raise ConfigError(
+                f"{path}:{number}: not an arena-hard answer (needs question_id and choices[0].turns[0].content)"
+            ) from None
+        question = by_id.get(qid)
+        if question is None:
+            counts["unknown_question"] += 1
+            continue
+        p_hash = prompt_hash(build_messages(contestant, question))
+        if (qid, p_hash) in stored:
+            counts["already_stored"] += 1
+            continue
+        store.save_answer(
+            Answer(
+                answer_id=answer_id(contestant.config_id, qid, p_hash),
+                contestant=contestant.name,
+                config_id=contestant.config_id,
+                question_id=qid,
+                prompt_hash=p_hash,
+                text=text,
+                output_tokens=turn.get("token_len"),
+                tokens_estimated=True,  # arena-hard counts tokens with its own tokenizer, not the model's
+                finish_reason="imported",
+                created_at=float(record.get("tstamp") or time.time()),
+            )
+        )
+        counts["imported"] += 1
+    return counts
+
+
+def answer_record(answer: Answer) -> dict[str, Any]:
+    return {
+        "question_id": answer.question_id,
+        "answer_id": answer.answer_id,
+        "model_id": answer.contestant,
+        "choices": [{"index": 0, "turns": [{"content": answer.text, "token_len": answer.output_tokens}]}],
+        "tstamp": answer.created_at,
+    }
+
+
+def export_arena_hard(arena, store: Store, folder: str | Path) -> list[Path]:
+    """Write model_answer/<contestant>.jsonl, model_judgment/<judge>/<contestant>.jsonl and battles.jsonl."""
+    from .judge import battle_outcome
+
+    folder = Path(folder)
+    ids, games = arena.current_games(store)
+    written: list[Path] = []
+    answers_dir = folder / "model_answer"
+    answers_dir.mkdir(parents=True, exist_ok=True)
+    texts: dict[str, str] = {}
+    for contestant, by_question in ids.items():
+        path = answers_dir / f"{_safe(contestant)}.jsonl"
+        with path.open("w", encoding="utf-8") as handle:
+            for qid in sorted(by_question):
+                answer = store.get_answer(by_question[qid])
+                answer.contestant = contestant
+                texts[answer.answer_id] = answer.text
+                handle.write(json.dumps(answer_record(answer), ensure_ascii=False) + "\n")
+        written.append(path)
+
+    judge_name = _safe(arena.config.judge.model or Path(arena.config.judge.model_path or "judge").stem)
+    judgments = {j.game_id: j for j in store.judgments(arena.judge_config_id)}
+    questions = {q.question_id: q.prompt for q in arena.questions}
+    prompts: JudgePrompts = arena.prompts
+    per_contestant: dict[str, dict[str, list]] = {}
+    battles = []
+    for game in games:
+        judgment = judgments.get(game.game_id)
+        if judgment is None:
+            continue
+        user_prompt = prompts.render(questions[game.question_id], texts[game.answer_a_id], texts[game.answer_b_id])[1]["content"]
+        per_contestant.setdefault(game.contestant, {}).setdefault(game.question_id, []).append(
+            (game.game, {"user_prompt": user_prompt, "judgment": judgment.judge_text, "score": judgment.verdict})
+        )
+        if judgment.verdict is not None:
+            winner, weight = battle_outcome(judgment.verdict, game.game, arena.config.judge.weights)
+            row = {"question_id": game.question_id, "model_a": game.baseline, "model_b": game.contestant, "winner": winner}
+            battles += [row] * int(round(weight))
+    judgment_dir = folder / "model_judgment" / judge_name
+    judgment_dir.mkdir(parents=True, exist_ok=True)
+    for contestant, by_question in per_contestant.items():
+        path = judgment_dir / f"{_safe(contestant)}.jsonl"
+        with path.open("w", encoding="utf-8") as handle:
+            for qid in sorted(by_question):
+                games_sorted = [g for _, g in sorted(by_question[qid], key=lambda pair: pair[0])]
+                record = {"question_id": qid, "model": contestant, "judge": judge_name, "games": games_sorted}
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        written.append(path)
+    battles_path = folder / "battles.jsonl"
+    with battles_path.open("w", encoding="utf-8") as handle:
+        for row in battles:
+            handle.write(json.dumps(row) + "\n")
+    written.append(battles_path)
+    return written
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)

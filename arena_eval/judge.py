@@ -1,0 +1,188 @@
+"""Judging (DESIGN §3.3): blinded pairwise prompts, verdict parsing, one re-ask, and games → battles.
+
+Prompting and parsing are separate: `parse_verdict` is pure and sees only the judge's own reply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from .collect import call_with_retries
+from .config import JudgeConfig, VerdictWeights
+from .errors import ConfigError
+from .providers.base import Provider
+from .records import Game, Judgment, Message
+from .resources import bundled_path
+
+LABEL_PATTERN = re.compile(r"\[\[([AB<>=]+)\]\]")
+LABELS = ["A>>B", "A>B", "A=B", "B>A", "B>>A"]
+# Spellings that mean the same as a canonical label.
+_ALIASES = {"B<<A": "A>>B", "B<A": "A>B", "B=A": "A=B", "A<B": "B>A", "A<<B": "B>>A"}
+_FENCE = re.compile(r"=+ *(BEGIN|END) ANSWER [AB] *=+", re.IGNORECASE)
+
+
+def parse_verdict(text: str) -> str | None:
+    """The canonical label when the text holds exactly one distinct label; None for none or a conflict."""
+    found = set()
+    for match in LABEL_PATTERN.finditer(text or ""):
+        label = match.group(1)
+        label = _ALIASES.get(label, label)
+        if label in LABELS:
+            found.add(label)
+    return found.pop() if len(found) == 1 else None
+
+
+@dataclass(frozen=True)
+class JudgePrompts:
+    system: str
+    user: str
+    reask: str
+
+    @classmethod
+    def load(cls, prompt_dir: str | Path | None = None) -> "JudgePrompts":
+        folder = Path(prompt_dir) if prompt_dir else bundled_path("prompts")
+        texts = {}
+        for part in ("system", "user", "reask"):
+            path = folder / f"judge_{part}.j2"
+            if not path.exists():
+                raise ConfigError(f"judge.prompt_dir: {path} is missing; a judge needs judge_system.j2, judge_user.j2 and judge_reask.j2")
+            texts[part] = path.read_text(encoding="utf-8")
+        prompts = cls(**texts)
+        prompts.validate(str(folder))
+        return prompts
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256("\x1e".join((self.system, self.user, self.reask)).encode()).hexdigest()[:16]
+
+    def validate(self, where: str) -> None:
+        """Refuse templates that cannot work: syntax errors, or a prompt that never shows the labels."""
+        try:
+            sample = self.render("Q?", "first answer", "second answer")
+        except TemplateError as exc:
+            raise ConfigError(f"{where}: judge template error: {exc}") from None
+        shown = "\n".join(m["content"] for m in sample)
+        if not all(f"[[{label}]]" in shown for label in LABELS):
+            raise ConfigError(
+                f"{where}: the judge prompt must show all five labels ([[A>>B]] [[A>B]] [[A=B]] [[B>A]] [[B>>A]]); "
+                "without them the judge's verdicts cannot be parsed"
+            )
+        if "first answer" not in shown or "second answer" not in shown or "Q?" not in shown:
+            raise ConfigError(f"{where}: judge_user.j2 must use {{{{ question }}}}, {{{{ answer_a }}}} and {{{{ answer_b }}}}")
+
+    def render(self, question: str, answer_a: str, answer_b: str) -> list[Message]:
+        values = {"question": question, "answer_a": _defuse(answer_a), "answer_b": _defuse(answer_b)}
+        return [
+            {"role": "system", "content": _render(self.system, values)},
+            {"role": "user", "content": _render(self.user, values)},
+        ]
+
+
+# User-supplied templates are rendered in a sandbox; model text only ever enters as a variable.
+_ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+def _render(template: str, values: dict[str, str]) -> str:
+    return _ENV.from_string(template).render(**values)
+
+
+def _defuse(answer: str) -> str:
+    """Keep an answer from closing its fence early and posing as prompt text."""
+    return _FENCE.sub(lambda m: m.group(0).replace("=", "-"), answer)
+
+
+def game_id(judge_config_id: str, answer_a_id: str, answer_b_id: str) -> str:
+    return hashlib.sha256(f"{judge_config_id}\x1f{answer_a_id}\x1f{answer_b_id}".encode()).hexdigest()[:20]
+
+
+def games_for(judge_config_id: str, question_id: str, contestant: str, baseline: str,
+              contestant_answer_id: str, baseline_answer_id: str) -> list[Game]:
+    """Game 1 puts the baseline in position A; game 2 swaps the positions."""
+    pairs = [(1, baseline_answer_id, contestant_answer_id), (2, contestant_answer_id, baseline_answer_id)]
+    return [
+        Game(game_id(judge_config_id, a, b), question_id, contestant, baseline, number, a, b)
+        for number, a, b in pairs
+    ]
+
+
+async def judge_game(
+    game: Game,
+    question: str,
+    answer_a: str,
+    answer_b: str,
+    config: JudgeConfig,
+    judge_config_id: str,
+    provider: Provider,
+    prompts: JudgePrompts,
+    run_id: str | None = None,
+) -> Judgment:
+    """Ask the judge; re-ask in the same conversation until a label appears or the attempts run out.
+
+    Raises collect.RetriesExhausted when the judge endpoint itself keeps failing.
+    """
+    messages = prompts.render(question, answer_a, answer_b)
+    overrides = provider.constrain_to([f"[[{label}]]" for label in LABELS]) if config.constrain_labels else {}
+    replies: list[str] = []
+    input_tokens = output_tokens = 0
+    started = time.perf_counter()
+    verdict = None
+    for attempt in range(1, config.attempts + 1):
+        completion, _ = await call_with_retries(config, lambda: provider.complete(messages, **overrides))
+        replies.append(completion.text)
+        input_tokens += completion.input_tokens or 0
+        output_tokens += completion.output_tokens or 0
+        verdict = parse_verdict(completion.text)
+        if verdict is not None or attempt == config.attempts:
+            break
+        messages = messages + [
+            {"role": "assistant", "content": completion.text},
+            {"role": "user", "content": _render(prompts.reask, {})},
+        ]
+    return Judgment(
+        game_id=game.game_id,
+        judge_config_id=judge_config_id,
+        question_id=game.question_id,
+        contestant=game.contestant,
+        baseline=game.baseline,
+        game=game.game,
+        answer_a_id=game.answer_a_id,
+        answer_b_id=game.answer_b_id,
+        verdict=verdict,
+        judge_text="\n\n---- re-asked ----\n\n".join(replies),
+        attempts=len(replies),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        latency_s=time.perf_counter() - started,
+        run_id=run_id,
+    )
+
+
+def battle_outcome(verdict: str, game: int, weights: VerdictWeights) -> tuple[str, float]:
+    """(winner, weight) with model_a = baseline and model_b = contestant, whatever the game's positions."""
+    strong, label_winner = ">>" in verdict, verdict[0]
+    if "=" in verdict:
+        return "tie", weights.tie
+    # In game 1 position A holds the baseline (model_a); in game 2 the contestant.
+    a_position_won = label_winner == "A"
+    baseline_won = a_position_won if game == 1 else not a_position_won
+    return ("model_a" if baseline_won else "model_b"), (weights.strong if strong else weights.plain)
+
+
+def battles_from_judgments(judgments: Iterable[Judgment], weights: VerdictWeights) -> pd.DataFrame:
+    """One row per parsed game: question_id, model_a (baseline), model_b (contestant), winner, weight."""
+    rows = []
+    for j in judgments:
+        if j.verdict is None:
+            continue
+        winner, weight = battle_outcome(j.verdict, j.game, weights)
+        rows.append((j.question_id, j.baseline, j.contestant, winner, weight))
+    return pd.DataFrame(rows, columns=["question_id", "model_a", "model_b", "winner", "weight"])

@@ -1,0 +1,315 @@
+"""The streaming pipeline: collect answers → judge games → rate, with no barrier between the stages.
+
+Contestants are collected side by side; a contestant's two games for a question are queued as soon as its
+answer and the baseline's answer to that question exist. Queues are bounded, so a slow judge slows
+collection down instead of letting memory grow. Local contestants that share a device take turns (one
+device lock each), so that their energy windows never overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .collect import RetriesExhausted, build_messages, collect_answers, prompt_hash
+from .config import ContestantConfig, RunConfig
+from .errors import ArenaError
+from .judge import JudgePrompts, battles_from_judgments, games_for, judge_game
+from .progress import NullProgress, Progress
+from .providers import make_provider
+from .questions import Question, QuestionSet, load_questions
+from .records import Answer, AnswerError, Game, GameError, RunSummary
+from .store import RunLock, Store
+
+STAGES = ("answers", "judge", "score")
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    summary: RunSummary
+    leaderboard: pd.DataFrame | None
+    output_dir: Path
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.summary.complete else 2
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+class Arena:
+    """One output folder's pipeline for one resolved config."""
+
+    def __init__(self, config: RunConfig, progress: Progress | None = None, questions: QuestionSet | None = None):
+        self.config = config
+        self.progress = progress or NullProgress()
+        self.questions = questions or load_questions(config.questions_path)
+        self.prompts = JudgePrompts.load(config.resolve(config.judge.prompt_dir) if config.judge.prompt_dir else None)
+        self.judge_config_id = config.judge.config_id(self.prompts.fingerprint)
+        self.baseline = config.baseline_contestant
+        # Baseline first: under a shared device lock it then runs first, and games can start early.
+        self.contestants = [self.baseline] + [c for c in config.contestants if c.name != config.baseline]
+
+    # --- entry points -----------------------------------------------------------------------------------
+
+    async def run(self, stages: Iterable[str] = STAGES, command: str = "run") -> RunResult:
+        stages = tuple(stages)
+        out = self.config.output_dir
+        with RunLock(out), Store(out / "arena.db") as store:
+            run_id = new_run_id()
+            store.start_run(run_id, self.config.name, command, self.config.snapshot())
+            summary = RunSummary(run_id, len(self.questions), [c.name for c in self.contestants])
+            status = "failed"
+            try:
+                store.save_questions(self.questions)
+                for c in self.contestants:
+                    store.save_contestant(c.name, c.config_id, c.provider, c.model, c.model_dump(mode="json"))
+                if "answers" in stages or "judge" in stages:
+                    await self._collect_and_judge(store, run_id, summary, stages)
+                leaderboard, files = None, []
+                if "score" in stages:
+                    leaderboard = self.leaderboard(store, summary)
+                    store.save_leaderboard(run_id, leaderboard.to_dict("records"))
+                    files = write_leaderboard(leaderboard, out)
+                else:
+                    self._count_missing(store, summary, stages)
+                status = "complete" if summary.complete else "incomplete"
+                return RunResult(run_id, summary, leaderboard, out, files)
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                status = "interrupted"
+                raise
+            finally:
+                self.progress.close()
+                store.finish_run(run_id, status, asdict(summary))
+
+    def run_sync(self, stages: Iterable[str] = STAGES, command: str = "run") -> RunResult:
+        return asyncio.run(self.run(stages, command))
+
+    # --- collection and judging -------------------------------------------------------------------------
+
+    async def _collect_and_judge(self, store: Store, run_id: str, summary: RunSummary, stages: tuple[str, ...]) -> None:
+        collect, judge = "answers" in stages, "judge" in stages
+        contestant_providers = {c.name: make_provider(c, self.config.base_dir) for c in self.contestants} if collect else {}
+        judge_provider = make_provider(self.config.judge, self.config.base_dir) if judge else None
+        # Errors before work: every credential is checked before the first request goes out.
+        for provider in [*contestant_providers.values(), judge_provider]:
+            if provider is not None:
+                provider.api_key()
+        device_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        answers_q: asyncio.Queue = asyncio.Queue(maxsize=1024)
+        games_q: asyncio.Queue = asyncio.Queue(maxsize=max(64, 2 * self.config.judge.concurrency))
+        questions = {q.question_id: q for q in self.questions}
+        n = len(self.questions)
+        self.progress.add("answers", n * len(self.contestants))
+
+        async def produce(contestant: ContestantConfig) -> None:
+            try:
+                if not collect:
+                    async for item in stored_answers(contestant, self.questions, store):
+                        await answers_q.put(item)
+                    return
+                provider = contestant_providers[contestant.name]
+                lock = device_locks[contestant.device] if contestant.is_local else None
+                if lock is not None:
+                    await lock.acquire()
+                try:
+                    await provider.start()
+                    async for item in collect_answers(contestant, provider, self.questions, store, run_id):
+                        await answers_q.put(item)
+                finally:
+                    await provider.close()
+                    if lock is not None:
+                        lock.release()
+            except ArenaError as exc:  # e.g. a model file that cannot be served: the others go on
+                for question in self.questions:
+                    error = AnswerError(contestant.name, contestant.config_id, question.question_id, str(exc), 0)
+                    store.save_answer_error(error, run_id)
+                    await answers_q.put(error)
+            finally:
+                await answers_q.put(None)
+
+        async def dispatch() -> None:
+            baseline_answers: dict[str, Answer] = {}
+            waiting: dict[str, list[Answer]] = defaultdict(list)
+            open_producers = len(self.contestants)
+            while open_producers:
+                item = await answers_q.get()
+                if item is None:
+                    open_producers -= 1
+                    continue
+                if isinstance(item, AnswerError):
+                    summary.answer_errors += 1
+                    summary.errors_by_contestant[item.contestant] = summary.errors_by_contestant.get(item.contestant, 0) + 1
+                    self.progress.advance("answers", error=True)
+                    continue
+                if item.cached:
+                    summary.answers_cached += 1
+                else:
+                    summary.answers_new += 1
+                self.progress.advance("answers", cached=item.cached)
+                if not judge:
+                    continue
+                if item.contestant == self.baseline.name:
+                    baseline_answers[item.question_id] = item
+                    for answer in waiting.pop(item.question_id, []):
+                        await enqueue_games(answer, item)
+                elif item.question_id in baseline_answers:
+                    await enqueue_games(item, baseline_answers[item.question_id])
+                else:
+                    waiting[item.question_id].append(item)
+            for _ in range(self.config.judge.concurrency):
+                await games_q.put(None)
+
+        async def enqueue_games(answer: Answer, base: Answer) -> None:
+            games = games_for(self.judge_config_id, answer.question_id, answer.contestant, base.contestant,
+                              answer.answer_id, base.answer_id)
+            self.progress.add("games", len(games))
+            for game in games:
+                if store.has_judgment(game.game_id):
+                    summary.games_cached += 1
+                    self.progress.advance("games", cached=True)
+                    continue
+                a, b = (base, answer) if game.game == 1 else (answer, base)
+                await games_q.put((game, questions[game.question_id].prompt, a.text, b.text))
+
+        async def judge_worker() -> None:
+            while (work := await games_q.get()) is not None:
+                game, question, text_a, text_b = work
+                try:
+                    judgment = await judge_game(game, question, text_a, text_b, self.config.judge,
+                                                self.judge_config_id, judge_provider, self.prompts, run_id)
+                except RetriesExhausted as exc:
+                    store.save_game_error(GameError(game.game_id, game.question_id, game.contestant, game.game,
+                                                    exc.reason, exc.attempts), run_id)
+                    summary.game_errors += 1
+                    self.progress.advance("games", error=True)
+                    continue
+                store.save_judgment(judgment)
+                summary.games_new += 1
+                summary.games_unparsed += judgment.verdict is None
+                self.progress.advance("games")
+
+        if judge_provider is not None:
+            await judge_provider.start()
+        try:
+            workers = [asyncio.create_task(judge_worker()) for _ in range(self.config.judge.concurrency if judge else 0)]
+            producers = [asyncio.create_task(produce(c)) for c in self.contestants]
+            try:
+                await dispatch()
+                await asyncio.gather(*producers, *workers)
+            finally:
+                for task in [*producers, *workers]:
+                    task.cancel()
+                await asyncio.gather(*producers, *workers, return_exceptions=True)
+        finally:
+            if judge_provider is not None:
+                await judge_provider.close()
+
+    # --- scoring ----------------------------------------------------------------------------------------
+
+    def current_games(self, store: Store) -> tuple[dict[str, dict[str, str]], list[Game]]:
+        """Answer ids of the current configuration per contestant, and every game they call for."""
+        ids = {c.name: current_answer_ids(c, self.questions, store) for c in self.contestants}
+        base_ids = ids[self.baseline.name]
+        games = []
+        for c in self.contestants[1:]:
+            for qid, aid in ids[c.name].items():
+                if qid in base_ids:
+                    games += games_for(self.judge_config_id, qid, c.name, self.baseline.name, aid, base_ids[qid])
+        return ids, games
+
+    def _count_missing(self, store: Store, summary: RunSummary, stages: tuple[str, ...]) -> dict[str, dict[str, int]]:
+        """Per contestant: answers and games that should exist for this config but do not."""
+        ids, games = self.current_games(store)
+        verdicts = store.verdicts(self.judge_config_id)
+        n = len(self.questions)
+        per: dict[str, dict[str, int]] = {}
+        for c in self.contestants:
+            per[c.name] = {"answers_missing": n - len(ids[c.name]), "games_missing": 0, "games": 0, "unparsed": 0}
+        for g in games:
+            row = per[g.contestant]
+            if g.game_id in verdicts:
+                row["games"] += 1
+                row["unparsed"] += verdicts[g.game_id] is None
+            else:
+                row["games_missing"] += 1
+        expected_games = 2 * n * (len(self.contestants) - 1)
+        judged = sum(r["games"] for r in per.values())
+        summary.games_missing = expected_games - judged if ("judge" in stages or "score" in stages) else 0
+        summary.answers_missing = sum(r["answers_missing"] for r in per.values())
+        return per
+
+    def leaderboard(self, store: Store, summary: RunSummary) -> pd.DataFrame:
+        from .rating import compute_leaderboard
+
+        per = self._count_missing(store, summary, STAGES)
+        _, games = self.current_games(store)
+        wanted = {g.game_id for g in games}
+        judgments = [j for j in store.judgments(self.judge_config_id) if j.game_id in wanted]
+        battles = battles_from_judgments(judgments, self.config.judge.weights)
+        rating = self.config.rating
+        if battles.empty:
+            board = pd.DataFrame({"model": [c.name for c in self.contestants]})
+            for column in ("score", "ci_low", "ci_high", "elo", "battles", "questions"):
+                board[column] = float("nan")
+            board.loc[board.model == self.baseline.name, ["score", "elo"]] = [50.0, 1000.0]
+        else:
+            board = compute_leaderboard(battles, self.baseline.name, rounds=rating.rounds, seed=rating.seed, by=rating.bootstrap)
+            missing = [c.name for c in self.contestants if c.name not in set(board.model)]
+            if missing:
+                board = pd.concat([board, pd.DataFrame({"model": missing})], ignore_index=True)
+        ids, _ = self.current_games(store)
+        board["games"] = board.model.map(lambda m: per[m]["games"])
+        board["unparsed_rate"] = board.model.map(lambda m: per[m]["unparsed"] / per[m]["games"] if per[m]["games"] else float("nan"))
+        board["answers_missing"] = board.model.map(lambda m: per[m]["answers_missing"])
+        board["games_missing"] = board.model.map(lambda m: per[m]["games_missing"])
+        board.loc[board.model == self.baseline.name, ["unparsed_rate", "games_missing"]] = [float("nan"), 0]
+        board["avg_output_tokens"] = board.model.map(lambda m: store.answer_token_stats(list(ids[m].values()))[1])
+        board["is_baseline"] = board.model == self.baseline.name
+        return board.sort_values("score", ascending=False, na_position="last").reset_index(drop=True)
+
+
+def current_answer_ids(contestant: ContestantConfig, questions: Iterable[Question], store: Store) -> dict[str, str]:
+    """question_id → answer_id of the answers stored for this contestant's current prompts."""
+    stored = store.answer_ids(contestant.config_id)
+    out = {}
+    for q in questions:
+        key = (q.question_id, prompt_hash(build_messages(contestant, q)))
+        if key in stored:
+            out[q.question_id] = stored[key]
+    return out
+
+
+async def stored_answers(contestant: ContestantConfig, questions: Iterable[Question], store: Store) -> AsyncIterator[Answer]:
+    """The contestant's stored answers (for the judge stage alone); missing ones are simply absent."""
+    for aid in current_answer_ids(contestant, questions, store).values():
+        answer = store.get_answer(aid)
+        if answer is not None:
+            answer.cached = True
+            answer.contestant = contestant.name
+            yield answer
+
+
+def write_leaderboard(board: pd.DataFrame, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = folder / "leaderboard.csv", folder / "leaderboard.json"
+    board.to_csv(csv_path, index=False)
+    json_path.write_text(json.dumps(leaderboard_records(board), indent=2) + "\n", encoding="utf-8")
+    return [csv_path, json_path]
+
+
+def leaderboard_records(board: pd.DataFrame) -> list[dict]:
+    """JSON-ready rows: NaN becomes null, numpy scalars become plain numbers."""
+    return json.loads(board.to_json(orient="records"))

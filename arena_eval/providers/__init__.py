@@ -1,0 +1,23 @@
+"""Providers: one module per way of reaching a model, all behind the same small interface (base.Provider)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import EndpointConfig
+from .base import Provider, ProviderError, estimate_tokens
+
+
+def make_provider(config: EndpointConfig, base_dir: str | Path = ".") -> Provider:
+    if config.provider == "openai":
+        from .openai_compat import OpenAIProvider
+
+        return OpenAIProvider(config)
+    if config.provider == "llama_cpp":
+        from .llama_cpp import LlamaCppProvider
+
+        return LlamaCppProvider(config, base_dir)
+    raise ValueError(f"unknown provider {config.provider!r}")  # the config validator lists the known ones
+
+
+__all__ = ["Provider", "ProviderError", "estimate_tokens", "make_provider"]

@@ -1,0 +1,42 @@
+"""The provider interface: a provider turns chat messages into a Completion or raises a ProviderError.
+
+Retrying is not a provider's business (collect.call_with_retries does it the same way for all); a provider
+only says whether a failure is worth retrying and for how long the server asked us to wait.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..records import Completion, Message
+
+
+class ProviderError(Exception):
+    def __init__(self, reason: str, *, retryable: bool, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class Provider(Protocol):
+    name: str
+    #: Where requests go, for messages (never holds a key).
+    endpoint: str
+
+    async def start(self) -> None:
+        """Acquire what the provider needs (a local server, a client). Called once before requests."""
+
+    async def complete(self, messages: list[Message], **overrides: Any) -> Completion:
+        """One chat request. `overrides` are extra request fields (e.g. a label constraint)."""
+
+    def constrain_to(self, choices: list[str]) -> dict[str, Any]:
+        """Request fields that restrict the output to exactly one of `choices`."""
+
+    async def close(self) -> None:
+        """Release what start() acquired."""
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count (~4 characters a token) for providers that report no usage; always flagged."""
+    return max(1, round(len(text) / 4)) if text else 0

@@ -1,0 +1,189 @@
+"""OpenAI and every OpenAI-compatible server (vLLM, llama.cpp, Ollama's /v1) through the official async client."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import openai
+
+from ..config import EndpointConfig
+from ..errors import ConfigError
+from ..records import Completion, Message
+from .base import ProviderError, estimate_tokens
+
+_RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
+# Finish reasons that mean the provider refused to answer: an error, never an answer.
+_REFUSALS = {"content_filter", "refusal", "safety"}
+
+
+class OpenAIProvider:
+    name = "openai"
+
+    def __init__(self, config: EndpointConfig, base_url: str | None = None):
+        self.config = config
+        self.base_url = base_url or config.base_url
+        self.endpoint = self.base_url or "https://api.openai.com/v1"
+        self._client: openai.AsyncOpenAI | None = None
+
+    def api_key(self) -> str:
+        variable = self.config.api_key_env
+        if variable:
+            value = os.environ.get(variable)
+            if not value:
+                raise ConfigError(
+                    f"environment variable {variable} (api_key_env of model {self.config.model!r}) is not set; "
+                    f"export {variable}=... before the run"
+                )
+            return value
+        if self.base_url:
+            return "not-needed"  # local OpenAI-compatible servers accept any key
+        value = os.environ.get("OPENAI_API_KEY")
+        if not value:
+            raise ConfigError(
+                f"model {self.config.model!r} talks to api.openai.com but OPENAI_API_KEY is not set; "
+                "export it, or set api_key_env / base_url"
+            )
+        return value
+
+    async def start(self) -> None:
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                api_key=self.api_key(),
+                base_url=self.base_url,
+                max_retries=0,  # retries are ours: one policy for every provider
+                timeout=self.config.timeout_s,
+            )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def constrain_to(self, choices: list[str]) -> dict[str, Any]:
+        schema = {
+            "type": "object",
+            "properties": {"verdict": {"type": "string", "enum": choices}},
+            "required": ["verdict"],
+            "additionalProperties": False,
+        }
+        return {"response_format": {"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema, "strict": True}}}
+
+    def _request(self, messages: list[Message], overrides: dict[str, Any]) -> dict[str, Any]:
+        cfg = self.config
+        request: dict[str, Any] = {
+            "model": cfg.model or "local",
+            "messages": messages,
+            "max_tokens": cfg.max_tokens,
+            "temperature": cfg.temperature,
+        }
+        if cfg.top_p is not None:
+            request["top_p"] = cfg.top_p
+        if cfg.seed is not None:
+            request["seed"] = cfg.seed
+        extra_body = dict(cfg.extra_body)
+        extra_body.update(overrides.pop("extra_body", {}))
+        if extra_body:
+            request["extra_body"] = extra_body
+        request.update(overrides)
+        return request
+
+    async def complete(self, messages: list[Message], **overrides: Any) -> Completion:
+        if self._client is None:
+            await self.start()
+        request = self._request(messages, dict(overrides))
+        started = time.perf_counter()
+        try:
+            if self.config.stream:
+                completion = await self._stream(request, started)
+            else:
+                response = await self._client.chat.completions.create(**request)
+                completion = _from_response(response)
+        except openai.APIStatusError as exc:
+            raise _status_error(exc, self.endpoint) from None
+        except openai.APITimeoutError:
+            raise ProviderError(f"timeout after {self.config.timeout_s:g}s from {self.endpoint}", retryable=True) from None
+        except openai.APIConnectionError as exc:
+            raise ProviderError(f"connection error to {self.endpoint}: {exc.__cause__ or exc}", retryable=True) from None
+        except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise ProviderError(f"malformed response from {self.endpoint}: {exc}", retryable=True) from None
+        completion.latency_s = time.perf_counter() - started
+        _check_usable(completion)
+        return completion
+
+    async def _stream(self, request: dict[str, Any], started: float) -> Completion:
+        stream = await self._client.chat.completions.create(
+            **request, stream=True, stream_options={"include_usage": True}
+        )
+        parts: list[str] = []
+        ttft = finish = usage = model = None
+        async for chunk in stream:
+            model = model or chunk.model
+            if chunk.usage is not None:
+                usage = chunk.usage
+            for choice in chunk.choices:
+                if choice.delta and choice.delta.content:
+                    if ttft is None:
+                        ttft = time.perf_counter() - started
+                    parts.append(choice.delta.content)
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+        if finish is None:
+            raise ProviderError("stream ended before a finish reason (truncated stream)", retryable=True)
+        return _completion("".join(parts), usage, finish, ttft, model)
+
+
+def _from_response(response: Any) -> Completion:
+    if not response.choices:
+        raise ProviderError("response holds no choices", retryable=True)
+    choice = response.choices[0]
+    text = choice.message.content if choice.message else None
+    return _completion(text or "", response.usage, choice.finish_reason, None, response.model)
+
+
+def _completion(text: str, usage: Any, finish: str | None, ttft: float | None, model: str | None) -> Completion:
+    input_tokens = getattr(usage, "prompt_tokens", None) if usage is not None else None
+    output_tokens = getattr(usage, "completion_tokens", None) if usage is not None else None
+    estimated = output_tokens is None
+    if estimated:
+        output_tokens = estimate_tokens(text)
+    return Completion(
+        text=text,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        tokens_estimated=estimated,
+        finish_reason=finish,
+        ttft_s=ttft,
+        raw_model=model,
+    )
+
+
+def _check_usable(completion: Completion) -> None:
+    if completion.finish_reason in _REFUSALS:
+        raise ProviderError(f"provider refused to answer (finish_reason={completion.finish_reason})", retryable=False)
+    if not completion.text.strip():
+        raise ProviderError(f"empty content (finish_reason={completion.finish_reason})", retryable=True)
+
+
+def _status_error(exc: openai.APIStatusError, endpoint: str) -> ProviderError:
+    status = exc.status_code
+    retry_after = _retry_after(exc.response.headers if exc.response is not None else {})
+    detail = str(exc.message)[:300]
+    return ProviderError(
+        f"HTTP {status} from {endpoint}: {detail}", retryable=status in _RETRYABLE_STATUS, retry_after=retry_after
+    )
+
+
+def _retry_after(headers: Any) -> float | None:
+    for name in ("retry-after-ms", "retry-after"):
+        value = headers.get(name) if headers else None
+        if value is None:
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            continue  # an HTTP date; rare enough to fall back to our own backoff
+        return seconds / 1000 if name == "retry-after-ms" else seconds
+    return None

@@ -1,0 +1,278 @@
+"""SQLite store (WAL) for one output folder: questions, contestants, answers, errors, judgments, runs, leaderboards.
+
+Every write is its own transaction, so a killed run loses at most what was in flight. One run at a time may
+write to a store: `RunLock` holds an exclusive lock on a file beside the database.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ArenaError, StoreLockedError
+from .questions import Question
+from .records import Answer, AnswerError, GameError, Judgment
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, name TEXT NOT NULL, command TEXT NOT NULL, started_at REAL NOT NULL,
+    finished_at REAL, status TEXT NOT NULL, config_json TEXT NOT NULL, summary_json TEXT
+);
+CREATE TABLE IF NOT EXISTS questions (
+    question_id TEXT PRIMARY KEY, prompt TEXT NOT NULL, category TEXT, cluster TEXT, reference TEXT
+);
+CREATE TABLE IF NOT EXISTS contestants (
+    name TEXT PRIMARY KEY, config_id TEXT NOT NULL, provider TEXT NOT NULL, model TEXT,
+    config_json TEXT NOT NULL, updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS answers (
+    answer_id TEXT PRIMARY KEY, contestant TEXT NOT NULL, config_id TEXT NOT NULL, question_id TEXT NOT NULL,
+    prompt_hash TEXT NOT NULL, text TEXT NOT NULL, input_tokens INTEGER, output_tokens INTEGER,
+    tokens_estimated INTEGER NOT NULL DEFAULT 0, finish_reason TEXT, latency_s REAL, ttft_s REAL, cost REAL,
+    created_at REAL NOT NULL, run_id TEXT,
+    UNIQUE (config_id, question_id, prompt_hash)
+);
+CREATE TABLE IF NOT EXISTS errors (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, stage TEXT NOT NULL, contestant TEXT NOT NULL,
+    config_id TEXT, question_id TEXT NOT NULL, game_id TEXT, reason TEXT NOT NULL, attempts INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS judgments (
+    game_id TEXT PRIMARY KEY, judge_config_id TEXT NOT NULL, question_id TEXT NOT NULL, contestant TEXT NOT NULL,
+    baseline TEXT NOT NULL, game INTEGER NOT NULL, answer_a_id TEXT NOT NULL, answer_b_id TEXT NOT NULL,
+    verdict TEXT, judge_text TEXT NOT NULL, attempts INTEGER NOT NULL, input_tokens INTEGER, output_tokens INTEGER,
+    latency_s REAL, created_at REAL NOT NULL, run_id TEXT
+);
+CREATE TABLE IF NOT EXISTS leaderboards (
+    run_id TEXT NOT NULL, model TEXT NOT NULL, created_at REAL NOT NULL, row_json TEXT NOT NULL,
+    PRIMARY KEY (run_id, model)
+);
+CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id, stage);
+"""
+
+_ANSWER_COLUMNS = [f.name for f in fields(Answer) if f.name != "cached"]
+_JUDGMENT_COLUMNS = [f.name for f in fields(Judgment) if f.name != "cached"]
+
+
+class RunLock:
+    """Exclusive, non-blocking lock on `<output>/.arena.lock`; a second run stops at once."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / ".arena.lock"
+        self._handle = None
+
+    def acquire(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise StoreLockedError(
+                f"another arena-eval run ({holder}) is using {self.path.parent}; "
+                "wait for it to finish, or give this run another name or --output"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA busy_timeout=5000")
+            self.db.executescript(_SCHEMA)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        except (OSError, sqlite3.Error) as exc:
+            raise ArenaError(
+                f"cannot open the result database {self.path}: {exc}. Check that the output folder is writable."
+            ) from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- runs -------------------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, name: str, command: str, config: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT INTO runs (run_id, name, command, started_at, status, config_json) VALUES (?,?,?,?,?,?)",
+            (run_id, name, command, time.time(), "running", json.dumps(config, sort_keys=True)),
+        )
+
+    def finish_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
+        self.db.execute(
+            "UPDATE runs SET finished_at=?, status=?, summary_json=? WHERE run_id=?",
+            (time.time(), status, json.dumps(summary, default=str), run_id),
+        )
+
+    def runs(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM runs ORDER BY started_at")]
+
+    # --- questions and contestants ----------------------------------------------------------------------
+
+    def save_questions(self, questions: Iterable[Question]) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT OR REPLACE INTO questions VALUES (?,?,?,?,?)",
+                ((q.question_id, q.prompt, q.category, q.cluster, q.reference) for q in questions),
+            )
+
+    def questions(self) -> dict[str, Question]:
+        return {r["question_id"]: Question(**dict(r)) for r in self.db.execute("SELECT * FROM questions")}
+
+    def save_contestant(self, name: str, config_id: str, provider: str, model: str | None, config: dict) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO contestants VALUES (?,?,?,?,?,?)",
+            (name, config_id, provider, model, json.dumps(config, sort_keys=True), time.time()),
+        )
+
+    # --- answers ----------------------------------------------------------------------------------------
+
+    def save_answer(self, answer: Answer) -> None:
+        row = asdict(answer)
+        values = [row[c] for c in _ANSWER_COLUMNS]
+        # OR IGNORE: the key is unique; a duplicate can only be the same work done twice.
+        self.db.execute(
+            f"INSERT OR IGNORE INTO answers ({','.join(_ANSWER_COLUMNS)}) VALUES ({','.join('?' * len(values))})",
+            values,
+        )
+
+    def answer_ids(self, config_id: str) -> dict[tuple[str, str], str]:
+        """(question_id, prompt_hash) → answer_id for one contestant configuration."""
+        rows = self.db.execute("SELECT question_id, prompt_hash, answer_id FROM answers WHERE config_id=?", (config_id,))
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    def get_answer(self, answer_id: str) -> Answer | None:
+        row = self.db.execute("SELECT * FROM answers WHERE answer_id=?", (answer_id,)).fetchone()
+        return _answer(row) if row else None
+
+    def answers(self, contestant: str | None = None) -> Iterator[Answer]:
+        query, args = "SELECT * FROM answers", ()
+        if contestant is not None:
+            query, args = query + " WHERE contestant=?", (contestant,)
+        for row in self.db.execute(query + " ORDER BY contestant, question_id", args):
+            yield _answer(row)
+
+    def answer_token_stats(self, answer_ids: list[str]) -> tuple[int, float | None]:
+        """(count, mean output tokens) over the given answers."""
+        total, count = 0, 0
+        for chunk_start in range(0, len(answer_ids), 500):
+            chunk = answer_ids[chunk_start : chunk_start + 500]
+            row = self.db.execute(
+                f"SELECT COUNT(output_tokens), SUM(output_tokens) FROM answers WHERE answer_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchone()
+            count += row[0] or 0
+            total += row[1] or 0
+        return count, (total / count if count else None)
+
+    # --- errors -----------------------------------------------------------------------------------------
+
+    def save_answer_error(self, error: AnswerError, run_id: str) -> None:
+        self.db.execute(
+            "INSERT INTO errors (run_id, stage, contestant, config_id, question_id, reason, attempts, created_at)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (run_id, "answer", error.contestant, error.config_id, error.question_id, error.reason, error.attempts, time.time()),
+        )
+
+    def save_game_error(self, error: GameError, run_id: str) -> None:
+        self.db.execute(
+            "INSERT INTO errors (run_id, stage, contestant, question_id, game_id, reason, attempts, created_at)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (run_id, "judge", error.contestant, error.question_id, error.game_id, error.reason, error.attempts, time.time()),
+        )
+
+    def errors(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        query, args = "SELECT * FROM errors", ()
+        if run_id is not None:
+            query, args = query + " WHERE run_id=?", (run_id,)
+        return [dict(r) for r in self.db.execute(query + " ORDER BY id", args)]
+
+    # --- judgments --------------------------------------------------------------------------------------
+
+    def save_judgment(self, judgment: Judgment) -> None:
+        row = asdict(judgment)
+        values = [row[c] for c in _JUDGMENT_COLUMNS] + [time.time()]
+        columns = _JUDGMENT_COLUMNS + ["created_at"]
+        self.db.execute(
+            f"INSERT OR IGNORE INTO judgments ({','.join(columns)}) VALUES ({','.join('?' * len(values))})", values
+        )
+
+    def has_judgment(self, game_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM judgments WHERE game_id=?", (game_id,)).fetchone() is not None
+
+    def verdicts(self, judge_config_id: str) -> dict[str, str | None]:
+        rows = self.db.execute("SELECT game_id, verdict FROM judgments WHERE judge_config_id=?", (judge_config_id,))
+        return {r[0]: r[1] for r in rows}
+
+    def judgments(self, judge_config_id: str | None = None) -> Iterator[Judgment]:
+        query, args = "SELECT * FROM judgments", ()
+        if judge_config_id is not None:
+            query, args = query + " WHERE judge_config_id=?", (judge_config_id,)
+        for row in self.db.execute(query + " ORDER BY contestant, question_id, game", args):
+            values = {k: row[k] for k in _JUDGMENT_COLUMNS}
+            yield Judgment(**values)
+
+    # --- leaderboards -----------------------------------------------------------------------------------
+
+    def save_leaderboard(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM leaderboards WHERE run_id=?", (run_id,))
+            self.db.executemany(
+                "INSERT INTO leaderboards VALUES (?,?,?,?)",
+                ((run_id, r["model"], now, json.dumps(r, default=_json_default)) for r in rows),
+            )
+
+
+def _answer(row: sqlite3.Row) -> Answer:
+    values = {k: row[k] for k in _ANSWER_COLUMNS}
+    values["tokens_estimated"] = bool(values["tokens_estimated"])
+    return Answer(**values)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)

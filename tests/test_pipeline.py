@@ -1,0 +1,141 @@
+"""End-to-end runs against the fake OpenAI-compatible server: faults, errors, resume, streaming, locking."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_config
+
+from arena_eval import Arena, load_config
+from arena_eval.store import RunLock
+from arena_eval.errors import StoreLockedError
+
+CLI = [sys.executable, "-m", "arena_eval.cli"]
+
+
+def db_rows(config_path: Path, query: str) -> list[tuple]:
+    config = load_config(config_path)
+    with sqlite3.connect(config.output_dir / "arena.db") as db:
+        return db.execute(query).fetchall()
+
+
+def test_faults_and_slow_replies_end_with_one_answer_per_key_and_every_game_judged(tmp_path, fake_server):
+    server = fake_server(error_rate_429=0.05, error_rate_500=0.05, slow_rate=0.05, slow_s=0.3, seed=3)
+    contestants = [{"name": "base", "model": "m-base", "concurrency": 32},
+                   {"name": "c1", "model": "m-c1", "concurrency": 32},
+                   {"name": "c2", "model": "m-c2", "concurrency": 32, "stream": True}]
+    path = write_config(tmp_path, server.base_url, n_questions=200, contestants=contestants, judge={"concurrency": 64})
+    result = Arena(load_config(path)).run_sync()
+
+    assert result.exit_code == 0, result.summary
+    s = result.summary
+    assert (s.answers_new, s.answer_errors, s.games_new, s.game_errors) == (600, 0, 800, 0)
+    per_key = db_rows(path, "SELECT config_id, question_id, prompt_hash, COUNT(*) FROM answers GROUP BY 1, 2, 3")
+    assert len(per_key) == 600 and all(row[3] == 1 for row in per_key)
+    assert db_rows(path, "SELECT COUNT(DISTINCT game_id), COUNT(*) FROM judgments") == [(800, 800)]
+    # Faults really happened and were retried: more requests than successes.
+    assert sum(server.requests.values()) > sum(server.successes.values())
+    board = result.leaderboard.set_index("model")
+    assert board.loc["base", "score"] == 50.0
+    assert board.loc[["c1", "c2"], "battles"].min() > 0
+    # The streamed contestant recorded a time to first token.
+    assert db_rows(path, "SELECT COUNT(*) FROM answers WHERE contestant='c2' AND ttft_s IS NOT NULL") == [(200,)]
+
+
+def test_an_endpoint_that_always_fails_ends_in_recorded_errors_and_exit_code_2(tmp_path, fake_server):
+    server = fake_server(always_fail_models={"m-broken"})
+    contestants = [{"name": "base", "model": "m-base"}, {"name": "ok", "model": "m-ok"},
+                   {"name": "broken", "model": "m-broken", "max_attempts": 3}]
+    path = write_config(tmp_path, server.base_url, n_questions=12, contestants=contestants)
+    server.capture = True
+    run = subprocess.run([*CLI, "run", "--config", str(path), "--format", "json"], capture_output=True, text=True)
+
+    assert run.returncode == 2, run.stderr
+    assert "errors by contestant: broken: 12" in run.stderr
+    assert "incomplete" in run.stderr
+    errors = db_rows(path, "SELECT contestant, reason, attempts FROM errors WHERE stage='answer'")
+    assert len(errors) == 12 and {e[0] for e in errors} == {"broken"}
+    assert all("HTTP 500" in e[1] and e[2] == 3 for e in errors)
+    assert db_rows(path, "SELECT COUNT(*) FROM answers WHERE contestant='broken'") == [(0,)]
+    assert db_rows(path, "SELECT COUNT(*) FROM judgments WHERE contestant='broken'") == [(0,)]
+    judge_prompts = [m["content"] for body in server.captured if body["model"] == "judge-model" for m in body["messages"]]
+    assert judge_prompts and not any("injected" in p or "m-broken" in p for p in judge_prompts)
+    rows = {r["model"]: r for r in json.loads(run.stdout)}
+    assert rows["ok"]["battles"] > 0
+    assert rows["broken"]["score"] is None and rows["broken"]["answers_missing"] == 12
+
+
+def test_sigkill_mid_run_then_rerun_does_only_the_missing_work(tmp_path, fake_server):
+    server = fake_server(latency_s=0.05)
+    contestants = [{"name": "base", "model": "m-base", "concurrency": 4},
+                   {"name": "c1", "model": "m-c1", "concurrency": 4},
+                   {"name": "c2", "model": "m-c2", "concurrency": 4}]
+    path = write_config(tmp_path, server.base_url, n_questions=60, contestants=contestants, judge={"concurrency": 4})
+    total_answers, total_games = 3 * 60, 2 * 60 * 2
+    process = subprocess.Popen([*CLI, "run", "--config", str(path), "--no-progress"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and sum(server.successes.values()) < (total_answers + total_games) // 3:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    stored_answers = db_rows(path, "SELECT COUNT(*) FROM answers")[0][0]
+    stored_games = db_rows(path, "SELECT COUNT(*) FROM judgments")[0][0]
+    assert 0 < stored_answers + stored_games < total_answers + total_games
+    before = sum(server.requests.values())
+
+    rerun = subprocess.run([*CLI, "run", "--config", str(path), "--no-progress"], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    sent = sum(server.requests.values()) - before
+    assert sent == (total_answers - stored_answers) + (total_games - stored_games)
+    assert db_rows(path, "SELECT COUNT(*), COUNT(DISTINCT config_id || question_id) FROM answers") == [(180, 180)]
+    assert db_rows(path, "SELECT COUNT(*) FROM judgments") == [(total_games,)]
+    assert db_rows(path, "PRAGMA integrity_check") == [("ok",)]
+
+    # A third run finds everything stored and sends nothing.
+    before = sum(server.requests.values())
+    again = subprocess.run([*CLI, "run", "--config", str(path), "--no-progress"], capture_output=True, text=True)
+    assert again.returncode == 0 and sum(server.requests.values()) == before
+    assert "180 stored before" in again.stderr
+
+
+def test_a_second_run_on_the_same_output_stops_at_once(tmp_path, fake_server):
+    server = fake_server()
+    path = write_config(tmp_path, server.base_url)
+    config = load_config(path)
+    with RunLock(config.output_dir):
+        started = time.monotonic()
+        run = subprocess.run([*CLI, "run", "--config", str(path)], capture_output=True, text=True)
+        assert time.monotonic() - started < 30
+    assert run.returncode == 1
+    assert "another arena-eval run" in run.stderr and str(os.getpid()) in run.stderr
+    with pytest.raises(StoreLockedError):
+        with RunLock(config.output_dir), RunLock(config.output_dir):
+            pass
+    assert sum(server.requests.values()) == 0
+
+
+def test_stages_run_separately_and_judge_waits_for_answers(tmp_path, fake_server):
+    server = fake_server()
+    path = write_config(tmp_path, server.base_url, n_questions=8)
+    answers = subprocess.run([*CLI, "answers", "--config", str(path)], capture_output=True, text=True)
+    assert answers.returncode == 0, answers.stderr
+    assert server.requests["judge-model"] == 0 and server.requests["model-c1"] == 8
+    judge = subprocess.run([*CLI, "judge", "--config", str(path)], capture_output=True, text=True)
+    assert judge.returncode == 0, judge.stderr
+    assert server.requests["judge-model"] == 16 and server.requests["model-c1"] == 8
+    score = subprocess.run([*CLI, "score", "--config", str(path), "--format", "json"], capture_output=True, text=True)
+    assert score.returncode == 0, score.stderr
+    rows = {r["model"]: r for r in json.loads(score.stdout)}
+    # The fake judge prefers the longer answer; "model-base" is longer than "model-c1", so c1 loses every game.
+    assert rows["c1"]["score"] < 1 and rows["base"]["score"] == 50
+    assert set(rows["c1"]) >= {"model", "score", "ci_low", "ci_high", "elo", "battles"}
