@@ -21,7 +21,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Judge model configurations against a baseline and weigh quality against energy.",
 )
-err = Console(stderr=True)
+# soft_wrap: messages stay one line each in logs and pipes, whatever the terminal width.
+err = Console(stderr=True, soft_wrap=True)
 
 
 class Format(str, Enum):
@@ -72,7 +73,7 @@ def print_table(board: pd.DataFrame, fmt: Format, title: str = "Leaderboard") ->
         table.add_column(column, justify="left" if column == "model" else "right")
     for _, row in board.iterrows():
         table.add_row(*(_cell(column, row[column]) for column in columns))
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def _cell(column: str, value) -> str:

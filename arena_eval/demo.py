@@ -27,6 +27,7 @@ def demo_config(output: str = "outputs") -> RunConfig:
             "max_tokens": 16,
             "temperature": 0.0,
             "constrain_labels": True,
+            "n_parallel": 1,
         },
         "contestants": [
             {**local, "name": "smollm2-greedy", "model": "smollm2-135m", "max_tokens": 160, "temperature": 0.0},

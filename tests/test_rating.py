@@ -1,0 +1,267 @@
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from arena_eval import rating
+from arena_eval.rating import (
+    LEADERBOARD_COLUMNS,
+    aggregate_battles,
+    bootstrap_elo,
+    compute_leaderboard,
+    fit_bradley_terry,
+    score_from_elo,
+    win_rate_oracle,
+)
+
+COLUMNS = ["question_id", "model_a", "model_b", "winner", "weight"]
+SWAP = {"model_a": "model_b", "model_b": "model_a", "tie": "tie"}
+
+
+def vs_baseline(seed, n_models=4, n_questions=200, baseline="base"):
+    """Two games per question per model against the baseline, positions swapped; weights 1 and 3."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for m in range(n_models):
+        win, tie = rng.uniform(0.2, 0.6), rng.uniform(0.05, 0.3)
+        for q in range(n_questions):
+            for game in range(2):
+                outcome = rng.choice(["model_a", "model_b", "tie"], p=[win, 1 - win - tie, tie])
+                weight = float(rng.choice([1, 3]))
+                if game == 0:
+                    rows.append((f"q{q}", f"m{m}", baseline, outcome, weight))
+                else:
+                    rows.append((f"q{q}", baseline, f"m{m}", SWAP[outcome], weight))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def tournament(seed, n_models=6, n_battles=3000):
+    """Random pairs among all models (baseline included) with outcomes from true strengths."""
+    rng = np.random.default_rng(seed)
+    models = ["base"] + [f"m{i}" for i in range(n_models - 1)]
+    strength = dict(zip(models, rng.normal(0, 1, n_models)))
+    rows = []
+    for i in range(n_battles):
+        a, b = rng.choice(models, 2, replace=False)
+        p_a = 1 / (1 + np.exp(strength[b] - strength[a]))
+        outcome = rng.choice(["model_a", "model_b", "tie"], p=[0.8 * p_a, 0.8 * (1 - p_a), 0.2])
+        rows.append((f"q{i % 300}", a, b, outcome, float(rng.choice([1, 3]))))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def test_single_baseline_score_equals_weighted_win_rate():
+    battles = vs_baseline(seed=1)
+    board = compute_leaderboard(battles, "base", rounds=20).set_index("model")
+    oracle = win_rate_oracle(battles, "base")
+    assert list(oracle.index) == ["m0", "m1", "m2", "m3"]
+    for model, rate in oracle.items():
+        assert round(board.loc[model, "score"], 2) == round(rate, 2)
+
+
+def test_oracle_counts_ties_as_half_and_uses_weights():
+    battles = pd.DataFrame(
+        [("q1", "m", "base", "model_a", 3.0), ("q1", "base", "m", "tie", 1.0), ("q2", "base", "m", "model_a", 1.0)],
+        columns=COLUMNS,
+    )
+    assert win_rate_oracle(battles, "base")["m"] == pytest.approx(100 * 3.5 / 5)
+    assert fit_bradley_terry(battles, "base")["m"] == pytest.approx(1000 + 400 * np.log10(3.5 / 1.5), abs=1e-3)
+
+
+def test_tournament_matches_sklearn_logistic_regression():
+    battles = tournament(seed=2)
+    rows = aggregate_battles(battles)
+    models = sorted((set(rows["model_a"]) | set(rows["model_b"])) - {"base"})
+    X, y, w = [], [], []
+    for row in rows.itertuples():
+        x = np.zeros(len(models))
+        if row.model_a != "base":
+            x[models.index(row.model_a)] += np.log(10)
+        if row.model_b != "base":
+            x[models.index(row.model_b)] -= np.log(10)
+        # A tie is half a win for each side: two half-weight rows.
+        outcomes = [(1, 0.5), (0, 0.5)] if row.winner == "tie" else [(int(row.winner == "model_a"), 1.0)]
+        for label, share in outcomes:
+            X.append(x)
+            y.append(label)
+            w.append(row.weight * share)
+    # C=inf is scikit-learn's spelling of penalty=None since 1.8.
+    reference = LogisticRegression(fit_intercept=False, C=np.inf, tol=1e-10, max_iter=10000)
+    reference.fit(np.array(X), np.array(y), sample_weight=np.array(w))
+
+    elo = fit_bradley_terry(battles, "base")
+    expected = pd.Series(1000 + 400 * reference.coef_[0], index=models)
+    assert elo["base"] == 1000.0
+    np.testing.assert_allclose(elo[models] - 1000, expected - 1000, atol=0.01)
+
+
+def test_weights_equal_repeated_rows():
+    battles = tournament(seed=3, n_battles=400)
+    expanded = battles.loc[battles.index.repeat(battles["weight"].astype(int))].assign(weight=1.0)
+    assert (aggregate_battles(battles) == aggregate_battles(expanded)).all().all()
+    pd.testing.assert_series_equal(fit_bradley_terry(battles, "base"), fit_bradley_terry(expanded, "base"))
+    for by in ("rows", "questions"):
+        pd.testing.assert_frame_equal(
+            bootstrap_elo(battles, "base", rounds=30, by=by),
+            bootstrap_elo(expanded, "base", rounds=30, by=by),
+        )
+
+
+def test_separated_model_stays_finite_without_warnings():
+    battles = tournament(seed=4, n_battles=600)
+    champion = battles["model_a"].eq("m1") | battles["model_b"].eq("m1")
+    battles.loc[champion, "winner"] = np.where(battles.loc[champion, "model_a"] == "m1", "model_a", "model_b")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        board = compute_leaderboard(battles, "base", rounds=100).set_index("model")
+        loser_board = compute_leaderboard(
+            battles.assign(winner=battles["winner"].map(SWAP)), "base", rounds=100
+        ).set_index("model")
+    assert np.isfinite(board.loc["m1", ["elo", "elo_ci_low", "elo_ci_high"]].astype(float)).all()
+    assert board.loc["m1", "score"] > 99.9
+    assert board.index[0] == "m1"
+    assert np.isfinite(loser_board.loc["m1", "elo"]) and loser_board.loc["m1", "score"] < 0.1
+
+
+def test_bootstrap_is_seeded():
+    battles = vs_baseline(seed=5, n_questions=100)
+    first = bootstrap_elo(battles, "base", rounds=50, seed=7)
+    again = bootstrap_elo(battles, "base", rounds=50, seed=7)
+    other = bootstrap_elo(battles, "base", rounds=50, seed=8)
+    assert first.shape == (50, 5)
+    pd.testing.assert_frame_equal(first, again)
+    assert not first.equals(other)
+    assert (first["base"] == 1000.0).all()
+
+
+@pytest.mark.parametrize("by", ["questions", "rows"])
+def test_bootstrap_does_not_depend_on_chunking(by, monkeypatch):
+    battles = tournament(seed=17, n_battles=300)
+    whole = bootstrap_elo(battles, "base", rounds=40, by=by)
+    monkeypatch.setattr(rating, "_ROUND_FLOATS", 1000)  # a few rounds per chunk
+    monkeypatch.setattr(rating, "_HESSIAN_FLOATS", 50)  # one round per Newton batch
+    pd.testing.assert_frame_equal(bootstrap_elo(battles, "base", rounds=40, by=by), whole, rtol=1e-9)
+
+
+@pytest.mark.parametrize("by", ["questions", "rows"])
+def test_interval_contains_point_estimate(by):
+    board = compute_leaderboard(tournament(seed=6), "base", rounds=200, by=by)
+    assert list(board.columns) == LEADERBOARD_COLUMNS
+    assert (board["ci_low"] <= board["score"]).all() and (board["score"] <= board["ci_high"]).all()
+    assert (board["elo_ci_low"] <= board["elo"]).all() and (board["elo"] <= board["elo_ci_high"]).all()
+    assert (board.loc[board["model"] != "base", "ci_high"] > board.loc[board["model"] != "base", "ci_low"]).all()
+    assert board["score"].is_monotonic_decreasing
+
+
+@pytest.mark.parametrize(("by", "weights"), [("rows", [1.0, 3.0]), ("questions", [1.0])])
+def test_bootstrap_spread_matches_binomial(by, weights):
+    # One model against the baseline: a round's score is a resampled win proportion, whose standard
+    # deviation is 100·sqrt(p(1−p)/n) over the n expanded battles (one per question here).
+    rng = np.random.default_rng(16)
+    n_rows = 600
+    battles = pd.DataFrame({
+        "question_id": [f"q{i}" for i in range(n_rows)],
+        "model_a": "m",
+        "model_b": "base",
+        "winner": rng.choice(["model_a", "model_b"], n_rows, p=[0.7, 0.3]),
+        "weight": rng.choice(weights, n_rows),
+    })
+    p = win_rate_oracle(battles, "base")["m"] / 100
+    expected = 100 * np.sqrt(p * (1 - p) / battles["weight"].sum())
+    spread = score_from_elo(bootstrap_elo(battles, "base", rounds=1000, by=by)["m"]).std()
+    assert spread == pytest.approx(expected, rel=0.1)
+
+
+def test_interval_shrinks_with_more_questions():
+    def width(n_questions):
+        board = compute_leaderboard(vs_baseline(seed=9, n_questions=n_questions), "base", rounds=200)
+        board = board[board["model"] != "base"]
+        return (board["ci_high"] - board["ci_low"]).mean()
+
+    assert width(800) < 0.6 * width(50)
+
+
+def test_baseline_row_is_pinned():
+    board = compute_leaderboard(tournament(seed=10, n_battles=500), "base", rounds=50).set_index("model")
+    assert board.loc["base", ["score", "ci_low", "ci_high"]].tolist() == [50.0, 50.0, 50.0]
+    assert board.loc["base", ["elo", "elo_ci_low", "elo_ci_high"]].tolist() == [1000.0, 1000.0, 1000.0]
+
+
+def test_counts_and_no_bootstrap():
+    battles = pd.DataFrame(
+        [
+            ("q1", "a", "base", "model_a", 3.0),
+            ("q1", "base", "a", "tie", 1.0),
+            ("q2", "b", "base", "model_b", 2.0),
+            ("q3", "a", "b", "model_b", 1.0),
+        ],
+        columns=COLUMNS,
+    )
+    board = compute_leaderboard(battles, "base", rounds=0).set_index("model")
+    assert board["battles"].to_dict() == {"a": 5.0, "b": 3.0, "base": 6.0}
+    assert board["questions"].to_dict() == {"a": 2, "b": 2, "base": 2}
+    assert board[["ci_low", "ci_high", "elo_ci_low", "elo_ci_high"]].isna().all().all()
+
+
+def test_unusable_model_gets_nan_not_a_crash():
+    battles = vs_baseline(seed=11, n_models=2, n_questions=30)
+    extra = pd.DataFrame(
+        [
+            ("q1", "ghost", "base", "model_a", 0.0),  # only zero weight
+            ("q1", "x", "y", "model_a", 1.0),  # never linked to the baseline
+            ("q2", "y", "x", "tie", 1.0),
+        ],
+        columns=COLUMNS,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        board = compute_leaderboard(pd.concat([battles, extra]), "base", rounds=30).set_index("model")
+    assert board.loc[["ghost", "x", "y"], ["score", "elo", "ci_low", "ci_high"]].isna().all().all()
+    assert board.loc[["m0", "m1"], "score"].notna().all()
+    assert list(board.index[-3:]) == ["ghost", "x", "y"]
+
+
+def test_model_absent_from_a_round_is_nan_in_that_round():
+    battles = vs_baseline(seed=12, n_models=2, n_questions=40)
+    rare = pd.DataFrame([("q0", "rare", "base", "model_a", 1.0)], columns=COLUMNS)
+    boot = bootstrap_elo(pd.concat([battles, rare]), "base", rounds=100)
+    assert boot["rare"].isna().any() and boot["rare"].notna().any()
+    assert boot[["m0", "m1", "base"]].notna().all().all()
+
+
+def test_score_from_elo():
+    assert score_from_elo(1000.0) == 50.0
+    assert score_from_elo(1400.0) == pytest.approx(100 / 1.1)
+    np.testing.assert_allclose(score_from_elo(np.array([600.0, 1000.0])), [100 / 11, 50.0])
+    assert score_from_elo(1100.0, baseline_elo=1100.0) == 50.0
+    assert score_from_elo(-1e6) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda df: df.assign(winner=df["winner"].replace("tie", "draw")), "draw"),
+        (lambda df: df.iloc[:0], "empty"),
+        (lambda df: df.assign(weight=-1.0), "weight"),
+        (lambda df: df.drop(columns="winner"), "winner"),
+    ],
+)
+def test_bad_battles_raise(change, message):
+    battles = change(tournament(seed=13, n_battles=100))
+    with pytest.raises(ValueError, match=message):
+        compute_leaderboard(battles, "base", rounds=10)
+
+
+def test_missing_baseline_raises():
+    battles = tournament(seed=14, n_battles=100)
+    with pytest.raises(ValueError, match="'gpt-x'"):
+        compute_leaderboard(battles, "gpt-x", rounds=10)
+    involves_base = battles["model_a"].eq("base") | battles["model_b"].eq("base")
+    with pytest.raises(ValueError, match="'base'"):
+        fit_bradley_terry(battles.assign(weight=np.where(involves_base, 0.0, 1.0)), "base")
+
+
+def test_bad_bootstrap_mode_raises():
+    with pytest.raises(ValueError, match="'games'"):
+        bootstrap_elo(tournament(seed=15, n_battles=100), "base", rounds=5, by="games")
