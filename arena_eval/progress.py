@@ -118,6 +118,6 @@ class RichProgress:
 def make_progress(enabled: bool = True) -> Progress:
     if not enabled:
         return NullProgress()
-    if sys.stderr.isatty():
+    if sys.stdout.isatty() and sys.stderr.isatty():
         return RichProgress()
     return LineProgress()

@@ -1,0 +1,124 @@
+"""The command line: score --battles (with the win-rate oracle), formats, export and import."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import write_config
+
+CLI = [sys.executable, "-m", "arena_eval.cli"]
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "arena-hard-v0.1"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True)
+
+
+def write_battles(path: Path, seed: int = 0) -> dict[str, float]:
+    """Battles all against one baseline, in both columns; returns the expected (wins + ½ ties)/battles × 100."""
+    rng = random.Random(seed)
+    tallies = {}
+    with path.open("w") as handle:
+        for model, strength in (("strong", 0.8), ("even", 0.5), ("weak", 0.25)):
+            wins = ties = total = 0
+            for q in range(150):
+                roll = rng.random()
+                outcome = "win" if roll < strength * 0.9 else "tie" if roll < strength * 0.9 + 0.1 else "loss"
+                for _ in range(rng.choice((1, 1, 3))):  # weighted battles arrive expanded, one row each
+                    baseline_first = rng.random() < 0.5
+                    a, b = ("base", model) if baseline_first else (model, "base")
+                    if outcome == "tie":
+                        winner = rng.choice(("tie", "tie (bothbad)"))
+                    else:
+                        model_won = outcome == "win"
+                        winner = "model_b" if model_won == baseline_first else "model_a"
+                    handle.write(json.dumps({"question_id": f"q{q}", "model_a": a, "model_b": b, "winner": winner}) + "\n")
+                    total += 1
+                    wins += outcome == "win"
+                    ties += outcome == "tie"
+            tallies[model] = 100 * (wins + 0.5 * ties) / total
+    return tallies
+
+
+def test_score_battles_equals_the_weighted_win_rate(tmp_path):
+    path = tmp_path / "battles.jsonl"
+    expected = write_battles(path)
+    run = cli("score", "--battles", str(path), "--baseline", "base", "--rounds", "200", "--format", "json")
+    assert run.returncode == 0, run.stderr
+    rows = {r["model"]: r for r in json.loads(run.stdout)}
+    for model, win_rate in expected.items():
+        assert round(rows[model]["score"], 2) == round(win_rate, 2)
+        assert rows[model]["ci_low"] <= rows[model]["score"] <= rows[model]["ci_high"]
+    assert rows["base"]["score"] == 50 and rows["base"]["elo"] == 1000
+
+
+def test_score_formats_and_compat(tmp_path):
+    path = tmp_path / "battles.jsonl"
+    write_battles(path, seed=1)
+    compat = cli("score", "--battles", str(path), "--baseline", "base", "--compat", "arena-hard", "--format", "csv")
+    assert compat.returncode == 0, compat.stderr
+    header = compat.stdout.splitlines()[0].split(",")
+    assert header[:6] == ["model", "score", "ci_low", "ci_high", "elo", "elo_ci_low"]
+    table = cli("score", "--battles", str(path), "--baseline", "base", "--rounds", "20")
+    assert table.returncode == 0 and "strong" in table.stdout and "ci_low" in table.stdout
+    # Same seed, same intervals.
+    again = cli("score", "--battles", str(path), "--baseline", "base", "--compat", "arena-hard", "--format", "csv")
+    assert again.stdout == compat.stdout
+
+
+def test_score_battles_errors_name_the_problem(tmp_path):
+    path = tmp_path / "battles.jsonl"
+    path.write_text('{"model_a": "a", "model_b": "b", "winner": "model_a"}\n{"model_a": "a", "model_b": "b", "winner": "draw"}\n')
+    run = cli("score", "--battles", str(path), "--baseline", "a")
+    assert run.returncode == 1 and "battles.jsonl:2" in run.stderr and "'draw'" in run.stderr
+    missing = cli("score", "--battles", str(path))
+    assert missing.returncode == 1 and "--baseline" in missing.stderr
+
+
+def test_export_then_import_round_trip_reuses_answers(tmp_path, fake_server):
+    server = fake_server()
+    path = write_config(tmp_path, server.base_url, n_questions=6)
+    assert cli("run", "--config", str(path)).returncode == 0
+    export = cli("export", "--config", str(path), "--to", str(tmp_path / "ah"))
+    assert export.returncode == 0, export.stderr
+    answers = [json.loads(line) for line in (tmp_path / "ah" / "model_answer" / "c1.jsonl").read_text().splitlines()]
+    assert len(answers) == 6 and answers[0]["choices"][0]["turns"][0]["content"].startswith("Answer from model-c1")
+    assert set(answers[0]) == {"question_id", "answer_id", "model_id", "choices", "tstamp"}
+    judgments = [json.loads(line) for line in (tmp_path / "ah" / "model_judgment" / "judge-model" / "c1.jsonl").read_text().splitlines()]
+    assert len(judgments) == 6 and all(len(j["games"]) == 2 for j in judgments)
+    assert {g["score"] for j in judgments for g in j["games"]} <= {"A>B", "B>A", "A=B", "A>>B", "B>>A"}
+    battles = (tmp_path / "ah" / "battles.jsonl").read_text().splitlines()
+    assert len(battles) == 12
+
+    # The exported file imported as a new contestant's answers: the run judges it without asking the model.
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    data["contestants"].append({**data["contestants"][1], "name": "imported", "model": "never-called"})
+    path.write_text(yaml.safe_dump(data))
+    imported = cli("import", str(tmp_path / "ah" / "model_answer" / "c1.jsonl"), "--contestant", "imported", "--config", str(path))
+    assert imported.returncode == 0 and "6 answers imported" in imported.stdout, imported.stderr
+    rerun = cli("run", "--config", str(path), "--format", "json")
+    assert rerun.returncode == 0, rerun.stderr
+    assert server.requests["never-called"] == 0
+    rows = {r["model"]: r for r in json.loads(rerun.stdout)}
+    assert rows["imported"]["score"] == pytest.approx(rows["c1"]["score"])
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="reference data ../shared/data is not present")
+def test_real_arena_hard_answers_import(tmp_path, fake_server):
+    server = fake_server()
+    path = write_config(tmp_path, server.base_url, n_questions=1)
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    data["questions"] = str(SHARED / "question.jsonl")
+    path.write_text(yaml.safe_dump(data))
+    run = cli("import", str(SHARED / "model_answer" / "gpt-4-0314.jsonl"), "--contestant", "base", "--config", str(path))
+    assert run.returncode == 0, run.stderr
+    assert "500 answers imported for base" in run.stdout

