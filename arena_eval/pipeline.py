@@ -230,33 +230,38 @@ class Arena:
                     games += games_for(self.judge_config_id, qid, c.name, self.baseline.name, aid, base_ids[qid])
         return ids, games
 
-    def _count_missing(self, store: Store, summary: RunSummary, stages: tuple[str, ...]) -> dict[str, dict[str, int]]:
-        """Per contestant: answers and games that should exist for this config but do not."""
+    def tally(self, store: Store) -> "Tally":
+        """What the current config calls for, and how much of it the store holds."""
         ids, games = self.current_games(store)
         verdicts = store.verdicts(self.judge_config_id)
         n = len(self.questions)
-        per: dict[str, dict[str, int]] = {}
-        for c in self.contestants:
-            per[c.name] = {"answers_missing": n - len(ids[c.name]), "games_missing": 0, "games": 0, "unparsed": 0}
+        per = {c.name: {"answers_missing": n - len(ids[c.name]), "games_missing": 0, "games": 0, "unparsed": 0}
+               for c in self.contestants}
+        judged = []
         for g in games:
             row = per[g.contestant]
             if g.game_id in verdicts:
+                judged.append(g.game_id)
                 row["games"] += 1
                 row["unparsed"] += verdicts[g.game_id] is None
             else:
                 row["games_missing"] += 1
-        expected_games = 2 * n * (len(self.contestants) - 1)
-        judged = sum(r["games"] for r in per.values())
-        summary.games_missing = expected_games - judged if ("judge" in stages or "score" in stages) else 0
-        summary.answers_missing = sum(r["answers_missing"] for r in per.values())
-        return per
+        # Games that cannot even be posed (a missing answer on either side) are missing too.
+        expected = 2 * n * (len(self.contestants) - 1)
+        return Tally(ids, judged, per, expected - len(judged))
+
+    def _count_missing(self, store: Store, summary: RunSummary, stages: tuple[str, ...]) -> "Tally":
+        tally = self.tally(store)
+        summary.answers_missing = sum(r["answers_missing"] for r in tally.per_contestant.values())
+        summary.games_missing = tally.games_missing if ("judge" in stages or "score" in stages) else 0
+        return tally
 
     def leaderboard(self, store: Store, summary: RunSummary) -> pd.DataFrame:
         from .rating import compute_leaderboard
 
-        per = self._count_missing(store, summary, STAGES)
-        _, games = self.current_games(store)
-        wanted = {g.game_id for g in games}
+        tally = self._count_missing(store, summary, STAGES)
+        per = tally.per_contestant
+        wanted = set(tally.judged_game_ids)
         judgments = [j for j in store.judgments(self.judge_config_id) if j.game_id in wanted]
         battles = battles_from_judgments(judgments, self.config.judge.weights)
         rating = self.config.rating
@@ -270,15 +275,22 @@ class Arena:
             missing = [c.name for c in self.contestants if c.name not in set(board.model)]
             if missing:
                 board = pd.concat([board, pd.DataFrame({"model": missing})], ignore_index=True)
-        ids, _ = self.current_games(store)
         board["games"] = board.model.map(lambda m: per[m]["games"])
         board["unparsed_rate"] = board.model.map(lambda m: per[m]["unparsed"] / per[m]["games"] if per[m]["games"] else float("nan"))
         board["answers_missing"] = board.model.map(lambda m: per[m]["answers_missing"])
         board["games_missing"] = board.model.map(lambda m: per[m]["games_missing"])
         board.loc[board.model == self.baseline.name, ["unparsed_rate", "games_missing"]] = [float("nan"), 0]
-        board["avg_output_tokens"] = board.model.map(lambda m: store.answer_token_stats(list(ids[m].values()))[1])
+        board["avg_output_tokens"] = board.model.map(lambda m: store.answer_token_stats(list(tally.answer_ids[m].values()))[1])
         board["is_baseline"] = board.model == self.baseline.name
         return board.sort_values("score", ascending=False, na_position="last").reset_index(drop=True)
+
+
+@dataclass
+class Tally:
+    answer_ids: dict[str, dict[str, str]]  # contestant → question_id → answer_id (current config)
+    judged_game_ids: list[str]
+    per_contestant: dict[str, dict[str, int]]
+    games_missing: int
 
 
 def current_answer_ids(contestant: ContestantConfig, questions: Iterable[Question], store: Store) -> dict[str, str]:

@@ -8,7 +8,8 @@ chosen per request from the configured rates (deterministic for a seed):
 - `slow_rate` / `slow_s`: replies delayed by `slow_s`;
 - `latency_s`: a fixed delay for every request;
 - `always_fail_models`: models that always get HTTP 500;
-- `judge_verdict`: the label the judge answers with ("A>B" ...), or "longer" to prefer the longer answer.
+- `judge_verdict`: the label the judge answers with ("A>B" ...); "longer" prefers the longer answer;
+  "none" never gives a label; "second-try" gives one only when re-asked; "conflict" gives two different ones.
 
 Run as a script (`python tests/fake_server.py --port 0 --latency 0.2`) to serve from a separate process; it
 prints `PORT <n>` once listening.
@@ -121,7 +122,11 @@ class FakeServer:
         user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         if "[[A>>B]]" in system:  # a judge prompt
             verdict = self.faults.judge_verdict
-            if verdict == "longer":
+            if verdict == "none" or (verdict == "second-try" and len(messages) <= 2):
+                return "Both answers have merits and I cannot decide."
+            if verdict == "conflict":
+                return "First I thought [[A>B]], then [[B>A]]."
+            if verdict in ("longer", "second-try"):
                 answers = dict(_ANSWER_FENCE.findall(messages[1]["content"]))
                 a, b = len(answers.get("A", "")), len(answers.get("B", ""))
                 verdict = "A>B" if a > b else "B>A" if b > a else "A=B"

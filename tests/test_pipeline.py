@@ -139,3 +139,30 @@ def test_stages_run_separately_and_judge_waits_for_answers(tmp_path, fake_server
     # The fake judge prefers the longer answer; "model-base" is longer than "model-c1", so c1 loses every game.
     assert rows["c1"]["score"] < 1 and rows["base"]["score"] == 50
     assert set(rows["c1"]) >= {"model", "score", "ci_low", "ci_high", "elo", "battles"}
+
+
+@pytest.mark.parametrize("mode, unparsed, requests_per_game", [("second-try", 0, 2), ("none", 1, 2), ("conflict", 1, 2)])
+def test_judge_replies_without_one_label_are_reasked_once_then_counted_unparsed(tmp_path, fake_server, mode, unparsed, requests_per_game):
+    server = fake_server(judge_verdict=mode)
+    server.capture = True
+    path = write_config(tmp_path, server.base_url, n_questions=5)
+    result = Arena(load_config(path)).run_sync()
+    assert result.summary.games_new == 10 and result.summary.games_unparsed == 10 * unparsed
+    assert server.requests["judge-model"] == 10 * requests_per_game
+    reasks = [b["messages"] for b in server.captured if b["model"] == "judge-model" and len(b["messages"]) == 4]
+    # The re-ask continues the same conversation: the judge's first reply, then the request for a label.
+    assert len(reasks) == 10 and all(m[2]["role"] == "assistant" and "[[A>>B]]" in m[3]["content"] for m in reasks)
+    row = result.leaderboard.set_index("model").loc["c1"]
+    assert row["unparsed_rate"] == unparsed
+    texts = db_rows(path, "SELECT judge_text, attempts FROM judgments")
+    assert all(attempts == 2 and "re-asked" in text for text, attempts in texts)
+
+
+def test_a_failing_judge_leaves_games_missing_and_exit_code_2(tmp_path, fake_server):
+    server = fake_server(always_fail_models={"judge-model"})
+    path = write_config(tmp_path, server.base_url, n_questions=4, judge={"max_attempts": 2})
+    result = Arena(load_config(path)).run_sync()
+    assert result.exit_code == 2
+    assert (result.summary.answers_new, result.summary.game_errors, result.summary.games_missing) == (8, 8, 8)
+    assert db_rows(path, "SELECT COUNT(*) FROM errors WHERE stage='judge' AND reason LIKE 'HTTP 500%'") == [(8,)]
+    assert db_rows(path, "SELECT COUNT(*) FROM judgments") == [(0,)]
