@@ -115,6 +115,11 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
         f"{f', {s.games_missing} missing' if s.games_missing else ''}",
         highlight=False,
     )
+    if "guidance" in s.extra:
+        g = s.extra["guidance"]
+        err.print(f"guidance: {g['new']} new, {g['stored']} stored before, {g['errors']} errors", highlight=False)
+        for line in s.extra.get("guidance_errors", [])[:10]:
+            err.print(f"  {line}", highlight=False)
     if s.errors_by_contestant:
         err.print("errors by contestant: " + ", ".join(f"{k}: {v}" for k, v in sorted(s.errors_by_contestant.items())))
     for path in result.files:
@@ -137,6 +142,12 @@ def run(config: Optional[Path] = ConfigOption, format: Format = FormatOption, pr
 def answers(config: Optional[Path] = ConfigOption, progress: bool = ProgressOption) -> None:
     """Only collect the contestants' answers."""
     _run_stages(config, ("answers",), "answers", Format.table, progress)
+
+
+@app.command()
+def guidance(config: Optional[Path] = ConfigOption, progress: bool = ProgressOption) -> None:
+    """Build the guidance for guided contestants ahead of a run (`run` builds whatever is missing)."""
+    _run_stages(config, ("guidance",), "guidance", Format.table, progress)
 
 
 @app.command()
@@ -262,7 +273,9 @@ def import_(
         with RunLock(cfg.output_dir), Store(cfg.output_dir / "arena.db") as store:
             store.save_questions(questions)
             store.save_contestant(match[0].name, match[0].config_id, match[0].provider, match[0].model, match[0].model_dump(mode="json"))
-            counts = import_answers(answers_file, match[0], questions, store)
+            from .pipeline import Arena
+
+            counts = import_answers(answers_file, match[0], questions, store, Arena(cfg, questions=questions).augmenter(store))
     except ArenaError as exc:
         _fail(exc)
     typer.echo(

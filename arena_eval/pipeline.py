@@ -9,6 +9,7 @@ device lock each), so that their energy windows never overlap.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import secrets
 import time
@@ -19,9 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .collect import RetriesExhausted, build_messages, collect_answers, prompt_hash
+from .augment import Augmenter
+from .collect import RetriesExhausted, collect_answers, prompt_hash
 from .config import ContestantConfig, RunConfig
-from .errors import ArenaError
+from .errors import ArenaError, AugmentError
 from .judge import JudgePrompts, battles_from_judgments, games_for, judge_game
 from .progress import NullProgress, Progress
 from .providers import make_provider
@@ -29,7 +31,7 @@ from .questions import Question, QuestionSet, load_questions
 from .records import Answer, AnswerError, Game, GameError, RunSummary
 from .store import RunLock, Store
 
-STAGES = ("answers", "judge", "score")
+STAGES = ("answers", "judge", "score")  # what `run` does; `guidance` is a stage of its own
 
 
 @dataclass
@@ -61,6 +63,13 @@ class Arena:
         self.baseline = config.baseline_contestant
         # Baseline first: under a shared device lock it then runs first, and games can start early.
         self.contestants = [self.baseline] + [c for c in config.contestants if c.name != config.baseline]
+        self._augmenters: dict[int, Augmenter] = {}
+
+    def augmenter(self, store: Store, run_id: str | None = None) -> Augmenter:
+        """The prompt builder bound to `store` (guidance is cached there)."""
+        if id(store) not in self._augmenters:
+            self._augmenters[id(store)] = Augmenter(self.config, store, run_id)
+        return self._augmenters[id(store)]
 
     # --- entry points -----------------------------------------------------------------------------------
 
@@ -76,8 +85,14 @@ class Arena:
                 store.save_questions(self.questions)
                 for c in self.contestants:
                     store.save_contestant(c.name, c.config_id, c.provider, c.model, c.model_dump(mode="json"))
-                if "answers" in stages or "judge" in stages:
-                    await self._collect_and_judge(store, run_id, summary, stages)
+                augmenter = self.augmenter(store, run_id)
+                try:
+                    if "guidance" in stages:
+                        await self._build_guidance(augmenter, summary)
+                    if "answers" in stages or "judge" in stages:
+                        await self._collect_and_judge(store, run_id, summary, stages)
+                finally:
+                    await augmenter.close()
                 leaderboard, files = None, []
                 if "score" in stages:
                     leaderboard = self.leaderboard(store, summary)
@@ -97,14 +112,46 @@ class Arena:
     def run_sync(self, stages: Iterable[str] = STAGES, command: str = "run") -> RunResult:
         return asyncio.run(self.run(stages, command))
 
+    # --- guidance -----------------------------------------------------------------------------------------
+
+    async def _build_guidance(self, augmenter: Augmenter, summary: RunSummary) -> None:
+        """Generate missing guidance ahead of collection (the `guidance` command; `run` also fills gaps lazily)."""
+        guide = augmenter.guide
+        if guide is None:
+            return
+        guide.provider.api_key()
+        self.progress.add("guidance", len(self.questions))
+        limit = asyncio.Semaphore(guide.config.concurrency)
+        counts = summary.extra.setdefault("guidance", {"new": 0, "stored": 0, "errors": 0})
+
+        async def one(question: Question) -> None:
+            async with limit:
+                if guide.stored(question) is not None:
+                    counts["stored"] += 1
+                    self.progress.advance("guidance", cached=True)
+                    return
+                try:
+                    await guide.get(question)
+                except AugmentError as exc:
+                    counts["errors"] += 1
+                    summary.extra.setdefault("guidance_errors", []).append(f"{question.question_id}: {exc}")
+                    self.progress.advance("guidance", error=True)
+                    return
+                counts["new"] += 1
+                self.progress.advance("guidance")
+
+        await asyncio.gather(*(one(q) for q in self.questions))
+
     # --- collection and judging -------------------------------------------------------------------------
 
     async def _collect_and_judge(self, store: Store, run_id: str, summary: RunSummary, stages: tuple[str, ...]) -> None:
         collect, judge = "answers" in stages, "judge" in stages
+        augmenter = self.augmenter(store, run_id)
         contestant_providers = {c.name: make_provider(c, self.config.base_dir) for c in self.contestants} if collect else {}
         judge_provider = make_provider(self.config.judge, self.config.base_dir) if judge else None
         # Errors before work: every credential is checked before the first request goes out.
-        for provider in [*contestant_providers.values(), judge_provider]:
+        guide_provider = augmenter.guide.provider if collect and augmenter.guide else None
+        for provider in [*contestant_providers.values(), judge_provider, guide_provider]:
             if provider is not None:
                 provider.api_key()
         device_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -117,7 +164,7 @@ class Arena:
         async def produce(contestant: ContestantConfig) -> None:
             try:
                 if not collect:
-                    async for item in stored_answers(contestant, self.questions, store):
+                    async for item in stored_answers(contestant, self.questions, store, augmenter):
                         await answers_q.put(item)
                     return
                 provider = contestant_providers[contestant.name]
@@ -126,7 +173,8 @@ class Arena:
                     await lock.acquire()
                 try:
                     await provider.start()
-                    async for item in collect_answers(contestant, provider, self.questions, store, run_id):
+                    prepare = functools.partial(augmenter.prepare, contestant)
+                    async for item in collect_answers(contestant, provider, self.questions, store, prepare, run_id):
                         await answers_q.put(item)
                 finally:
                     await provider.close()
@@ -221,7 +269,8 @@ class Arena:
 
     def current_games(self, store: Store) -> tuple[dict[str, dict[str, str]], list[Game]]:
         """Answer ids of the current configuration per contestant, and every game they call for."""
-        ids = {c.name: current_answer_ids(c, self.questions, store) for c in self.contestants}
+        augmenter = self.augmenter(store)
+        ids = {c.name: current_answer_ids(c, self.questions, store, augmenter) for c in self.contestants}
         base_ids = ids[self.baseline.name]
         games = []
         for c in self.contestants[1:]:
@@ -293,20 +342,25 @@ class Tally:
     games_missing: int
 
 
-def current_answer_ids(contestant: ContestantConfig, questions: Iterable[Question], store: Store) -> dict[str, str]:
+def current_answer_ids(contestant: ContestantConfig, questions: Iterable[Question], store: Store,
+                       augmenter: Augmenter) -> dict[str, str]:
     """question_id → answer_id of the answers stored for this contestant's current prompts."""
     stored = store.answer_ids(contestant.config_id)
     out = {}
     for q in questions:
-        key = (q.question_id, prompt_hash(build_messages(contestant, q)))
+        prepared = augmenter.prepare_stored(contestant, q)
+        if prepared is None:
+            continue
+        key = (q.question_id, prompt_hash(prepared.messages))
         if key in stored:
             out[q.question_id] = stored[key]
     return out
 
 
-async def stored_answers(contestant: ContestantConfig, questions: Iterable[Question], store: Store) -> AsyncIterator[Answer]:
+async def stored_answers(contestant: ContestantConfig, questions: Iterable[Question], store: Store,
+                         augmenter: Augmenter) -> AsyncIterator[Answer]:
     """The contestant's stored answers (for the judge stage alone); missing ones are simply absent."""
-    for aid in current_answer_ids(contestant, questions, store).values():
+    for aid in current_answer_ids(contestant, questions, store, augmenter).values():
         answer = store.get_answer(aid)
         if answer is not None:
             answer.cached = True

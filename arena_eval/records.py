@@ -40,6 +40,8 @@ class Answer:
     cost: float | None = None
     created_at: float | None = None
     run_id: str | None = None
+    # Ids of the passages retrieved into the prompt (augment: rag), for audit.
+    context_ids: list[str] | None = None
     # True when the answer was already stored before this run (nothing was requested).
     cached: bool = field(default=False, compare=False)
 
@@ -85,6 +87,7 @@ class Judgment:
     output_tokens: int | None = None
     latency_s: float | None = None
     run_id: str | None = None
+    cost: float | None = None
     cached: bool = field(default=False, compare=False)
 
 

@@ -39,8 +39,13 @@ CREATE TABLE IF NOT EXISTS answers (
     answer_id TEXT PRIMARY KEY, contestant TEXT NOT NULL, config_id TEXT NOT NULL, question_id TEXT NOT NULL,
     prompt_hash TEXT NOT NULL, text TEXT NOT NULL, input_tokens INTEGER, output_tokens INTEGER,
     tokens_estimated INTEGER NOT NULL DEFAULT 0, finish_reason TEXT, latency_s REAL, ttft_s REAL, cost REAL,
-    created_at REAL NOT NULL, run_id TEXT,
+    created_at REAL NOT NULL, run_id TEXT, context_ids TEXT,
     UNIQUE (config_id, question_id, prompt_hash)
+);
+CREATE TABLE IF NOT EXISTS guidance (
+    question_id TEXT NOT NULL, guide_config_id TEXT NOT NULL, reference TEXT NOT NULL, guidance TEXT NOT NULL,
+    input_tokens INTEGER, output_tokens INTEGER, created_at REAL NOT NULL, run_id TEXT,
+    PRIMARY KEY (question_id, guide_config_id)
 );
 CREATE TABLE IF NOT EXISTS errors (
     id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, stage TEXT NOT NULL, contestant TEXT NOT NULL,
@@ -51,7 +56,7 @@ CREATE TABLE IF NOT EXISTS judgments (
     game_id TEXT PRIMARY KEY, judge_config_id TEXT NOT NULL, question_id TEXT NOT NULL, contestant TEXT NOT NULL,
     baseline TEXT NOT NULL, game INTEGER NOT NULL, answer_a_id TEXT NOT NULL, answer_b_id TEXT NOT NULL,
     verdict TEXT, judge_text TEXT NOT NULL, attempts INTEGER NOT NULL, input_tokens INTEGER, output_tokens INTEGER,
-    latency_s REAL, created_at REAL NOT NULL, run_id TEXT
+    latency_s REAL, created_at REAL NOT NULL, run_id TEXT, cost REAL
 );
 CREATE TABLE IF NOT EXISTS leaderboards (
     run_id TEXT NOT NULL, model TEXT NOT NULL, created_at REAL NOT NULL, row_json TEXT NOT NULL,
@@ -59,6 +64,9 @@ CREATE TABLE IF NOT EXISTS leaderboards (
 );
 CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id, stage);
 """
+
+# Columns added after a table was first created: (table, column, type). Applied to older databases on open.
+_ADDED_COLUMNS = [("answers", "context_ids", "TEXT"), ("judgments", "cost", "REAL")]
 
 _ANSWER_COLUMNS = [f.name for f in fields(Answer) if f.name != "cached"]
 _JUDGMENT_COLUMNS = [f.name for f in fields(Judgment) if f.name != "cached"]
@@ -115,11 +123,18 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.executescript(_SCHEMA)
+            self._migrate()
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except (OSError, sqlite3.Error) as exc:
             raise ArenaError(
                 f"cannot open the result database {self.path}: {exc}. Check that the output folder is writable."
             ) from None
+
+    def _migrate(self) -> None:
+        for table, column, kind in _ADDED_COLUMNS:
+            present = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self.db.close()
@@ -170,6 +185,7 @@ class Store:
 
     def save_answer(self, answer: Answer) -> None:
         row = asdict(answer)
+        row["context_ids"] = json.dumps(answer.context_ids) if answer.context_ids is not None else None
         values = [row[c] for c in _ANSWER_COLUMNS]
         # OR IGNORE: the key is unique; a duplicate can only be the same work done twice.
         self.db.execute(
@@ -253,6 +269,21 @@ class Store:
             values = {k: row[k] for k in _JUDGMENT_COLUMNS}
             yield Judgment(**values)
 
+    # --- guidance ---------------------------------------------------------------------------------------
+
+    def get_guidance(self, question_id: str, guide_config_id: str) -> str | None:
+        row = self.db.execute(
+            "SELECT guidance FROM guidance WHERE question_id=? AND guide_config_id=?", (question_id, guide_config_id)
+        ).fetchone()
+        return row[0] if row else None
+
+    def save_guidance(self, question_id: str, guide_config_id: str, reference: str, guidance: str,
+                      input_tokens: int, output_tokens: int, created_at: float, run_id: str | None) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO guidance VALUES (?,?,?,?,?,?,?,?)",
+            (question_id, guide_config_id, reference, guidance, input_tokens, output_tokens, created_at, run_id),
+        )
+
     # --- leaderboards -----------------------------------------------------------------------------------
 
     def save_leaderboard(self, run_id: str, rows: list[dict[str, Any]]) -> None:
@@ -269,6 +300,7 @@ class Store:
 def _answer(row: sqlite3.Row) -> Answer:
     values = {k: row[k] for k in _ANSWER_COLUMNS}
     values["tokens_estimated"] = bool(values["tokens_estimated"])
+    values["context_ids"] = json.loads(values["context_ids"]) if values["context_ids"] else None
     return Answer(**values)
 
 

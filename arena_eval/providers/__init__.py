@@ -13,6 +13,19 @@ def make_provider(config: EndpointConfig, base_dir: str | Path = ".") -> Provide
         from .openai_compat import OpenAIProvider
 
         return OpenAIProvider(config)
+    if config.provider == "anthropic":
+        from .anthropic import AnthropicProvider
+
+        return AnthropicProvider(config)
+    if config.provider == "litellm":
+        # Imported only here: a run that does not use litellm does not pay its import time.
+        from .litellm import LiteLLMProvider
+
+        return LiteLLMProvider(config)
+    if config.provider == "vllm":
+        from .vllm import VLLMProvider
+
+        return VLLMProvider(config)
     if config.provider == "llama_cpp":
         from .llama_cpp import LlamaCppProvider
 
