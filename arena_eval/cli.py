@@ -55,7 +55,8 @@ def _fail(exc: ArenaError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-_COLUMNS = ["model", "score", "ci_low", "ci_high", "elo", "battles", "questions", "unparsed_rate", "avg_output_tokens"]
+_COLUMNS = ["model", "score", "ci_low", "ci_high", "elo", "battles", "questions", "unparsed_rate", "avg_input_tokens",
+            "avg_output_tokens", "answer_cost", "judge_cost"]
 
 
 def print_table(board: pd.DataFrame, fmt: Format, title: str = "Leaderboard") -> None:
@@ -85,7 +86,9 @@ def _cell(column: str, value) -> str:
         return f"{100 * value:.1f}%"
     if column in ("battles", "questions"):
         return f"{value:g}"
-    return f"{value:.1f}" if column in ("elo", "avg_output_tokens") else f"{value:.2f}"
+    if column.endswith("_cost"):
+        return f"{value:.4f}"
+    return f"{value:.1f}" if column in ("elo", "avg_input_tokens", "avg_output_tokens") else f"{value:.2f}"
 
 
 def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, fmt: Format, progress: bool) -> None:

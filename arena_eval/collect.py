@@ -22,6 +22,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from .config import ContestantConfig, EndpointConfig
 from .errors import AugmentError
+from .pricing import cost_of, price_for
 from .providers.base import Provider, ProviderError
 from .questions import Question
 from .records import Answer, AnswerError, Message
@@ -113,6 +114,7 @@ async def collect_answers(
     `prepare` gives the messages for a question (augment.Augmenter.prepare); it may raise AugmentError.
     """
     config_id = contestant.config_id
+    price = price_for(contestant)
     stored = store.answer_ids(config_id)
     limiter = RateLimiter(contestant.requests_per_minute)
     pending = iter(questions)
@@ -159,7 +161,7 @@ async def collect_answers(
             finish_reason=completion.finish_reason,
             latency_s=completion.latency_s,
             ttft_s=completion.ttft_s,
-            cost=completion.cost,
+            cost=completion.cost if completion.cost is not None else cost_of(price, completion.input_tokens, completion.output_tokens),
             created_at=time.time(),
             run_id=run_id,
             context_ids=prepared.context_ids or None,

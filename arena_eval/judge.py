@@ -18,6 +18,7 @@ from jinja2 import TemplateError
 from .collect import call_with_retries
 from .config import JudgeConfig, VerdictWeights
 from .errors import ConfigError
+from .pricing import cost_of, price_for
 from .providers.base import Provider
 from .records import Game, Judgment, Message
 from .templates import read_template, render
@@ -118,6 +119,7 @@ async def judge_game(
     overrides = provider.constrain_to([f"[[{label}]]" for label in LABELS]) if config.constrain_labels else {}
     replies: list[str] = []
     input_tokens = output_tokens = 0
+    cost: float | None = 0.0
     started = time.perf_counter()
     verdict = None
     for attempt in range(1, config.attempts + 1):
@@ -125,6 +127,8 @@ async def judge_game(
         replies.append(completion.text)
         input_tokens += completion.input_tokens or 0
         output_tokens += completion.output_tokens or 0
+        call_cost = completion.cost if completion.cost is not None else cost_of(price_for(config), completion.input_tokens, completion.output_tokens)
+        cost = None if cost is None or call_cost is None else cost + call_cost
         verdict = parse_verdict(completion.text)
         if verdict is not None or attempt == config.attempts:
             break
@@ -148,6 +152,7 @@ async def judge_game(
         output_tokens=output_tokens,
         latency_s=time.perf_counter() - started,
         run_id=run_id,
+        cost=cost,
     )
 
 

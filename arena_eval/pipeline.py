@@ -134,6 +134,7 @@ class Arena:
                     await guide.get(question)
                 except AugmentError as exc:
                     counts["errors"] += 1
+                    summary.guidance_errors += 1
                     summary.extra.setdefault("guidance_errors", []).append(f"{question.question_id}: {exc}")
                     self.progress.advance("guidance", error=True)
                     return
@@ -290,7 +291,7 @@ class Arena:
         for g in games:
             row = per[g.contestant]
             if g.game_id in verdicts:
-                judged.append(g.game_id)
+                judged.append((g.game_id, g.contestant))
                 row["games"] += 1
                 row["unparsed"] += verdicts[g.game_id] is None
             else:
@@ -301,7 +302,8 @@ class Arena:
 
     def _count_missing(self, store: Store, summary: RunSummary, stages: tuple[str, ...]) -> "Tally":
         tally = self.tally(store)
-        summary.answers_missing = sum(r["answers_missing"] for r in tally.per_contestant.values())
+        if {"answers", "judge", "score"} & set(stages):
+            summary.answers_missing = sum(r["answers_missing"] for r in tally.per_contestant.values())
         summary.games_missing = tally.games_missing if ("judge" in stages or "score" in stages) else 0
         return tally
 
@@ -310,7 +312,7 @@ class Arena:
 
         tally = self._count_missing(store, summary, STAGES)
         per = tally.per_contestant
-        wanted = set(tally.judged_game_ids)
+        wanted = {game_id for game_id, _ in tally.judged_game_ids}
         judgments = [j for j in store.judgments(self.judge_config_id) if j.game_id in wanted]
         battles = battles_from_judgments(judgments, self.config.judge.weights)
         rating = self.config.rating
@@ -329,7 +331,15 @@ class Arena:
         board["answers_missing"] = board.model.map(lambda m: per[m]["answers_missing"])
         board["games_missing"] = board.model.map(lambda m: per[m]["games_missing"])
         board.loc[board.model == self.baseline.name, ["unparsed_rate", "games_missing"]] = [float("nan"), 0]
-        board["avg_output_tokens"] = board.model.map(lambda m: store.answer_token_stats(list(tally.answer_ids[m].values()))[1])
+        answer_stats = {m: store.answer_stats(list(ids.values())) for m, ids in tally.answer_ids.items()}
+        games_of: dict[str, list[str]] = defaultdict(list)
+        for game_id, contestant in tally.judged_game_ids:
+            games_of[contestant].append(game_id)
+        judge_stats = {m: store.judgment_stats(games_of[m]) for m in per}
+        board["avg_input_tokens"] = board.model.map(lambda m: answer_stats[m]["avg_input_tokens"])
+        board["avg_output_tokens"] = board.model.map(lambda m: answer_stats[m]["avg_output_tokens"])
+        board["answer_cost"] = board.model.map(lambda m: answer_stats[m]["cost"])
+        board["judge_cost"] = board.model.map(lambda m: judge_stats[m]["cost"] if games_of[m] else None)
         board["is_baseline"] = board.model == self.baseline.name
         return board.sort_values("score", ascending=False, na_position="last").reset_index(drop=True)
 
@@ -337,7 +347,7 @@ class Arena:
 @dataclass
 class Tally:
     answer_ids: dict[str, dict[str, str]]  # contestant → question_id → answer_id (current config)
-    judged_game_ids: list[str]
+    judged_game_ids: list[tuple[str, str]]  # (game_id, contestant)
     per_contestant: dict[str, dict[str, int]]
     games_missing: int
 

@@ -110,6 +110,7 @@ class RunSummary:
     answers_cached: int = 0
     answer_errors: int = 0
     answers_missing: int = 0
+    guidance_errors: int = 0
     games_new: int = 0
     games_cached: int = 0
     games_unparsed: int = 0
@@ -120,4 +121,5 @@ class RunSummary:
 
     @property
     def complete(self) -> bool:
-        return not (self.answer_errors or self.answers_missing or self.game_errors or self.games_missing)
+        return not (self.answer_errors or self.answers_missing or self.game_errors or self.games_missing
+                    or self.guidance_errors)

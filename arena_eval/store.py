@@ -209,18 +209,32 @@ class Store:
         for row in self.db.execute(query + " ORDER BY contestant, question_id", args):
             yield _answer(row)
 
-    def answer_token_stats(self, answer_ids: list[str]) -> tuple[int, float | None]:
-        """(count, mean output tokens) over the given answers."""
-        total, count = 0, 0
-        for chunk_start in range(0, len(answer_ids), 500):
-            chunk = answer_ids[chunk_start : chunk_start + 500]
+    def answer_stats(self, answer_ids: list[str]) -> dict[str, float | None]:
+        """Average input/output tokens and total cost over the given answers (cost None if any is unknown)."""
+        return self._stats("answers", "answer_id", answer_ids)
+
+    def judgment_stats(self, game_ids: list[str]) -> dict[str, float | None]:
+        return self._stats("judgments", "game_id", game_ids)
+
+    def _stats(self, table: str, key: str, ids: list[str]) -> dict[str, float | None]:
+        n = n_in = n_out = n_cost = 0
+        sum_in = sum_out = cost = 0.0
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
             row = self.db.execute(
-                f"SELECT COUNT(output_tokens), SUM(output_tokens) FROM answers WHERE answer_id IN ({','.join('?' * len(chunk))})",
+                f"SELECT COUNT(*), COUNT(input_tokens), SUM(input_tokens), COUNT(output_tokens), SUM(output_tokens),"
+                f" COUNT(cost), SUM(cost) FROM {table} WHERE {key} IN ({','.join('?' * len(chunk))})",
                 chunk,
             ).fetchone()
-            count += row[0] or 0
-            total += row[1] or 0
-        return count, (total / count if count else None)
+            n += row[0]
+            n_in, sum_in = n_in + row[1], sum_in + (row[2] or 0)
+            n_out, sum_out = n_out + row[3], sum_out + (row[4] or 0)
+            n_cost, cost = n_cost + row[5], cost + (row[6] or 0)
+        return {
+            "avg_input_tokens": sum_in / n_in if n_in else None,
+            "avg_output_tokens": sum_out / n_out if n_out else None,
+            "cost": cost if n and n_cost == n else None,
+        }
 
     # --- errors -----------------------------------------------------------------------------------------
 

@@ -1,0 +1,150 @@
+"""Guidance and RAG: what each request carries, caching, failures, and retrieval itself."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import yaml
+from conftest import write_config
+
+from arena_eval import Arena, load_config
+from arena_eval.augment.rag import BM25Index, Passage, chunk_text, load_corpus
+
+CLI = [sys.executable, "-m", "arena_eval.cli"]
+
+
+def add(path, **sections):
+    data = yaml.safe_load(path.read_text())
+    data.update(sections)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def bodies(server, model):
+    return [b for b in server.captured if b["model"] == model]
+
+
+def test_guided_requests_carry_guidance_and_nobody_else_sees_it(tmp_path, fake_server):
+    server = fake_server()
+    server.capture = True
+    contestants = [{"name": "base", "model": "m-base"}, {"name": "guided", "model": "m-guided", "augment": "guidance"}]
+    path = write_config(tmp_path, server.base_url, n_questions=4, contestants=contestants)
+    add(path, guidance={"provider": "openai", "base_url": server.base_url, "model": "guide-model",
+                        "retry_initial_s": 0.01, "retry_max_s": 0.05})
+    result = Arena(load_config(path)).run_sync()
+    assert result.exit_code == 0, result.summary
+
+    # The fake guide answers "Answer from guide-model to: <prompt>"; two calls per question (reference, guidance).
+    assert server.requests["guide-model"] == 8
+    guided = bodies(server, "m-guided")
+    assert len(guided) == 4
+    assert all("Guidance for the question" in b["messages"][0]["content"] and "Answer from guide-model" in b["messages"][0]["content"]
+               for b in guided)
+    for model in ("m-base", "judge-model"):
+        assert not any("guide-model" in m["content"] or "Guidance for the question" in m["content"]
+                       for b in bodies(server, model) for m in b["messages"])
+    # The guided prompt is longer, and the leaderboard shows it.
+    board = result.leaderboard.set_index("model")
+    assert board.loc["guided", "avg_input_tokens"] > 3 * board.loc["base", "avg_input_tokens"]
+
+    # Cached per (question, guide config): a second run asks the guide nothing.
+    Arena(load_config(path)).run_sync()
+    assert server.requests["guide-model"] == 8
+
+
+def test_guidance_command_builds_ahead_and_a_failing_guide_becomes_answer_errors(tmp_path, fake_server):
+    server = fake_server(always_fail_models={"broken-guide"})
+    contestants = [{"name": "base", "model": "m-base"}, {"name": "guided", "model": "m-guided", "augment": "guidance"}]
+    path = write_config(tmp_path, server.base_url, n_questions=3, contestants=contestants)
+    add(path, guidance={"provider": "openai", "base_url": server.base_url, "model": "guide-model"})
+    built = subprocess.run([*CLI, "guidance", "--config", str(path)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    assert "guidance: 3 new, 0 stored before, 0 errors" in built.stderr
+    assert server.requests["guide-model"] == 6 and server.requests["m-guided"] == 0
+
+    add(path, guidance={"provider": "openai", "base_url": server.base_url, "model": "broken-guide", "max_attempts": 2,
+                        "retry_initial_s": 0.01, "retry_max_s": 0.02})
+    run = subprocess.run([*CLI, "run", "--config", str(path)], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "guided: 3" in run.stderr
+    config = load_config(path)
+    import sqlite3
+
+    with sqlite3.connect(config.output_dir / "arena.db") as db:
+        reasons = [r[0] for r in db.execute("SELECT reason FROM errors WHERE contestant='guided'")]
+    assert len(reasons) == 3 and all("guide model failed" in r for r in reasons)
+    assert server.requests["m-guided"] == 0
+
+
+def test_rag_prompt_carries_the_passage_that_answers_and_ids_are_stored(tmp_path, fake_server):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "pets.md").write_text("# Pets\n\nThe office cat is called Bartholomew and sleeps on the printer.\n\n"
+                                    "Dogs are not allowed in the office.")
+    (corpus / "building.txt").write_text("The building has four floors.\n\nThe canteen opens at noon on weekdays.")
+    questions = tmp_path / "rag-questions.jsonl"
+    questions.write_text(json.dumps({"id": "cat", "prompt": "What is the name of the office cat?"}) + "\n"
+                         + json.dumps({"id": "canteen", "prompt": "When does the canteen open?"}) + "\n")
+    server = fake_server()
+    server.capture = True
+    contestants = [{"name": "base", "model": "m-base"}, {"name": "rag", "model": "m-rag", "augment": "rag"}]
+    path = write_config(tmp_path, server.base_url, contestants=contestants)
+    add(path, questions=str(questions), rag={"corpus": str(corpus), "top_k": 1, "chunk_chars": 100, "chunk_overlap": 10})
+    result = Arena(load_config(path)).run_sync()
+    assert result.exit_code == 0, result.summary
+
+    prompts = {b["messages"][-1]["content"].rsplit("Question:\n", 1)[1].strip(): b["messages"][-1]["content"]
+               for b in bodies(server, "m-rag")}
+    assert "Bartholomew" in prompts["What is the name of the office cat?"]
+    assert "noon" in prompts["When does the canteen open?"] and "Bartholomew" not in prompts["When does the canteen open?"]
+    assert not any("Bartholomew" in m["content"] for model in ("m-base", "judge-model")
+                   for b in bodies(server, model) for m in b["messages"])
+    answers = {a.question_id: a for a in _answers(path, "rag")}
+    assert answers["cat"].context_ids == ["pets.md#0"] and answers["canteen"].context_ids == ["building.txt#0"]
+
+
+def _answers(path, contestant):
+    from arena_eval.store import Store
+
+    with Store(load_config(path).output_dir / "arena.db") as store:
+        return list(store.answers(contestant))
+
+
+def test_augment_without_its_section_is_a_config_error(tmp_path):
+    from arena_eval.errors import ConfigError
+    import pytest
+
+    path = write_config(tmp_path, "http://x/v1", contestants=[{"name": "a", "model": "m"}, {"name": "b", "model": "m", "augment": "rag"}])
+    with pytest.raises(ConfigError, match="augment: rag, but the config has no `rag:` section"):
+        load_config(path)
+
+
+def test_chunking_packs_paragraphs_and_cuts_long_ones_with_overlap():
+    text = "alpha " * 10 + "\n\n" + "beta " * 10 + "\n\n" + "x" * 250
+    chunks = chunk_text(text, chunk_chars=120, overlap=20)
+    assert chunks[0].startswith("alpha") and "beta" in chunks[0]
+    long_parts = chunks[1:]
+    assert all(len(c) <= 120 for c in long_parts) and "".join(c[:100] for c in long_parts[:-1]) + long_parts[-1] == "x" * 250
+
+
+def test_bm25_ranks_the_matching_passage_first_and_ignores_stopwords():
+    passages = [Passage("1", "Paris is the capital of France."), Passage("2", "Berlin is the capital of Germany."),
+                Passage("3", "The the the of of of.")]
+    index = BM25Index(passages)
+    assert [p.id for p, _ in index.search("What is the capital of Germany?", 2)][0] == "2"
+    assert index.search("the of", 3) == []
+
+
+def test_jsonl_corpus_and_bad_lines(tmp_path):
+    import pytest
+    from arena_eval.errors import ConfigError
+
+    good = tmp_path / "p.jsonl"
+    good.write_text('{"id": "a", "text": "one"}\n{"id": "b", "text": "two"}\n')
+    assert [p.id for p in load_corpus(good)] == ["a", "b"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": "one"}\n{"id": "b"}\n')
+    with pytest.raises(ConfigError, match="bad.jsonl:2"):
+        load_corpus(bad)
