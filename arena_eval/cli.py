@@ -40,11 +40,13 @@ FormatOption = typer.Option(Format.table, "--format", "-f", help="How to print t
 ProgressOption = typer.Option(True, "--progress/--no-progress", help="Progress bars (lines when not on a terminal).")
 
 
-def _load(config: Optional[Path]):
+def _load(config: Optional[Path], guided_demo: bool = False):
+    if guided_demo and config is not None:
+        raise ArenaError("--demo-guided changes the bundled demo; it cannot be combined with --config")
     if config is None:
         from .demo import demo_config
 
-        return demo_config()
+        return demo_config(guided=guided_demo)
     from .config import load_config
 
     return load_config(config)
@@ -91,12 +93,13 @@ def _cell(column: str, value) -> str:
     return f"{value:.1f}" if column in ("elo", "avg_input_tokens", "avg_output_tokens") else f"{value:.2f}"
 
 
-def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, fmt: Format, progress: bool) -> None:
+def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, fmt: Format, progress: bool,
+                guided_demo: bool = False) -> None:
     from .pipeline import Arena
     from .progress import make_progress
 
     try:
-        cfg = _load(config)
+        cfg = _load(config, guided_demo)
         if cfg.demo:
             from .demo import DISCLAIMER
 
@@ -118,6 +121,11 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
         f"{f', {s.games_missing} missing' if s.games_missing else ''}",
         highlight=False,
     )
+    if "judge" in s.extra and not pd.isna(s.extra["judge"]["consistency"]):
+        d = s.extra["judge"]
+        err.print(f"judge diagnostics: position consistency {100 * d['consistency']:.0f}% of questions, "
+                  f"position A wins {100 * d['first_position_win_rate']:.0f}% of decisive games"
+                  f"{' (strong position bias)' if abs(d['first_position_win_rate'] - 0.5) > 0.2 else ''}", highlight=False)
     if "guidance" in s.extra:
         g = s.extra["guidance"]
         err.print(f"guidance: {g['new']} new, {g['stored']} stored before, {g['errors']} errors", highlight=False)
@@ -136,9 +144,14 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
 
 
 @app.command()
-def run(config: Optional[Path] = ConfigOption, format: Format = FormatOption, progress: bool = ProgressOption) -> None:
+def run(
+    config: Optional[Path] = ConfigOption,
+    format: Format = FormatOption,
+    progress: bool = ProgressOption,
+    demo_guided: bool = typer.Option(False, "--demo-guided", help="Demo only: add a SmolLM2 contestant with guidance."),
+) -> None:
     """Collect answers, judge them against the baseline and rate every contestant (resumes what is stored)."""
-    _run_stages(config, ("answers", "judge", "score"), "run", format, progress)
+    _run_stages(config, ("answers", "judge", "score"), "run", format, progress, demo_guided)
 
 
 @app.command()

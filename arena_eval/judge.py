@@ -176,3 +176,35 @@ def battles_from_judgments(judgments: Iterable[Judgment], weights: VerdictWeight
         winner, weight = battle_outcome(j.verdict, j.game, weights)
         rows.append((j.question_id, j.baseline, j.contestant, winner, weight))
     return pd.DataFrame(rows, columns=["question_id", "model_a", "model_b", "winner", "weight"])
+
+
+def position_diagnostics(judgments: Iterable[Judgment]) -> pd.DataFrame:
+    """Position-bias diagnostics per contestant, plus an overall row ("*").
+
+    consistency: share of questions with both games parsed whose outcomes agree once positions are un-swapped;
+    first_position_win_rate: share of decisive parsed games won by whichever answer sat in position A.
+    """
+    outcomes: dict[tuple[str, str], dict[int, str]] = {}
+    first_wins: dict[str, list[int]] = {}
+    for j in judgments:
+        if j.verdict is None:
+            continue
+        winner, _ = battle_outcome(j.verdict, j.game, VerdictWeights())
+        outcomes.setdefault((j.contestant, j.question_id), {})[j.game] = winner
+        if "=" not in j.verdict:
+            first_wins.setdefault(j.contestant, []).append(j.verdict.startswith("A"))
+    agree: dict[str, list[int]] = {}
+    for (contestant, _), games in outcomes.items():
+        if len(games) == 2:
+            agree.setdefault(contestant, []).append(games[1] == games[2])
+    rows = []
+    for name in sorted(set(agree) | set(first_wins)):
+        rows.append((name, _mean(agree.get(name)), _mean(first_wins.get(name))))
+    every_agree = [x for values in agree.values() for x in values]
+    every_first = [x for values in first_wins.values() for x in values]
+    rows.append(("*", _mean(every_agree), _mean(every_first)))
+    return pd.DataFrame(rows, columns=["model", "consistency", "first_position_win_rate"])
+
+
+def _mean(values: list[int] | None) -> float:
+    return sum(values) / len(values) if values else float("nan")

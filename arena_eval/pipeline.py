@@ -24,7 +24,7 @@ from .augment import Augmenter
 from .collect import RetriesExhausted, collect_answers, prompt_hash
 from .config import ContestantConfig, RunConfig
 from .errors import ArenaError, AugmentError
-from .judge import JudgePrompts, battles_from_judgments, games_for, judge_game
+from .judge import JudgePrompts, battles_from_judgments, games_for, judge_game, position_diagnostics
 from .progress import NullProgress, Progress
 from .providers import make_provider
 from .questions import Question, QuestionSet, load_questions
@@ -315,6 +315,9 @@ class Arena:
         wanted = {game_id for game_id, _ in tally.judged_game_ids}
         judgments = [j for j in store.judgments(self.judge_config_id) if j.game_id in wanted]
         battles = battles_from_judgments(judgments, self.config.judge.weights)
+        diagnostics = position_diagnostics(judgments).set_index("model")
+        overall = diagnostics.loc["*"]
+        summary.extra["judge"] = {"consistency": overall.consistency, "first_position_win_rate": overall.first_position_win_rate}
         rating = self.config.rating
         if battles.empty:
             board = pd.DataFrame({"model": [c.name for c in self.contestants]})
@@ -340,6 +343,8 @@ class Arena:
         board["avg_output_tokens"] = board.model.map(lambda m: answer_stats[m]["avg_output_tokens"])
         board["answer_cost"] = board.model.map(lambda m: answer_stats[m]["cost"])
         board["judge_cost"] = board.model.map(lambda m: judge_stats[m]["cost"] if games_of[m] else None)
+        board["consistency"] = board.model.map(diagnostics.consistency)
+        board["first_position_win_rate"] = board.model.map(diagnostics.first_position_win_rate)
         board["is_baseline"] = board.model == self.baseline.name
         return board.sort_values("score", ascending=False, na_position="last").reset_index(drop=True)
 

@@ -82,3 +82,20 @@ def test_user_templates_render_in_a_sandbox(tmp_path):
     (tmp_path / "judge_reask.j2").write_text("label please")
     with pytest.raises(ConfigError, match="judge template error"):
         JudgePrompts.load(tmp_path)
+
+
+def test_position_diagnostics():
+    from arena_eval.judge import position_diagnostics
+
+    def j(contestant, q, game, verdict):
+        return Judgment("g", "j", q, contestant, "base", game, "a", "b", verdict, "", 1)
+
+    rows = [
+        j("c", "q1", 1, "B>A"), j("c", "q1", 2, "A>B"),  # consistent: the contestant wins both (un-swapped)
+        j("c", "q2", 1, "A>B"), j("c", "q2", 2, "A>B"),  # inconsistent: position A wins both
+        j("c", "q3", 1, "A=B"), j("c", "q3", 2, None),  # not both parsed: left out of consistency
+    ]
+    d = position_diagnostics(rows).set_index("model")
+    assert d.loc["c", "consistency"] == 0.5
+    assert d.loc["c", "first_position_win_rate"] == 0.75  # 3 of 4 decisive games won by position A
+    assert d.loc["*", "consistency"] == 0.5
