@@ -11,6 +11,25 @@ from typing import Any, Protocol
 from ..records import Completion, Message
 
 
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+# Finish reasons that mean the provider refused to answer: an error, never an answer.
+REFUSALS = frozenset({"content_filter", "refusal", "safety"})
+
+
+def retry_after_from_headers(headers: Any) -> float | None:
+    """Seconds a server asked us to wait (`retry-after-ms` or `retry-after` in seconds), if it said."""
+    for name in ("retry-after-ms", "retry-after"):
+        value = headers.get(name) if headers else None
+        if value is None:
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            continue  # an HTTP date; rare enough to fall back to our own backoff
+        return seconds / 1000 if name == "retry-after-ms" else seconds
+    return None
+
+
 class ProviderError(Exception):
     def __init__(self, reason: str, *, retryable: bool, retry_after: float | None = None):
         super().__init__(reason)

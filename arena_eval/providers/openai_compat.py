@@ -12,11 +12,8 @@ import openai
 from ..config import EndpointConfig
 from ..errors import ConfigError
 from ..records import Completion, Message
-from .base import ProviderError, estimate_tokens
+from .base import REFUSALS, RETRYABLE_STATUS, ProviderError, estimate_tokens, retry_after_from_headers
 
-_RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
-# Finish reasons that mean the provider refused to answer: an error, never an answer.
-_REFUSALS = {"content_filter", "refusal", "safety"}
 
 
 class OpenAIProvider:
@@ -161,7 +158,7 @@ def _completion(text: str, usage: Any, finish: str | None, ttft: float | None, m
 
 
 def _check_usable(completion: Completion) -> None:
-    if completion.finish_reason in _REFUSALS:
+    if completion.finish_reason in REFUSALS:
         raise ProviderError(f"provider refused to answer (finish_reason={completion.finish_reason})", retryable=False)
     if not completion.text.strip():
         raise ProviderError(f"empty content (finish_reason={completion.finish_reason})", retryable=True)
@@ -169,21 +166,8 @@ def _check_usable(completion: Completion) -> None:
 
 def _status_error(exc: openai.APIStatusError, endpoint: str) -> ProviderError:
     status = exc.status_code
-    retry_after = _retry_after(exc.response.headers if exc.response is not None else {})
+    retry_after = retry_after_from_headers(exc.response.headers if exc.response is not None else {})
     detail = str(exc.message)[:300]
     return ProviderError(
-        f"HTTP {status} from {endpoint}: {detail}", retryable=status in _RETRYABLE_STATUS, retry_after=retry_after
+        f"HTTP {status} from {endpoint}: {detail}", retryable=status in RETRYABLE_STATUS, retry_after=retry_after
     )
-
-
-def _retry_after(headers: Any) -> float | None:
-    for name in ("retry-after-ms", "retry-after"):
-        value = headers.get(name) if headers else None
-        if value is None:
-            continue
-        try:
-            seconds = float(value)
-        except ValueError:
-            continue  # an HTTP date; rare enough to fall back to our own backoff
-        return seconds / 1000 if name == "retry-after-ms" else seconds
-    return None

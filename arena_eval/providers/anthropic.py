@@ -1,0 +1,227 @@
+"""Anthropic's Messages API through the official async client.
+
+Messages arrive OpenAI-style; system messages move to the top-level `system` field, as the API requires.
+Stop reasons are reported in the OpenAI vocabulary the rest of the pipeline uses ("stop", "length", ...),
+so finish reasons compare across providers. `base_url` is the API root (the SDK appends /v1/messages); an
+OpenAI-style one that ends in /v1 is accepted too. temperature/top_p are sent only when the config sets them
+(see sampling_fields).
+
+Label constraints: `constrain_to` returns nothing. The Messages API has no grammar; its structured outputs
+(`output_config.format`, a JSON schema) exist on recent models only, and a judge forced into a bare JSON label
+could no longer reason before its verdict. `judge.constrain_labels` is meant for small local judges; a Claude
+judge gets the same prompt, which lists the five labels, and the same re-ask when a reply holds none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import anthropic
+
+from ..config import EndpointConfig
+from ..errors import ConfigError
+from ..records import Completion, Message
+from .base import REFUSALS, RETRYABLE_STATUS, ProviderError, estimate_tokens, retry_after_from_headers
+
+DEFAULT_ENDPOINT = "https://api.anthropic.com"
+DEFAULT_KEY_VARIABLE = "ANTHROPIC_API_KEY"
+# Error types that may arrive inside a 200 stream (an `error` event), where the status says nothing.
+_RETRYABLE_TYPES = {"overloaded_error", "rate_limit_error", "api_error", "timeout_error"}
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(self, config: EndpointConfig):
+        self.config = config
+        self.base_url = _sdk_base_url(config.base_url)
+        # Without base_url the SDK reads ANTHROPIC_BASE_URL itself; name the URL it will really use.
+        self.endpoint = self.base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_ENDPOINT
+        self._client: anthropic.AsyncAnthropic | None = None
+
+    def api_key(self) -> str:
+        variable = self.config.api_key_env or DEFAULT_KEY_VARIABLE
+        value = os.environ.get(variable)
+        if not value:
+            where = f"api_key_env of model {self.config.model!r}" if self.config.api_key_env else (
+                f"the default key variable for anthropic model {self.config.model!r}")
+            raise ConfigError(f"environment variable {variable} ({where}) is not set; export {variable}=... before the run")
+        return value
+
+    async def start(self) -> None:
+        if self._client is None:
+            self._client = anthropic.AsyncAnthropic(
+                api_key=self.api_key(),
+                base_url=self.base_url,
+                max_retries=0,  # retries are ours: one policy for every provider
+                timeout=self.config.timeout_s,
+            )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def constrain_to(self, choices: list[str]) -> dict[str, Any]:
+        return {}  # no constrained decoding in the Messages API; see the module docstring
+
+    def _request(self, messages: list[Message], overrides: dict[str, Any]) -> dict[str, Any]:
+        cfg = self.config
+        system, turns = split_system(messages)
+        request: dict[str, Any] = {
+            "model": cfg.model,
+            "messages": turns,
+            "max_tokens": cfg.max_tokens,
+            # Per request as well: with an explicit timeout the SDK skips its own guess of how long a
+            # non-streamed request may take (which refuses large max_tokens outright).
+            "timeout": cfg.timeout_s,
+        }
+        if system:
+            request["system"] = system
+        extra_body = sampling_fields(cfg)
+        extra_body.update(cfg.extra_body)
+        extra_body.update(overrides.pop("extra_body", {}))
+        if extra_body:
+            request["extra_body"] = extra_body
+        request.update(overrides)
+        return request
+
+    async def complete(self, messages: list[Message], **overrides: Any) -> Completion:
+        if self._client is None:
+            await self.start()
+        request = self._request(messages, dict(overrides))
+        started = time.perf_counter()
+        try:
+            if self.config.stream:
+                completion = await self._stream(request, started)
+            else:
+                response = await self._client.messages.create(**request)
+                completion = _from_message(response)
+        except anthropic.APIStatusError as exc:
+            raise _status_error(exc, self.endpoint) from None
+        except anthropic.APITimeoutError:
+            raise ProviderError(f"timeout after {self.config.timeout_s:g}s from {self.endpoint}", retryable=True) from None
+        except anthropic.APIConnectionError as exc:
+            raise ProviderError(f"connection error to {self.endpoint}: {exc.__cause__ or exc}", retryable=True) from None
+        except (anthropic.APIResponseValidationError, json.JSONDecodeError) as exc:
+            raise ProviderError(f"malformed response from {self.endpoint}: {exc}", retryable=True) from None
+        completion.latency_s = time.perf_counter() - started
+        _check_usable(completion, self.endpoint)
+        return completion
+
+    async def _stream(self, request: dict[str, Any], started: float) -> Completion:
+        stream = await self._client.messages.create(**request, stream=True)
+        parts: list[str] = []
+        ttft = stop_reason = model = None
+        input_tokens = output_tokens = None
+        async with stream:  # closes the connection also when an error event ends the stream early
+            async for event in stream:
+                if event.type == "message_start":
+                    model = event.message.model
+                    input_tokens = _input_tokens(event.message.usage)
+                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    if ttft is None:
+                        ttft = time.perf_counter() - started
+                    parts.append(event.delta.text)
+                elif event.type == "message_delta":
+                    stop_reason = event.delta.stop_reason or stop_reason
+                    output_tokens = getattr(event.usage, "output_tokens", None)  # cumulative: the last one is final
+        if stop_reason is None:
+            raise ProviderError("stream ended before a stop reason (truncated stream)", retryable=True)
+        return _completion("".join(parts), input_tokens, output_tokens, stop_reason, ttft, model)
+
+
+def sampling_fields(config: EndpointConfig) -> dict[str, Any]:
+    """temperature/top_p, only where the config sets them.
+
+    SDK 1.x dropped these keyword arguments, and SDK 2.x speaks API version 2026-10-21, which refuses them at
+    any value; older API versions and Anthropic-compatible gateways still take them. So they travel in the
+    request body, and only when the user asked for them: a default config works everywhere, and an explicit
+    value the server refuses fails loudly (HTTP 400, not retried) rather than being dropped in silence.
+    """
+    fields: dict[str, Any] = {}
+    if "temperature" in config.model_fields_set:
+        fields["temperature"] = config.temperature
+    if config.top_p is not None:
+        fields["top_p"] = config.top_p
+    return fields
+
+
+def split_system(messages: list[Message]) -> tuple[str, list[Message]]:
+    """(system text, user/assistant turns): system messages joined; consecutive same-role turns merged,
+    since the API wants user and assistant to alternate."""
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    turns: list[Message] = []
+    for message in messages:
+        if message["role"] == "system":
+            continue
+        if turns and turns[-1]["role"] == message["role"]:
+            turns[-1] = {"role": message["role"], "content": turns[-1]["content"] + "\n\n" + message["content"]}
+        else:
+            turns.append({"role": message["role"], "content": message["content"]})
+    return "\n\n".join(system), turns
+
+
+def _sdk_base_url(base_url: str | None) -> str | None:
+    """The SDK appends /v1/messages itself; accept an OpenAI-style base URL that already ends in /v1."""
+    if not base_url:
+        return None
+    trimmed = base_url.rstrip("/")
+    return trimmed[: -len("/v1")] if trimmed.endswith("/v1") else trimmed
+
+
+def _from_message(message: Any) -> Completion:
+    text = "".join(block.text or "" for block in message.content or [] if getattr(block, "type", None) == "text")
+    usage = message.usage
+    return _completion(text, _input_tokens(usage), getattr(usage, "output_tokens", None),
+                       message.stop_reason, None, message.model)
+
+
+def _input_tokens(usage: Any) -> int | None:
+    """All prompt tokens: `input_tokens` leaves out those written to or read from the prompt cache."""
+    if usage is None or getattr(usage, "input_tokens", None) is None:
+        return None
+    cached = (getattr(usage, "cache_creation_input_tokens", None) or 0) + (getattr(usage, "cache_read_input_tokens", None) or 0)
+    return usage.input_tokens + cached
+
+
+def _completion(text: str, input_tokens: int | None, output_tokens: int | None, stop_reason: str | None,
+                ttft: float | None, model: str | None) -> Completion:
+    estimated = output_tokens is None
+    return Completion(
+        text=text,
+        input_tokens=input_tokens,
+        output_tokens=estimate_tokens(text) if estimated else output_tokens,
+        tokens_estimated=estimated,
+        finish_reason=_FINISH.get(stop_reason, stop_reason) if stop_reason else None,
+        ttft_s=ttft,
+        raw_model=model,
+    )
+
+
+def _check_usable(completion: Completion, endpoint: str) -> None:
+    if completion.finish_reason in REFUSALS:
+        raise ProviderError(
+            f"{endpoint} refused to answer (stop_reason={completion.finish_reason})", retryable=False
+        )
+    if not completion.text.strip():
+        raise ProviderError(f"empty content from {endpoint} (stop_reason={completion.finish_reason})", retryable=True)
+
+
+def _status_error(exc: anthropic.APIStatusError, endpoint: str) -> ProviderError:
+    status = exc.status_code
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    kind = error.get("type")
+    detail = str(error.get("message") or exc.message)[:300]
+    retryable = status in RETRYABLE_STATUS or status >= 500 or kind in _RETRYABLE_TYPES
+    retry_after = retry_after_from_headers(exc.response.headers if exc.response is not None else {})
+    if status < 400:  # an `error` event inside a stream that began with 200
+        reason = f"{kind or 'error'} in the stream from {endpoint}: {detail}"
+    else:
+        reason = f"HTTP {status}{f' {kind}' if kind else ''} from {endpoint}: {detail}"
+    return ProviderError(reason, retryable=retryable, retry_after=retry_after)

@@ -1,0 +1,230 @@
+"""A fake Anthropic Messages API (`POST /v1/messages`) on loopback, with fault injection, for tests.
+
+It enforces the parts of the real API that a client most easily gets wrong: a key header must be present,
+`max_tokens` is required, and a "system" role inside `messages` is refused (the system prompt goes in the
+top-level `system` field). Requests whose system prompt looks like a judge prompt get a verdict label;
+others get an answer that names the model and the question. Replies are plain JSON or, with `stream: true`,
+the same server-sent events the real API sends.
+
+Faults, chosen per request:
+- `script`: HTTP statuses for the next requests, in order (e.g. [429, 529] → two failures, then success);
+- `error_rate_429` (with retry-after), `error_rate_529` (overloaded), `error_rate_500`: random, seeded;
+- `fail_models`: model → status it always gets (e.g. {"claude-down": 529});
+- `refuse_models`: stop_reason "refusal" with no text; `empty_models`: end_turn with no text;
+- `midstream_overload_models`: a streamed reply that starts with 200 and then sends an overloaded `error` event;
+- `judge_verdict`: the label a judge gets ("A>B" ...); "longer" prefers the longer answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+_ANSWER_FENCE = re.compile(r"BEGIN ANSWER ([AB]) =+\n(.*?)\n=+ END ANSWER", re.S)
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+@dataclass
+class AnthropicFaults:
+    script: list[int] = field(default_factory=list)
+    error_rate_429: float = 0.0
+    error_rate_529: float = 0.0
+    error_rate_500: float = 0.0
+    retry_after_s: float = 0.05
+    fail_models: dict[str, int] = field(default_factory=dict)
+    refuse_models: set[str] = field(default_factory=set)
+    empty_models: set[str] = field(default_factory=set)
+    midstream_overload_models: set[str] = field(default_factory=set)
+    latency_s: float = 0.0
+    judge_verdict: str = "longer"
+    seed: int = 0
+
+
+def _text_of(content) -> str:
+    """A message's text, whether `content` is a string or a list of content blocks."""
+    if isinstance(content, str):
+        return content
+    return "".join(block.get("text", "") for block in content or [] if isinstance(block, dict))
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> web.Response:
+    body = {"type": "error", "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+class FakeAnthropic:
+    def __init__(self, faults: AnthropicFaults | None = None):
+        self.faults = faults or AnthropicFaults()
+        self.random = random.Random(self.faults.seed)
+        self.requests = Counter()  # model → requests received (every attempt)
+        self.successes = Counter()  # model → 200 replies
+        self.captured: list[dict] = []  # every request body, in arrival order
+        self.headers: list[dict] = []  # every request's headers, in arrival order
+        self.port: int | None = None
+        self._script = list(self.faults.script)
+        self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- HTTP ---------------------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/messages", self.messages)
+        return app
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        model = body.get("model", "")
+        self.requests[model] += 1
+        self.captured.append(body)
+        self.headers.append(dict(request.headers))
+        f = self.faults
+        if f.latency_s:
+            await asyncio.sleep(f.latency_s)
+        if not (request.headers.get("x-api-key") or request.headers.get("authorization")):
+            return _error(401, "x-api-key header is required")
+        problem = self._invalid(body)
+        if problem:
+            return _error(400, problem)
+        if model in f.fail_models:
+            return self._fault(f.fail_models[model])
+        if self._script:
+            return self._fault(self._script.pop(0))
+        roll = self.random.random()
+        for rate, status in ((f.error_rate_429, 429), (f.error_rate_529, 529), (f.error_rate_500, 500)):
+            if roll < rate:
+                return self._fault(status)
+            roll -= rate
+
+        text, stop_reason = self.reply_text(body), "end_turn"
+        if model in f.refuse_models:
+            text, stop_reason = "", "refusal"
+        elif model in f.empty_models:
+            text = ""
+        input_tokens = len(_text_of(body.get("system", "")).split()) + sum(
+            len(_text_of(m.get("content")).split()) for m in body["messages"]
+        )
+        usage = {"input_tokens": input_tokens, "output_tokens": len(text.split())}
+        if body.get("stream"):
+            return await self._stream(request, model, text, stop_reason, usage)
+        self.successes[model] += 1
+        content = [{"type": "text", "text": text}] if text else []
+        return web.json_response(
+            {
+                "id": f"msg_fake{sum(self.requests.values())}",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": content,
+                "stop_reason": stop_reason,
+                "stop_sequence": None,
+                "usage": usage,
+            }
+        )
+
+    def _invalid(self, body: dict) -> str | None:
+        """What the real API would refuse with HTTP 400, as far as these tests care."""
+        if "max_tokens" not in body:
+            return "max_tokens: Field required"
+        messages = body.get("messages")
+        if not messages:
+            return "messages: at least one message is required"
+        for i, message in enumerate(messages):
+            if message.get("role") not in ("user", "assistant"):
+                return (f"messages.{i}.role: Input should be 'user' or 'assistant' "
+                        "(use the top-level system parameter for a system prompt)")
+        return None
+
+    def _fault(self, status: int) -> web.Response:
+        headers = {"retry-after": str(self.faults.retry_after_s)} if status == 429 else None
+        return _error(status, f"injected {_ERROR_TYPES.get(status, 'error')}", headers)
+
+    async def _stream(self, request: web.Request, model: str, text: str, stop_reason: str, usage: dict) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def send(event: str, data: dict) -> None:
+            await response.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+
+        message = {"id": "msg_fake_stream", "type": "message", "role": "assistant", "model": model, "content": [],
+                   "stop_reason": None, "stop_sequence": None,
+                   "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}
+        await send("message_start", {"type": "message_start", "message": message})
+        await send("ping", {"type": "ping"})
+        if model in self.faults.midstream_overload_models:
+            await send("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+            return response
+        await send("content_block_start", {"type": "content_block_start", "index": 0,
+                                           "content_block": {"type": "text", "text": ""}})
+        for i, word in enumerate(text.split(" ") if text else []):
+            delta = {"type": "text_delta", "text": (" " if i else "") + word}
+            await send("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+        await send("content_block_stop", {"type": "content_block_stop", "index": 0})
+        await send("message_delta", {"type": "message_delta",
+                                     "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                                     "usage": {"output_tokens": usage["output_tokens"]}})
+        await send("message_stop", {"type": "message_stop"})
+        self.successes[model] += 1
+        return response
+
+    def reply_text(self, body: dict) -> str:
+        system = _text_of(body.get("system", ""))
+        messages = body["messages"]
+        user = next((_text_of(m["content"]) for m in reversed(messages) if m["role"] == "user"), "")
+        if "[[A>>B]]" in system:  # a judge prompt
+            verdict = self.faults.judge_verdict
+            if verdict == "longer":
+                answers = dict(_ANSWER_FENCE.findall(_text_of(messages[0]["content"])))
+                a, b = len(answers.get("A", "")), len(answers.get("B", ""))
+                verdict = "A>B" if a > b else "B>A" if b > a else "A=B"
+            return f"Having compared both answers with my own, my final verdict: [[{verdict}]]"
+        return f"Claude-style answer from {body.get('model')} to: {user[:60]}"
+
+    # --- lifecycle in a background thread -----------------------------------------------------------------
+
+    def start(self) -> "FakeAnthropic":
+        ready = threading.Event()
+
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._runner = web.AppRunner(self.app(), access_log=None)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            self._loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self._runner.cleanup())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake Anthropic server did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    @property
+    def base_url(self) -> str:
+        """What the Anthropic SDK takes as base_url: it appends /v1/messages itself."""
+        return f"http://127.0.0.1:{self.port}"
