@@ -9,6 +9,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -23,6 +24,10 @@ app = typer.Typer(
 )
 # soft_wrap: messages stay one line each in logs and pipes, whatever the terminal width.
 err = Console(stderr=True, soft_wrap=True)
+
+from .energy.cli import energy_app  # noqa: E402  (loads no meter library)
+
+app.add_typer(energy_app, name="energy", help="Energy logs: import CodeCarbon CSVs, show what is stored.")
 
 
 class Format(str, Enum):
@@ -57,8 +62,13 @@ def _fail(exc: ArenaError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-_COLUMNS = ["model", "score", "ci_low", "ci_high", "elo", "battles", "questions", "unparsed_rate", "avg_input_tokens",
-            "avg_output_tokens", "answer_cost", "judge_cost"]
+# The terminal table; JSON and CSV carry every column.
+_COLUMNS = ["model", "score", "ci_low", "ci_high", "elo", "battles", "unparsed_rate", "avg_input_tokens",
+            "avg_output_tokens", "answer_cost", "wh_per_pass", "wh_per_1k_tokens", "co2_g_per_pass", "method",
+            "is_estimated", "pareto", "tags"]
+_HEADERS = {"unparsed_rate": "unparsed", "avg_input_tokens": "in tok", "avg_output_tokens": "out tok",
+            "answer_cost": "cost", "wh_per_pass": "Wh/pass", "wh_per_1k_tokens": "Wh/1k tok",
+            "co2_g_per_pass": "gCO2/pass", "is_estimated": "est.", "method": "energy by"}
 
 
 def print_table(board: pd.DataFrame, fmt: Format, title: str = "Leaderboard") -> None:
@@ -71,9 +81,9 @@ def print_table(board: pd.DataFrame, fmt: Format, title: str = "Leaderboard") ->
         board.to_csv(sys.stdout, index=False)
         return
     table = Table(title=title)
-    columns = [c for c in _COLUMNS if c in board.columns]
+    columns = [c for c in _COLUMNS if c in board.columns and (c != "tags" or board[c].notna().any())]
     for column in columns:
-        table.add_column(column, justify="left" if column == "model" else "right")
+        table.add_column(_HEADERS.get(column, column), justify="left" if column in ("model", "method") else "right")
     for _, row in board.iterrows():
         table.add_row(*(_cell(column, row[column]) for column in columns))
     Console(width=None if sys.stdout.isatty() else 200).print(table)
@@ -82,8 +92,14 @@ def print_table(board: pd.DataFrame, fmt: Format, title: str = "Leaderboard") ->
 def _cell(column: str, value) -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
     if value is None or pd.isna(value):
         return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if column.startswith("wh_") or column.startswith("co2"):
+        return f"{value:.3g}"
     if column == "unparsed_rate":
         return f"{100 * value:.1f}%"
     if column in ("battles", "questions"):
@@ -126,6 +142,13 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
         err.print(f"judge diagnostics: position consistency {100 * d['consistency']:.0f}% of questions, "
                   f"position A wins {100 * d['first_position_win_rate']:.0f}% of decisive games"
                   f"{' (strong position bias)' if abs(d['first_position_win_rate'] - 0.5) > 0.2 else ''}", highlight=False)
+    if "energy" in s.extra:
+        e = s.extra["energy"]
+        methods = ", ".join(e["methods"]) or "none available"
+        idle = f"{e['idle_power_w']:.1f} W" if e["idle_power_w"] is not None else "not measured"
+        judge_wh = f"{e['judge_wh']:.3g} Wh" if e["judge_wh"] is not None else "unknown"
+        err.print(f"energy: measured/estimated by {methods}; idle power {idle}; judge {judge_wh}; carbon {e['carbon']}",
+                  highlight=False)
     if "guidance" in s.extra:
         g = s.extra["guidance"]
         err.print(f"guidance: {g['new']} new, {g['stored']} stored before, {g['errors']} errors", highlight=False)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .energy.config import EnergyConfig
 from .errors import ConfigError
 
 PROVIDERS = ("openai", "anthropic", "litellm", "llama_cpp", "vllm")
@@ -202,6 +203,7 @@ class RunConfig(_Strict):
     rating: RatingConfig = Field(default_factory=RatingConfig)
     guidance: GuideConfig | None = None
     rag: RagConfig | None = None
+    energy: EnergyConfig = Field(default_factory=EnergyConfig)
     # Set by the loader: the folder relative paths in this config are resolved against.
     base_dir: str = Field(".", exclude=True)
     demo: bool = Field(False, exclude=True)

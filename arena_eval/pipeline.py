@@ -9,6 +9,7 @@ device lock each), so that their energy windows never overlap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import secrets
@@ -23,6 +24,8 @@ import pandas as pd
 from .augment import Augmenter
 from .collect import RetriesExhausted, collect_answers, prompt_hash
 from .config import ContestantConfig, RunConfig
+from .energy import energy_summary, estimate_api_batch, join_leaderboard, load_imports, load_windows, summarise_runs
+from .energy.tracking import EnergyTracker, WindowCounts
 from .errors import ArenaError, AugmentError
 from .judge import JudgePrompts, battles_from_judgments, games_for, judge_game, position_diagnostics
 from .progress import NullProgress, Progress
@@ -169,14 +172,19 @@ class Arena:
                         await answers_q.put(item)
                     return
                 provider = contestant_providers[contestant.name]
-                lock = device_locks[contestant.device] if contestant.is_local else None
+                lock = device_locks[tracker.lock_key(contestant.device)] if contestant.is_local else None
                 if lock is not None:
                     await lock.acquire()
                 try:
-                    await provider.start()
+                    await provider.start()  # before the window: loading a model is not answering
                     prepare = functools.partial(augmenter.prepare, contestant)
-                    async for item in collect_answers(contestant, provider, self.questions, store, prepare, run_id):
-                        await answers_q.put(item)
+                    metered = contestant.is_local and contestant.name in needs_work
+                    async with (tracker.window("contestant", contestant.name, contestant.config_id, contestant.device)
+                                if metered else contextlib.nullcontext(WindowCounts())) as counts:
+                        async for item in collect_answers(contestant, provider, self.questions, store, prepare, run_id):
+                            if isinstance(item, Answer) and not item.cached:
+                                counts.add(item.output_tokens)
+                            await answers_q.put(item)
                 finally:
                     await provider.close()
                     if lock is not None:
@@ -246,22 +254,33 @@ class Arena:
                     self.progress.advance("games", error=True)
                     continue
                 store.save_judgment(judgment)
+                judge_counts.add(judgment.output_tokens)
                 summary.games_new += 1
                 summary.games_unparsed += judgment.verdict is None
                 self.progress.advance("games")
 
+        # Energy: idle power first, then a window per local contestant that has answers to collect.
+        tracker = EnergyTracker(self.config.energy, store.db, run_id)
+        needs_work = {c.name for c in self.contestants
+                      if collect and len(current_answer_ids(c, self.questions, store, augmenter)) < n}
+        for device in sorted({c.device for c in self.contestants if c.is_local and c.name in needs_work}):
+            await tracker.measure_idle(device)
+        judge_cfg = self.config.judge
+        judge_counts = WindowCounts()
         if judge_provider is not None:
             await judge_provider.start()
         try:
-            workers = [asyncio.create_task(judge_worker()) for _ in range(self.config.judge.concurrency if judge else 0)]
-            producers = [asyncio.create_task(produce(c)) for c in self.contestants]
-            try:
-                await dispatch()
-                await asyncio.gather(*producers, *workers)
-            finally:
-                for task in [*producers, *workers]:
-                    task.cancel()
-                await asyncio.gather(*producers, *workers, return_exceptions=True)
+            async with (tracker.window("judge", "(judge)", self.judge_config_id, judge_cfg.device)
+                        if judge and judge_cfg.is_local else contextlib.nullcontext(judge_counts)) as judge_counts:
+                workers = [asyncio.create_task(judge_worker()) for _ in range(judge_cfg.concurrency if judge else 0)]
+                producers = [asyncio.create_task(produce(c)) for c in self.contestants]
+                try:
+                    await dispatch()
+                    await asyncio.gather(*producers, *workers)
+                finally:
+                    for task in [*producers, *workers]:
+                        task.cancel()
+                    await asyncio.gather(*producers, *workers, return_exceptions=True)
         finally:
             if judge_provider is not None:
                 await judge_provider.close()
@@ -346,7 +365,56 @@ class Arena:
         board["consistency"] = board.model.map(diagnostics.consistency)
         board["first_position_win_rate"] = board.model.map(diagnostics.first_position_win_rate)
         board["is_baseline"] = board.model == self.baseline.name
-        return board.sort_values("score", ascending=False, na_position="last").reset_index(drop=True)
+        board = board.sort_values("score", ascending=False, na_position="last").reset_index(drop=True)
+        energy = self.energy_table(store, tally, summary)
+        contestants = energy[energy.role == "contestant"].drop(columns=["role"])
+        return join_leaderboard(board, contestants, cost="wh_per_pass")
+
+    def energy_table(self, store: Store, tally: "Tally", summary: RunSummary | None = None) -> pd.DataFrame:
+        """Energy per contestant configuration (measured windows, API estimates, CodeCarbon imports) and the
+        judge's own line, aggregated as sums over sums. Idle power goes to the summary, not into any row."""
+        cfg = self.config.energy
+        by_config = {c.config_id: c.name for c in self.contestants}
+        windows = load_windows(store.db)
+        rows: list[dict] = []
+        for w in windows.to_dict("records"):
+            if w["role"] == "contestant" and w["config_id"] in by_config:
+                rows.append({**w, "contestant": by_config[w["config_id"]]})
+            elif w["role"] == "judge" and w["config_id"] == self.judge_config_id:
+                rows.append({**w, "contestant": "(judge)"})
+        for c in self.contestants:
+            if cfg.estimate_api and not c.is_local and (c.base_url is None or c.provider == "litellm"):
+                answers = store.answer_rows(list(tally.answer_ids[c.name].values()), ("output_tokens", "latency_s"))
+                if answers:
+                    reading = estimate_api_batch(c.model or "", [a[0] or 0 for a in answers], [a[1] for a in answers], c.provider)
+                    rows.append({**reading.to_dict(), "role": "contestant", "contestant": c.name,
+                                 "output_tokens": sum(a[0] or 0 for a in answers), "requests": len(answers)})
+        intensity, intensity_source = cfg.carbon_intensity()
+        columns = ["role", "contestant", "energy_source", "tags"]
+        if rows:
+            frame = energy_summary(pd.DataFrame(rows), by=("role", "contestant"), questions=len(self.questions),
+                                   g_co2_per_kwh=intensity, pue=cfg.pue, price_per_kwh=cfg.price_per_kwh)
+            frame["energy_source"], frame["tags"] = "measured", None
+        else:
+            frame = pd.DataFrame(columns=columns)
+        imported = summarise_runs(load_imports(store.db))
+        imported = imported[imported.contestant.isin(set(by_config.values()))]
+        if not imported.empty:
+            # One imported CodeCarbon run is one pass over the question set on that configuration.
+            extra = imported.rename(columns={"energy_wh": "wh_per_pass", "co2_g": "co2_g_per_pass"})
+            extra["role"], extra["energy_source"], extra["method"] = "contestant", "codecarbon-import", "codecarbon"
+            frame = pd.concat([frame, extra], ignore_index=True)
+        if summary is not None:
+            idle = windows[windows.role == "idle"]
+            idle_w = (idle.energy_j.sum() / idle.duration_s.sum()) if len(idle) and idle.energy_j.notna().all() else None
+            judge = frame[frame.contestant == "(judge)"]
+            summary.extra["energy"] = {
+                "methods": sorted({m for m in frame.get("method", pd.Series(dtype=str)).dropna() if m}),
+                "idle_power_w": idle_w,
+                "judge_wh": float(judge.energy_wh.iloc[0]) if len(judge) and pd.notna(judge.energy_wh.iloc[0]) else None,
+                "carbon": f"{intensity:g} g CO2/kWh ({intensity_source}), PUE {cfg.pue:g}",
+            }
+        return frame.reset_index(drop=True)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from .energy.energy_store import create_energy_tables
 from .errors import ArenaError, StoreLockedError
 from .questions import Question
 from .records import Answer, AnswerError, GameError, Judgment
@@ -124,6 +125,7 @@ class Store:
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.executescript(_SCHEMA)
             self._migrate()
+            create_energy_tables(self.db)
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         except (OSError, sqlite3.Error) as exc:
             raise ArenaError(
@@ -208,6 +210,15 @@ class Store:
             query, args = query + " WHERE contestant=?", (contestant,)
         for row in self.db.execute(query + " ORDER BY contestant, question_id", args):
             yield _answer(row)
+
+    def answer_rows(self, answer_ids: list[str], columns: tuple[str, ...]) -> list[tuple]:
+        """The given columns of the given answers (order not guaranteed)."""
+        out: list[tuple] = []
+        for start in range(0, len(answer_ids), 500):
+            chunk = answer_ids[start : start + 500]
+            out += [tuple(r) for r in self.db.execute(
+                f"SELECT {','.join(columns)} FROM answers WHERE answer_id IN ({','.join('?' * len(chunk))})", chunk)]
+        return out
 
     def answer_stats(self, answer_ids: list[str]) -> dict[str, float | None]:
         """Average input/output tokens and total cost over the given answers (cost None if any is unknown)."""
