@@ -67,6 +67,9 @@ class EndpointConfig(_Strict):
     startup_timeout_s: float = Field(900.0, gt=0)
     # Which device a local model runs on; local contestants sharing a device run one at a time.
     device: str = "local"
+    # Treat an OpenAI-compatible endpoint as a model on this machine (a vLLM or llama.cpp server you started):
+    # it then takes the device lock and gets an energy window like llama_cpp and vllm contestants.
+    local: bool = False
     extra_body: dict[str, Any] = Field(default_factory=dict)
     price: Price | None = None
 
@@ -96,7 +99,7 @@ class EndpointConfig(_Strict):
 
     @property
     def is_local(self) -> bool:
-        return self.provider in LOCAL_PROVIDERS
+        return self.local or self.provider in LOCAL_PROVIDERS
 
     def answer_fields(self) -> dict[str, Any]:
         """The fields that change what the model answers; they make up the config_id."""

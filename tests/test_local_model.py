@@ -36,6 +36,7 @@ def small_demo(tmp_path, n_questions: int = 3):
         contestant["max_tokens"] = 24
     data["contestants"] = data["contestants"][:2]
     data["rating"]["rounds"] = 100
+    data["energy"] = {"idle_seconds": 1}
     return config_from_dict(data)
 
 
@@ -54,6 +55,19 @@ def test_real_local_model_end_to_end(tmp_path):
     board = result.leaderboard.set_index("model")
     assert board.loc["smollm2-greedy", "score"] == 50.0
     assert 0 <= board.loc["smollm2-sampled", "score"] <= 100
+
+    # Energy: one window per contestant's batch, never overlapping on the shared device, plus the judge's line.
+    from arena_eval.energy import load_windows, overlapping_windows
+    from arena_eval.store import Store
+
+    with Store(config.output_dir / "arena.db") as store:
+        windows = load_windows(store.db)
+    contestant_windows = windows[windows.role == "contestant"]
+    assert sorted(contestant_windows.contestant) == ["smollm2-greedy", "smollm2-sampled"]
+    assert overlapping_windows(contestant_windows, device_column="device") == []
+    assert set(windows.role) == {"idle", "contestant", "judge"}
+    assert all(contestant_windows.requests == 3) and all(contestant_windows.is_estimated == (contestant_windows.method != "nvml"))
+    assert board.loc["smollm2-sampled", "method"] == contestant_windows.method.iloc[0]
 
     # Resume: nothing left to do, nothing requested, same leaderboard.
     again = Arena(config).run_sync()
