@@ -101,8 +101,10 @@ class Arena:
                     leaderboard = self.leaderboard(store, summary)
                     store.save_leaderboard(run_id, leaderboard.to_dict("records"))
                     files = write_leaderboard(leaderboard, out)
-                else:
+                elif "judge" in stages:
                     self._count_missing(store, summary, stages)
+                # Collection alone needs no tally: every item it could not get is a recorded error already,
+                # and a tally would hold every answer id in memory (bench/bench_collect.py).
                 status = "complete" if summary.complete else "incomplete"
                 return RunResult(run_id, summary, leaderboard, out, files)
             except (KeyboardInterrupt, asyncio.CancelledError):
