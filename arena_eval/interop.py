@@ -14,7 +14,7 @@ from .collect import answer_id, prompt_hash
 from .config import ContestantConfig
 from .errors import ConfigError
 from .judge import JudgePrompts
-from .questions import QuestionSet
+from .questions import QuestionSet, read_jsonl
 from .records import Answer
 from .store import Store
 
@@ -22,19 +22,10 @@ _WINNERS = {"model_a": "model_a", "model_b": "model_b", "tie": "tie", "tie (both
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    if not path.exists():
-        raise ConfigError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{number}: malformed JSON ({exc.msg}); fix or remove the line") from None
-            if not isinstance(record, dict):
-                raise ConfigError(f"{path}:{number}: expected a JSON object")
-            yield number, record
+    for number, record in read_jsonl(path):
+        if not isinstance(record, dict):
+            raise ConfigError(f"{path}:{number}: expected a JSON object")
+        yield number, record
 
 
 def read_battles(path: str | Path) -> pd.DataFrame:

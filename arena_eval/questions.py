@@ -104,16 +104,23 @@ def load_questions(path: str | Path) -> QuestionSet:
     return QuestionSet(str(path), questions)
 
 
-def _read_jsonl(path: Path) -> Iterator[Question]:
+def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for each non-blank line; a malformed line is an error naming file:line."""
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found")
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                yield number, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"{path}:{number}: malformed JSON ({exc.msg} at column {exc.colno}); fix or remove the line") from None
-            yield question_from_record(record, f"{path}:{number}")
+
+
+def _read_jsonl(path: Path) -> Iterator[Question]:
+    for number, record in read_jsonl(path):
+        yield question_from_record(record, f"{path}:{number}")
 
 
 def _read_csv(path: Path) -> Iterator[Question]:

@@ -56,6 +56,17 @@ class Provider(Protocol):
         """Release what start() acquired."""
 
 
+def choice_response_format(choices: list[str]) -> dict[str, Any]:
+    """An OpenAI-style `response_format` whose JSON reply must hold one of `choices` as its verdict."""
+    schema = {
+        "type": "object",
+        "properties": {"verdict": {"type": "string", "enum": choices}},
+        "required": ["verdict"],
+        "additionalProperties": False,
+    }
+    return {"response_format": {"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema, "strict": True}}}
+
+
 def estimate_tokens(text: str) -> int:
     """Rough token count (~4 characters a token) for providers that report no usage; always flagged."""
     return max(1, round(len(text) / 4)) if text else 0

@@ -27,7 +27,7 @@ from typing import Any
 from ..config import EndpointConfig
 from ..errors import ConfigError
 from ..records import Completion, Message
-from .base import REFUSALS, RETRYABLE_STATUS, ProviderError, estimate_tokens, retry_after_from_headers
+from .base import REFUSALS, RETRYABLE_STATUS, ProviderError, choice_response_format, estimate_tokens, retry_after_from_headers
 
 
 def load_litellm() -> ModuleType:
@@ -74,13 +74,7 @@ class LiteLLMProvider:
     def constrain_to(self, choices: list[str]) -> dict[str, Any]:
         # litellm translates an OpenAI response_format for the vendors that support structured output, and
         # refuses it (HTTP 400, not retried) for those that do not.
-        schema = {
-            "type": "object",
-            "properties": {"verdict": {"type": "string", "enum": choices}},
-            "required": ["verdict"],
-            "additionalProperties": False,
-        }
-        return {"response_format": {"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema, "strict": True}}}
+        return choice_response_format(choices)
 
     def _request(self, messages: list[Message], overrides: dict[str, Any]) -> dict[str, Any]:
         cfg = self.config

@@ -12,7 +12,7 @@ import openai
 from ..config import EndpointConfig
 from ..errors import ConfigError
 from ..records import Completion, Message
-from .base import REFUSALS, RETRYABLE_STATUS, ProviderError, estimate_tokens, retry_after_from_headers
+from .base import REFUSALS, RETRYABLE_STATUS, ProviderError, choice_response_format, estimate_tokens, retry_after_from_headers
 
 
 
@@ -61,13 +61,7 @@ class OpenAIProvider:
             self._client = None
 
     def constrain_to(self, choices: list[str]) -> dict[str, Any]:
-        schema = {
-            "type": "object",
-            "properties": {"verdict": {"type": "string", "enum": choices}},
-            "required": ["verdict"],
-            "additionalProperties": False,
-        }
-        return {"response_format": {"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema, "strict": True}}}
+        return choice_response_format(choices)
 
     def _request(self, messages: list[Message], overrides: dict[str, Any]) -> dict[str, Any]:
         cfg = self.config
