@@ -3,6 +3,7 @@ ever enters as a variable, never as template source."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ _ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=Tru
 
 
 def render(template: str, **values: Any) -> str:
-    return _ENV.from_string(template).render(**values)
+    return _compiled(template).render(**values)
+
+
+@lru_cache(maxsize=128)
+def _compiled(template: str) -> Any:
+    # Compiling is ~20x the cost of rendering, and the judge renders the same two templates for every game
+    # (bench/bench_orchestration.py).
+    return _ENV.from_string(template)
 
 
 def read_template(prompt_dir: str | Path | None, name: str) -> str:
