@@ -50,7 +50,40 @@ class QuestionSet:
 
     @classmethod
     def load(cls, path: str | Path) -> "QuestionSet":
+        """A .jsonl (arena-hard or simple records) or .csv file, chosen by its suffix."""
         return load_questions(path)
+
+    @classmethod
+    def from_jsonl(cls, path: str | Path) -> "QuestionSet":
+        path = Path(path)
+        return cls(str(path), list(_read_jsonl(path)))
+
+    @classmethod
+    def from_csv(cls, path: str | Path) -> "QuestionSet":
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: file not found")
+        return cls(str(path), list(_read_csv(path)))
+
+    @classmethod
+    def from_dataframe(cls, frame: Any, name: str = "dataframe") -> "QuestionSet":
+        """Rows with the record keys as columns (`id`/`question_id`, `prompt`, optional `category`, `reference`).
+        Missing values (NaN, None) in optional columns are left out."""
+        records = ({k: v for k, v in row.items() if not _missing(v)} for row in frame.to_dict("records"))
+        return cls.from_records(records, name=name)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """Simple records ({id, prompt, category?, cluster?, reference?}), e.g. to write a JSONL file."""
+        out = []
+        for q in self.questions:
+            record = {"id": q.question_id, "prompt": q.prompt, "category": q.category, "cluster": q.cluster,
+                      "reference": q.reference}
+            out.append({k: v for k, v in record.items() if v is not None})
+        return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def question_from_record(record: Mapping[str, Any], where: str) -> Question:
