@@ -7,7 +7,7 @@ from .config import ContestantConfig as Contestant
 from .config import JudgeConfig as Judge
 from .config import RatingConfig, RunConfig, load_config
 from .errors import ArenaError, ConfigError
-from .pipeline import Arena, RunResult
+from .pipeline import Arena, Result, RunResult
 from .questions import Question, QuestionSet, load_questions
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Question",
     "QuestionSet",
     "RatingConfig",
+    "Result",
     "RunConfig",
     "RunResult",
     "load_config",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .energy.config import EnergyConfig
 from .errors import ConfigError
@@ -123,11 +123,22 @@ class ContestantConfig(EndpointConfig):
     name: str = Field(min_length=1)
     augment: Literal["none", "guidance", "rag"] = "none"
     tags: dict[str, Any] = Field(default_factory=dict)
+    # never: stored answers are reused while the configuration is unchanged (incremental runs).
+    # always: every `run` collects a fresh set of answers (API models drift); older sets stay stored.
+    refresh: Literal["never", "always"] = "never"
+    # The answer set ("epoch") in use when answers were refreshed; set by the pipeline from the store.
+    _epoch: str | None = PrivateAttr(None)
+
+    @property
+    def base_config_id(self) -> str:
+        """Identifies what the configuration would answer; the same across refreshed answer sets."""
+        fields = self.answer_fields() | {"augment": self.augment, "tags": self.tags}
+        return stable_hash(fields)
 
     @property
     def config_id(self) -> str:
-        fields = self.answer_fields() | {"augment": self.augment, "tags": self.tags}
-        return stable_hash(fields)
+        """Identifies the answer set in use: the base id, plus the refresh epoch once answers were refreshed."""
+        return self.base_config_id + (f"@{self._epoch}" if self._epoch else "")
 
 
 class VerdictWeights(_Strict):
@@ -196,6 +207,14 @@ class RatingConfig(_Strict):
     seed: int = 42
 
 
+class RegressionConfig(_Strict):
+    """When a contestant counts as regressed against its previous run (`run` exits 3 and lists it)."""
+
+    # Always: the new 95% interval lies entirely below the previous one.
+    # Also, when set: the score fell by at least this many points (0-100 scale).
+    score_drop: float | None = Field(None, gt=0, le=100)
+
+
 class RunConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     questions: str
@@ -207,6 +226,9 @@ class RunConfig(_Strict):
     guidance: GuideConfig | None = None
     rag: RagConfig | None = None
     energy: EnergyConfig = Field(default_factory=EnergyConfig)
+    regression: RegressionConfig = Field(default_factory=RegressionConfig)
+    # Write report.html into the output folder after each run that scores.
+    report: bool = True
     # Set by the loader: the folder relative paths in this config are resolved against.
     base_dir: str = Field(".", exclude=True)
     demo: bool = Field(False, exclude=True)
@@ -280,13 +302,14 @@ def load_config(path: str | Path) -> RunConfig:
 
 
 def config_from_dict(
-    data: dict[str, Any], *, source: str = "<config>", base_dir: str | Path = ".", yaml_root: Any = None
+    data: dict[str, Any], *, source: str = "<config>", base_dir: str | Path = ".", yaml_root: Any = None,
+    check_questions: bool = True,
 ) -> RunConfig:
     try:
         config = RunConfig.model_validate({**data, "base_dir": str(base_dir)})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source, yaml_root)) from None
-    if not config.questions_path.exists():
+    if check_questions and not config.questions_path.exists():
         line = _line_of(yaml_root, ("questions",))
         where = f"{source}:{line}" if line else source
         raise ConfigError(

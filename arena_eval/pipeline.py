@@ -16,6 +16,7 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
+from typing import Any
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,16 +39,56 @@ STAGES = ("answers", "judge", "score")  # what `run` does; `guidance` is a stage
 
 
 @dataclass
-class RunResult:
+class Result:
+    """What a run produced. `leaderboard`, `battles`, `energy` and `regressions` are DataFrames (None when the
+    run did not score); `answers` is read from the store on first use."""
+
     run_id: str
     summary: RunSummary
     leaderboard: pd.DataFrame | None
     output_dir: Path
     files: list[Path] = field(default_factory=list)
+    battles: pd.DataFrame | None = None
+    energy: pd.DataFrame | None = None
+    regressions: pd.DataFrame | None = None
+    diagnostics: pd.DataFrame | None = None  # the judge's position consistency and bias, per model and overall
+    _arena: "Arena | None" = field(default=None, repr=False)
+    _answers: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def exit_code(self) -> int:
+        """0 complete, 2 finished with missing items, 3 a contestant regressed (takes precedence)."""
+        if self.regressions is not None and len(self.regressions):
+            return 3
         return 0 if self.summary.complete else 2
+
+    @property
+    def answers(self) -> pd.DataFrame:
+        """The current answer of every contestant to every question it answered (one row each)."""
+        if self._answers is None:
+            if self._arena is None:
+                raise ArenaError("this result is not bound to an arena; open the store to read answers")
+            self._answers = self._arena.answers_frame()
+        return self._answers
+
+
+RunResult = Result  # the earlier name
+
+
+def _config_from_parts(questions: QuestionSet | None, parts: dict[str, Any]) -> RunConfig:
+    from .config import config_from_dict
+
+    if questions is None:
+        raise ArenaError("Arena(...) without a config needs questions=QuestionSet(...)")
+    data = dict(parts)
+    data.setdefault("name", "custom")
+    data["questions"] = f"<{questions.name}>"  # in memory; only recorded in the run's config snapshot
+    for key in ("judge", "rating", "guidance", "rag", "energy", "regression"):
+        if hasattr(data.get(key), "model_dump"):
+            data[key] = data[key].model_dump(exclude_unset=True)
+    data["contestants"] = [c.model_dump(exclude_unset=True) if hasattr(c, "model_dump") else c
+                           for c in data.get("contestants", [])]
+    return config_from_dict(data, source="Arena(...)", check_questions=False)
 
 
 def new_run_id() -> str:
@@ -55,9 +96,19 @@ def new_run_id() -> str:
 
 
 class Arena:
-    """One output folder's pipeline for one resolved config."""
+    """One output folder's pipeline for one resolved config.
 
-    def __init__(self, config: RunConfig, progress: Progress | None = None, questions: QuestionSet | None = None):
+    From a config file: `Arena(load_config("run.yaml"))`. From Python objects:
+    `Arena(questions=QuestionSet.from_records(...), contestants=[Contestant(...), ...], judge=Judge(...),
+    baseline="name", name="my-bench", output="outputs")` — any other RunConfig key may be passed by keyword.
+    """
+
+    def __init__(self, config: RunConfig | None = None, progress: Progress | None = None,
+                 questions: QuestionSet | None = None, *, refresh: Iterable[str] = (), **parts: Any):
+        if config is None:
+            config = _config_from_parts(questions, parts)
+        elif parts:
+            raise ArenaError(f"pass either a config or its parts, not both (got {', '.join(sorted(parts))})")
         self.config = config
         self.progress = progress or NullProgress()
         self.questions = questions or load_questions(config.questions_path)
@@ -66,6 +117,11 @@ class Arena:
         self.baseline = config.baseline_contestant
         # Baseline first: under a shared device lock it then runs first, and games can start early.
         self.contestants = [self.baseline] + [c for c in config.contestants if c.name != config.baseline]
+        names = {c.name for c in self.contestants}
+        self.refresh = set(refresh)
+        if self.refresh - names:
+            raise ArenaError(f"--refresh names unknown contestants: {', '.join(sorted(self.refresh - names))}; "
+                             f"known: {', '.join(sorted(names))}")
         self._augmenters: dict[int, Augmenter] = {}
 
     def augmenter(self, store: Store, run_id: str | None = None) -> Augmenter:
@@ -74,9 +130,23 @@ class Arena:
             self._augmenters[id(store)] = Augmenter(self.config, store, run_id)
         return self._augmenters[id(store)]
 
+    def use_answer_sets(self, store: Store, run_id: str | None = None) -> None:
+        """Point every contestant at its current answer set. With `run_id` (a run that collects), contestants with
+        `refresh: always` or named in `refresh` open a new set — unless the run that opened their newest set never
+        finished (killed or interrupted), in which case that set is resumed."""
+        for c in self.contestants:
+            latest = store.latest_epoch(c.base_config_id)
+            fresh = run_id is not None and (c.refresh == "always" or c.name in self.refresh)
+            if fresh and not (latest and latest["status"] in ("running", "interrupted", "failed")
+                              and c.name not in self.refresh):
+                store.open_epoch(c.base_config_id, run_id, c.name, run_id)
+                c._epoch = run_id
+            else:
+                c._epoch = latest["epoch"] if latest else None
+
     # --- entry points -----------------------------------------------------------------------------------
 
-    async def run(self, stages: Iterable[str] = STAGES, command: str = "run") -> RunResult:
+    async def run(self, stages: Iterable[str] = STAGES, command: str = "run") -> Result:
         stages = tuple(stages)
         out = self.config.output_dir
         with RunLock(out), Store(out / "arena.db") as store:
@@ -85,6 +155,7 @@ class Arena:
             summary = RunSummary(run_id, len(self.questions), [c.name for c in self.contestants])
             status = "failed"
             try:
+                self.use_answer_sets(store, run_id if "answers" in stages else None)
                 store.save_questions(self.questions)
                 for c in self.contestants:
                     store.save_contestant(c.name, c.config_id, c.provider, c.model, c.model_dump(mode="json"))
@@ -96,17 +167,25 @@ class Arena:
                         await self._collect_and_judge(store, run_id, summary, stages)
                 finally:
                     await augmenter.close()
-                leaderboard, files = None, []
+                result = Result(run_id, summary, None, out, _arena=self)
                 if "score" in stages:
-                    leaderboard = self.leaderboard(store, summary)
-                    store.save_leaderboard(run_id, leaderboard.to_dict("records"))
-                    files = write_leaderboard(leaderboard, out)
+                    result.leaderboard = self.leaderboard(store, summary, result)
+                    store.save_leaderboard(run_id, result.leaderboard.to_dict("records"))
+                    from .history import find_regressions
+
+                    result.regressions = find_regressions(store, run_id, self.config.regression.score_drop)
+                    summary.extra["regressions"] = result.regressions.model.tolist()
+                    result.files = write_leaderboard(result.leaderboard, out)
+                    if self.config.report:
+                        from .report import write_report
+
+                        result.files.append(write_report(self, store, result))
                 elif "judge" in stages:
                     self._count_missing(store, summary, stages)
                 # Collection alone needs no tally: every item it could not get is a recorded error already,
                 # and a tally would hold every answer id in memory (bench/bench_collect.py).
                 status = "complete" if summary.complete else "incomplete"
-                return RunResult(run_id, summary, leaderboard, out, files)
+                return result
             except (KeyboardInterrupt, asyncio.CancelledError):
                 status = "interrupted"
                 raise
@@ -114,8 +193,42 @@ class Arena:
                 self.progress.close()
                 store.finish_run(run_id, status, asdict(summary))
 
-    def run_sync(self, stages: Iterable[str] = STAGES, command: str = "run") -> RunResult:
-        return asyncio.run(self.run(stages, command))
+    def run_sync(self, stages: Iterable[str] = STAGES, command: str = "run") -> Result:
+        """`run` for code without an event loop (scripts, notebooks need `await arena.run()` instead)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.run(stages, command))
+        raise ArenaError("run_sync() was called inside a running event loop (e.g. Jupyter); use `await arena.run()`")
+
+    def open_store(self) -> Store:
+        """The output folder's store, for reading (no run lock is taken)."""
+        db = self.config.output_dir / "arena.db"
+        if not db.exists():
+            raise ArenaError(f"{db}: no results yet; run this arena first")
+        store = Store(db)
+        self.use_answer_sets(store)
+        return store
+
+    def answers_frame(self, store: Store | None = None) -> pd.DataFrame:
+        """The current answers (one row per contestant and question) as a DataFrame."""
+        own = store is None
+        store = store or self.open_store()
+        try:
+            augmenter = self.augmenter(store)
+            rows = []
+            for c in self.contestants:
+                for aid in current_answer_ids(c, self.questions, store, augmenter).values():
+                    answer = store.get_answer(aid)
+                    if answer is not None:
+                        row = asdict(answer)
+                        row["contestant"] = c.name
+                        row.pop("cached", None)
+                        rows.append(row)
+            return pd.DataFrame(rows)
+        finally:
+            if own:
+                store.close()
 
     # --- guidance -----------------------------------------------------------------------------------------
 
@@ -328,7 +441,8 @@ class Arena:
         summary.games_missing = tally.games_missing if ("judge" in stages or "score" in stages) else 0
         return tally
 
-    def leaderboard(self, store: Store, summary: RunSummary) -> pd.DataFrame:
+    def leaderboard(self, store: Store, summary: RunSummary, result: Result | None = None) -> pd.DataFrame:
+        """Rate the current judgments; with `result`, also keep the battles, diagnostics and energy table there."""
         from .rating import compute_leaderboard
 
         tally = self._count_missing(store, summary, STAGES)
@@ -337,6 +451,9 @@ class Arena:
         judgments = [j for j in store.judgments(self.judge_config_id) if j.game_id in wanted]
         battles = battles_from_judgments(judgments, self.config.judge.weights)
         diagnostics = position_diagnostics(judgments).set_index("model")
+        if result is not None:
+            result.battles = battles
+            result.diagnostics = diagnostics.reset_index()
         overall = diagnostics.loc["*"]
         summary.extra["judge"] = {"consistency": overall.consistency, "first_position_win_rate": overall.first_position_win_rate}
         rating = self.config.rating
@@ -369,6 +486,8 @@ class Arena:
         board["is_baseline"] = board.model == self.baseline.name
         board = board.sort_values("score", ascending=False, na_position="last").reset_index(drop=True)
         energy = self.energy_table(store, tally, summary)
+        if result is not None:
+            result.energy = energy
         contestants = energy[energy.role == "contestant"].drop(columns=["role"])
         return join_leaderboard(board, contestants, cost="wh_per_pass")
 
@@ -392,7 +511,7 @@ class Arena:
                     rows.append({**reading.to_dict(), "role": "contestant", "contestant": c.name,
                                  "output_tokens": sum(a[0] or 0 for a in answers), "requests": len(answers)})
         intensity, intensity_source = cfg.carbon_intensity()
-        columns = ["role", "contestant", "energy_source", "tags"]
+        columns = ["role", "contestant", "energy_source", "tags", "method", "is_estimated", "energy_wh", "wh_per_pass"]
         if rows:
             frame = energy_summary(pd.DataFrame(rows), by=("role", "contestant"), questions=len(self.questions),
                                    g_co2_per_kwh=intensity, pue=cfg.pue, price_per_kwh=cfg.price_per_kwh)
@@ -454,11 +573,31 @@ async def stored_answers(contestant: ContestantConfig, questions: Iterable[Quest
 
 
 def write_leaderboard(board: pd.DataFrame, folder: Path) -> list[Path]:
+    """leaderboard.csv, .json and .parquet in `folder` (each written to a temporary name, then renamed)."""
     folder.mkdir(parents=True, exist_ok=True)
-    csv_path, json_path = folder / "leaderboard.csv", folder / "leaderboard.json"
-    board.to_csv(csv_path, index=False)
-    json_path.write_text(json.dumps(leaderboard_records(board), indent=2) + "\n", encoding="utf-8")
-    return [csv_path, json_path]
+    paths = [folder / "leaderboard.csv", folder / "leaderboard.json", folder / "leaderboard.parquet"]
+    writers = [
+        lambda tmp: board.to_csv(tmp, index=False),
+        lambda tmp: tmp.write_text(json.dumps(leaderboard_records(board), indent=2) + "\n", encoding="utf-8"),
+        lambda tmp: _parquet_ready(board).to_parquet(tmp, index=False),
+    ]
+    for path, write in zip(paths, writers):
+        tmp = path.with_name(path.name + ".tmp")
+        write(tmp)
+        tmp.replace(path)
+    return paths
+
+
+def _parquet_ready(board: pd.DataFrame) -> pd.DataFrame:
+    """Parquet needs one type per column: mappings (tags) become JSON text, mixed objects become text."""
+    out = board.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            kinds = {type(v) for v in out[column].dropna()}
+            if len(kinds) > 1 or kinds & {dict, list, tuple}:
+                out[column] = out[column].map(lambda v: None if v is None or (isinstance(v, float) and v != v)
+                                              else (v if isinstance(v, str) else json.dumps(v, default=str)))
+    return out
 
 
 def leaderboard_records(board: pd.DataFrame) -> list[dict]:

@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS leaderboards (
     run_id TEXT NOT NULL, model TEXT NOT NULL, created_at REAL NOT NULL, row_json TEXT NOT NULL,
     PRIMARY KEY (run_id, model)
 );
+CREATE TABLE IF NOT EXISTS answer_epochs (
+    base_config_id TEXT NOT NULL, epoch TEXT NOT NULL, contestant TEXT NOT NULL, run_id TEXT NOT NULL,
+    started_at REAL NOT NULL, PRIMARY KEY (base_config_id, epoch)
+);
 CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id, stage);
 """
 
@@ -309,6 +313,21 @@ class Store:
             (question_id, guide_config_id, reference, guidance, input_tokens, output_tokens, created_at, run_id),
         )
 
+    # --- refreshed answer sets ------------------------------------------------------------------------
+
+    def latest_epoch(self, base_config_id: str) -> dict[str, Any] | None:
+        """The newest refreshed answer set of a configuration, with the status of the run that opened it."""
+        row = self.db.execute(
+            "SELECT e.epoch, e.run_id, r.status FROM answer_epochs e LEFT JOIN runs r ON r.run_id = e.run_id "
+            "WHERE e.base_config_id=? ORDER BY e.started_at DESC, e.epoch DESC LIMIT 1",
+            (base_config_id,),
+        ).fetchone()
+        return dict(row) if row else None
+
+    def open_epoch(self, base_config_id: str, epoch: str, contestant: str, run_id: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO answer_epochs VALUES (?,?,?,?,?)",
+                        (base_config_id, epoch, contestant, run_id, time.time()))
+
     # --- leaderboards -----------------------------------------------------------------------------------
 
     def save_leaderboard(self, run_id: str, rows: list[dict[str, Any]]) -> None:
@@ -320,6 +339,23 @@ class Store:
                 "INSERT INTO leaderboards VALUES (?,?,?,?)",
                 ((run_id, r["model"], now, json.dumps(r, default=_json_default)) for r in rows),
             )
+
+
+    def leaderboard_history(self, contestant: str | None = None) -> list[dict[str, Any]]:
+        """Every stored leaderboard row, oldest run first, with the run's name, command, status and times."""
+        sql = ("SELECT l.run_id, l.model, l.created_at, l.row_json, r.name, r.command, r.status, r.started_at "
+               "FROM leaderboards l JOIN runs r ON r.run_id = l.run_id")
+        args: tuple = ()
+        if contestant is not None:
+            sql += " WHERE l.model = ?"
+            args = (contestant,)
+        rows = []
+        for r in self.db.execute(sql + " ORDER BY r.started_at, l.run_id", args):
+            row = json.loads(r["row_json"])
+            row.update(run_id=r["run_id"], run_name=r["name"], command=r["command"], status=r["status"],
+                       started_at=r["started_at"], scored_at=r["created_at"])
+            rows.append(row)
+        return rows
 
 
 def _answer(row: sqlite3.Row) -> Answer:
