@@ -1,4 +1,7 @@
-"""The `arena-eval` command line. Exit codes: 0 complete, 1 usage or config error, 2 finished with missing items."""
+"""The `arena-eval` command line.
+
+Exit codes: 0 complete, 1 usage or config error, 2 finished with missing items, 3 a contestant regressed.
+"""
 
 from __future__ import annotations
 
@@ -110,7 +113,7 @@ def _cell(column: str, value) -> str:
 
 
 def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, fmt: Format, progress: bool,
-                guided_demo: bool = False) -> None:
+                guided_demo: bool = False, refresh: tuple[str, ...] = ()) -> None:
     from .pipeline import Arena
     from .progress import make_progress
 
@@ -120,7 +123,7 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
             from .demo import DISCLAIMER
 
             err.print(f"[yellow]{DISCLAIMER}[/yellow]", highlight=False)
-        arena = Arena(cfg, progress=make_progress(progress))
+        arena = Arena(cfg, progress=make_progress(progress), refresh=refresh)
         result = arena.run_sync(stages, command)
     except ArenaError as exc:
         _fail(exc)
@@ -163,7 +166,16 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
     if not s.complete:
         err.print(f"[red]incomplete: results are stored in {result.output_dir}; fix the causes above and run again "
                   "to fill in only what is missing[/red]")
+    _print_regressions(result.regressions)
     raise typer.Exit(result.exit_code)
+
+
+def _print_regressions(regressions: Optional[pd.DataFrame]) -> None:
+    if regressions is None or regressions.empty:
+        return
+    err.print(f"[bold red]regressions: {len(regressions)} contestant(s) got worse than in their previous run[/bold red]")
+    for r in regressions.itertuples(index=False):
+        err.print(f"  {r.model}: {r.reason} (previous run {r.previous_run_id})", highlight=False)
 
 
 @app.command()
@@ -172,9 +184,13 @@ def run(
     format: Format = FormatOption,
     progress: bool = ProgressOption,
     demo_guided: bool = typer.Option(False, "--demo-guided", help="Demo only: add a SmolLM2 contestant with guidance."),
+    refresh: list[str] = typer.Option([], "--refresh", help="Collect a fresh answer set for this contestant "
+                                      "(repeatable; e.g. the baseline, which is otherwise kept)."),
 ) -> None:
-    """Collect answers, judge them against the baseline and rate every contestant (resumes what is stored)."""
-    _run_stages(config, ("answers", "judge", "score"), "run", format, progress, demo_guided)
+    """Collect answers, judge them against the baseline and rate every contestant (resumes what is stored).
+
+    Exit codes: 0 complete, 1 usage or config error, 2 finished with missing items, 3 regression detected."""
+    _run_stages(config, ("answers", "judge", "score"), "run", format, progress, demo_guided, tuple(refresh))
 
 
 @app.command()
@@ -243,6 +259,71 @@ def _run_stages_config(cfg, fmt: Format) -> None:
     result = Arena(cfg).run_sync(("score",), "score")
     print_table(result.leaderboard, fmt, title=f"{cfg.name}: score vs baseline {cfg.baseline} (95% CI)")
     raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def report(
+    config: Optional[Path] = ConfigOption,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write (default: <output>/<name>/report.html)."),
+) -> None:
+    """Write the self-contained HTML report from what is stored (no requests; does not need the run lock)."""
+    from .pipeline import Arena
+    from .records import RunSummary
+    from .report import write_report
+
+    try:
+        cfg = _load(config)
+        arena = Arena(cfg)
+        with arena.open_store() as store:
+            runs = [r for r in store.runs() if r["command"] in ("run", "score")]
+            run_id = runs[-1]["run_id"] if runs else "(no scored run)"
+            from .pipeline import Result
+
+            summary = RunSummary(run_id, len(arena.questions), [c.name for c in arena.contestants])
+            result = Result(run_id, summary, None, cfg.output_dir, _arena=arena)
+            result.leaderboard = arena.leaderboard(store, summary, result)
+            from .history import find_regressions
+
+            if runs:
+                result.regressions = find_regressions(store, run_id, cfg.regression.score_drop)
+            path = write_report(arena, store, result, out)
+    except ArenaError as exc:
+        _fail(exc)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def history(
+    config: Optional[Path] = ConfigOption,
+    contestant: Optional[str] = typer.Option(None, "--contestant", help="Only this contestant."),
+    format: Format = FormatOption,
+) -> None:
+    """Scores over time: one row per scored run and contestant, oldest first."""
+    from .history import HISTORY_COLUMNS, history_frame
+    from .store import Store
+
+    try:
+        cfg = _load(config)
+        db = cfg.output_dir / "arena.db"
+        if not db.exists():
+            raise ArenaError(f"{db}: no results yet; run `arena-eval run` with this config first")
+        with Store(db) as store:
+            frame = history_frame(store, contestant)
+        if contestant is not None and frame.empty:
+            raise ArenaError(f"no stored scores for contestant {contestant!r} in {db}")
+    except ArenaError as exc:
+        _fail(exc)
+    if format is Format.table:
+        table = Table(title=f"{cfg.name}: scores over time")
+        shown = [c for c in HISTORY_COLUMNS if c not in ("command",)]
+        for column in shown:
+            table.add_column(column, justify="left" if column in ("run_id", "time", "model", "baseline", "status") else "right")
+        for row in frame.to_dict("records"):
+            table.add_row(*(_cell(c, row[c]) if c not in ("run_id", "time", "model", "baseline", "status")
+                            else str(row[c]) for c in shown))
+        Console(width=None if sys.stdout.isatty() else 200).print(table)
+    else:
+        print_table(frame, format)
 
 
 @app.command()
