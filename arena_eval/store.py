@@ -85,8 +85,14 @@ class RunLock:
         self._handle = None
 
     def acquire(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+")
+        except OSError as exc:  # e.g. a path below a regular file, a read-only mount, no permission
+            raise ArenaError(
+                f"cannot write to the output folder {self.path.parent}: {exc.strerror or exc} ({exc.filename}). "
+                "Set `output` in the config to a folder you can write to."
+            ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
