@@ -149,6 +149,14 @@ def _scatter(board: pd.DataFrame) -> dict[str, Any]:
 
     drawn = [{"model": p.model, "cx": sx(p.x), "cy": sy(p.y), "y_low": sy(p.y_low), "y_high": sy(p.y_high),
               "pareto": p.pareto, "estimated": p.estimated, "wh": p.x, "score": p.y} for p in points]
+    # Labels: to the left of points in the right half (so they stay inside), alternately above and below the
+    # point when points sit close together.
+    middle = (_PAD_L + _W - _PAD_R) / 2
+    for i, d in enumerate(sorted(drawn, key=lambda d: (d["cx"], d["cy"]))):
+        right_half = d["cx"] > middle
+        d["label_anchor"] = "end" if right_half else "start"
+        d["label_x"] = d["cx"] - 8 if right_half else d["cx"] + 8
+        d["label_y"] = d["cy"] - 8 if i % 2 == 0 else d["cy"] + 16
     front = sorted((d for d in drawn if d["pareto"]), key=lambda d: d["cx"])
     y_ticks = [{"y": sy(v), "label": f"{v:g}"} for v in _ticks(y_lo, y_hi, 5)]
     if log:
