@@ -390,12 +390,15 @@ def import_(
         if not match:
             raise ArenaError(f"contestant {contestant!r} is not in the config; known: {', '.join(c.name for c in cfg.contestants)}")
         questions = load_questions(cfg.questions_path)
-        with RunLock(cfg.output_dir), Store(cfg.output_dir / "arena.db") as store:
-            store.save_questions(questions)
-            store.save_contestant(match[0].name, match[0].config_id, match[0].provider, match[0].model, match[0].model_dump(mode="json"))
-            from .pipeline import Arena
+        from .pipeline import Arena
 
-            counts = import_answers(answers_file, match[0], questions, store, Arena(cfg, questions=questions).augmenter(store))
+        arena = Arena(cfg, questions=questions)
+        with RunLock(cfg.output_dir), Store(cfg.output_dir / "arena.db") as store:
+            arena.use_answer_sets(store)  # into the answer set in use, if the contestant's answers were refreshed
+            target = next(c for c in arena.contestants if c.name == contestant)
+            store.save_questions(questions)
+            store.save_contestant(target.name, target.config_id, target.provider, target.model, target.model_dump(mode="json"))
+            counts = import_answers(answers_file, target, questions, store, arena.augmenter(store))
     except ArenaError as exc:
         _fail(exc)
     typer.echo(
