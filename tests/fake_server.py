@@ -9,7 +9,18 @@ chosen per request from the configured rates (deterministic for a seed):
 - `latency_s`: a fixed delay for every request;
 - `always_fail_models`: models that always get HTTP 500;
 - `judge_verdict`: the label the judge answers with ("A>B" ...); "longer" prefers the longer answer;
-  "none" never gives a label; "second-try" gives one only when re-asked; "conflict" gives two different ones.
+  "none" never gives a label; "second-try" gives one only when re-asked; "conflict" gives two different ones;
+  "hash" picks one of the five labels from a hash of the two answers (varied, yet the same on every run);
+- `rates`: named faults (FAULTS below) with a probability per request, e.g. {"503": 0.1, "reset": 0.05};
+- `scripted`: model → (fault, n): the first n requests for each distinct prompt of that model get the fault,
+  the later ones succeed; n = None: every request. Deterministic whatever the timing, for retry tests.
+
+Named faults: "429" (with Retry-After), "401" (a bad key; the reply echoes nothing of the key), "500", "503",
+"529" (overloaded), "timeout" (the reply is held `hang_s`, longer than a client's timeout), "reset" (the
+connection is dropped with a TCP reset), "malformed" (200 with a JSON body, or a stream event, cut off), "truncated" (a stream
+that ends cleanly half-way, with no finish reason and no [DONE]; without streaming, like "malformed"),
+"empty" (200 with empty content), "content_filter" (finish reason content_filter), "refusal" (the message's
+`refusal` field set and no content).
 
 Run as a script (`python tests/fake_server.py --port 0 --latency 0.2`) to serve from a separate process; it
 prints `PORT <n>` once listening.
@@ -19,9 +30,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import random
 import re
+import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -30,6 +44,16 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 _ANSWER_FENCE = re.compile(r"BEGIN ANSWER ([AB]) =+\n(.*?)\n=+ END ANSWER", re.S)
+
+FAULTS = ("429", "401", "500", "503", "529", "timeout", "reset", "malformed", "truncated", "empty",
+          "content_filter", "refusal")
+_STATUS_MESSAGES = {
+    "401": ("Incorrect API key provided. Check the key your client sends.", "invalid_api_key"),
+    "429": ("injected rate limit", "rate_limit_exceeded"),
+    "500": ("injected server error", "server_error"),
+    "503": ("injected: service unavailable", "service_unavailable"),
+    "529": ("injected: overloaded", "overloaded"),
+}
 
 
 @dataclass
@@ -43,6 +67,14 @@ class Faults:
     always_fail_models: set[str] = field(default_factory=set)
     judge_verdict: str = "longer"
     seed: int = 0
+    rates: dict[str, float] = field(default_factory=dict)
+    scripted: dict[str, tuple[str, int | None]] = field(default_factory=dict)
+    hang_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        unknown = (set(self.rates) | {fault for fault, _ in self.scripted.values()}) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown fault(s) {sorted(unknown)}; known: {', '.join(FAULTS)}")
 
 
 class FakeServer:
@@ -53,6 +85,11 @@ class FakeServer:
         self.successes = Counter()  # model → 200 replies
         self.captured: list[dict] = []
         self.capture = False
+        self.faulted = Counter()  # fault → requests that got it
+        self.arrived = threading.Event()  # set by every request: clear it, then wait for the next one
+        # (model, prompt digest) → [(monotonic time, fault or None)] for every request of a scripted model.
+        self.timeline: dict[tuple[str, str], list[tuple[float, str | None]]] = {}
+        self._release: asyncio.Event | None = None  # set on stop: "timeout" replies stop hanging
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -69,6 +106,7 @@ class FakeServer:
         body = await request.json()
         model = body.get("model", "")
         self.requests[model] += 1
+        self.arrived.set()
         if self.capture:
             self.captured.append(body)
         f = self.faults
@@ -83,34 +121,119 @@ class FakeServer:
             )
         if roll < f.error_rate_429 + f.error_rate_500:
             return web.json_response({"error": {"message": "injected server error"}}, status=500)
+        fault = self._pick_fault(model, body)
+        if fault is not None:
+            self.faulted[fault] += 1
+            if fault in _STATUS_MESSAGES:
+                return self._status_reply(fault)
+            if fault == "timeout":
+                await self._hang()
+                if request.transport is None or request.transport.is_closing():
+                    return web.Response(status=499)  # the client gave up; nothing to send
+            elif fault == "reset":
+                return self._reset(request)
+            elif fault == "malformed" and body.get("stream"):
+                response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                await response.prepare(request)
+                await response.write(b'data: {"id": "fake-1", "choices": [{"index": 0, "delta": {"content": "Hal\n\n')
+                await response.write(b"data: [DONE]\n\n")
+                return response
+            elif fault in ("malformed", "truncated") and not body.get("stream"):
+                return web.Response(body=b'{"id": "fake-1", "object": "chat.completion", "choices": [{"index": 0, "mess',
+                                    content_type="application/json")
         if self.random.random() < f.slow_rate:
             await asyncio.sleep(f.slow_s)
         text = self.reply_text(body)
-        self.successes[model] += 1
+        finish, refusal = "stop", None
+        if fault == "empty":
+            text = ""
+        elif fault == "content_filter":
+            text, finish = text[: len(text) // 3], "content_filter"
+        elif fault == "refusal":
+            text, refusal = "", "I'm sorry, I can't help with that."
+        if fault is None:
+            self.successes[model] += 1
         prompt_tokens = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()), "total_tokens": 0}
         if body.get("stream"):
-            return await self._stream(request, model, text, usage)
+            return await self._stream(request, model, text, usage, finish, refusal, truncated=fault == "truncated")
+        message = {"role": "assistant", "content": None if refusal else text}
+        if refusal:
+            message["refusal"] = refusal
         return web.json_response(
             {
                 "id": "fake-1",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
                 "usage": usage,
             }
         )
 
-    async def _stream(self, request: web.Request, model: str, text: str, usage: dict) -> web.StreamResponse:
+    # --- faults -------------------------------------------------------------------------------------------
+
+    def _pick_fault(self, model: str, body: dict) -> str | None:
+        script = self.faults.scripted.get(model)
+        if script is not None:
+            digest = hashlib.sha256(json.dumps(body.get("messages"), sort_keys=True).encode()).hexdigest()[:16]
+            history = self.timeline.setdefault((model, digest), [])
+            fault, first_n = script
+            chosen = fault if first_n is None or len(history) < first_n else None
+            history.append((time.monotonic(), chosen))
+            return chosen
+        if self.faults.rates:
+            roll, edge = self.random.random(), 0.0
+            for fault, rate in self.faults.rates.items():
+                edge += rate
+                if roll < edge:
+                    return fault
+        return None
+
+    def _status_reply(self, fault: str) -> web.Response:
+        message, code = _STATUS_MESSAGES[fault]
+        headers = {"Retry-After": str(self.faults.retry_after_s)} if fault == "429" else None
+        return web.json_response({"error": {"message": message, "type": "injected", "code": code}},
+                                 status=int(fault), headers=headers)
+
+    async def _hang(self) -> None:
+        if self._release is None:
+            self._release = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._release.wait(), self.faults.hang_s)
+        except asyncio.TimeoutError:
+            pass
+
+    @staticmethod
+    def _reset(request: web.Request) -> web.Response:
+        """Drop the connection with a TCP RST (linger 0), as a crashing proxy or server would."""
+        transport = request.transport
+        sock = transport.get_extra_info("socket") if transport else None
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if transport is not None:
+            transport.abort()
+        return web.Response(status=500)  # never reaches the client: the connection is gone
+
+    async def _stream(self, request: web.Request, model: str, text: str, usage: dict, finish: str = "stop",
+                      refusal: str | None = None, truncated: bool = False) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         base = {"id": "fake-1", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
-        for i, word in enumerate(text.split(" ")):
+        words = text.split(" ") if text else []
+        if truncated:
+            words = words[: max(1, len(words) // 2)]
+        for i, word in enumerate(words):
             delta = {"content": (" " if i else "") + word}
             chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
-        done = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        if truncated:  # the stream just stops: no finish reason, no usage, no [DONE]
+            await response.write_eof()
+            return response
+        if refusal:
+            chunk = {**base, "choices": [{"index": 0, "delta": {"refusal": refusal}, "finish_reason": None}]}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        done = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
         await response.write(f"data: {json.dumps(done)}\n\n".encode())
         await response.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
@@ -130,6 +253,10 @@ class FakeServer:
                 answers = dict(_ANSWER_FENCE.findall(messages[1]["content"]))
                 a, b = len(answers.get("A", "")), len(answers.get("B", ""))
                 verdict = "A>B" if a > b else "B>A" if b > a else "A=B"
+            elif verdict == "hash":
+                answers = dict(_ANSWER_FENCE.findall(messages[1]["content"]))
+                digest = hashlib.sha256(f"{answers.get('A')}\x1f{answers.get('B')}".encode()).digest()
+                verdict = ("A>>B", "A>B", "A=B", "B>A", "B>>A")[digest[0] % 5]
             return f"Both answers were read carefully. My final verdict: [[{verdict}]]"
         return f"Answer from {body.get('model')} to: {user[:60]}"
 
@@ -159,8 +286,13 @@ class FakeServer:
 
     def stop(self) -> None:
         if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake_hung)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
+
+    def _wake_hung(self) -> None:
+        if self._release is not None:
+            self._release.set()
 
     @property
     def base_url(self) -> str:
@@ -173,8 +305,13 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--rate-429", type=float, default=0.0)
     parser.add_argument("--rate-500", type=float, default=0.0)
+    parser.add_argument("--fault", action="append", default=[], metavar="NAME=RATE",
+                        help=f"a named fault and its probability per request; names: {', '.join(FAULTS)}")
+    parser.add_argument("--judge-verdict", default="longer")
     args = parser.parse_args()
-    server = FakeServer(Faults(latency_s=args.latency, error_rate_429=args.rate_429, error_rate_500=args.rate_500))
+    rates = {name: float(rate) for name, _, rate in (item.partition("=") for item in args.fault)}
+    server = FakeServer(Faults(latency_s=args.latency, error_rate_429=args.rate_429, error_rate_500=args.rate_500,
+                               rates=rates, judge_verdict=args.judge_verdict))
 
     async def run() -> None:
         runner = web.AppRunner(server.app(), access_log=None)
