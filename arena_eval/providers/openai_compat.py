@@ -95,7 +95,10 @@ class OpenAIProvider:
                 completion = _from_json(await self._post_chat(request))
         except openai.APIStatusError as exc:
             raise _status_error(exc, self.endpoint) from None
-        except openai.APITimeoutError:
+        except openai.APITimeoutError as exc:
+            cause = _root_cause(exc)
+            if not _is_timeout(cause):
+                raise ProviderError(f"connection error to {self.endpoint}: {cause}", retryable=True) from None
             raise ProviderError(f"timeout after {self.config.timeout_s:g}s from {self.endpoint}", retryable=True) from None
         except openai.APIConnectionError as exc:
             raise ProviderError(f"connection error to {self.endpoint}: {exc.__cause__ or exc}", retryable=True) from None
@@ -119,6 +122,7 @@ class OpenAIProvider:
             **request, stream=True, stream_options={"include_usage": True}
         )
         parts: list[str] = []
+        refusal: list[str] = []
         ttft = finish = usage = model = None
         async for chunk in stream:
             model = model or chunk.model
@@ -129,10 +133,13 @@ class OpenAIProvider:
                     if ttft is None:
                         ttft = time.perf_counter() - started
                     parts.append(choice.delta.content)
+                if choice.delta and getattr(choice.delta, "refusal", None):
+                    refusal.append(choice.delta.refusal)
                 if choice.finish_reason:
                     finish = choice.finish_reason
         if finish is None:
             raise ProviderError("stream ended before a finish reason (truncated stream)", retryable=True)
+        _check_refusal("".join(refusal))
         return _completion("".join(parts), getattr(usage, "prompt_tokens", None),
                            getattr(usage, "completion_tokens", None), finish, ttft, model)
 
@@ -154,6 +161,7 @@ def _from_json(response: Any) -> Completion:
     if not response.get("choices"):
         raise ProviderError("response holds no choices", retryable=True)
     choice = response["choices"][0]
+    _check_refusal((choice.get("message") or {}).get("refusal"))
     text = (choice.get("message") or {}).get("content")
     usage = response.get("usage") or {}
     return _completion(text or "", usage.get("prompt_tokens"), usage.get("completion_tokens"),
@@ -174,6 +182,25 @@ def _completion(text: str, input_tokens: int | None, output_tokens: int | None, 
         ttft_s=ttft,
         raw_model=model,
     )
+
+
+def _check_refusal(refusal: str | None) -> None:
+    """OpenAI puts a refusal in the message's `refusal` field (content null, finish_reason stop): an error to
+    record, not an empty answer to ask for again."""
+    if refusal:
+        raise ProviderError(f"provider refused to answer: {str(refusal)[:200]}", retryable=False)
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def _is_timeout(cause: BaseException) -> bool:
+    """httpx_aiohttp reports every aiohttp connection error, a reset included, as httpx.ConnectTimeout: only an
+    underlying timeout (or no underlying error) makes a timeout."""
+    return isinstance(cause, (TimeoutError, httpx.TimeoutException, openai.APITimeoutError))
 
 
 def _check_usable(completion: Completion) -> None:
