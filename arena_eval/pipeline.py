@@ -583,8 +583,14 @@ def write_leaderboard(board: pd.DataFrame, folder: Path) -> list[Path]:
     ]
     for path, write in zip(paths, writers):
         tmp = path.with_name(path.name + ".tmp")
-        write(tmp)
-        tmp.replace(path)
+        try:
+            write(tmp)
+            tmp.replace(path)
+        except OSError as exc:
+            raise ArenaError(
+                f"cannot write {path}: {exc.strerror or exc}. Answers and verdicts are stored in {folder / 'arena.db'}; "
+                "make that path writable and run `arena-eval score` to write the leaderboard"
+            ) from None
     return paths
 
 
