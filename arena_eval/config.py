@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,14 @@ LOCAL_PROVIDERS = ("llama_cpp", "vllm")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class _KeyProblem(ValueError):
+    """A check across keys that is about one key: the message then points at that key's line."""
+
+    def __init__(self, loc: tuple[Any, ...], message: str):
+        super().__init__(message)
+        self.loc = loc
 
 
 class Price(_Strict):
@@ -239,14 +248,14 @@ class RunConfig(_Strict):
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ValueError(f"contestant names must be unique; repeated: {', '.join(duplicated)}")
-        for c in self.contestants:
+        for i, c in enumerate(self.contestants):
             if c.augment == "guidance" and self.guidance is None:
-                raise ValueError(f"contestant {c.name!r} has augment: guidance, but the config has no `guidance:` section naming the guide model")
+                raise _KeyProblem(("contestants", i, "augment"), f"contestant {c.name!r} has augment: guidance, but the config has no `guidance:` section naming the guide model")
             if c.augment == "rag" and self.rag is None:
-                raise ValueError(f"contestant {c.name!r} has augment: rag, but the config has no `rag:` section naming the corpus")
+                raise _KeyProblem(("contestants", i, "augment"), f"contestant {c.name!r} has augment: rag, but the config has no `rag:` section naming the corpus")
         if self.baseline not in names:
-            raise ValueError(
-                f"baseline {self.baseline!r} is not a contestant; set baseline to one of: {', '.join(names)}"
+            raise _KeyProblem(
+                ("baseline",), f"baseline {self.baseline!r} is not a contestant; set baseline to one of: {', '.join(names)}"
             )
         return self
 
@@ -267,8 +276,55 @@ class RunConfig(_Strict):
         return next(c for c in self.contestants if c.name == self.baseline)
 
     def snapshot(self) -> dict[str, Any]:
-        """The resolved config as stored with a run. Holds variable names, never secret values."""
-        return self.model_dump(mode="json")
+        """The resolved config as stored with a run. Holds variable names, never secret values (see redact_secrets)."""
+        return redact_secrets(self.model_dump(mode="json"))
+
+
+# --- secrets ---------------------------------------------------------------------------------------------
+
+REDACTED = "***"
+_SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "passwd", "authorization", "auth", "credential",
+                 "credentials", "cookie", "bearer", "signature"}
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]*)@")
+
+
+def _secret_key(name: str) -> bool:
+    """A mapping key that names a secret (`api_key`, `X-Api-Key`, `Authorization`, `access_token`), but not a
+    variable name (`api_key_env`) nor a count (`max_tokens`)."""
+    words = re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower().replace("-", "_").split("_")
+    return words[-1] != "env" and bool(_SECRET_WORDS & set(words))
+
+
+def redact_url(text: str) -> str:
+    """`scheme://user:password@host` → `scheme://***@host`, wherever a URL appears in `text`."""
+    return _URL_USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+
+
+def redact_secrets(value: Any) -> Any:
+    """A copy of a JSON-like value without secrets: URL user info anywhere, the value under any key that names a
+    secret (in extra_body, tags and other free-form mappings), and the argument after a secret-looking
+    command-line option (`--api-key VALUE`, `--api-key=VALUE` in vllm_args)."""
+    if isinstance(value, dict):
+        return {k: REDACTED if _secret_key(str(k)) and isinstance(v, (str, int, float)) and v != ""
+                else redact_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        out, hide_next = [], False
+        for item in value:
+            if hide_next and isinstance(item, str):
+                out.append(REDACTED)
+                hide_next = False
+                continue
+            hide_next = False
+            if isinstance(item, str) and item.startswith("-") and _secret_key(item.lstrip("-").split("=", 1)[0]):
+                if "=" in item:
+                    item = item.split("=", 1)[0] + "=" + REDACTED
+                else:
+                    hide_next = True
+            out.append(redact_secrets(item))
+        return out
+    if isinstance(value, str):
+        return redact_url(value)
+    return value
 
 
 def stable_hash(value: Any) -> str:
@@ -295,6 +351,9 @@ def load_config(path: str | Path) -> RunConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start:
+            problem += f" ({context} started at line {start.line + 1})"
         raise ConfigError(f"{where}: malformed YAML: {problem}. Fix the syntax at that position.") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the config must be a YAML mapping of keys (name, questions, judge, ...)")
@@ -323,6 +382,9 @@ def _describe(exc: ValidationError, source: str, yaml_root: Any) -> str:
     lines = []
     for error in exc.errors():
         loc = tuple(part for part in error["loc"] if part not in ("function-after",))
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, _KeyProblem):
+            loc = loc + cause.loc
         field = _dotted(loc) or "(top level)"
         line = _line_of(yaml_root, loc)
         where = f"{source}:{line}" if line else source

@@ -1,0 +1,152 @@
+"""Bad input stops `arena-eval run` with exit code 1 and one message that names the file, line or field and
+says what to do — never a traceback — and what earlier runs stored in the output folder stays as it was.
+
+The loaders' own messages are unit-tested in test_config.py and test_questions.py; here each case goes
+through the command line, against an output folder that already holds a complete run."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import write_config
+from typer.testing import CliRunner
+
+from arena_eval.cli import app
+
+N = 3
+
+
+def edit(path: Path, change) -> None:
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def line_of(path: Path, text: str) -> int:
+    return next(number for number, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+def label_less_prompts(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "judge_system.j2").write_text("Compare the two answers and say which one is better.")
+    (folder / "judge_user.j2").write_text("{{ question }}\n{{ answer_a }}\n{{ answer_b }}")
+    (folder / "judge_reask.j2").write_text("Please decide.")
+    return folder
+
+
+# name → (break the inputs, the patterns the message must match). `config` is the YAML file, `questions` the
+# question set, `folder` the test's folder; a pattern may use {line:TEXT}, the config line holding TEXT.
+CASES = {
+    "malformed YAML": (
+        lambda config, questions, folder: config.write_text(config.read_text().replace("baseline: base", "baseline: [base")),
+        [r"config\.yaml:\d+:\d+: malformed YAML: .*\(while parsing a flow sequence started at line {line:baseline: [base}\)",
+         r"Fix the syntax at that position"]),
+    "unknown key": (
+        lambda config, questions, folder: edit(config, lambda d: d["contestants"][1].update(temprature=0.2)),
+        [r"config\.yaml:{line:temprature}: contestants\[1\]\.temprature: unknown key 'temprature'",
+         r"remove it or check its spelling"]),
+    "wrong type": (
+        lambda config, questions, folder: edit(config, lambda d: d["judge"].update(concurrency="lots")),
+        [r"config\.yaml:{line:lots}: judge\.concurrency: .*integer", r"\(got 'lots'\)"]),
+    "missing questions file": (
+        lambda config, questions, folder: edit(config, lambda d: d.update(questions="nowhere.jsonl")),
+        [r"config\.yaml:{line:nowhere.jsonl}: questions: file \S*nowhere\.jsonl not found",
+         r"Point `questions` at a \.jsonl or \.csv question set"]),
+    "bad JSONL line": (
+        lambda config, questions, folder: questions.write_text(
+            questions.read_text().splitlines()[0] + '\n{"question_id": "q1", "turns": [\n'),
+        [r"questions\.jsonl:2: malformed JSON", r"fix or remove the line"]),
+    "duplicate question ids": (
+        lambda config, questions, folder: questions.write_text(2 * (questions.read_text().splitlines()[0] + "\n")),
+        [r"questions\.jsonl: duplicate question id 'q0000' \(entries 1 and 2\)", r"ids must be unique"]),
+    "empty question set": (
+        lambda config, questions, folder: questions.write_text("\n"),
+        [r"questions\.jsonl: the question set is empty", r"add at least one question"]),
+    "unknown provider": (
+        lambda config, questions, folder: edit(config, lambda d: d["contestants"][1].update(provider="openia")),
+        [r"config\.yaml:{line:openia}: contestants\[1\]\.provider: unknown provider 'openia'",
+         r"known providers: openai, anthropic, litellm, llama_cpp, vllm"]),
+    "missing API key variable": (
+        lambda config, questions, folder: edit(config, lambda d: d["contestants"][1].update(api_key_env="ARENA_BAD_INPUT_KEY")),
+        [r"environment variable ARENA_BAD_INPUT_KEY \(api_key_env of model 'model-c1'\) is not set",
+         r"export ARENA_BAD_INPUT_KEY=\.\.\. before the run"]),
+    "baseline not a contestant": (
+        lambda config, questions, folder: edit(config, lambda d: d.update(baseline="nobody")),
+        [r"config\.yaml:{line:nobody}: baseline: baseline 'nobody' is not a contestant", r"set baseline to one of: base, c1"]),
+    "judge template without labels": (
+        lambda config, questions, folder: edit(config, lambda d: d["judge"].update(
+            prompt_dir=str(label_less_prompts(folder / "label-less")))),
+        [r"label-less: the judge prompt must show all five labels", r"\[\[A>>B\]\] \[\[A>B\]\] \[\[A=B\]\]",
+         r"verdicts cannot be parsed"]),
+    "missing GGUF file": (
+        lambda config, questions, folder: edit(config, lambda d: d["contestants"].append(
+            {"name": "local", "provider": "llama_cpp", "model_path": "models/missing.gguf"})),
+        [r"model_path 'models/missing\.gguf': no GGUF file at \S*models/missing\.gguf",
+         r"point model_path at a \.gguf file"]),
+    "output below a regular file": (
+        lambda config, questions, folder: edit(config, lambda d: d.update(output=str(questions / "results"))),
+        [r"cannot write to the output folder \S*questions\.jsonl/results/t: Not a directory",
+         r"Set `output` in the config to a folder you can write to"]),
+}
+
+
+def snapshot(output: Path) -> dict:
+    with sqlite3.connect(output / "arena.db") as db:
+        return {
+            "answers": db.execute("SELECT answer_id, text FROM answers ORDER BY 1").fetchall(),
+            "judgments": db.execute("SELECT game_id, verdict FROM judgments ORDER BY 1").fetchall(),
+            "integrity": db.execute("PRAGMA integrity_check").fetchall(),
+            "leaderboard.json": (output / "leaderboard.json").read_text(),
+        }
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_exit_code_1_with_a_message_that_says_where_and_what_to_do(tmp_path, fake_server, monkeypatch, case):
+    server = fake_server()
+    config = write_config(tmp_path, server.base_url, n_questions=N)
+    questions, output = tmp_path / "questions.jsonl", tmp_path / "out" / "t"
+    runner = CliRunner()
+    first = runner.invoke(app, ["run", "--config", str(config), "--no-progress"])
+    assert first.exit_code == 0, first.output
+    before, requests = snapshot(output), sum(server.requests.values())
+    assert len(before["answers"]) == 2 * N and len(before["judgments"]) == 2 * N
+
+    monkeypatch.delenv("ARENA_BAD_INPUT_KEY", raising=False)
+    breaker, patterns = CASES[case]
+    breaker(config, questions, tmp_path)
+    result = runner.invoke(app, ["run", "--config", str(config), "--no-progress"])
+
+    assert result.exit_code == 1, result.output
+    message = result.stderr
+    assert message.startswith("error: ") and "Traceback" not in result.output
+    for pattern in patterns:
+        pattern = re.sub(r"\{line:(.+?)\}", lambda m: str(line_of(config, m.group(1))), pattern)
+        assert re.search(pattern, message), (pattern, message)
+    # Stopped before any request, and nothing stored earlier was lost or changed.
+    assert sum(server.requests.values()) == requests
+    assert snapshot(output) == before
+
+
+def test_a_leaderboard_that_cannot_be_written_keeps_every_answer_and_verdict(tmp_path, fake_server):
+    """An error at the very end of a run (the output file is in the way) loses none of the work before it."""
+    server = fake_server()
+    config = write_config(tmp_path, server.base_url, n_questions=N)
+    output = tmp_path / "out" / "t"
+    (output / "leaderboard.json").mkdir(parents=True)
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", "--config", str(config), "--no-progress"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert re.search(r"cannot write \S*leaderboard\.json: Is a directory\. Answers and verdicts are stored in "
+                     r"\S*arena\.db; .*run `arena-eval score`", result.stderr), result.stderr
+    with sqlite3.connect(output / "arena.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM answers").fetchone() == (2 * N,)
+        assert db.execute("SELECT COUNT(*) FROM judgments").fetchone() == (2 * N,)
+    (output / "leaderboard.json").rmdir()
+    requests = sum(server.requests.values())
+    score = runner.invoke(app, ["score", "--config", str(config), "--format", "json"])
+    assert score.exit_code == 0, score.output
+    assert (output / "leaderboard.json").exists() and sum(server.requests.values()) == requests
