@@ -265,3 +265,195 @@ def test_missing_baseline_raises():
 def test_bad_bootstrap_mode_raises():
     with pytest.raises(ValueError, match="'games'"):
         bootstrap_elo(tournament(seed=15, n_battles=100), "base", rounds=5, by="games")
+
+
+# --- style control --------------------------------------------------------------------------------------
+
+STYLE = ["style_length", "style_bold"]
+
+
+def verbose_arena(seed, n_questions=600, length_effect=3.0):
+    """A judge that likes long answers: "verbose" is exactly as good as the baseline but writes ~3x more,
+    "strong" is better at the baseline's length. Outcomes follow logit P(model_a wins) =
+    ln10·(θ_a − θ_b) + length_effect·(L_a − L_b)/(L_a + L_b + 1); lengths vary per answer."""
+    rng = np.random.default_rng(seed)
+    truth = {"strong": 0.3, "verbose": 0.0}  # log10-odds against the baseline
+    rows = []
+    for q in range(n_questions):
+        base_length = rng.lognormal(np.log(300), 0.5)
+        for model, factor in (("strong", 1.0), ("verbose", 3.0)):
+            length = base_length * factor * rng.lognormal(0.0, 0.6)
+            feature = (base_length - length) / (base_length + length + 1)
+            p_base = 1 / (1 + np.exp(np.log(10) * truth[model] - length_effect * feature))
+            for _ in range(2):
+                winner = "model_a" if rng.random() < p_base else "model_b"
+                rows.append((f"q{q}", "base", model, winner, 1.0, feature, rng.normal(0, 0.3)))
+    return pd.DataFrame(rows, columns=COLUMNS + STYLE)
+
+
+def with_style(battles, seed, effect=0.0):
+    """Random style features for existing battles; with `effect`, the winner leans towards the larger one."""
+    rng = np.random.default_rng(seed)
+    battles = battles.copy()
+    for column in STYLE:
+        battles[column] = rng.uniform(-0.9, 0.9, len(battles))
+    if effect:
+        flip = rng.random(len(battles)) < effect * np.abs(battles["style_length"])
+        favoured = np.where(battles["style_length"] > 0, "model_a", "model_b")
+        battles.loc[flip, "winner"] = favoured[flip]
+    return battles
+
+
+def test_style_control_removes_a_verbosity_advantage():
+    battles = verbose_arena(seed=20)
+    plain = compute_leaderboard(battles, "base", rounds=200).set_index("model")
+    controlled_board = compute_leaderboard(battles, "base", rounds=200, style=STYLE)
+    controlled = controlled_board.set_index("model")
+
+    # The plain fit credits the verbose contestant with the judge's taste for length ...
+    assert plain.loc["verbose", "ci_low"] > 65
+    # ... style control puts it back level with the baseline, and leaves the better contestant where it is.
+    assert abs(controlled.loc["verbose", "score"] - 50) < 5
+    assert controlled.loc["verbose", "ci_low"] < 50 < controlled.loc["verbose", "ci_high"]
+    true_strong = 100 / (1 + 10**-0.3)
+    assert abs(controlled.loc["strong", "score"] - true_strong) < 5
+    assert controlled.loc["strong", "ci_low"] < true_strong < controlled.loc["strong", "ci_high"]
+
+    fitted = controlled_board.attrs["style_coefficients"]
+    assert set(fitted) == set(STYLE)
+    length = fitted["style_length"]
+    assert length["ci_low"] < length["coef"] < length["ci_high"] and length["ci_low"] > 0
+    # Per unit of the raw feature (coef / sd) the fit recovers the judge's length effect.
+    assert length["coef"] / length["sd"] == pytest.approx(3.0, rel=0.2)
+    assert length["elo_per_sd"] == pytest.approx(400 / np.log(10) * length["coef"])
+    # The noise feature is fitted but comes out near zero.
+    assert fitted["style_bold"]["ci_low"] < 0 < fitted["style_bold"]["ci_high"]
+
+
+@pytest.mark.parametrize("make", [lambda: vs_baseline(seed=21), lambda: tournament(seed=22, n_battles=1500)])
+@pytest.mark.parametrize("by", ["questions", "rows"])
+def test_style_alike_answers_give_the_plain_result(make, by):
+    from arena_eval.style import StyleCounts, style_features
+
+    battles = make()
+    alike = style_features(StyleCounts(420, 2, 7, 3), StyleCounts(420, 2, 7, 3))
+    assert alike == (0.0, 0.0, 0.0, 0.0)
+    styled = battles.assign(style_length=alike[0], style_bold=alike[3])
+    board = compute_leaderboard(styled, "base", rounds=50, by=by, style=STYLE)
+    pd.testing.assert_frame_equal(board, compute_leaderboard(battles, "base", rounds=50, by=by), check_exact=True)
+    for column in STYLE:
+        fitted = board.attrs["style_coefficients"][column]
+        assert np.isnan(fitted["coef"]) and fitted["sd"] == 0.0
+
+
+@pytest.mark.parametrize("make", [lambda: vs_baseline(seed=23, n_questions=150), lambda: tournament(seed=24, n_battles=1500)])
+def test_style_fit_matches_sklearn_logistic_regression(make):
+    battles = with_style(make(), seed=25, effect=0.4)
+    models = sorted((set(battles["model_a"]) | set(battles["model_b"])) - {"base"})
+    # The design DESIGN §3.4 describes, built directly: ±ln10 model columns and the style features scaled
+    # to unit weighted standard deviation over the battles taken in both orientations (mean 0 by symmetry).
+    weight = battles["weight"].to_numpy()
+    raw = battles[STYLE].to_numpy()
+    sd = np.sqrt((weight[:, None] * raw**2).sum(0) / weight.sum())
+    X, y, w = [], [], []
+    for row, features in zip(battles.itertuples(), raw / sd):
+        x = np.zeros(len(models))
+        if row.model_a != "base":
+            x[models.index(row.model_a)] += np.log(10)
+        if row.model_b != "base":
+            x[models.index(row.model_b)] -= np.log(10)
+        outcomes = [(1, 0.5), (0, 0.5)] if row.winner == "tie" else [(int(row.winner == "model_a"), 1.0)]
+        for label, share in outcomes:
+            X.append(np.concatenate([x, features]))
+            y.append(label)
+            w.append(row.weight * share)
+    reference = LogisticRegression(fit_intercept=False, C=np.inf, tol=1e-10, max_iter=10000)
+    reference.fit(np.array(X), np.array(y), sample_weight=np.array(w))
+
+    elo = fit_bradley_terry(battles, "base", style=STYLE)
+    expected = pd.Series(1000 + 400 * reference.coef_[0][: len(models)], index=models)
+    assert elo["base"] == 1000.0
+    np.testing.assert_allclose(elo[models] - 1000, expected - 1000, atol=0.01)
+    coefficients = elo.attrs["style_coefficients"]
+    np.testing.assert_allclose([coefficients[c] for c in STYLE], reference.coef_[0][len(models):], atol=1e-4)
+    assert coefficients["style_length"] > 0.1  # the winners lean towards the longer answer
+
+    board = compute_leaderboard(battles, "base", rounds=0, style=STYLE).set_index("model")
+    np.testing.assert_allclose(board.loc[models, "elo"], elo[models], rtol=0, atol=1e-9)
+    reported = board.attrs["style_coefficients"]["style_length"]
+    assert reported["coef"] == pytest.approx(coefficients["style_length"]) and np.isnan(reported["ci_low"])
+    np.testing.assert_allclose(reported["sd"], sd[0])
+
+
+def test_style_fit_does_not_depend_on_which_side_is_model_a():
+    battles = with_style(tournament(seed=26, n_battles=1500), seed=27, effect=0.4)
+    turned = battles.copy()
+    swap = np.random.default_rng(28).random(len(battles)) < 0.5
+    turned.loc[swap, ["model_a", "model_b"]] = battles.loc[swap, ["model_b", "model_a"]].to_numpy()
+    turned.loc[swap, "winner"] = battles.loc[swap, "winner"].map(SWAP)
+    turned.loc[swap, STYLE] = -battles.loc[swap, STYLE]
+    first = compute_leaderboard(battles, "base", rounds=100, style=STYLE)
+    second = compute_leaderboard(turned, "base", rounds=100, style=STYLE)
+    pd.testing.assert_frame_equal(first, second, rtol=1e-7)
+    for column in STYLE:
+        for key, value in first.attrs["style_coefficients"][column].items():
+            assert second.attrs["style_coefficients"][column][key] == pytest.approx(value, rel=1e-7)
+
+
+@pytest.mark.parametrize("by", ["questions", "rows"])
+def test_style_bootstrap_keeps_features_with_their_battles(by, monkeypatch):
+    battles = with_style(vs_baseline(seed=29, n_questions=80), seed=30, effect=0.3)
+    # Weighted rows and the same rows repeated: identical units, identical draws, identical rounds.
+    expanded = battles.loc[battles.index.repeat(battles["weight"].astype(int))].assign(weight=1.0)
+    whole = bootstrap_elo(battles, "base", rounds=40, by=by, style=STYLE)
+    pd.testing.assert_frame_equal(bootstrap_elo(expanded, "base", rounds=40, by=by, style=STYLE), whole, rtol=1e-9)
+    # Chunks of rounds change nothing either.
+    monkeypatch.setattr(rating, "_ROUND_FLOATS", 1000)
+    monkeypatch.setattr(rating, "_CACHE_FLOATS", 1000)
+    chunked = bootstrap_elo(battles, "base", rounds=40, by=by, style=STYLE)
+    pd.testing.assert_frame_equal(chunked, whole, rtol=1e-9)
+    np.testing.assert_allclose(
+        chunked.attrs["style_coefficients"]["style_length"], whole.attrs["style_coefficients"]["style_length"], rtol=1e-9
+    )
+    lengths = np.array(whole.attrs["style_coefficients"]["style_length"])
+    assert lengths.shape == (40,) and lengths.std() > 0
+
+
+def test_style_bootstrap_in_a_tournament_does_not_depend_on_chunking(monkeypatch):
+    battles = with_style(tournament(seed=31, n_battles=400), seed=32, effect=0.3)
+    whole = compute_leaderboard(battles, "base", rounds=30, style=STYLE)
+    monkeypatch.setattr(rating, "_CACHE_FLOATS", 1000)
+    monkeypatch.setattr(rating, "_HESSIAN_FLOATS", 50)  # one round per Newton batch
+    chunked = compute_leaderboard(battles, "base", rounds=30, style=STYLE)
+    pd.testing.assert_frame_equal(chunked, whole, rtol=1e-9)
+    for column in STYLE:
+        for key, value in whole.attrs["style_coefficients"][column].items():
+            assert chunked.attrs["style_coefficients"][column][key] == pytest.approx(value, rel=1e-9)
+
+
+def test_style_with_separated_data_stays_finite():
+    # The longer answer always wins: the style coefficient alone would run off to infinity.
+    battles = with_style(vs_baseline(seed=33, n_questions=60), seed=34)
+    battles["winner"] = np.where(battles["style_length"] > 0, "model_a", "model_b")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        board = compute_leaderboard(battles, "base", rounds=30, style=STYLE)
+    assert np.isfinite(board[["score", "elo", "ci_low", "ci_high"]].to_numpy(float)).all()
+    assert np.isfinite(board.attrs["style_coefficients"]["style_length"]["coef"])
+
+
+@pytest.mark.parametrize(
+    ("change", "style", "error", "message"),
+    [
+        (lambda df: df, ["style_missing"], ValueError, "style_missing"),
+        (lambda df: df.assign(style_length=np.nan), STYLE, ValueError, "finite"),
+        (lambda df: df.assign(style_length="long"), STYLE, ValueError, "finite"),
+        (lambda df: df, ["weight"], ValueError, "battle columns"),
+        (lambda df: df, ["style_length", "style_length"], ValueError, "more than once"),
+        (lambda df: df, "style_length", TypeError, "list"),
+    ],
+)
+def test_bad_style_raises(change, style, error, message):
+    battles = change(with_style(tournament(seed=35, n_battles=100), seed=36))
+    with pytest.raises(error, match=message):
+        compute_leaderboard(battles, "base", rounds=5, style=style)
