@@ -145,6 +145,13 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
         err.print(f"judge diagnostics: position consistency {100 * d['consistency']:.0f}% of questions, "
                   f"position A wins {100 * d['first_position_win_rate']:.0f}% of decisive games"
                   f"{' (strong position bias)' if abs(d['first_position_win_rate'] - 0.5) > 0.2 else ''}", highlight=False)
+    if "style" in s.extra:
+        elo = 400 / np.log(10)  # per unit of log-odds
+        fitted = [f"{name.removeprefix('style_')} {c['elo_per_sd']:+.0f}"
+                  + (f" [{elo * c['ci_low']:+.0f}, {elo * c['ci_high']:+.0f}]" if not pd.isna(c["ci_low"]) else "")
+                  for name, c in s.extra["style"].items() if not pd.isna(c["coef"])]
+        err.print(f"style control: Elo per standard deviation of {', '.join(fitted) or 'no varying feature'} "
+                  "(positive: the judge favours more of it; removed from the scores)", highlight=False)
     if "energy" in s.extra:
         e = s.extra["energy"]
         methods = ", ".join(e["methods"]) or "none available"

@@ -214,6 +214,9 @@ class RatingConfig(_Strict):
     bootstrap: Literal["questions", "rows"] = "questions"
     rounds: int = Field(1000, ge=0, le=100_000)
     seed: int = 42
+    # Fit answer length and markdown (headers, list items, bold) alongside the contestants, so that the
+    # ratings are style-neutral (DESIGN §3.4); the fitted style coefficients go to the run summary.
+    style_control: bool = False
 
 
 class RegressionConfig(_Strict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from .errors import ConfigError
 from .pricing import cost_of, price_for
 from .providers.base import Provider
 from .records import Game, Judgment, Message
+from .style import STYLE_COLUMNS, StyleCounts, style_features
 from .templates import read_template, render
 
 LABEL_PATTERN = re.compile(r"\[\[([AB<>=]+)\]\]")
@@ -167,15 +168,27 @@ def battle_outcome(verdict: str, game: int, weights: VerdictWeights) -> tuple[st
     return ("model_a" if baseline_won else "model_b"), (weights.strong if strong else weights.plain)
 
 
-def battles_from_judgments(judgments: Iterable[Judgment], weights: VerdictWeights) -> pd.DataFrame:
-    """One row per parsed game: question_id, model_a (baseline), model_b (contestant), winner, weight."""
+def battles_from_judgments(
+    judgments: Iterable[Judgment], weights: VerdictWeights, styles: Mapping[str, StyleCounts] | None = None
+) -> pd.DataFrame:
+    """One row per parsed game: question_id, model_a (baseline), model_b (contestant), winner, weight.
+
+    With `styles` (answer_id → StyleCounts, for style control) also the style features of the baseline's
+    answer against the contestant's, in columns style.STYLE_COLUMNS.
+    """
     rows = []
     for j in judgments:
         if j.verdict is None:
             continue
         winner, weight = battle_outcome(j.verdict, j.game, weights)
-        rows.append((j.question_id, j.baseline, j.contestant, winner, weight))
-    return pd.DataFrame(rows, columns=["question_id", "model_a", "model_b", "winner", "weight"])
+        row = (j.question_id, j.baseline, j.contestant, winner, weight)
+        if styles is not None:
+            # Game 1 shows the baseline's answer in position A, game 2 in position B.
+            base, other = (j.answer_a_id, j.answer_b_id) if j.game == 1 else (j.answer_b_id, j.answer_a_id)
+            row += style_features(styles[base], styles[other])
+        rows.append(row)
+    columns = ["question_id", "model_a", "model_b", "winner", "weight"]
+    return pd.DataFrame(rows, columns=columns + (list(STYLE_COLUMNS) if styles is not None else []))
 
 
 def position_diagnostics(judgments: Iterable[Judgment]) -> pd.DataFrame:

@@ -444,12 +444,14 @@ class Arena:
     def leaderboard(self, store: Store, summary: RunSummary, result: Result | None = None) -> pd.DataFrame:
         """Rate the current judgments; with `result`, also keep the battles, diagnostics and energy table there."""
         from .rating import compute_leaderboard
+        from .style import STYLE_COLUMNS, answer_styles
 
         tally = self._count_missing(store, summary, STAGES)
         per = tally.per_contestant
         wanted = {game_id for game_id, _ in tally.judged_game_ids}
         judgments = [j for j in store.judgments(self.judge_config_id) if j.game_id in wanted]
-        battles = battles_from_judgments(judgments, self.config.judge.weights)
+        styles = answer_styles(judgments, store.answer_rows) if self.config.rating.style_control else None
+        battles = battles_from_judgments(judgments, self.config.judge.weights, styles)
         diagnostics = position_diagnostics(judgments).set_index("model")
         if result is not None:
             result.battles = battles
@@ -463,7 +465,10 @@ class Arena:
                 board[column] = float("nan")
             board.loc[board.model == self.baseline.name, ["score", "elo"]] = [50.0, 1000.0]
         else:
-            board = compute_leaderboard(battles, self.baseline.name, rounds=rating.rounds, seed=rating.seed, by=rating.bootstrap)
+            board = compute_leaderboard(battles, self.baseline.name, rounds=rating.rounds, seed=rating.seed, by=rating.bootstrap,
+                                        style=list(STYLE_COLUMNS) if rating.style_control else None)
+            if rating.style_control:
+                summary.extra["style"] = board.attrs["style_coefficients"]
             missing = [c.name for c in self.contestants if c.name not in set(board.model)]
             if missing:
                 board = pd.concat([board, pd.DataFrame({"model": missing})], ignore_index=True)
