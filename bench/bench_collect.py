@@ -1,12 +1,14 @@
 """Peak memory and throughput of answer collection against the fake OpenAI-compatible server.
 
-    python bench/bench_collect.py [--sizes 10000,30000,100000] [--repeat 3] [--concurrency 64]
+    python bench/bench_collect.py [--sizes 10000,30000,100000] [--repeat 3] [--concurrency 64] [--server fake|lean]
+    python bench/bench_collect.py --quick        # seconds: 500 answers, one run, no verdict
 
 For every size N the script writes a question set and a run config into a temporary folder and runs only the
 answers stage (`python -m arena_eval.cli answers --no-progress`) in a fresh child process, so that each run's
 peak RSS is that child's own (read from os.wait4's rusage, the same counter as `/usr/bin/time -v`). The fake
-server (tests/fake_server.py, no latency, no faults) runs in a separate process for the whole benchmark, so
-its memory and CPU are not counted, though on a small machine it competes with the client for the cores.
+server (tests/fake_server.py, no latency, no faults; or with --server lean bench/lean_fake_server.py, which
+needs a fraction of the CPU) runs in a separate process for the whole benchmark, so its memory and CPU are not
+counted, though on a small machine it competes with the client for the cores.
 
 Every run starts from an empty output folder, so all N answers are requested and stored (no cache hits);
 with --cached the measured runs instead re-run on a filled store (the resume path: nothing is requested).
@@ -42,7 +44,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-FAKE_SERVER = ROOT / "tests" / "fake_server.py"
+SERVERS = {  # --server: the test suite's aiohttp fake, or the raw-asyncio one that leaves the client more CPU
+    "fake": ROOT / "tests" / "fake_server.py",
+    "lean": ROOT / "bench" / "lean_fake_server.py",
+}
 CONFIG_NAME = "bench-collect"
 MIB = 1024 * 1024
 
@@ -66,8 +71,8 @@ class RunResult:
 
 # --- the fake server -----------------------------------------------------------------------------------------
 
-def start_server(latency: float, timeout: float = 30.0) -> tuple[subprocess.Popen, int]:
-    cmd = [sys.executable, str(FAKE_SERVER), "--port", "0", "--latency", str(latency)]
+def start_server(latency: float, kind: str = "fake", timeout: float = 30.0) -> tuple[subprocess.Popen, int]:
+    cmd = [sys.executable, str(SERVERS[kind]), "--port", "0", "--latency", str(latency)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -283,6 +288,10 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight per contestant")
     parser.add_argument("--contestants", type=int, default=1, help="K contestants x N/K questions (default 1)")
     parser.add_argument("--latency", type=float, default=0.0, help="fake server delay per request, seconds")
+    parser.add_argument("--server", choices=sorted(SERVERS), default="fake",
+                        help="fake: tests/fake_server.py (aiohttp); lean: bench/lean_fake_server.py (raw asyncio, "
+                             "a fraction of the CPU per request: use it for 1M answers on a small machine)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 500 answers, one run (no verdict)")
     parser.add_argument("--cached", action="store_true",
                         help="measure a re-run where every answer is already stored (resume path; a first, "
                              "unmeasured run per size fills the store)")
@@ -292,6 +301,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
 
+    if args.quick:
+        args.sizes, args.repeat = "500", 1
     sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
     if not sizes or min(sizes) < args.contestants or args.repeat < 1 or args.contestants < 1:
         parser.error("need sizes >= contestants >= 1 and --repeat >= 1")
@@ -307,8 +318,8 @@ def main() -> int:
     interrupted = False
     load_before, code = load_now(), code_line()
     try:
-        server, port = start_server(args.latency)
-        print(f"fake server pid {server.pid} on port {port}; work folder {work}", file=sys.stderr)
+        server, port = start_server(args.latency, args.server)
+        print(f"{args.server} server pid {server.pid} on port {port}; work folder {work}", file=sys.stderr)
         for n in sizes:
             folder = work / f"n{n}"
             folder.mkdir(exist_ok=True)
@@ -342,7 +353,7 @@ def main() -> int:
     print(code)
     print(f"load average before/after: {load_before} / {load_now()} (other work on the machine skews the timings)")
     print(f"setup: {args.contestants} contestant(s) x N/{args.contestants} questions, concurrency {args.concurrency} "
-          f"per contestant, fake server (latency {args.latency:g}s) in its own process; medians of {args.repeat} "
+          f"per contestant, {args.server} server (latency {args.latency:g}s) in its own process; medians of {args.repeat} "
           f"run(s) per size; {'re-runs with every answer already stored' if args.cached else 'every answer new'}")
     print("wall = the whole child process (start-up and imports included); in-run = inside the pipeline (runs "
           "table); peak RSS = the child's maximum; collect RSS = its maximum when the last answer was stored")
