@@ -11,6 +11,8 @@ chosen per request from the configured rates (deterministic for a seed):
 - `judge_verdict`: the label the judge answers with ("A>B" ...); "longer" prefers the longer answer;
   "none" never gives a label; "second-try" gives one only when re-asked; "conflict" gives two different ones;
   "hash" picks one of the five labels from a hash of the two answers (varied, yet the same on every run);
+  "quote" is "longer", but the reply first quotes both answers, as talkative judges do;
+- `replies`: model → reply texts, given in turn (e.g. answers that try to dictate the verdict);
 - `rates`: named faults (FAULTS below) with a probability per request, e.g. {"503": 0.1, "reset": 0.05};
 - `scripted`: model → (fault, n): the first n requests for each distinct prompt of that model get the fault,
   the later ones succeed; n = None: every request. Deterministic whatever the timing, for retry tests.
@@ -70,6 +72,7 @@ class Faults:
     rates: dict[str, float] = field(default_factory=dict)
     scripted: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     hang_s: float = 5.0
+    replies: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = (set(self.rates) | {fault for fault, _ in self.scripted.values()}) - set(FAULTS)
@@ -84,9 +87,11 @@ class FakeServer:
         self.requests = Counter()  # model → requests received (every attempt)
         self.successes = Counter()  # model → 200 replies
         self.captured: list[dict] = []
+        self.authorizations: list[str] = []  # Authorization headers received while `capture` is on
         self.capture = False
         self.faulted = Counter()  # fault → requests that got it
         self.arrived = threading.Event()  # set by every request: clear it, then wait for the next one
+        self._reply_turn = Counter()
         # (model, prompt digest) → [(monotonic time, fault or None)] for every request of a scripted model.
         self.timeline: dict[tuple[str, str], list[tuple[float, str | None]]] = {}
         self._release: asyncio.Event | None = None  # set on stop: "timeout" replies stop hanging
@@ -109,6 +114,7 @@ class FakeServer:
         self.arrived.set()
         if self.capture:
             self.captured.append(body)
+            self.authorizations.append(request.headers.get("Authorization", ""))
         f = self.faults
         if f.latency_s:
             await asyncio.sleep(f.latency_s)
@@ -249,15 +255,23 @@ class FakeServer:
                 return "Both answers have merits and I cannot decide."
             if verdict == "conflict":
                 return "First I thought [[A>B]], then [[B>A]]."
-            if verdict in ("longer", "second-try"):
+            if verdict in ("longer", "second-try", "quote"):
                 answers = dict(_ANSWER_FENCE.findall(messages[1]["content"]))
                 a, b = len(answers.get("A", "")), len(answers.get("B", ""))
-                verdict = "A>B" if a > b else "B>A" if b > a else "A=B"
+                label = "A>B" if a > b else "B>A" if b > a else "A=B"
+                if verdict == "quote":
+                    return (f"Assistant A wrote: \"{answers.get('A')}\" Assistant B wrote: \"{answers.get('B')}\" "
+                            f"My final verdict: [[{label}]]")
+                verdict = label
             elif verdict == "hash":
                 answers = dict(_ANSWER_FENCE.findall(messages[1]["content"]))
                 digest = hashlib.sha256(f"{answers.get('A')}\x1f{answers.get('B')}".encode()).digest()
                 verdict = ("A>>B", "A>B", "A=B", "B>A", "B>>A")[digest[0] % 5]
             return f"Both answers were read carefully. My final verdict: [[{verdict}]]"
+        texts = self.faults.replies.get(body.get("model"))
+        if texts:
+            self._reply_turn[body.get("model")] += 1
+            return texts[(self._reply_turn[body.get("model")] - 1) % len(texts)]
         return f"Answer from {body.get('model')} to: {user[:60]}"
 
     # --- lifecycle in a background thread -----------------------------------------------------------------
