@@ -60,9 +60,11 @@ class JudgePrompts:
         return hashlib.sha256("\x1e".join((self.system, self.user, self.reask)).encode()).hexdigest()[:16]
 
     def validate(self, where: str) -> None:
-        """Refuse templates that cannot work: syntax errors, or a prompt that never shows the labels."""
+        """Refuse templates that cannot work: syntax errors, unsafe expressions (the sandbox refuses them; the
+        re-ask template too, though it is only rendered mid-run), or a prompt that never shows the labels."""
         try:
             sample = self.render("Q?", "first answer", "second answer")
+            render(self.reask)
         except TemplateError as exc:
             raise ConfigError(f"{where}: judge template error: {exc}") from None
         shown = "\n".join(m["content"] for m in sample)

@@ -16,6 +16,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from .config import redact_secrets
 from .energy.energy_store import create_energy_tables
 from .errors import ArenaError, StoreLockedError
 from .questions import Question
@@ -162,7 +163,7 @@ class Store:
     def start_run(self, run_id: str, name: str, command: str, config: dict[str, Any]) -> None:
         self.db.execute(
             "INSERT INTO runs (run_id, name, command, started_at, status, config_json) VALUES (?,?,?,?,?,?)",
-            (run_id, name, command, time.time(), "running", json.dumps(config, sort_keys=True)),
+            (run_id, name, command, time.time(), "running", json.dumps(redact_secrets(config), sort_keys=True)),
         )
 
     def finish_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
@@ -190,7 +191,8 @@ class Store:
     def save_contestant(self, name: str, config_id: str, provider: str, model: str | None, config: dict) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO contestants VALUES (?,?,?,?,?,?)",
-            (name, config_id, provider, model, json.dumps(config, sort_keys=True), time.time()),
+            # Redacted here, where every caller's config meets the database (DESIGN §4: no secrets stored).
+            (name, config_id, provider, model, json.dumps(redact_secrets(config), sort_keys=True), time.time()),
         )
 
     # --- answers ----------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 
 import anthropic
 
-from ..config import EndpointConfig
+from ..config import EndpointConfig, redact_url
 from ..errors import ConfigError
 from ..records import Completion, Message
 from .base import REFUSALS, RETRYABLE_STATUS, ProviderError, estimate_tokens, retry_after_from_headers
@@ -40,7 +40,7 @@ class AnthropicProvider:
         self.config = config
         self.base_url = _sdk_base_url(config.base_url)
         # Without base_url the SDK reads ANTHROPIC_BASE_URL itself; name the URL it will really use.
-        self.endpoint = self.base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_ENDPOINT
+        self.endpoint = redact_url(self.base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_ENDPOINT)
         self._client: anthropic.AsyncAnthropic | None = None
 
     def api_key(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from ..config import redact_url
 from ..records import Completion, Message
 
 
@@ -32,6 +33,7 @@ def retry_after_from_headers(headers: Any) -> float | None:
 
 class ProviderError(Exception):
     def __init__(self, reason: str, *, retryable: bool, retry_after: float | None = None):
+        reason = redact_url(reason)  # reasons are stored and printed: never with a URL's password in them
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable

@@ -24,7 +24,7 @@ import time
 from types import ModuleType
 from typing import Any
 
-from ..config import EndpointConfig
+from ..config import EndpointConfig, redact_url
 from ..errors import ConfigError
 from ..records import Completion, Message
 from .base import REFUSALS, RETRYABLE_STATUS, ProviderError, choice_response_format, estimate_tokens, retry_after_from_headers
@@ -48,7 +48,7 @@ class LiteLLMProvider:
 
     def __init__(self, config: EndpointConfig):
         self.config = config
-        self.endpoint = config.base_url or f"litellm's default endpoint for {config.model}"
+        self.endpoint = redact_url(config.base_url or f"litellm's default endpoint for {config.model}")
         self._litellm: ModuleType | None = None
 
     def api_key(self) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import openai
 
-from ..config import EndpointConfig
+from ..config import EndpointConfig, redact_url
 from ..errors import ConfigError
 from ..records import Completion, Message
 from .base import REFUSALS, RETRYABLE_STATUS, ProviderError, choice_response_format, estimate_tokens, retry_after_from_headers
@@ -23,7 +23,7 @@ class OpenAIProvider:
     def __init__(self, config: EndpointConfig, base_url: str | None = None):
         self.config = config
         self.base_url = base_url or config.base_url
-        self.endpoint = self.base_url or "https://api.openai.com/v1"
+        self.endpoint = redact_url(self.base_url or "https://api.openai.com/v1")
         self._client: openai.AsyncOpenAI | None = None
 
     def api_key(self) -> str:
