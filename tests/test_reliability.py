@@ -13,7 +13,7 @@ from conftest import write_config
 from arena_eval import Arena, load_config
 
 N = 4  # questions per run
-TIMEOUT_S = 0.3
+TIMEOUT_S = 0.5
 RETRY_AFTER_S = 0.3
 
 # fault → (retried?, what the recorded reason must say)
@@ -45,10 +45,12 @@ def rows(path: Path, query: str, *args) -> list[tuple]:
 def run_with(tmp_path: Path, fake_server, scripted: dict, *, stream: bool = False, max_attempts: int = 3):
     server = fake_server(scripted=scripted, retry_after_s=RETRY_AFTER_S, hang_s=5.0)
     server.capture = True
-    endpoint = {"timeout_s": TIMEOUT_S, "max_attempts": max_attempts}
-    contestants = [{"name": "base", "model": "m-base", **endpoint},
-                   {"name": "flaky", "model": "m-flaky", "stream": stream, **endpoint}]
-    path = write_config(tmp_path, server.base_url, n_questions=N, contestants=contestants, judge=endpoint)
+    # Only the faulty endpoint gets the short timeout: a busy machine must not turn healthy replies into faults.
+    faulty = {"timeout_s": TIMEOUT_S, "max_attempts": max_attempts}
+    contestants = [{"name": "base", "model": "m-base"},
+                   {"name": "flaky", "model": "m-flaky", "stream": stream, **(faulty if "m-flaky" in scripted else {})}]
+    judge = faulty if "judge-model" in scripted else {}
+    path = write_config(tmp_path, server.base_url, n_questions=N, contestants=contestants, judge=judge)
     return server, path, Arena(load_config(path)).run_sync()
 
 
