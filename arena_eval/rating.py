@@ -242,7 +242,7 @@ class _Problem:
 
     models: list[str]  # every model in the battles, sorted: the columns of all results
     baseline: int  # index into models
-    pair_first: np.ndarray  # (P,) model index; pair_first < pair_second
+    pair_first: np.ndarray  # (P,) model index; the baseline is never first, else pair_first < pair_second
     pair_second: np.ndarray
     row_pair: np.ndarray  # (R,) pair of each row; arange(P) without style features
     row_style: np.ndarray  # (R, F) scaled style features of each row, first model's answer against the second's
@@ -284,13 +284,15 @@ def _prepare(frame: pd.DataFrame, baseline: str, by: str, style: Sequence[str] |
 
     winner = usable["winner"].to_numpy()
     weight = usable["weight"].to_numpy()
-    first, second = np.minimum(a, b), np.maximum(a, b)
+    # Each unordered pair in one orientation: the baseline second, otherwise the lower index first.
+    a_first = np.where(a == base, False, (b == base) | (a < b))
+    first, second = np.where(a_first, a, b), np.where(a_first, b, a)
     a_won = winner == "model_a"
-    share = np.where(winner == "tie", 0.5, (a_won == (a < b)).astype(float))
+    share = np.where(winner == "tie", 0.5, (a_won == a_first).astype(float))
     features, style_sd = _scaled_style(usable, style)
     if features.shape[1]:
         # A feature compares model_a's answer with model_b's; a row's compares its first model's with the second's.
-        features = features * np.where(a < b, 1.0, -1.0)[:, None] + 0.0  # + 0.0: no -0.0 beside 0.0
+        features = features * np.where(a_first, 1.0, -1.0)[:, None] + 0.0  # + 0.0: no -0.0 beside 0.0
         rows, row_of_battle = np.unique(np.column_stack([first * n_models + second, features]), axis=0,
                                         return_inverse=True)
         pairs, row_pair = np.unique(rows[:, 0].astype(np.int64), return_inverse=True)
@@ -401,17 +403,20 @@ def _bootstrap(
     gamma = np.empty((rounds, problem.row_style.shape[1]))
     start = (point[0][0], point[1][0])
     solver = _Newton(problem)
+    expansion = _PointExpansion.of(problem, solver, start)
     # Chunks bound memory; drawing chunk by chunk gives the same counts as drawing all rounds at once.
     chunk = max(1, _ROUND_FLOATS // max(n_units, n_rows))
-    if problem.row_style.shape[1]:
-        chunk = max(1, min(chunk, _CACHE_FLOATS // n_rows))
+    solve_chunk = max(1, _CACHE_FLOATS // n_rows) if problem.row_style.shape[1] else chunk
     for lo in range(0, rounds, chunk):
         counts = rng.multinomial(draws, probabilities, size=min(chunk, rounds - lo)) * per_draw
-        part = slice(lo, lo + len(counts))
-        # One matrix product gives every round's row weights; the unit's style features stay with its rows.
-        elo[part], gamma[part] = _fit(
-            problem, counts @ problem.unit_points, counts @ problem.unit_weight, start=start, solver=solver
-        )
+        begin = expansion.first_step(counts) if expansion is not None else None
+        for sub in range(0, len(counts), solve_chunk):
+            part = slice(sub, min(sub + solve_chunk, len(counts)))
+            # One matrix product gives every round's row weights; the unit's style features stay with its rows.
+            elo[lo + part.start : lo + part.stop], gamma[lo + part.start : lo + part.stop] = _fit(
+                problem, counts[part] @ problem.unit_points, counts[part] @ problem.unit_weight, start=start,
+                solver=solver, beta=None if begin is None else begin[part],
+            )
     return elo, gamma
 
 
@@ -440,16 +445,18 @@ def _fit(
     weight: np.ndarray,
     start: tuple[np.ndarray, np.ndarray] | None = None,
     solver: "_Newton | None" = None,
+    beta: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Elo (rounds × models) and style coefficients (rounds × fitted features) from per-round row points and
-    weights; Elo is NaN for models not linked to the baseline."""
+    weights; Elo is NaN for models not linked to the baseline. The search starts from `beta` (rounds ×
+    parameters) when given, else from `start` (Elo and style coefficients), else from 0."""
     solver = solver or _Newton(problem)
     free, k = solver.free, solver.n_models
     rounds = points.shape[0]
-    beta = np.zeros((rounds, solver.n_params))
-    if start is not None:
-        beta[:, :k] = np.nan_to_num((start[0][free] - BASELINE_ELO) / 400.0)
-        beta[:, k:] = start[1]
+    if beta is None:
+        beta = np.zeros((rounds, solver.n_params))
+        if start is not None:
+            beta[:] = solver.parameters(*start)
     chunk = rounds if solver.diagonal else max(1, _HESSIAN_FLOATS // max(1, solver.n_params) ** 2)
     # Threaded BLAS gains little on many small solves and, with another busy process on the machine,
     # its spinning threads made them ~100 times slower (12.7 s instead of 0.1 s measured on 2 cores).
@@ -462,7 +469,8 @@ def _fit(
     elo[:, free] = BASELINE_ELO + 400.0 * beta[:, :k]
     if solver.segment_model is not None:
         # Every pair has the baseline on one side: a model is linked when it has a battle this round.
-        linked = np.ones((rounds, len(problem.models)), dtype=bool)
+        linked = np.zeros((rounds, len(problem.models)), dtype=bool)
+        linked[:, problem.baseline] = True
         linked[:, free[solver.segment_model]] = np.add.reduceat(weight, solver.segment_start, axis=1) > 0
     else:
         linked = _linked_to_baseline(problem, solver.pair_weight(weight))
@@ -484,9 +492,8 @@ class _Newton:
     Σ_k n_k·softplus(η_k) − s_k·η_k + ½ Σ_i λ_i β_i²  with η_k = x_k·θ + z_k·γ and β = (θ, γ),
     where n_k is the row's weight and s_k the first model's points.
 
-    When every pair has the baseline on one side (the pipeline's design), rows are turned so that the other
-    model comes first (s → n − s, z → −z: the same likelihood); each model then owns one contiguous run of
-    rows, and sums per model are segment sums instead of sparse products.
+    When every pair has the baseline on one side (the pipeline's design), each model owns one contiguous run
+    of rows (the baseline second in each), and sums per model are segment sums instead of sparse products.
     """
 
     def __init__(self, problem: _Problem):
@@ -505,17 +512,15 @@ class _Newton:
         self.inner_first, self.inner_second = pair_first[self.inner], pair_second[self.inner]
         self.diagonal = len(self.inner) == 0
         self.row_to_pair = None if problem.rows_are_pairs else _one_hot(problem.row_pair, len(pair_first))
+        self.features = problem.row_style
         if self.diagonal:
-            self.flip = first == k  # the baseline is the first model of these rows
-            self.row_model = np.where(self.flip, second, first)
-            self.features = np.where(self.flip[:, None], -problem.row_style, problem.row_style)
-            # Rows are sorted by pair, and a pair is one model against the baseline.
+            # Every row is its first model against the baseline (never first); rows are sorted by pair.
+            self.row_model = first
             self.segment_start = np.flatnonzero(np.r_[True, problem.row_pair[1:] != problem.row_pair[:-1]])
             self.segment_model = self.row_model[self.segment_start]
         else:
-            self.flip = self.segment_start = self.segment_model = None
+            self.segment_start = self.segment_model = None
             self.first, self.second = first, second
-            self.features = problem.row_style
             # Row-to-parameter incidence (+1 first, −1 second); the baseline's column is dropped.
             self.incidence = (_one_hot(first, k + 1) - _one_hot(second, k + 1))[:, :k].tocsr()
             self.touches = abs(self.incidence)
@@ -523,6 +528,10 @@ class _Newton:
 
     def pair_weight(self, weight: np.ndarray) -> np.ndarray:
         return weight if self.row_to_pair is None else weight @ self.row_to_pair
+
+    def parameters(self, elo: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+        """β = (θ, γ) from Elo of every model and the fitted style coefficients."""
+        return np.concatenate([np.nan_to_num((elo[self.free] - BASELINE_ELO) / 400.0), gamma])
 
     def _per_model(self, values: np.ndarray, signed: bool = True) -> np.ndarray:
         """Σ over each model's rows of values (… × rows), times x/ln10 (signed) or |x|/ln10."""
@@ -536,9 +545,6 @@ class _Newton:
     def solve(self, points: np.ndarray, weight: np.ndarray, beta: np.ndarray) -> np.ndarray:
         beta = beta.copy()
         k = self.n_models
-        if self.flip is not None and self.flip.any():
-            points = points.copy()
-            points[:, self.flip] = weight[:, self.flip] - points[:, self.flip]
         model_weight = self._per_model(weight, signed=False)
         # Absent models get a unit ridge: their gradient is 0, so they stay at 0 and are masked later.
         ridge = np.empty_like(beta)
@@ -617,13 +623,7 @@ class _Newton:
         style = weighted @ self.features
         style[:, np.arange(f), np.arange(f)] += ridge[:, k:]
         if self.diagonal:
-            # An arrow-shaped Hessian: eliminate the models (a diagonal block), solve the small style system.
-            scaled = cross / diagonal[..., None]
-            schur = style - np.einsum("bkf,bkg->bfg", cross, scaled)
-            rhs = grad[:, k:] - np.einsum("bkf,bk->bf", scaled, grad[:, :k])
-            style_step = np.linalg.solve(schur, rhs[..., None])[..., 0]
-            model_step = grad[:, :k] / diagonal - np.einsum("bkf,bf->bk", scaled, style_step)
-            return np.concatenate([model_step, style_step], axis=1)
+            return _arrow_step(diagonal, cross, style, grad)
         rounds = len(grad)
         hessian = np.zeros((rounds, k + f, k + f))
         hessian[:, :k, :k] = self._model_block(logistic_weight, diagonal)
@@ -664,6 +664,78 @@ class _Newton:
         return new, eta, e, after
 
 
+def _arrow_step(diagonal, cross, style, grad) -> np.ndarray:
+    """Newton step for an arrow-shaped Hessian [[diag(diagonal), cross], [crossᵀ, style]] (rounds first):
+    eliminate the models (a diagonal block), then solve the small style system (its Schur complement)."""
+    k = diagonal.shape[1]
+    scaled = cross / diagonal[..., None]
+    schur = style - np.einsum("bkf,bkg->bfg", cross, scaled)
+    rhs = grad[:, k:] - np.einsum("bkf,bk->bf", scaled, grad[:, :k])
+    style_step = np.linalg.solve(schur, rhs[..., None])[..., 0]
+    model_step = grad[:, :k] / diagonal - np.einsum("bkf,bf->bk", scaled, style_step)
+    return np.concatenate([model_step, style_step], axis=1)
+
+
+class _PointExpansion:
+    """Each resampling unit's gradient and Hessian at the point estimate, for the first Newton step of the
+    bootstrap rounds (style control with every pair against the baseline).
+
+    Both are sums over the unit's rows, so a round's are its counts times these: the first step from the point
+    estimate costs one small matrix product instead of passes over every row, and the row-by-row Newton
+    iterations start one step closer.
+    """
+
+    def __init__(self, problem: _Problem, solver: "_Newton", beta: np.ndarray):
+        k, f = solver.n_models, solver.n_style
+        self.beta, self.n_models, self.n_style = beta, k, f
+        mu = _sigmoid(solver._predictor(beta[None])[0])
+        weight = problem.unit_weight
+        residual = _scale_columns(weight, mu) - problem.unit_points
+        curvature = _scale_columns(weight, mu * (1.0 - mu))
+        to_model = _one_hot(solver.row_model, k)
+        rows = np.arange(len(mu))
+        to_cross = sparse.csr_array(
+            (solver.features.ravel(), (np.repeat(rows, f), (solver.row_model[:, None] * f + np.arange(f)).ravel())),
+            shape=(len(mu), k * f),
+        )
+        products = (solver.features[:, :, None] * solver.features[:, None, :]).reshape(len(mu), f * f)
+        self.sums = np.hstack([
+            _LN10 * (residual @ to_model).toarray(),  # gradient, models
+            residual @ solver.features,  # gradient, style
+            (weight @ to_model).toarray(),  # the models' battle weight (their ridge)
+            _dense(weight.sum(1))[:, None],  # all battle weight (the style ridge)
+            _LN10**2 * (curvature @ to_model).toarray(),  # Hessian: the models' diagonal
+            _LN10 * (curvature @ to_cross).toarray(),  # Hessian: models × style
+            curvature @ products,  # Hessian: style × style
+        ])
+
+    @classmethod
+    def of(cls, problem: _Problem, solver: "_Newton", start: tuple[np.ndarray, np.ndarray]) -> "_PointExpansion | None":
+        k, f = solver.n_models, solver.n_style
+        width = 3 * k + f + 1 + k * f + f * f
+        # Worth it when rows far outnumber units (resampled questions), and possible for an arrow-shaped Hessian.
+        if not (f and solver.diagonal) or problem.unit_weight.shape[0] * width > _ROUND_FLOATS:
+            return None
+        return cls(problem, solver, solver.parameters(*start))
+
+    def first_step(self, counts: np.ndarray) -> np.ndarray:
+        """β after one Newton step from the point estimate, for each round of `counts` (rounds × units)."""
+        k, f = self.n_models, self.n_style
+        sums = counts @ self.sums
+        ends = np.cumsum([k, f, k, 1, k, k * f])
+        grad_models, grad_style, model_weight, total, diagonal, cross, style = np.split(sums, ends, axis=1)
+        # The same ridge as _Newton.solve gives each round.
+        ridge_models = _RIDGE * np.where(model_weight > 0, model_weight, 1.0)
+        ridge_style = _RIDGE * np.maximum(total, 1.0)
+        grad = np.concatenate([grad_models + ridge_models * self.beta[:k], grad_style + ridge_style * self.beta[k:]], 1)
+        style = style.reshape(len(counts), f, f)
+        style[:, np.arange(f), np.arange(f)] += ridge_style
+        step = _arrow_step(diagonal + ridge_models, cross.reshape(len(counts), k, f), style, grad)
+        largest = np.abs(step).max(1, initial=0.0)
+        step *= np.minimum(1.0, _MAX_STEP / np.maximum(largest, 1e-300))[:, None]
+        return self.beta - step
+
+
 def _linked_to_baseline(problem: _Problem, weight: np.ndarray) -> np.ndarray:
     """(rounds × models) True where a chain of weighted pairs links the model to the baseline.
 
@@ -687,6 +759,10 @@ def _linked_to_baseline(problem: _Problem, weight: np.ndarray) -> np.ndarray:
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0, e) / (1.0 + e)
+
+
+def _scale_columns(matrix: sparse.csr_array, factors: np.ndarray) -> sparse.csr_array:
+    return sparse.csr_array((matrix.data * factors[matrix.indices], matrix.indices, matrix.indptr), shape=matrix.shape)
 
 
 def _one_hot(index: np.ndarray, size: int) -> sparse.csr_array:

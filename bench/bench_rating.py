@@ -96,18 +96,19 @@ def main() -> None:
 
     battles = synthesize(args.contestants, args.questions, args.opponents, args.seed, args.style)
     style = list(STYLE_COLUMNS) if args.style else None
-    times = []
+    times, cpu = [], []
     for _ in range(args.repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         board = compute_leaderboard(battles, BASELINE, rounds=args.rounds, by=args.by, style=style)
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
 
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}")
     print(f"battles: {len(battles)} rows, {args.contestants} contestants + baseline, {args.questions} questions, "
           f"opponents={args.opponents}, rounds={args.rounds}, by={args.by}, style control {'on' if style else 'off'}")
     print(f"compute_leaderboard: median {statistics.median(times):.3f} s, min {min(times):.3f} s, "
-          f"max {max(times):.3f} s over {args.repeat} runs")
+          f"max {max(times):.3f} s over {args.repeat} runs; CPU time median {statistics.median(cpu):.3f} s")
     print(board.head(3).to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     for column, fitted in board.attrs.get("style_coefficients", {}).items():
         print(f"{column}: {fitted['coef']:+.3f} log-odds per sd [{fitted['ci_low']:+.3f}, {fitted['ci_high']:+.3f}], "
