@@ -91,6 +91,8 @@ class FakeServer:
         self.capture = False
         self.faulted = Counter()  # fault → requests that got it
         self.arrived = threading.Event()  # set by every request: clear it, then wait for the next one
+        self._replied = threading.Condition()  # notified on every successful reply (see wait_for_replies)
+        self.reply_times: list[float] = []  # monotonic time of each successful reply while `capture` is on
         self._reply_turn = Counter()
         # (model, prompt digest) → [(monotonic time, fault or None)] for every request of a scripted model.
         self.timeline: dict[tuple[str, str], list[tuple[float, str | None]]] = {}
@@ -158,7 +160,11 @@ class FakeServer:
         elif fault == "refusal":
             text, refusal = "", "I'm sorry, I can't help with that."
         if fault is None:
-            self.successes[model] += 1
+            with self._replied:
+                self.successes[model] += 1
+                if self.capture:
+                    self.reply_times.append(time.monotonic())
+                self._replied.notify_all()
         prompt_tokens = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()), "total_tokens": 0}
         if body.get("stream"):
@@ -176,6 +182,11 @@ class FakeServer:
                 "usage": usage,
             }
         )
+
+    def wait_for_replies(self, count: int, timeout: float | None = None) -> bool:
+        """Block until `count` successful replies were sent in all (every model), or `timeout` passes."""
+        with self._replied:
+            return self._replied.wait_for(lambda: sum(self.successes.values()) >= count, timeout)
 
     # --- faults -------------------------------------------------------------------------------------------
 

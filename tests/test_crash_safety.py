@@ -3,6 +3,7 @@ each kill, then finished, ends with the same database content and leaderboard as
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import random
@@ -35,17 +36,10 @@ def make_config(folder: Path, base_url: str) -> Path:
                         judge={"concurrency": 2}, rating={"rounds": 200, "seed": 3})
 
 
-def launch(path: Path, server, log: Path, startup: float = 60.0) -> tuple[subprocess.Popen, float, float]:
-    """Start a run and wait until its first request reaches the server, or it exits, or `startup` seconds pass
-    (a run with nothing left to ask sends none). Return it, its start time and the end of that wait."""
-    server.arrived.clear()
-    started = time.monotonic()
+def launch(path: Path, log: Path) -> subprocess.Popen:
     with log.open("a") as handle:
-        process = subprocess.Popen([*CLI, "run", "--config", str(path), "--no-progress", "--format", "json"],
-                                   stdout=subprocess.DEVNULL, stderr=handle)
-    while not server.arrived.wait(0.05) and process.poll() is None and time.monotonic() - started < startup:
-        pass
-    return process, started, time.monotonic()
+        return subprocess.Popen([*CLI, "run", "--config", str(path), "--no-progress", "--format", "json"],
+                                stdout=subprocess.DEVNULL, stderr=handle)
 
 
 def query(path: Path, sql: str) -> list[tuple]:
@@ -83,25 +77,32 @@ def test_ten_sigkills_then_a_rerun_give_the_uninterrupted_result(tmp_path, fake_
     crashed = make_config(tmp_path / "crashed", server.base_url)
     log = tmp_path / "runs.log"
 
-    # The uninterrupted run: from its first request to its exit is where kill points are drawn.
-    process, started, first_request = launch(reference, server, log)
-    assert process.wait(120) == 0, log.read_text()
-    startup, span = first_request - started, time.monotonic() - first_request
-    assert stored_work(reference) == (TOTAL_ANSWERS, TOTAL_GAMES)
-    print(f"reference run: {startup:.2f} s to its first request, then {span:.2f} s to its end")
+    # The uninterrupted run, with the time of each reply the server sent it.
+    server.capture = True
+    started = time.monotonic()
+    assert launch(reference, log).wait(120) == 0, log.read_text()
+    server.capture = False
+    replies = [t - started for t in server.reply_times]
+    assert len(replies) == TOTAL_ANSWERS + TOTAL_GAMES and stored_work(reference) == (TOTAL_ANSWERS, TOTAL_GAMES)
+    print(f"reference run: first reply after {replies[0]:.2f} s, last after {replies[-1]:.2f} s, "
+          f"exit after {time.monotonic() - started:.2f} s")
 
-    # Ten random points along the run's work. Each continuation resumes where the last kill left off and runs
-    # until the next point, so the kills fall all along collection, judging and scoring.
+    # Ten kill times drawn over the reference's working span, each turned into the progress the reference had
+    # made by then (replies sent): on a busy machine a kill then still lands at that point of the work, not
+    # before the first answer. Each continuation resumes where the last kill left off and is killed once the
+    # series has reached the next point, so the kills fall all along collection and judging.
     rng = random.Random(SEED)
-    points = sorted(rng.uniform(0, span) for _ in range(KILLS))
+    times = sorted(rng.uniform(replies[0], replies[-1]) for _ in range(KILLS))
+    points = [bisect.bisect_right(replies, t) for t in times]
+    before = sum(server.successes.values())
     partial = []  # (answers, judgments) stored after each kill that interrupted a run
-    for before, point in zip([0.0] + points, points):
-        process, _, _ = launch(crashed, server, log, startup)
-        try:
-            process.wait(timeout=point - before)
-        except subprocess.TimeoutExpired:
+    for point in points:
+        process = launch(crashed, log)
+        while not server.wait_for_replies(before + point, timeout=0.05) and process.poll() is None:
+            pass
+        if process.poll() is None:
             process.send_signal(signal.SIGKILL)
-            process.wait()
+        process.wait()
         if process.returncode == -signal.SIGKILL:
             partial.append(stored_work(crashed))
         else:
@@ -129,4 +130,5 @@ def test_ten_sigkills_then_a_rerun_give_the_uninterrupted_result(tmp_path, fake_
         differing = {k: (v, got[model][k]) for k, v in row.items() if not same_value(v, got[model][k])}
         assert not differing, (model, differing)
     assert 0 < expected["c1"]["score"] < 100 and expected["c1"]["ci_low"] < expected["c1"]["ci_high"]
-    print(f"kills that interrupted a run: {len(partial)}/{KILLS}; stored (answers, judgments) after each: {partial}")
+    print(f"kill points (replies): {points}; kills that interrupted a run: {len(partial)}/{KILLS}; "
+          f"stored (answers, judgments) after each: {partial}")
