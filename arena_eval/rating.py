@@ -13,6 +13,9 @@ Style control (``style=[columns]``) adds per-battle style features to the regres
 between model_a's answer and model_b's such as (a − b) / (a + b + 1) (see style.py). They are scaled to unit
 standard deviation and fitted jointly with the models; ratings come from the model coefficients alone, i.e.
 as if both answers of every battle had the same style. Rows are then unique (pair, features) combinations.
+A style coefficient is learnt from how style varies within each model's battles: a model whose answers are
+always longer than the baseline's by the same ratio cannot be told apart from a stronger one, and the
+bootstrap interval of the coefficient (and of that model's score) says so by being wide.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ _ROUND_FLOATS = 1 << 22  # bootstrap counts or pair weights per chunk of rounds:
 # With style features every round holds one value per unique battle row, and the Newton steps make some 30
 # passes over them: chunks of rounds that stay in the CPU cache (1 MiB arrays) ran ~3x faster than 32 MiB ones.
 _CACHE_FLOATS = 1 << 17
+# A style feature whose variation within the models' battles is below this share of its mean square is not
+# fitted: it cannot be told apart from the models' own strengths (see _separable_from_models).
+_SEPARABLE = 1e-3
 
 
 def aggregate_battles(battles: pd.DataFrame) -> pd.DataFrame:
@@ -122,8 +128,9 @@ def compute_leaderboard(
     ``style`` names battle columns of style features (model_a's answer against model_b's); the ratings are
     then style-controlled, and ``attrs["style_coefficients"]`` reports, per column, ``coef`` (log-odds of
     model_a winning per standard deviation of the feature), its 95% bootstrap interval ``ci_low``/``ci_high``,
-    ``elo_per_sd`` (the same effect in Elo points) and ``sd`` (the scale used; a column with sd 0 is left out
-    of the fit and gets NaN).
+    ``elo_per_sd`` (the same effect in Elo points), ``sd`` (the scale used) and ``fitted``. A column is left
+    out of the fit (``fitted`` False, coefficients NaN) when it is constant (sd 0) or when it does not vary
+    within the models' battles, so that it cannot be told apart from the models' own strengths.
     """
     frame = _validate(battles, need_questions=True, style=style)
     problem = _prepare(frame, baseline, by, style)
@@ -250,7 +257,8 @@ class _Problem:
     unit_weight: sparse.csr_array  # (units, R) battle weight
     by: str
     style: list[str]  # the style columns asked for
-    style_sd: np.ndarray  # their scale; a feature with scale 0 carries no information and is not fitted
+    style_sd: np.ndarray  # their scale
+    style_fitted: np.ndarray  # False for a feature with scale 0 or one not separable from the models
 
     def totals(self) -> tuple[np.ndarray, np.ndarray]:
         return _dense(self.unit_points.sum(0))[None], _dense(self.unit_weight.sum(0))[None]
@@ -262,7 +270,7 @@ class _Problem:
     def full_style(self, gamma: np.ndarray) -> np.ndarray:
         """(rounds × style columns) coefficients, NaN for the columns left out of the fit."""
         out = np.full((len(gamma), len(self.style)), np.nan)
-        out[:, self.style_sd > 0] = gamma
+        out[:, self.style_fitted] = gamma
         return out
 
 
@@ -290,9 +298,14 @@ def _prepare(frame: pd.DataFrame, baseline: str, by: str, style: Sequence[str] |
     a_won = winner == "model_a"
     share = np.where(winner == "tie", 0.5, (a_won == a_first).astype(float))
     features, style_sd = _scaled_style(usable, style)
+    style_fitted = style_sd > 0
     if features.shape[1]:
         # A feature compares model_a's answer with model_b's; a row's compares its first model's with the second's.
         features = features * np.where(a_first, 1.0, -1.0)[:, None] + 0.0  # + 0.0: no -0.0 beside 0.0
+        separable = _separable_from_models(first, second, features, weight, n_models, int(base))
+        style_fitted[style_fitted] = separable
+        features = features[:, separable]
+    if features.shape[1]:
         rows, row_of_battle = np.unique(np.column_stack([first * n_models + second, features]), axis=0,
                                         return_inverse=True)
         pairs, row_pair = np.unique(rows[:, 0].astype(np.int64), return_inverse=True)
@@ -329,6 +342,7 @@ def _prepare(frame: pd.DataFrame, baseline: str, by: str, style: Sequence[str] |
         by=by,
         style=style,
         style_sd=style_sd,
+        style_fitted=style_fitted,
     )
 
 
@@ -349,6 +363,31 @@ def _scaled_style(usable: pd.DataFrame, style: list[str]) -> tuple[np.ndarray, n
     return raw[:, sd > 0] / sd[sd > 0], sd
 
 
+def _separable_from_models(
+    first: np.ndarray, second: np.ndarray, features: np.ndarray, weight: np.ndarray, n_models: int, baseline: int
+) -> np.ndarray:
+    """Which style features vary within the models' battles, i.e. are not (almost) a sum of model columns.
+
+    A feature held at one level per model (say a contestant that always writes exactly one bold span and a
+    baseline that never does) is the same regressor as that model's own column: the fit could split the
+    model's advantage between the two at will, and only the tiny ridge would decide. Measured as 1 − R² of
+    the weighted least-squares regression of the feature on the model columns.
+    """
+    free = np.array([i for i in range(n_models) if i != baseline], dtype=int)
+    models = (_one_hot(first, n_models) - _one_hot(second, n_models))[:, free].tocsc()
+    cross = models.T @ (weight[:, None] * features)
+    if (second == baseline).all():  # every battle against the baseline: a diagonal Gram matrix
+        gram = _dense(abs(models).T @ weight)
+        explained = (cross**2 / np.where(gram > 0, gram, 1.0)[:, None]).sum(0)
+    else:
+        gram = (models.T @ _scale_rows(models, weight)).toarray()
+        # Models cut off from the baseline leave the Gram matrix singular.
+        gram[np.diag_indices_from(gram)] += 1e-9 * (np.diag(gram) + 1.0)
+        explained = np.einsum("kf,kf->f", cross, np.linalg.solve(gram, cross))
+    total = weight @ features**2
+    return total - explained > _SEPARABLE * total
+
+
 def _style_report(problem: _Problem, gamma: np.ndarray, boot: np.ndarray | None) -> dict[str, dict[str, float]]:
     coef = problem.full_style(gamma[None])[0]
     if boot is not None and len(boot):
@@ -362,6 +401,7 @@ def _style_report(problem: _Problem, gamma: np.ndarray, boot: np.ndarray | None)
             "ci_high": float(high[i]),
             "elo_per_sd": float(coef[i] * 400.0 / _LN10),
             "sd": float(problem.style_sd[i]),
+            "fitted": bool(problem.style_fitted[i]),
         }
         for i, name in enumerate(problem.style)
     }
@@ -759,6 +799,10 @@ def _linked_to_baseline(problem: _Problem, weight: np.ndarray) -> np.ndarray:
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0, e) / (1.0 + e)
+
+
+def _scale_rows(matrix: sparse.csc_array, factors: np.ndarray) -> sparse.csc_array:
+    return sparse.csc_array((matrix.data * factors[matrix.indices], matrix.indices, matrix.indptr), shape=matrix.shape)
 
 
 def _scale_columns(matrix: sparse.csr_array, factors: np.ndarray) -> sparse.csr_array:

@@ -432,6 +432,25 @@ def test_style_bootstrap_in_a_tournament_does_not_depend_on_chunking(monkeypatch
             assert chunked.attrs["style_coefficients"][column][key] == pytest.approx(value, rel=1e-9)
 
 
+@pytest.mark.parametrize("make", [lambda: vs_baseline(seed=37), lambda: tournament(seed=38, n_battles=1500)])
+def test_style_held_at_one_level_per_model_is_left_out(make):
+    # Every model always writes the same number of bold spans: the bold feature of a battle is a difference
+    # of per-model levels, i.e. a sum of the models' own columns. It says nothing the model strengths don't.
+    battles = with_style(make(), seed=39, effect=0.4)
+    rng = np.random.default_rng(40)
+    level = {m: rng.uniform(-0.5, 0.5) for m in set(battles["model_a"]) | set(battles["model_b"])}
+    battles["style_bold"] = battles["model_a"].map(level) - battles["model_b"].map(level)
+    board = compute_leaderboard(battles, "base", rounds=30, style=STYLE)
+    bold, length = board.attrs["style_coefficients"]["style_bold"], board.attrs["style_coefficients"]["style_length"]
+    assert not bold["fitted"] and np.isnan(bold["coef"]) and bold["sd"] > 0
+    assert length["fitted"] and length["coef"] > 0.1
+    pd.testing.assert_frame_equal(board, compute_leaderboard(battles, "base", rounds=30, style=["style_length"]))
+    # A little variation within each model's battles is enough to fit it.
+    battles["style_bold"] += rng.normal(0, 0.1, len(battles))
+    bold = compute_leaderboard(battles, "base", rounds=0, style=STYLE).attrs["style_coefficients"]["style_bold"]
+    assert bold["fitted"] and np.isfinite(bold["coef"])
+
+
 def test_style_with_separated_data_stays_finite():
     # The longer answer always wins: the style coefficient alone would run off to infinity.
     battles = with_style(vs_baseline(seed=33, n_questions=60), seed=34)
