@@ -47,9 +47,10 @@ _MAX_STEP = 2.0  # log10-odds per Newton step (800 Elo): keeps early steps on se
 _MAX_HALVINGS = 30
 _HESSIAN_FLOATS = 1 << 23  # dense Hessians per chunk of rounds: 64 MiB
 _ROUND_FLOATS = 1 << 22  # bootstrap counts or pair weights per chunk of rounds: 32 MiB each
-# With style features every round holds one value per unique battle row, and the Newton steps make some 30
-# passes over them: chunks of rounds that stay in the CPU cache (1 MiB arrays) ran ~3x faster than 32 MiB ones.
-_CACHE_FLOATS = 1 << 17
+# With style features every round holds one value per unique battle row, and the Newton steps make some 50
+# passes over them: chunks of rounds that stay in the CPU cache run much faster. Measured on 2 cores (1 MiB L2
+# each) with 1000 rounds: 32 MiB arrays ~3x slower than 1 MiB ones, and 1 MiB ~1.7x slower than 256 KiB ones.
+_CACHE_FLOATS = 1 << 15
 # A style feature whose variation within the models' battles is below this share of its mean square is not
 # fitted: it cannot be told apart from the models' own strengths (see _separable_from_models).
 _SEPARABLE = 1e-3
@@ -443,20 +444,21 @@ def _bootstrap(
     gamma = np.empty((rounds, problem.row_style.shape[1]))
     start = (point[0][0], point[1][0])
     solver = _Newton(problem)
-    expansion = _PointExpansion.of(problem, solver, start)
     # Chunks bound memory; drawing chunk by chunk gives the same counts as drawing all rounds at once.
     chunk = max(1, _ROUND_FLOATS // max(n_units, n_rows))
     solve_chunk = max(1, _CACHE_FLOATS // n_rows) if problem.row_style.shape[1] else chunk
-    for lo in range(0, rounds, chunk):
-        counts = rng.multinomial(draws, probabilities, size=min(chunk, rounds - lo)) * per_draw
-        begin = expansion.first_step(counts) if expansion is not None else None
-        for sub in range(0, len(counts), solve_chunk):
-            part = slice(sub, min(sub + solve_chunk, len(counts)))
-            # One matrix product gives every round's row weights; the unit's style features stay with its rows.
-            elo[lo + part.start : lo + part.stop], gamma[lo + part.start : lo + part.stop] = _fit(
-                problem, counts[part] @ problem.unit_points, counts[part] @ problem.unit_weight, start=start,
-                solver=solver, beta=None if begin is None else begin[part],
-            )
+    with _blas_threads().limit(limits=1, user_api="blas"):  # see _fit
+        expansion = _PointExpansion.of(problem, solver, start)
+        for lo in range(0, rounds, chunk):
+            counts = rng.multinomial(draws, probabilities, size=min(chunk, rounds - lo)) * per_draw
+            begin = expansion.first_step(counts) if expansion is not None else None
+            for sub in range(0, len(counts), solve_chunk):
+                part = slice(sub, min(sub + solve_chunk, len(counts)))
+                # One matrix product gives every round's row weights; a unit's style features stay with its rows.
+                elo[lo + part.start : lo + part.stop], gamma[lo + part.start : lo + part.stop] = _fit(
+                    problem, counts[part] @ problem.unit_points, counts[part] @ problem.unit_weight, start=start,
+                    solver=solver, beta=None if begin is None else begin[part],
+                )
     return elo, gamma
 
 
