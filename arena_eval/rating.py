@@ -67,7 +67,8 @@ def fit_bradley_terry(battles: pd.DataFrame, baseline: str, style: Sequence[str]
     """Elo per model, the baseline pinned at exactly 1000; NaN for a model not linked to the baseline.
 
     With ``style`` (battle columns of style features), the fit controls for them and the result's
-    ``attrs["style_coefficients"]`` holds {column: log-odds per standard deviation} (NaN: constant column).
+    ``attrs["style_coefficients"]`` holds {column: log-odds per standard deviation}, NaN for a column left
+    out of the fit (see compute_leaderboard).
     """
     problem = _prepare(_validate(battles, need_questions=False, style=style), baseline, by="rows", style=style)
     elo, gamma = _fit(problem, *problem.totals())
