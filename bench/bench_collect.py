@@ -8,7 +8,9 @@ answers stage (`python -m arena_eval.cli answers --no-progress`) in a fresh chil
 peak RSS is that child's own (read from os.wait4's rusage, the same counter as `/usr/bin/time -v`). The fake
 server (tests/fake_server.py, no latency, no faults; or with --server lean bench/lean_fake_server.py, which
 needs a fraction of the CPU) runs in a separate process for the whole benchmark, so its memory and CPU are not
-counted, though on a small machine it competes with the client for the cores.
+counted, though on a small machine it competes with the client for the cores. This process itself stays small
+(the question set's heap is measured in a child of its own): a child inherits its parent's RSS high-water mark
+in ru_maxrss across fork + exec, so a big parent would show up as the child's peak.
 
 Every run starts from an empty output folder, so all N answers are requested and stored (no cache hits);
 with --cached the measured runs instead re-run on a filled store (the resume path: nothing is requested).
@@ -126,7 +128,17 @@ def write_config(folder: Path, questions: Path, port: int, contestants: int, con
 
 
 def question_set_bytes(path: Path) -> int:
-    """Python heap held by the loaded question set plus the pipeline's question_id → Question index."""
+    """Python heap held by the loaded question set plus the pipeline's question_id → Question index.
+
+    Measured in a child of its own: loading a large set here would raise this process's RSS, and a child forked
+    from a big parent inherits the parent's high-water mark in its ru_maxrss (the kernel carries the old
+    address space's peak across exec), which would then pass for the measured run's own peak."""
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--measure-questions", str(path)],
+                         capture_output=True, text=True, cwd=ROOT, check=True)
+    return int(out.stdout.split()[-1])
+
+
+def _print_question_set_bytes(path: Path) -> None:
     if str(ROOT) not in sys.path:  # the same arena_eval as the children, which run from ROOT
         sys.path.insert(0, str(ROOT))
     from arena_eval.questions import load_questions
@@ -140,7 +152,7 @@ def question_set_bytes(path: Path) -> int:
         del questions, index
     finally:
         tracemalloc.stop()
-    return held
+    print(held)
 
 
 # --- one run -------------------------------------------------------------------------------------------------
@@ -298,9 +310,13 @@ def main() -> int:
     parser.add_argument("--max-ratio", type=float, default=1.5, help="flat: peak RSS(max N) < this x peak RSS(min N)")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed for one run")
     parser.add_argument("--workdir", type=Path, help="where to write inputs and outputs (default: a temp folder)")
+    parser.add_argument("--measure-questions", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
 
+    if args.measure_questions:
+        _print_question_set_bytes(args.measure_questions)
+        return 0
     if args.quick:
         args.sizes, args.repeat = "500", 1
     sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})

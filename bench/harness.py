@@ -91,7 +91,8 @@ class ChildRun:
 
 def run_child(cmd: list[str], timeout: float, cwd: Path = ROOT, env: dict | None = None) -> ChildRun:
     """Run `cmd` and measure that process alone: os.wait4 gives its own rusage, where RUSAGE_CHILDREN would
-    add up every child so far and report the largest peak of them all."""
+    add up every child so far and report the largest peak of them all. Keep the calling process small: the
+    kernel carries the parent's RSS high-water mark across fork + exec into the child's ru_maxrss."""
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-child-{os.getpid()}-{time.monotonic_ns()}.log"
     with log.open("w+") as stream:
         started = time.perf_counter()
