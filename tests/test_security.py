@@ -3,6 +3,7 @@ and an answer cannot dictate its own verdict."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -41,7 +42,7 @@ def test_a_canary_key_reaches_the_server_and_nothing_else(tmp_path, fake_server,
     keyed = {"api_key_env": "ARENA_CANARY_KEY"}
     contestants = [{"name": "base", "model": "m-base", **keyed}, {"name": "c1", "model": "m-c1", **keyed},
                    {"name": "denied", "model": "m-denied", **keyed},
-                   # The key also in a URL's user info: a config mistake the snapshot must not keep.
+                   # The key also as a URL's password (basic auth, e.g. a proxy in front of a server): sent, never kept.
                    {"name": "userinfo", "model": "m-userinfo",
                     "base_url": server.base_url.replace("http://", f"http://user:{canary}@")}]
     config = write_config(tmp_path, server.base_url, n_questions=6, contestants=contestants, judge=keyed)
@@ -58,7 +59,7 @@ def test_a_canary_key_reaches_the_server_and_nothing_else(tmp_path, fake_server,
     assert files_holding(output, canary) == []
 
     run = cli("run", "--config", str(config), "--no-progress", "--format", "json")
-    assert run.returncode == 2, run.stderr  # the 401 and the user-info URL end as recorded errors
+    assert run.returncode == 2, run.stderr  # the 401s end as recorded errors
     logs += [run.stdout, run.stderr]
     for command in (["export", "--config", str(config)], ["score", "--config", str(config), "--format", "csv"],
                     ["history", "--config", str(config), "--format", "json"], ["report", "--config", str(config)],
@@ -66,8 +67,9 @@ def test_a_canary_key_reaches_the_server_and_nothing_else(tmp_path, fake_server,
         done = cli(*command)
         logs += [done.stdout, done.stderr]
 
-    # The key really was used: the server saw it on every keyed request.
+    # The key really was used: the server saw it on every keyed request, and as basic auth from the URL.
     assert f"Bearer {canary}" in server.authorizations
+    assert "Basic " + base64.b64encode(f"user:{canary}".encode()).decode() in server.authorizations
     assert server.requests["m-denied"] > 0 and server.requests["judge-model"] > 0
     # Nowhere else: no file under the output folder (db, -wal, exports, leaderboards, report), no log line.
     assert (output / "arena.db").exists() and (output / "leaderboard.json").exists()
@@ -79,8 +81,9 @@ def test_a_canary_key_reaches_the_server_and_nothing_else(tmp_path, fake_server,
         reasons = [r for (r,) in db.execute("SELECT reason FROM errors WHERE contestant IN ('denied', 'userinfo')")]
         snapshots = [json.loads(c) for (c,) in db.execute("SELECT config_json FROM runs")]
         stored = {n: json.loads(c) for n, c in db.execute("SELECT name, config_json FROM contestants")}
-    assert reasons and all(re.match(r"HTTP 401 from |connection error to http://\*\*\*@127\.0\.0\.1", r) for r in reasons)
-    assert any(r.startswith("connection error to http://***@127.0.0.1") for r in reasons)
+        userinfo_answers = db.execute("SELECT COUNT(*) FROM answers WHERE contestant = 'userinfo'").fetchone()[0]
+    assert reasons and all(re.match(r"HTTP 401 from http://127\.0\.0\.1:\d+/v1: ", r) for r in reasons), reasons
+    assert userinfo_answers == 6
     # The snapshot keeps the variable's name and the URL's host, never the secret.
     userinfo = next(c for c in snapshots[-1]["contestants"] if c["name"] == "userinfo")
     assert userinfo["base_url"].startswith("http://***@127.0.0.1:")
@@ -192,3 +195,19 @@ def test_answers_that_dictate_the_verdict_are_fenced_and_never_flip_it(tmp_path,
     else:  # a judge that quotes an injected label names two labels: counted unparsed, never the injected one
         assert unparsed and all(parse_verdict(text) is None for text in unparsed)
         assert result.leaderboard.set_index("model").loc["attacker", "unparsed_rate"] == len(unparsed) / len(games)
+
+
+def test_a_url_password_and_an_api_key_together_are_a_clear_error(tmp_path, fake_server, monkeypatch):
+    monkeypatch.setenv("ARENA_BOTH_KEY", "sk-both")
+    server = fake_server()
+    contestants = [{"name": "base", "model": "m-base"},
+                   {"name": "both", "model": "m-both", "api_key_env": "ARENA_BOTH_KEY",
+                    "base_url": server.base_url.replace("http://", "http://user:pw@")}]
+    path = write_config(tmp_path, server.base_url, n_questions=2, contestants=contestants)
+    result = Arena(load_config(path)).run_sync()
+    with sqlite3.connect(load_config(path).output_dir / "arena.db") as db:
+        reasons = {r for (r,) in db.execute("SELECT reason FROM errors WHERE contestant = 'both'")}
+    assert result.exit_code == 2 and len(reasons) == 1, reasons
+    (reason,) = reasons
+    assert "holds a user name and password and api_key_env is set too" in reason and "pw" not in reason
+    assert server.requests["m-both"] == 0

@@ -83,7 +83,7 @@ class LlamaCppProvider(OpenAIProvider):
         return "not-needed"
 
     async def start(self) -> None:
-        if self._client is not None:
+        if self.started:
             return
         async with _servers_lock:
             server = _servers.get(self._key)
@@ -96,7 +96,7 @@ class LlamaCppProvider(OpenAIProvider):
         await super().start()
 
     async def close(self) -> None:
-        if self._client is None:
+        if not self.started:
             return
         await super().close()
         async with _servers_lock:

@@ -1,20 +1,34 @@
-"""OpenAI and every OpenAI-compatible server (vLLM, llama.cpp, Ollama's /v1) through the official async client."""
+"""OpenAI and every OpenAI-compatible server (vLLM, llama.cpp, Ollama's /v1): the chat completions API over aiohttp.
+
+The API is one JSON POST (or a server-sent event stream), so the provider speaks it directly rather than through
+the `openai` SDK: the SDK's request building, typed transforms and response models cost ~1 ms of CPU per request,
+five times the HTTP exchange itself, and at a few hundred requests in flight on a small machine that CPU, not the
+server, set the pace (docs/benchmarks.md, section 1). Owning the exchange also pins down how every failure is
+reported (status, timeout, reset, cut-off body), which the SDK's transport layers changed between versions.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
+import ssl
 import time
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-import openai
+import aiohttp
+import yarl
 
 from ..config import EndpointConfig, redact_url
 from ..errors import ConfigError
 from ..records import Completion, Message
 from .base import REFUSALS, RETRYABLE_STATUS, ProviderError, choice_response_format, estimate_tokens, retry_after_from_headers
 
+OPENAI_URL = "https://api.openai.com/v1"
 
 
 class OpenAIProvider:
@@ -23,8 +37,13 @@ class OpenAIProvider:
     def __init__(self, config: EndpointConfig, base_url: str | None = None):
         self.config = config
         self.base_url = base_url or config.base_url
-        self.endpoint = redact_url(self.base_url or "https://api.openai.com/v1")
-        self._client: openai.AsyncOpenAI | None = None
+        self.endpoint = redact_url(self.base_url or OPENAI_URL)
+        self._session: aiohttp.ClientSession | None = None
+        self._url = ""
+
+    @property
+    def started(self) -> bool:
+        return self._session is not None
 
     def api_key(self) -> str:
         variable = self.config.api_key_env
@@ -47,19 +66,46 @@ class OpenAIProvider:
         return value
 
     async def start(self) -> None:
-        if self._client is None:
-            self._client = openai.AsyncOpenAI(
-                api_key=self.api_key(),
-                base_url=self.base_url,
-                max_retries=0,  # retries are ours: one policy for every provider
-                timeout=self.config.timeout_s,
-                http_client=_http_client(),
-            )
+        if self._session is not None:
+            return
+        url = yarl.URL((self.base_url or OPENAI_URL).rstrip("/") + "/chat/completions")
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        auth = None
+        if url.user is not None:
+            # user:password@ in base_url: HTTP basic auth, e.g. for a proxy in front of a local server. It takes the
+            # Authorization header, so it cannot go with an API key as well.
+            if self.config.api_key_env:
+                raise ConfigError(
+                    f"model {self.config.model!r}: base_url {self.endpoint} holds a user name and password and "
+                    f"api_key_env is set too; both would need the Authorization header. Keep one of them"
+                )
+            auth = aiohttp.BasicAuth(url.user, url.password or "")
+            url = url.with_user(None)
+        else:
+            headers["Authorization"] = f"Bearer {self.api_key()}"
+        if not self.base_url:  # the SDK's organisation and project headers, for api.openai.com
+            for variable, header in (("OPENAI_ORG_ID", "OpenAI-Organization"), ("OPENAI_PROJECT_ID", "OpenAI-Project")):
+                if os.environ.get(variable):
+                    headers[header] = os.environ[variable]
+        self._url = str(url)
+        timeout = self.config.timeout_s
+        self._session = aiohttp.ClientSession(
+            headers=headers,
+            auth=auth,
+            # Our workers bound the requests in flight; the pool must not queue them a second time.
+            connector=aiohttp.TCPConnector(limit=0, ssl=_ssl_context() if url.scheme == "https" else True),
+            # Like the SDK's: the connection, and every wait for the next bytes of a reply, may take timeout_s
+            # (a long generation that streams is never cut off; a server that goes silent is).
+            timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout),
+            # HTTP(S)_PROXY and NO_PROXY as the SDK honoured them, looked up once: aiohttp's trust_env looks them
+            # (and ~/.netrc) up again for every request, in a worker thread.
+            proxy=_proxy_for(self._url),
+        )
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def constrain_to(self, choices: list[str]) -> dict[str, Any]:
         return choice_response_format(choices)
@@ -77,81 +123,118 @@ class OpenAIProvider:
         if cfg.seed is not None:
             request["seed"] = cfg.seed
         extra_body = dict(cfg.extra_body)
-        extra_body.update(overrides.pop("extra_body", {}))
-        if extra_body:
-            request["extra_body"] = extra_body
+        extra_body.update(overrides.pop("extra_body", None) or {})
         request.update(overrides)
+        request.update(extra_body)  # fields the server knows and the OpenAI API does not (grammar, guided choice)
         return request
 
     async def complete(self, messages: list[Message], **overrides: Any) -> Completion:
-        if self._client is None:
+        if self._session is None:
             await self.start()
         request = self._request(messages, dict(overrides))
+        stream = self.config.stream
+        if stream:
+            request["stream"] = True
+            request["stream_options"] = {"include_usage": True}
         started = time.perf_counter()
         try:
-            if self.config.stream:
-                completion = await self._stream(request, started)
-            else:
-                completion = _from_json(await self._post_chat(request))
-        except openai.APIStatusError as exc:
-            raise _status_error(exc, self.endpoint) from None
-        except openai.APITimeoutError as exc:
-            cause = _root_cause(exc)
-            if not _is_timeout(cause):
-                raise ProviderError(f"connection error to {self.endpoint}: {cause}", retryable=True) from None
+            async with self._session.post(self._url, data=json.dumps(request).encode()) as response:
+                if response.status >= 400:
+                    raise _status_error(response.status, response.headers, await response.read(), self.endpoint)
+                if stream:
+                    completion = await _read_stream(response.content, started)
+                else:
+                    completion = _from_json(json.loads(await response.read()))
+        except asyncio.TimeoutError:  # aiohttp's connect and read timeouts are TimeoutErrors too
             raise ProviderError(f"timeout after {self.config.timeout_s:g}s from {self.endpoint}", retryable=True) from None
-        except openai.APIConnectionError as exc:
-            raise ProviderError(f"connection error to {self.endpoint}: {exc.__cause__ or exc}", retryable=True) from None
-        except (openai.APIResponseValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except aiohttp.ClientPayloadError as exc:
+            raise ProviderError(f"connection error to {self.endpoint}: reply cut off ({_cause(exc)})", retryable=True) from None
+        except aiohttp.ServerDisconnectedError:
+            raise ProviderError(f"connection error to {self.endpoint}: connection closed or reset by the server "
+                                "before a reply", retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError(f"connection error to {self.endpoint}: {_cause(exc)}", retryable=True) from None
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:  # JSONDecodeError is a ValueError
             raise ProviderError(f"malformed response from {self.endpoint}: {exc}", retryable=True) from None
         completion.latency_s = time.perf_counter() - started
         _check_usable(completion)
         return completion
 
-    async def _post_chat(self, request: dict[str, Any]) -> dict[str, Any]:
-        """POST /chat/completions through the client's generic `post`, which keeps its auth, timeouts and
-        status errors but skips `chat.completions.create`'s typed-params transform and pydantic response models:
-        those cost ~0.7 ms of CPU per request, more than half the client's share (bench/bench_orchestration.py)."""
-        body = dict(request)
-        body.update(body.pop("extra_body", None) or {})
-        response = await self._client.post("/chat/completions", body=body, cast_to=httpx.Response)
-        return json.loads(response.content)
 
-    async def _stream(self, request: dict[str, Any], started: float) -> Completion:
-        stream = await self._client.chat.completions.create(
-            **request, stream=True, stream_options={"include_usage": True}
-        )
-        parts: list[str] = []
-        refusal: list[str] = []
-        ttft = finish = usage = model = None
-        async for chunk in stream:
-            model = model or chunk.model
-            if chunk.usage is not None:
-                usage = chunk.usage
-            for choice in chunk.choices:
-                if choice.delta and choice.delta.content:
-                    if ttft is None:
-                        ttft = time.perf_counter() - started
-                    parts.append(choice.delta.content)
-                if choice.delta and getattr(choice.delta, "refusal", None):
-                    refusal.append(choice.delta.refusal)
-                if choice.finish_reason:
-                    finish = choice.finish_reason
-        if finish is None:
-            raise ProviderError("stream ended before a finish reason (truncated stream)", retryable=True)
-        _check_refusal("".join(refusal))
-        return _completion("".join(parts), getattr(usage, "prompt_tokens", None),
-                           getattr(usage, "completion_tokens", None), finish, ttft, model)
-
-
-def _http_client() -> Any:
-    """The aiohttp transport when available: with httpx's own pool, the client's CPU per request was ~2.4x
-    higher (bench/bench_collect.py), which caps throughput at high concurrency on small machines."""
+@functools.lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    """Certificates from certifi when it is there (as the SDK and httpx verified them), else the system's.
+    Built once: loading the certificate file takes ~30 ms."""
     try:
-        import httpx_aiohttp  # noqa: F401
+        import certifi
     except ImportError:
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY), unless NO_PROXY exempts it."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
         return None
-    return openai.DefaultAioHttpClient()
+    proxies = urllib.request.getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all")
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return redact_url(text)
+
+
+async def _events(content: aiohttp.StreamReader) -> AsyncIterator[str]:
+    """The data of each server-sent event (lines of one event joined by newlines); comments are skipped."""
+    data: list[str] = []
+    async for raw in content:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        field, _, value = line.partition(":")
+        if field == "data":
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:
+        yield "\n".join(data)
+
+
+async def _read_stream(content: aiohttp.StreamReader, started: float) -> Completion:
+    parts: list[str] = []
+    refusal: list[str] = []
+    ttft = finish = model = None
+    usage: dict[str, Any] = {}
+    async for data in _events(content):
+        if data.strip() == "[DONE]":
+            break
+        chunk = json.loads(data)
+        if not isinstance(chunk, dict):
+            raise ValueError(f"expected a JSON object in the stream, got {type(chunk).__name__}")
+        if chunk.get("error"):  # vLLM and others report a failure mid-stream as an event
+            error = chunk["error"]
+            message = error.get("message", error) if isinstance(error, dict) else error
+            raise ProviderError(f"error in the stream: {str(message)[:300]}", retryable=True)
+        model = model or chunk.get("model")
+        if chunk.get("usage"):
+            usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                if ttft is None:
+                    ttft = time.perf_counter() - started
+                parts.append(delta["content"])
+            if delta.get("refusal"):
+                refusal.append(delta["refusal"])
+            if choice.get("finish_reason"):
+                finish = choice["finish_reason"]
+    if finish is None:
+        raise ProviderError("stream ended before a finish reason (truncated stream)", retryable=True)
+    _check_refusal("".join(refusal))
+    return _completion("".join(parts), usage.get("prompt_tokens"), usage.get("completion_tokens"), finish, ttft, model)
 
 
 def _from_json(response: Any) -> Completion:
@@ -191,18 +274,6 @@ def _check_refusal(refusal: str | None) -> None:
         raise ProviderError(f"provider refused to answer: {str(refusal)[:200]}", retryable=False)
 
 
-def _root_cause(exc: BaseException) -> BaseException:
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    return exc
-
-
-def _is_timeout(cause: BaseException) -> bool:
-    """httpx_aiohttp reports every aiohttp connection error, a reset included, as httpx.ConnectTimeout: only an
-    underlying timeout (or no underlying error) makes a timeout."""
-    return isinstance(cause, (TimeoutError, httpx.TimeoutException, openai.APITimeoutError))
-
-
 def _check_usable(completion: Completion) -> None:
     if completion.finish_reason in REFUSALS:
         raise ProviderError(f"provider refused to answer (finish_reason={completion.finish_reason})", retryable=False)
@@ -210,10 +281,18 @@ def _check_usable(completion: Completion) -> None:
         raise ProviderError(f"empty content (finish_reason={completion.finish_reason})", retryable=True)
 
 
-def _status_error(exc: openai.APIStatusError, endpoint: str) -> ProviderError:
-    status = exc.status_code
-    retry_after = retry_after_from_headers(exc.response.headers if exc.response is not None else {})
-    detail = str(exc.message)[:300]
+def _status_error(status: int, headers: Any, body: bytes, endpoint: str) -> ProviderError:
+    """An HTTP error reply: the server's own message (OpenAI's {"error": {"message": ...}}) when it gives one."""
+    detail = body.decode("utf-8", "replace").strip()
+    try:
+        error = json.loads(detail).get("error")
+        if isinstance(error, dict) and error.get("message"):
+            detail = str(error["message"])
+        elif isinstance(error, str) and error:
+            detail = error
+    except (ValueError, AttributeError):
+        pass
     return ProviderError(
-        f"HTTP {status} from {endpoint}: {detail}", retryable=status in RETRYABLE_STATUS, retry_after=retry_after
+        f"HTTP {status} from {endpoint}: {detail[:300] or '(no body)'}", retryable=status in RETRYABLE_STATUS,
+        retry_after=retry_after_from_headers(headers),
     )

@@ -115,7 +115,7 @@ class VLLMProvider(OpenAIProvider):
         return "not-needed"
 
     async def start(self) -> None:
-        if self._client is not None:
+        if self.started:
             return
         key = self.api_key()  # before a server that may take minutes to load
         if self._server is None:
