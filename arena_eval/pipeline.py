@@ -12,18 +12,19 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from typing import Any, TypeVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from .augment import Augmenter
-from .collect import RetriesExhausted, collect_answers, prompt_hash
+from .collect import RetriesExhausted, collect_into, prompt_hash
 from .config import ContestantConfig, RunConfig
 from .energy import energy_summary, estimate_api_batch, join_leaderboard, load_imports, load_windows, summarise_runs
 from .energy.tracking import EnergyTracker, WindowCounts
@@ -35,6 +36,7 @@ from .questions import Question, QuestionSet, load_questions
 from .records import Answer, AnswerError, Game, GameError, RunSummary
 from .store import RunLock, Store
 
+T = TypeVar("T")
 STAGES = ("answers", "judge", "score")  # what `run` does; `guidance` is a stage of its own
 
 
@@ -89,6 +91,24 @@ def _config_from_parts(questions: QuestionSet | None, parts: dict[str, Any]) -> 
     data["contestants"] = [c.model_dump(exclude_unset=True) if hasattr(c, "model_dump") else c
                            for c in data.get("contestants", [])]
     return config_from_dict(data, source="Arena(...)", check_questions=False)
+
+
+def run_event_loop(coroutine: Awaitable[T]) -> T:
+    """Run `coroutine` to completion on a new event loop: uvloop's where it is installed (a dependency on Linux
+    and macOS), asyncio's otherwise or when ARENA_EVAL_EVENT_LOOP=asyncio. Every HTTP exchange passes through the
+    loop several times, and at a few hundred requests in flight uvloop spends about half the CPU that asyncio's
+    pure-Python loop does on them (docs/benchmarks.md, section 1)."""
+    choice = os.environ.get("ARENA_EVAL_EVENT_LOOP", "uvloop").strip().lower()
+    if choice not in ("uvloop", "asyncio"):
+        raise ArenaError(f"ARENA_EVAL_EVENT_LOOP={choice!r}: use uvloop or asyncio")
+    if choice == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.run(coroutine)
+    return asyncio.run(coroutine)
 
 
 def new_run_id() -> str:
@@ -198,7 +218,7 @@ class Arena:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.run(stages, command))
+            return run_event_loop(self.run(stages, command))
         raise ArenaError("run_sync() was called inside a running event loop (e.g. Jupyter); use `await arena.run()`")
 
     def open_store(self) -> Store:
@@ -274,7 +294,6 @@ class Arena:
             if provider is not None:
                 provider.api_key()
         device_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        answers_q: asyncio.Queue = asyncio.Queue(maxsize=1024)
         games_q: asyncio.Queue = asyncio.Queue(maxsize=max(64, 2 * self.config.judge.concurrency))
         questions = {q.question_id: q for q in self.questions}
         n = len(self.questions)
@@ -284,7 +303,7 @@ class Arena:
             try:
                 if not collect:
                     async for item in stored_answers(contestant, self.questions, store, augmenter):
-                        await answers_q.put(item)
+                        await deliver(item)
                     return
                 provider = contestant_providers[contestant.name]
                 lock = device_locks[tracker.lock_key(contestant.device)] if contestant.is_local else None
@@ -296,10 +315,13 @@ class Arena:
                     metered = contestant.is_local and contestant.name in needs_work
                     async with (tracker.window("contestant", contestant.name, contestant.config_id, contestant.device)
                                 if metered else contextlib.nullcontext(WindowCounts())) as counts:
-                        async for item in collect_answers(contestant, provider, self.questions, store, prepare, run_id):
+
+                        async def count_and_deliver(item: Answer | AnswerError) -> None:
                             if isinstance(item, Answer) and not item.cached:
                                 counts.add(item.output_tokens)
-                            await answers_q.put(item)
+                            await deliver(item)
+
+                        await collect_into(contestant, provider, self.questions, store, prepare, count_and_deliver, run_id)
                 finally:
                     await provider.close()
                     if lock is not None:
@@ -308,41 +330,46 @@ class Arena:
                 for question in self.questions:
                     error = AnswerError(contestant.name, contestant.config_id, question.question_id, str(exc), 0)
                     store.save_answer_error(error, run_id)
-                    await answers_q.put(error)
+                    await deliver(error)
             finally:
-                await answers_q.put(None)
+                await deliver(None)
 
-        async def dispatch() -> None:
-            baseline_answers: dict[str, Answer] = {}
-            waiting: dict[str, list[Answer]] = defaultdict(list)
-            open_producers = len(self.contestants)
-            while open_producers:
-                item = await answers_q.get()
-                if item is None:
-                    open_producers -= 1
-                    continue
-                if isinstance(item, AnswerError):
-                    summary.answer_errors += 1
-                    summary.errors_by_contestant[item.contestant] = summary.errors_by_contestant.get(item.contestant, 0) + 1
-                    self.progress.advance("answers", error=True)
-                    continue
-                if item.cached:
-                    summary.answers_cached += 1
-                else:
-                    summary.answers_new += 1
-                self.progress.advance("answers", cached=item.cached)
-                if not judge:
-                    continue
-                if item.contestant == self.baseline.name:
-                    baseline_answers[item.question_id] = item
-                    for answer in waiting.pop(item.question_id, []):
-                        await enqueue_games(answer, item)
-                elif item.question_id in baseline_answers:
-                    await enqueue_games(item, baseline_answers[item.question_id])
-                else:
-                    waiting[item.question_id].append(item)
-            for _ in range(self.config.judge.concurrency):
-                await games_q.put(None)
+        # Dispatch runs inside the producer that delivers an item, not in a task of its own: every queue between
+        # an answer and its games costs a full turn of a busy event loop before the judge sees them, and the judge
+        # is the bottleneck (bench/bench_orchestration.py: with two queue hops in between, the judge's first
+        # request left ~0.6 s after the first answers were in).
+        baseline_answers: dict[str, Answer] = {}
+        waiting: dict[str, list[Answer]] = defaultdict(list)
+        open_producers = len(self.contestants)
+
+        async def deliver(item: Answer | AnswerError | None) -> None:
+            nonlocal open_producers
+            if item is None:
+                open_producers -= 1
+                if open_producers == 0:
+                    for _ in range(self.config.judge.concurrency):
+                        await games_q.put(None)
+                return
+            if isinstance(item, AnswerError):
+                summary.answer_errors += 1
+                summary.errors_by_contestant[item.contestant] = summary.errors_by_contestant.get(item.contestant, 0) + 1
+                self.progress.advance("answers", error=True)
+                return
+            if item.cached:
+                summary.answers_cached += 1
+            else:
+                summary.answers_new += 1
+            self.progress.advance("answers", cached=item.cached)
+            if not judge:
+                return
+            if item.contestant == self.baseline.name:
+                baseline_answers[item.question_id] = item
+                for answer in waiting.pop(item.question_id, []):
+                    await enqueue_games(answer, item)
+            elif item.question_id in baseline_answers:
+                await enqueue_games(item, baseline_answers[item.question_id])
+            else:
+                waiting[item.question_id].append(item)
 
         async def enqueue_games(answer: Answer, base: Answer) -> None:
             games = games_for(self.judge_config_id, answer.question_id, answer.contestant, base.contestant,
@@ -390,7 +417,6 @@ class Arena:
                 workers = [asyncio.create_task(judge_worker()) for _ in range(judge_cfg.concurrency if judge else 0)]
                 producers = [asyncio.create_task(produce(c)) for c in self.contestants]
                 try:
-                    await dispatch()
                     await asyncio.gather(*producers, *workers)
                 finally:
                     for task in [*producers, *workers]:
