@@ -166,3 +166,59 @@ def test_a_failing_judge_leaves_games_missing_and_exit_code_2(tmp_path, fake_ser
     assert (result.summary.answers_new, result.summary.game_errors, result.summary.games_missing) == (8, 8, 8)
     assert db_rows(path, "SELECT COUNT(*) FROM errors WHERE stage='judge' AND reason LIKE 'HTTP 500%'") == [(8,)]
     assert db_rows(path, "SELECT COUNT(*) FROM judgments") == [(0,)]
+
+
+@pytest.mark.parametrize("choice, expected", [("uvloop", "uvloop"), ("asyncio", "asyncio"), ("ASYNCIO ", "asyncio")])
+def test_runs_use_uvloop_unless_asked_for_asyncio(monkeypatch, choice, expected):
+    import asyncio
+
+    from arena_eval.pipeline import run_event_loop
+
+    async def loop_module() -> str:
+        return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+    monkeypatch.setenv("ARENA_EVAL_EVENT_LOOP", choice)
+    assert run_event_loop(loop_module()) == expected
+
+
+def test_an_unknown_event_loop_choice_is_a_clear_error(monkeypatch):
+    from arena_eval.errors import ArenaError
+    from arena_eval.pipeline import run_event_loop
+
+    async def nothing() -> None:
+        return None
+
+    monkeypatch.setenv("ARENA_EVAL_EVENT_LOOP", "trio")
+    coroutine = nothing()
+    with pytest.raises(ArenaError, match="ARENA_EVAL_EVENT_LOOP='trio': use uvloop or asyncio"):
+        run_event_loop(coroutine)
+    coroutine.close()
+
+
+def test_collect_answers_yields_every_question_once_through_the_generator(tmp_path, fake_server):
+    """The public async generator (the pipeline itself uses collect_into's callback)."""
+    import asyncio
+
+    from arena_eval.collect import collect_answers
+    from arena_eval.providers import make_provider
+    from arena_eval.records import Answer
+    from arena_eval.store import Store
+
+    server = fake_server()
+    arena = Arena(load_config(write_config(tmp_path, server.base_url, n_questions=7)))
+    contestant = arena.contestants[1]
+
+    async def collect() -> list:
+        provider = make_provider(contestant)
+        await provider.start()
+        try:
+            with Store(tmp_path / "gen.db") as store:
+                augmenter = arena.augmenter(store)
+                return [item async for item in collect_answers(contestant, provider, arena.questions, store,
+                                                               lambda q: augmenter.prepare(contestant, q))]
+        finally:
+            await provider.close()
+
+    items = asyncio.run(collect())
+    assert sorted(i.question_id for i in items) == sorted(q.question_id for q in arena.questions)
+    assert all(isinstance(i, Answer) and not i.cached for i in items)
