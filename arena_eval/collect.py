@@ -171,7 +171,9 @@ async def collect_into(
     blocking holds that worker back (backpressure). Returns when every question is answered or errored."""
     config_id = contestant.config_id
     price = price_for(contestant)
-    stored = store.answer_ids(config_id)
+    # Stored answers are found per question through the store's unique index, not loaded into a dict of every
+    # key; a configuration with nothing stored when collection starts (a fresh run) skips the look-ups.
+    look_up = store.count_answers(config_id) > 0
     limiter = RateLimiter(contestant.requests_per_minute)
     pending = iter(questions)
 
@@ -185,8 +187,9 @@ async def collect_into(
         messages = prepared.messages
         p_hash = prompt_hash(messages)
         key = answer_id(config_id, question.question_id, p_hash)
-        if (question.question_id, p_hash) in stored:
-            cached = store.get_answer(stored[(question.question_id, p_hash)])
+        stored_id = store.find_answer_id(config_id, question.question_id, p_hash) if look_up else None
+        if stored_id is not None:
+            cached = store.get_answer(stored_id)
             if cached is not None:
                 cached.cached = True
                 cached.contestant = contestant.name

@@ -295,7 +295,8 @@ class Arena:
                 provider.api_key()
         device_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         games_q: asyncio.Queue = asyncio.Queue(maxsize=max(64, 2 * self.config.judge.concurrency))
-        questions = {q.question_id: q for q in self.questions}
+        # No per-question state for the whole set here: questions stream from the set (a file set re-reads its
+        # file), the judge looks a prompt up in the store by id, and dispatch keeps only unfinished questions.
         n = len(self.questions)
         self.progress.add("answers", n * len(self.contestants))
 
@@ -338,8 +339,11 @@ class Arena:
         # an answer and its games costs a full turn of a busy event loop before the judge sees them, and the judge
         # is the bottleneck (bench/bench_orchestration.py: with two queue hops in between, the judge's first
         # request left ~0.6 s after the first answers were in).
-        baseline_answers: dict[str, Answer] = {}
-        waiting: dict[str, list[Answer]] = defaultdict(list)
+        # Only questions that some contestant has not delivered yet are held (`open_questions`); one bit per
+        # contestant says who has, and an entry goes once every contestant delivered an answer or an error.
+        open_questions: dict[str, _OpenQuestion] = {}
+        bits = {c.name: 1 << i for i, c in enumerate(self.contestants)}
+        everyone = (1 << len(self.contestants)) - 1
         open_producers = len(self.contestants)
 
         async def deliver(item: Answer | AnswerError | None) -> None:
@@ -350,38 +354,55 @@ class Arena:
                     for _ in range(self.config.judge.concurrency):
                         await games_q.put(None)
                 return
-            if isinstance(item, AnswerError):
+            is_answer = isinstance(item, Answer)
+            if not is_answer:
                 summary.answer_errors += 1
                 summary.errors_by_contestant[item.contestant] = summary.errors_by_contestant.get(item.contestant, 0) + 1
                 self.progress.advance("answers", error=True)
-                return
-            if item.cached:
-                summary.answers_cached += 1
             else:
-                summary.answers_new += 1
-            self.progress.advance("answers", cached=item.cached)
+                if item.cached:
+                    summary.answers_cached += 1
+                else:
+                    summary.answers_new += 1
+                self.progress.advance("answers", cached=item.cached)
             if not judge:
                 return
+            entry = open_questions.get(item.question_id)
+            if entry is None:
+                entry = open_questions[item.question_id] = _OpenQuestion()
             if item.contestant == self.baseline.name:
-                baseline_answers[item.question_id] = item
-                for answer in waiting.pop(item.question_id, []):
-                    await enqueue_games(answer, item)
-            elif item.question_id in baseline_answers:
-                await enqueue_games(item, baseline_answers[item.question_id])
-            else:
-                waiting[item.question_id].append(item)
+                if not entry.delivered & bits[item.contestant]:
+                    entry.base = item if is_answer else None
+                    waiting, entry.waiting = entry.waiting, []
+                    if entry.base is not None:
+                        for answer in waiting:
+                            await enqueue_games(answer, entry.base)
+            elif is_answer:
+                if entry.base is not None:
+                    await enqueue_games(item, entry.base)
+                elif not entry.delivered & bits[self.baseline.name]:
+                    entry.waiting.append(item)
+                # else: the baseline has no answer to this question, so there is no game to pose
+            # Set after the awaits above: while a deliverer waits for room in the judge's queue, its question
+            # cannot count as complete, so no other deliverer drops the entry under it.
+            entry.delivered |= bits[item.contestant]
+            if entry.delivered == everyone:
+                open_questions.pop(item.question_id, None)  # nothing more can arrive for it: drop the texts
 
         async def enqueue_games(answer: Answer, base: Answer) -> None:
             games = games_for(self.judge_config_id, answer.question_id, answer.contestant, base.contestant,
                               answer.answer_id, base.answer_id)
             self.progress.add("games", len(games))
+            prompt = None
             for game in games:
                 if store.has_judgment(game.game_id):
                     summary.games_cached += 1
                     self.progress.advance("games", cached=True)
                     continue
+                if prompt is None:  # saved by run() before collection starts
+                    prompt = store.question_prompt(game.question_id)
                 a, b = (base, answer) if game.game == 1 else (answer, base)
-                await games_q.put((game, questions[game.question_id].prompt, a.text, b.text))
+                await games_q.put((game, prompt, a.text, b.text))
 
         async def judge_worker() -> None:
             while (work := await games_q.get()) is not None:
@@ -404,7 +425,7 @@ class Arena:
         # Energy: idle power first, then a window per local contestant that has answers to collect.
         tracker = EnergyTracker(self.config.energy, store.db, run_id)
         needs_work = {c.name for c in self.contestants
-                      if collect and len(current_answer_ids(c, self.questions, store, augmenter)) < n}
+                      if collect and missing_answers(c, self.questions, store, augmenter)}
         for device in sorted({c.device for c in self.contestants if c.is_local and c.name in needs_work}):
             await tracker.measure_idle(device)
         judge_cfg = self.config.judge
@@ -577,6 +598,34 @@ class Tally:
     games_missing: int
 
 
+@dataclass
+class _OpenQuestion:
+    """A question some contestant has not delivered yet (dispatch): the baseline's answer, once it has one, and
+    contestants' answers that arrived before it."""
+
+    base: Answer | None = None
+    waiting: list[Answer] = field(default_factory=list)
+    delivered: int = 0  # bit set of the contestants whose answer or error arrived
+
+
+def current_answer_id(contestant: ContestantConfig, question: Question, store: Store, augmenter: Augmenter) -> str | None:
+    """The stored answer to `question` for this contestant's current prompt, by one indexed look-up."""
+    prepared = augmenter.prepare_stored(contestant, question)
+    if prepared is None:
+        return None
+    return store.find_answer_id(contestant.config_id, question.question_id, prompt_hash(prepared.messages))
+
+
+def missing_answers(contestant: ContestantConfig, questions: Iterable[Question], store: Store,
+                    augmenter: Augmenter) -> bool:
+    """Whether any question lacks a current answer. Fewer answers stored (under any prompt) than questions
+    settles it without a pass; otherwise the questions stream by until the first one without an answer."""
+    n = len(questions) if hasattr(questions, "__len__") else None
+    if n is not None and store.count_answers(contestant.config_id) < n:
+        return True
+    return any(current_answer_id(contestant, q, store, augmenter) is None for q in questions)
+
+
 def current_answer_ids(contestant: ContestantConfig, questions: Iterable[Question], store: Store,
                        augmenter: Augmenter) -> dict[str, str]:
     """question_id → answer_id of the answers stored for this contestant's current prompts."""
@@ -594,9 +643,11 @@ def current_answer_ids(contestant: ContestantConfig, questions: Iterable[Questio
 
 async def stored_answers(contestant: ContestantConfig, questions: Iterable[Question], store: Store,
                          augmenter: Augmenter) -> AsyncIterator[Answer]:
-    """The contestant's stored answers (for the judge stage alone); missing ones are simply absent."""
-    for aid in current_answer_ids(contestant, questions, store, augmenter).values():
-        answer = store.get_answer(aid)
+    """The contestant's stored answers (for the judge stage alone); missing ones are simply absent.
+    One indexed look-up per question as the questions stream by, so nothing grows with the set."""
+    for question in questions:
+        aid = current_answer_id(contestant, question, store, augmenter)
+        answer = store.get_answer(aid) if aid is not None else None
         if answer is not None:
             answer.cached = True
             answer.contestant = contestant.name

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+from array import array
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .errors import ConfigError
 
@@ -21,28 +24,63 @@ class Question:
     reference: str | None = None
 
 
-@dataclass
 class QuestionSet:
-    name: str
-    questions: list[Question] = field(default_factory=list)
+    """A named, validated set of questions with unique ids.
 
-    def __post_init__(self) -> None:
-        if not self.questions:
+    Built from records or a DataFrame, the questions are held in memory. Loaded from a file (`load`,
+    `from_jsonl`, `from_csv`), they are not: the file is validated in one streaming pass and read again on
+    each iteration, so a million-question set costs a few bytes per question only while it loads. A file
+    that changes after loading is refused on the next iteration instead of silently evaluating other
+    questions.
+    """
+
+    def __init__(self, name: str, questions: Iterable[Question] = ()):
+        self.name = name
+        self._questions: list[Question] | None = list(questions)
+        self._source: _QuestionFile | None = None
+        if not self._questions:
             raise ConfigError(f"{self.name}: the question set is empty; add at least one question")
         seen: dict[str, int] = {}
-        for index, question in enumerate(self.questions):
+        for index, question in enumerate(self._questions):
             if question.question_id in seen:
                 raise ConfigError(
                     f"{self.name}: duplicate question id {question.question_id!r} "
                     f"(entries {seen[question.question_id] + 1} and {index + 1}); ids must be unique"
                 )
             seen[question.question_id] = index
+        self._count = len(self._questions)
+
+    @classmethod
+    def _from_file(cls, path: Path, kind: str) -> "QuestionSet":
+        self = cls.__new__(cls)
+        self.name = str(path)
+        self._questions = None
+        self._source = _QuestionFile.validate(path, kind)
+        self._count = self._source.count
+        return self
+
+    @property
+    def questions(self) -> list[Question]:
+        """Every question as a list. For a file set this reads the whole file into a new list on each access:
+        fine for a look, not for a pipeline (iterate instead)."""
+        return list(self) if self._questions is None else self._questions
+
+    @property
+    def in_memory(self) -> bool:
+        """False for a set loaded from a file, which is re-read on each iteration."""
+        return self._questions is not None
 
     def __len__(self) -> int:
-        return len(self.questions)
+        return self._count
 
     def __iter__(self) -> Iterator[Question]:
-        return iter(self.questions)
+        if self._questions is not None:
+            return iter(self._questions)
+        return self._source.read()
+
+    def __repr__(self) -> str:
+        where = "in memory" if self._questions is not None else "read from its file on each iteration"
+        return f"QuestionSet({self.name!r}, {self._count} questions, {where})"
 
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]], name: str = "records") -> "QuestionSet":
@@ -56,14 +94,16 @@ class QuestionSet:
     @classmethod
     def from_jsonl(cls, path: str | Path) -> "QuestionSet":
         path = Path(path)
-        return cls(str(path), list(_read_jsonl(path)))
+        if not path.exists():
+            raise ConfigError(f"{path}: file not found")
+        return cls._from_file(path, "jsonl")
 
     @classmethod
     def from_csv(cls, path: str | Path) -> "QuestionSet":
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"{path}: file not found")
-        return cls(str(path), list(_read_csv(path)))
+        return cls._from_file(path, "csv")
 
     @classmethod
     def from_dataframe(cls, frame: Any, name: str = "dataframe") -> "QuestionSet":
@@ -75,11 +115,87 @@ class QuestionSet:
     def to_records(self) -> list[dict[str, Any]]:
         """Simple records ({id, prompt, category?, cluster?, reference?}), e.g. to write a JSONL file."""
         out = []
-        for q in self.questions:
+        for q in self:
             record = {"id": q.question_id, "prompt": q.prompt, "category": q.category, "cluster": q.cluster,
                       "reference": q.reference}
             out.append({k: v for k, v in record.items() if v is not None})
         return out
+
+
+class _QuestionFile:
+    """A validated question file: its count and a stamp (size, mtime, inode) to notice a change, nothing more."""
+
+    def __init__(self, path: Path, kind: str, count: int, stamp: tuple[int, int, int]):
+        self.path, self.kind, self.count, self.stamp = path, kind, count, stamp
+
+    @staticmethod
+    def _stamp(path: Path) -> tuple[int, int, int]:
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise ConfigError(f"{path}: the question file can no longer be read ({exc.strerror or exc}); "
+                              "it was loaded before and must stay in place while the set is in use") from None
+        return st.st_size, st.st_mtime_ns, st.st_ino
+
+    def _parse(self) -> Iterator[tuple[int, Question]]:
+        return _read_jsonl_lines(self.path) if self.kind == "jsonl" else _read_csv_lines(self.path)
+
+    @classmethod
+    def validate(cls, path: Path, kind: str) -> "_QuestionFile":
+        """One streaming pass: every record is checked as it would be used, ids are kept only as 8-byte hashes."""
+        stamp = cls._stamp(path)
+        source = cls(path, kind, 0, stamp)
+        hashes = array("q")
+        for _, question in source._parse():
+            hashes.append(hash(question.question_id))
+        if not hashes:
+            raise ConfigError(f"{path}: the question set is empty; add at least one question")
+        source.count = len(hashes)
+        ordered = np.frombuffer(hashes, dtype=np.int64).copy()
+        del hashes
+        ordered.sort()
+        same = ordered[1:] == ordered[:-1]
+        if same.any():
+            source._report_duplicate(set(ordered[1:][same].tolist()))
+        if cls._stamp(path) != stamp:
+            raise ConfigError(f"{path}: the question file changed while it was being loaded; load it again")
+        return source
+
+    def _report_duplicate(self, colliding: set[int]) -> None:
+        """Second, exact pass over the few ids whose hashes collide: name the first repeated id and both places."""
+        seen: dict[str, tuple[int, int]] = {}
+        for entry, (line, question) in enumerate(self._parse(), start=1):
+            qid = question.question_id
+            if hash(qid) not in colliding:
+                continue
+            if qid in seen:
+                first_entry, first_line = seen[qid]
+                raise ConfigError(
+                    f"{self.path}: duplicate question id {qid!r} (entries {first_entry} and {entry}) at lines "
+                    f"{first_line} and {line}; ids must be unique"
+                )
+            seen[qid] = (entry, line)
+        # Distinct ids that merely share a hash: nothing to report.
+
+    def read(self) -> Iterator[Question]:
+        if self._stamp(self.path) != self.stamp:
+            raise self._changed()
+        return self._stream()
+
+    def _stream(self) -> Iterator[Question]:
+        count = 0
+        for _, question in self._parse():
+            count += 1
+            yield question
+        if count != self.count or self._stamp(self.path) != self.stamp:
+            raise self._changed()
+
+    def _changed(self) -> ConfigError:
+        return ConfigError(
+            f"{self.path}: the question file changed since it was loaded ({self.count} questions then); "
+            "questions are read from the file as they are needed, so load the set again (or restart the run) "
+            "instead of changing its file while it is in use"
+        )
 
 
 def _missing(value: Any) -> bool:
@@ -124,17 +240,16 @@ def question_from_record(record: Mapping[str, Any], where: str) -> Question:
 
 
 def load_questions(path: str | Path) -> QuestionSet:
+    """A question set read from `path` (.jsonl or .csv), validated now and streamed from the file when iterated."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: question file not found")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        questions = list(_read_jsonl(path))
-    elif suffix == ".csv":
-        questions = list(_read_csv(path))
-    else:
-        raise ConfigError(f"{path}: unsupported question file type {suffix!r}; use .jsonl or .csv")
-    return QuestionSet(str(path), questions)
+        return QuestionSet._from_file(path, "jsonl")
+    if suffix == ".csv":
+        return QuestionSet._from_file(path, "csv")
+    raise ConfigError(f"{path}: unsupported question file type {suffix!r}; use .jsonl or .csv")
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
@@ -151,16 +266,16 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
                 raise ConfigError(f"{path}:{number}: malformed JSON ({exc.msg} at column {exc.colno}); fix or remove the line") from None
 
 
-def _read_jsonl(path: Path) -> Iterator[Question]:
+def _read_jsonl_lines(path: Path) -> Iterator[tuple[int, Question]]:
     for number, record in read_jsonl(path):
-        yield question_from_record(record, f"{path}:{number}")
+        yield number, question_from_record(record, f"{path}:{number}")
 
 
-def _read_csv(path: Path) -> Iterator[Question]:
+def _read_csv_lines(path: Path) -> Iterator[tuple[int, Question]]:
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         columns = set(reader.fieldnames or [])
         if not {"id", "prompt"} <= columns:
             raise ConfigError(f"{path}:1: a CSV question set needs the columns id and prompt (optional: category, reference)")
         for record in reader:
-            yield question_from_record(record, f"{path}:{reader.line_num}")
+            yield reader.line_num, question_from_record(record, f"{path}:{reader.line_num}")

@@ -192,6 +192,11 @@ class Store:
     def questions(self) -> dict[str, Question]:
         return {r["question_id"]: Question(**dict(r)) for r in self.db.execute("SELECT * FROM questions")}
 
+    def question_prompt(self, question_id: str) -> str | None:
+        """One question's prompt, by primary key (the judge's look-up: no per-question index in memory)."""
+        row = self.db.execute("SELECT prompt FROM questions WHERE question_id=?", (question_id,)).fetchone()
+        return row[0] if row else None
+
     def save_contestant(self, name: str, config_id: str, provider: str, model: str | None, config: dict) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO contestants VALUES (?,?,?,?,?,?)",
@@ -214,6 +219,16 @@ class Store:
         """(question_id, prompt_hash) → answer_id for one contestant configuration."""
         rows = self.db.execute("SELECT question_id, prompt_hash, answer_id FROM answers WHERE config_id=?", (config_id,))
         return {(r[0], r[1]): r[2] for r in rows}
+
+    def find_answer_id(self, config_id: str, question_id: str, p_hash: str) -> str | None:
+        """The answer stored under one key, through the UNIQUE (config_id, question_id, prompt_hash) index."""
+        row = self.db.execute("SELECT answer_id FROM answers WHERE config_id=? AND question_id=? AND prompt_hash=?",
+                              (config_id, question_id, p_hash)).fetchone()
+        return row[0] if row else None
+
+    def count_answers(self, config_id: str) -> int:
+        """Answers stored for one contestant configuration, under any prompt (the index's prefix: no table scan)."""
+        return self.db.execute("SELECT COUNT(*) FROM answers WHERE config_id=?", (config_id,)).fetchone()[0]
 
     def get_answer(self, answer_id: str) -> Answer | None:
         row = self.db.execute("SELECT * FROM answers WHERE answer_id=?", (answer_id,)).fetchone()

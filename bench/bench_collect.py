@@ -17,9 +17,10 @@ with --cached the measured runs instead re-run on a filled store (the resume pat
 With --contestants K (default 1) the set has N/K questions and K contestants answer all of them.
 
 Verdict: answer collection is "flat" when the median peak RSS at the largest N is below --max-ratio (default
-1.5) times the median peak RSS at the smallest N. The question set itself is held in memory (a few hundred
-bytes a question), so a small linear term is expected; the script measures it and reports how much of the
-growth it explains. POSIX only (os.wait4, resource).
+1.5) times the median peak RSS at the smallest N. A question set loaded from a file is not held in memory:
+it is validated in one streaming pass (8 bytes a question while loading, for the duplicate-id check) and
+re-read from the file on each iteration; the script still measures what the loaded set holds (q heap) and
+reports how much of the growth it explains. POSIX only (os.wait4, resource).
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ def write_config(folder: Path, questions: Path, port: int, contestants: int, con
 
 
 def question_set_bytes(path: Path) -> int:
-    """Python heap held by the loaded question set plus the pipeline's question_id → Question index.
+    """Python heap held by the loaded question set once loading is done (the pipeline keeps no per-question
+    index of its own; a file set holds a few hundred bytes, whatever its size).
 
     Measured in a child of its own: loading a large set here would raise this process's RSS, and a child forked
     from a big parent inherits the parent's high-water mark in its ru_maxrss (the kernel carries the old
@@ -147,9 +149,8 @@ def _print_question_set_bytes(path: Path) -> None:
     try:
         before = tracemalloc.get_traced_memory()[0]
         questions = load_questions(path)
-        index = {q.question_id: q for q in questions}
         held = tracemalloc.get_traced_memory()[0] - before
-        del questions, index
+        del questions
     finally:
         tracemalloc.stop()
     print(held)

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,40 @@ def test_collect_answers_yields_every_question_once_through_the_generator(tmp_pa
     items = asyncio.run(collect())
     assert sorted(i.question_id for i in items) == sorted(q.question_id for q in arena.questions)
     assert all(isinstance(i, Answer) and not i.cached for i in items)
+
+
+def test_a_file_question_set_is_streamed_through_a_run_and_the_judge_gets_each_prompt(tmp_path, fake_server, monkeypatch):
+    from arena_eval.questions import QuestionSet
+
+    def materialised(self):
+        raise AssertionError("the pipeline read QuestionSet.questions (the whole set as a list)")
+
+    monkeypatch.setattr(QuestionSet, "questions", property(materialised))
+    server = fake_server()
+    contestants = [{"name": "base", "model": "m-base"}, {"name": "c1", "model": "m-c1"}, {"name": "c2", "model": "m-c2"}]
+    path = write_config(tmp_path, server.base_url, n_questions=20, contestants=contestants)
+    arena = Arena(load_config(path))
+    assert not arena.questions.in_memory
+    server.capture = True
+    result = arena.run_sync(stages=("answers", "judge"))
+
+    assert (result.summary.answers_new, result.summary.games_new, result.summary.answer_errors) == (60, 80, 0)
+    judged = [m["content"] for body in server.captured if body["model"] == "judge-model" for m in body["messages"]
+              if m["role"] == "user"]
+    assert len(judged) == 80
+    asked = Counter(text.split("## User prompt\n", 1)[1].split("\n\n## Answer of Assistant A", 1)[0] for text in judged)
+    # Both games of both contestants carry the question's own prompt (looked up in the store by id).
+    assert asked == {f"Question number {i}?" + " pad" * (i % 7): 4 for i in range(20)}
+    # The judge stage alone, on the stored answers: the same games, all already judged.
+    again = arena.run_sync(stages=("judge",))
+    assert (again.summary.games_cached, again.summary.games_new) == (80, 0)
+
+
+def test_answers_waiting_for_a_baseline_that_failed_are_dropped_without_games(tmp_path, fake_server):
+    server = fake_server(always_fail_models={"m-base"})
+    contestants = [{"name": "base", "model": "m-base", "max_attempts": 2}, {"name": "c1", "model": "m-c1"}]
+    path = write_config(tmp_path, server.base_url, n_questions=6, contestants=contestants)
+    result = Arena(load_config(path)).run_sync(stages=("answers", "judge"))
+    s = result.summary
+    assert (s.answers_new, s.answer_errors, s.games_new, s.games_missing) == (6, 6, 0, 12)
+    assert server.requests["judge-model"] == 0

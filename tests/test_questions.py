@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import time
+import tracemalloc
 
 import pytest
 
@@ -58,3 +60,129 @@ def test_csv_without_the_columns_is_rejected(tmp_path):
 def test_from_records():
     questions = QuestionSet.from_records([{"id": "x", "prompt": "p"}, {"question_id": "y", "turns": [{"content": "t"}]}])
     assert [q.question_id for q in questions] == ["x", "y"]
+
+
+# --- a set loaded from a file is validated once and streamed, never held -------------------------------------
+
+def write_simple(path, ids, prompt="Prompt {i}?"):
+    path.write_text("".join(json.dumps({"id": qid, "prompt": prompt.format(i=i)}) + "\n" for i, qid in enumerate(ids)))
+    return path
+
+
+def test_a_file_set_is_streamed_not_held(tmp_path):
+    questions = load_questions(write_simple(tmp_path / "q.jsonl", ["a", "b", "c"]))
+    assert not questions.in_memory and len(questions) == 3 and questions.name == str(tmp_path / "q.jsonl")
+    # Nothing the set holds is a collection of questions: every question comes from the file when iterated.
+    assert not any(isinstance(value, (list, tuple, dict, set)) for value in vars(questions).values())
+    first, second = [q.question_id for q in questions], [q.question_id for q in questions]
+    assert first == second == ["a", "b", "c"]
+    assert next(iter(questions)) is not next(iter(questions))  # parsed afresh each time
+    assert questions.to_records()[1] == {"id": "b", "prompt": "Prompt 1?"}
+    assert [q.question_id for q in questions.questions] == ["a", "b", "c"]
+
+
+def test_from_jsonl_and_from_csv_stream_too(tmp_path):
+    jsonl = QuestionSet.from_jsonl(write_simple(tmp_path / "q.txt", ["x", "y"]))  # the form, not the suffix
+    csv = tmp_path / "q.csv"
+    csv.write_text("id,prompt\n1,One\n2,Two\n")
+    for questions, ids in ((jsonl, ["x", "y"]), (QuestionSet.from_csv(csv), ["1", "2"]), (QuestionSet.load(csv), ["1", "2"])):
+        assert not questions.in_memory and [q.question_id for q in questions] == ids
+
+
+def test_records_and_dataframes_stay_in_memory():
+    import pandas as pd
+
+    for questions in (QuestionSet.from_records([{"id": "x", "prompt": "p"}]),
+                      QuestionSet.from_dataframe(pd.DataFrame({"id": ["x"], "prompt": ["p"]}))):
+        assert questions.in_memory and [q.question_id for q in questions.questions] == ["x"]
+
+
+@pytest.mark.parametrize("change", [
+    lambda path: path.write_text(path.read_text() + json.dumps({"id": "d", "prompt": "New?"}) + "\n"),
+    lambda path: path.write_text(path.read_text().replace("Prompt 1?", "Prompt 9?")),  # same size
+    lambda path: (path.unlink(), write_simple(path, ["a", "b", "c"])),  # replaced by an identical copy
+])
+def test_a_file_changed_after_loading_is_refused(tmp_path, change):
+    path = write_simple(tmp_path / "q.jsonl", ["a", "b", "c"])
+    questions = load_questions(path)
+    time.sleep(0.01)  # a new mtime even on coarse clocks
+    change(path)
+    with pytest.raises(ConfigError, match="changed since it was loaded") as info:
+        list(questions)
+    assert str(path) in str(info.value) and "load the set again" in str(info.value)
+
+
+def test_a_file_changed_during_an_iteration_is_refused_at_its_end(tmp_path):
+    path = write_simple(tmp_path / "q.jsonl", ["a", "b", "c"])
+    questions = iter(load_questions(path))
+    next(questions)
+    time.sleep(0.01)
+    with path.open("a") as handle:
+        handle.write(json.dumps({"id": "d", "prompt": "Late?"}) + "\n")
+    with pytest.raises(ConfigError, match="changed since it was loaded"):
+        list(questions)
+
+
+def test_a_missing_file_after_loading_is_refused(tmp_path):
+    path = write_simple(tmp_path / "q.jsonl", ["a"])
+    questions = load_questions(path)
+    path.unlink()
+    with pytest.raises(ConfigError, match="can no longer be read"):
+        list(questions)
+
+
+def test_duplicates_name_both_entries_and_lines(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": "a", "prompt": "x"}\n\n{"id": "b", "prompt": "y"}\n{"id": "b", "prompt": "z"}\n'
+                    '{"id": "a", "prompt": "w"}\n')
+    with pytest.raises(ConfigError) as info:
+        load_questions(path)
+    # The first id seen again, as before: b (entries 2 and 3), on lines 3 and 4 (line 2 is blank).
+    assert str(info.value) == (f"{path}: duplicate question id 'b' (entries 2 and 3) at lines 3 and 4; "
+                               "ids must be unique")
+    csv = tmp_path / "q.csv"
+    csv.write_text('id,prompt\n1,"two\nlines"\n2,b\n1,c\n')
+    with pytest.raises(ConfigError, match=r"duplicate question id '1' \(entries 1 and 3\) at lines 3 and 5"):
+        load_questions(csv)
+
+
+def test_a_bad_line_after_a_duplicate_is_still_reported_first(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": "a", "prompt": "x"}\n{"id": "a", "prompt": "y"}\n{"id": "c"}\n')
+    with pytest.raises(ConfigError, match=r"q\.jsonl:3: question 'c' has neither"):
+        load_questions(path)
+
+
+def test_hash_collisions_between_distinct_ids_are_not_duplicates(tmp_path, monkeypatch):
+    import arena_eval.questions as module
+
+    monkeypatch.setattr(module, "hash", lambda value: 7, raising=False)  # every id collides
+    questions = load_questions(write_simple(tmp_path / "q.jsonl", ["a", "b", "c"]))
+    assert [q.question_id for q in questions] == ["a", "b", "c"]
+    with pytest.raises(ConfigError, match=r"duplicate question id 'b' \(entries 2 and 4\) at lines 2 and 4"):
+        load_questions(write_simple(tmp_path / "d.jsonl", ["a", "b", "c", "b"]))
+
+
+def test_a_large_file_set_loads_in_bounded_memory(tmp_path):
+    n = 200_000
+    path = tmp_path / "big.jsonl"
+    with path.open("w") as handle:
+        for i in range(n):
+            handle.write(json.dumps({"id": f"q{i:07d}", "prompt": f"Question {i}: explain topic {i % 997} "
+                                     "in a few sentences, with one concrete example, and why it matters."}) + "\n")
+    tracemalloc.start()
+    try:
+        questions = load_questions(path)
+        held, peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        stream = iter(questions)
+        first = [next(stream) for _ in range(20_000)]  # a stretch of an iteration, then drop the read ones
+        del first
+        _, iter_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(questions) == sum(1 for _ in stream) + 20_000 == n
+    # Held as a list of Questions this set would take ~80 MB; loading keeps 8 bytes a question, briefly.
+    assert peak < 30e6, f"loading peaked at {peak / 1e6:.1f} MB"
+    assert held < 1e6, f"the loaded set holds {held / 1e6:.1f} MB"
+    assert iter_peak < 30e6, f"iterating peaked at {iter_peak / 1e6:.1f} MB"
