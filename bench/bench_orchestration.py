@@ -1,7 +1,7 @@
 """Orchestration overhead: N contestants x Q questions answered and judged against a fake server with latency.
 
     python bench/bench_orchestration.py [--contestants 4] [--questions 500] [--concurrency 64,256] \
-        [--latency 0.2] [--repeat 5] [--server fake|lean] [--score] [--quick]
+        [--latency 0.2] [--repeat 5] [--server fake|lean] [--score] [--timeline] [--quick]
 
 The fake OpenAI-compatible server (tests/fake_server.py, `--latency` seconds per request, no faults) runs in its
 own process for the whole benchmark. Each measured run is a fresh child process on an empty output folder that
@@ -116,6 +116,23 @@ def count_requests(db: Path) -> tuple[int, int, int]:
     return answers, attempts, errors
 
 
+def timeline(db: Path) -> str:
+    """When the answers and the verdicts of a finished run were stored, against the run's start: where the
+    wall time went (the first verdict's delay is the judge's late start; the rest is its pace)."""
+    with sqlite3.connect(db) as con:
+        started = con.execute("SELECT started_at FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()[0]
+        answers = sorted(t - started for (t,) in con.execute("SELECT created_at FROM answers"))
+        verdicts = sorted(t - started for (t,) in con.execute("SELECT created_at FROM judgments"))
+    con.close()
+    if not answers or not verdicts:
+        return "timeline: nothing stored"
+    per = [0] * (int(verdicts[-1] * 10) + 1)
+    for t in verdicts:
+        per[int(t * 10)] += 1
+    return (f"timeline: answers stored {answers[0]:.2f}-{answers[-1]:.2f} s, verdicts {verdicts[0]:.2f}-"
+            f"{verdicts[-1]:.2f} s after the run's start; verdicts per 100 ms: {' '.join(map(str, per))}")
+
+
 def run_once(config: Path, folder: Path, server: harness.ServerProcess, concurrency: int, expected_answers: int,
              expected_games: int, score: bool, timeout: float, profile: Path | None = None) -> Run:
     shutil.rmtree(folder / "out", ignore_errors=True)
@@ -152,6 +169,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed for one run")
     parser.add_argument("--json", type=Path, help="also write every run's numbers to this file")
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (2 x 20, latency 10 ms)")
+    parser.add_argument("--timeline", action="store_true",
+                        help="print when answers and verdicts were stored in each level's last run")
     parser.add_argument("--profile", type=Path,
                         help="after the measured runs, one cProfiled run per concurrency into PROFILE-<c>.prof")
     args = parser.parse_args()
@@ -173,6 +192,8 @@ def main() -> int:
                 for c in levels:  # interleaved, so a change in machine load hits every level alike
                     run = run_once(configs[c], work, server, c, answers, games, args.score, args.timeout)
                     runs[c].append(run)
+                    if args.timeline and r == args.repeat - 1:
+                        print(f"concurrency {c}, {timeline(work / 'out' / CONFIG_NAME / 'arena.db')}", file=sys.stderr)
                     print(f"run {r + 1}/{args.repeat} at concurrency {c}: {run.run_s:.2f} s, {run.requests} requests, "
                           f"CPU {run.run_cpu_s:.2f} s (process {run.process_cpu_s:.2f} s, server "
                           f"{run.server_cpu_s if run.server_cpu_s is not None else float('nan'):.2f} s)", file=sys.stderr)
