@@ -608,34 +608,33 @@ class _OpenQuestion:
     delivered: int = 0  # bit set of the contestants whose answer or error arrived
 
 
+def _current_prompt_hash(contestant: ContestantConfig, question: Question, augmenter: Augmenter) -> str | None:
+    """The hash of the prompt this contestant's current configuration sends for `question` (None: none yet)."""
+    prepared = augmenter.prepare_stored(contestant, question)
+    return None if prepared is None else prompt_hash(prepared.messages)
+
+
 def current_answer_id(contestant: ContestantConfig, question: Question, store: Store, augmenter: Augmenter) -> str | None:
     """The stored answer to `question` for this contestant's current prompt, by one indexed look-up."""
-    prepared = augmenter.prepare_stored(contestant, question)
-    if prepared is None:
-        return None
-    return store.find_answer_id(contestant.config_id, question.question_id, prompt_hash(prepared.messages))
+    p_hash = _current_prompt_hash(contestant, question, augmenter)
+    return None if p_hash is None else store.find_answer_id(contestant.config_id, question.question_id, p_hash)
 
 
-def missing_answers(contestant: ContestantConfig, questions: Iterable[Question], store: Store,
-                    augmenter: Augmenter) -> bool:
+def missing_answers(contestant: ContestantConfig, questions: QuestionSet, store: Store, augmenter: Augmenter) -> bool:
     """Whether any question lacks a current answer. Fewer answers stored (under any prompt) than questions
     settles it without a pass; otherwise the questions stream by until the first one without an answer."""
-    n = len(questions) if hasattr(questions, "__len__") else None
-    if n is not None and store.count_answers(contestant.config_id) < n:
+    if store.count_answers(contestant.config_id) < len(questions):
         return True
     return any(current_answer_id(contestant, q, store, augmenter) is None for q in questions)
 
 
 def current_answer_ids(contestant: ContestantConfig, questions: Iterable[Question], store: Store,
                        augmenter: Augmenter) -> dict[str, str]:
-    """question_id → answer_id of the answers stored for this contestant's current prompts."""
+    """question_id → answer_id of the answers stored for this contestant's current prompts (one query for all)."""
     stored = store.answer_ids(contestant.config_id)
     out = {}
     for q in questions:
-        prepared = augmenter.prepare_stored(contestant, q)
-        if prepared is None:
-            continue
-        key = (q.question_id, prompt_hash(prepared.messages))
+        key = (q.question_id, _current_prompt_hash(contestant, q, augmenter))
         if key in stored:
             out[q.question_id] = stored[key]
     return out

@@ -182,8 +182,7 @@ def _proxy_for(url: str) -> str | None:
 
 
 def _cause(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return redact_url(text)
+    return str(exc) or type(exc).__name__  # ProviderError redacts URL user info in its reason
 
 
 async def _events(content: aiohttp.StreamReader) -> AsyncIterator[str]:
