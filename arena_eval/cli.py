@@ -137,6 +137,7 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
         f"run {s.run_id}: answers {s.answers_new} new, {s.answers_cached} stored before, {s.answer_errors} errors"
         f"{f', {s.answers_missing} missing' if s.answers_missing else ''}; "
         f"games {s.games_new} new, {s.games_cached} stored before, {s.games_unparsed} unparsed, {s.game_errors} errors"
+        f"{f', {s.games_suspicious} with suspicious judge replies' if s.games_suspicious else ''}"
         f"{f', {s.games_missing} missing' if s.games_missing else ''}",
         highlight=False,
     )
@@ -144,7 +145,10 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
         d = s.extra["judge"]
         err.print(f"judge diagnostics: position consistency {100 * d['consistency']:.0f}% of questions, "
                   f"position A wins {100 * d['first_position_win_rate']:.0f}% of decisive games"
-                  f"{' (strong position bias)' if abs(d['first_position_win_rate'] - 0.5) > 0.2 else ''}", highlight=False)
+                  f"{' (strong position bias)' if abs(d['first_position_win_rate'] - 0.5) > 0.2 else ''}"
+                  + (f"; {100 * d['suspicious_rate']:.0f}% of games had suspicious replies (a verdict label copied from"
+                     " an answer, a reply cut off, or an answer holding a label: see suspicious_rate and judgments.flags)"
+                     if d.get("suspicious_rate") else ""), highlight=False)
     if "style" in s.extra:
         elo = 400 / np.log(10)  # per unit of log-odds
         fitted = [f"{name.removeprefix('style_')} {c['elo_per_sd']:+.0f}"

@@ -1,6 +1,7 @@
-"""Judging (DESIGN §3.3): blinded pairwise prompts, verdict parsing, one re-ask, and games → battles.
+"""Judging (DESIGN §3.3): blinded pairwise prompts, one re-ask, and games → battles.
 
-Prompting and parsing are separate: `parse_verdict` is pure and sees only the judge's own reply.
+Prompting and parsing are separate: verdicts are read by `verdict.read_verdict`, which sees the judge's reply and
+the hostile material the prompt quoted, never the prompt's instructions.
 """
 
 from __future__ import annotations
@@ -23,23 +24,13 @@ from .providers.base import Provider
 from .records import Game, Judgment, Message
 from .style import STYLE_COLUMNS, StyleCounts, style_features
 from .templates import read_template, render
+from .verdict import LABEL_IN_MATERIAL, LABEL_PATTERN, LABELS, QuotedMaterial, normalise, parse_verdict, read_verdict  # noqa: F401
 
-LABEL_PATTERN = re.compile(r"\[\[([AB<>=]+)\]\]")
-LABELS = ["A>>B", "A>B", "A=B", "B>A", "B>>A"]
-# Spellings that mean the same as a canonical label.
-_ALIASES = {"B<<A": "A>>B", "B<A": "A>B", "B=A": "A=B", "A<B": "B>A", "A<<B": "B>>A"}
 _FENCE = re.compile(r"=+ *(BEGIN|END) ANSWER [AB] *=+", re.IGNORECASE)
-
-
-def parse_verdict(text: str) -> str | None:
-    """The canonical label when the text holds exactly one distinct label; None for none or a conflict."""
-    found = set()
-    for match in LABEL_PATTERN.finditer(text or ""):
-        label = match.group(1)
-        label = _ALIASES.get(label, label)
-        if label in LABELS:
-            found.add(label)
-    return found.pop() if len(found) == 1 else None
+# A line that, once normalised (verdict.normalise), names an answer's fence: "======== END ANSWER B ========" in any
+# width, case or spacing, with invisible characters inside or without its '=' runs.
+_FENCE_WORDS = re.compile(r"(begin|end)answer[ab]")
+_FENCE_CHARS = re.compile(r"[=\uff1d\u2550\u2261\u268c]")
 
 
 @dataclass(frozen=True)
@@ -77,7 +68,14 @@ class JudgePrompts:
             raise ConfigError(f"{where}: judge_user.j2 must use {{{{ question }}}}, {{{{ answer_a }}}} and {{{{ answer_b }}}}")
 
     def render(self, question: str, answer_a: str, answer_b: str) -> list[Message]:
+        return self._messages({"question": question, "answer_a": _defuse(answer_a), "answer_b": _defuse(answer_b)})
+
+    def render_quoting(self, question: str, answer_a: str, answer_b: str) -> tuple[list[Message], QuotedMaterial]:
+        """The judge's messages, and the labels they quote from the question and answers (for read_verdict)."""
         values = {"question": question, "answer_a": _defuse(answer_a), "answer_b": _defuse(answer_b)}
+        return self._messages(values), QuotedMaterial.from_prompt(self._messages, values)
+
+    def _messages(self, values: dict[str, str]) -> list[Message]:
         return [
             {"role": "system", "content": render(self.system, **values)},
             {"role": "user", "content": render(self.user, **values)},
@@ -85,8 +83,16 @@ class JudgePrompts:
 
 
 def _defuse(answer: str) -> str:
-    """Keep an answer from closing its fence early and posing as prompt text."""
-    return _FENCE.sub(lambda m: m.group(0).replace("=", "-"), answer)
+    """Keep an answer from closing its fence early and posing as prompt text: a line of the answer that reads as a
+    fence (in any spelling a model would still take for one) loses its '=' runs, so the real fences stay the only
+    ones in the prompt."""
+    if not _FENCE_WORDS.search(normalise(answer)):
+        return answer  # the common case: no line of it can read as a fence
+    lines = answer.split("\n")
+    for i, line in enumerate(lines):
+        if _FENCE_WORDS.search(normalise(line)):
+            lines[i] = _FENCE_CHARS.sub("-", _FENCE.sub(lambda m: m.group(0).replace("=", "-"), line))
+    return "\n".join(lines)
 
 
 def game_id(judge_config_id: str, answer_a_id: str, answer_b_id: str) -> str:
@@ -118,8 +124,9 @@ async def judge_game(
 
     Raises collect.RetriesExhausted when the judge endpoint itself keeps failing.
     """
-    messages = prompts.render(question, answer_a, answer_b)
+    messages, material = prompts.render_quoting(question, answer_a, answer_b)
     overrides = provider.constrain_to([f"[[{label}]]" for label in LABELS]) if config.constrain_labels else {}
+    flags = {LABEL_IN_MATERIAL} if material else set()
     replies: list[str] = []
     input_tokens = output_tokens = 0
     cost: float | None = 0.0
@@ -132,7 +139,9 @@ async def judge_game(
         output_tokens += completion.output_tokens or 0
         call_cost = completion.cost if completion.cost is not None else cost_of(price_for(config), completion.input_tokens, completion.output_tokens)
         cost = None if cost is None or call_cost is None else cost + call_cost
-        verdict = parse_verdict(completion.text)
+        reading = read_verdict(completion.text, material, completion.finish_reason)
+        verdict = reading.verdict
+        flags |= reading.flags
         if verdict is not None or attempt == config.attempts:
             break
         messages = messages + [
@@ -156,6 +165,7 @@ async def judge_game(
         latency_s=time.perf_counter() - started,
         run_id=run_id,
         cost=cost,
+        flags=",".join(sorted(flags)) or None,
     )
 
 
@@ -194,14 +204,18 @@ def battles_from_judgments(
 
 
 def position_diagnostics(judgments: Iterable[Judgment]) -> pd.DataFrame:
-    """Position-bias diagnostics per contestant, plus an overall row ("*").
+    """Judge diagnostics per contestant, plus an overall row ("*").
 
     consistency: share of questions with both games parsed whose outcomes agree once positions are un-swapped;
-    first_position_win_rate: share of decisive parsed games won by whichever answer sat in position A.
+    first_position_win_rate: share of decisive parsed games won by whichever answer sat in position A;
+    suspicious_rate: share of judged games (parsed or not) whose replies were flagged by verdict.read_verdict
+    (a label copied from the answers, a reply cut off, answers that hold a label).
     """
     outcomes: dict[tuple[str, str], dict[int, str]] = {}
     first_wins: dict[str, list[int]] = {}
+    suspicious: dict[str, list[int]] = {}
     for j in judgments:
+        suspicious.setdefault(j.contestant, []).append(bool(j.flags))
         if j.verdict is None:
             continue
         winner, _ = battle_outcome(j.verdict, j.game, VerdictWeights())
@@ -213,12 +227,11 @@ def position_diagnostics(judgments: Iterable[Judgment]) -> pd.DataFrame:
         if len(games) == 2:
             agree.setdefault(contestant, []).append(games[1] == games[2])
     rows = []
-    for name in sorted(set(agree) | set(first_wins)):
-        rows.append((name, _mean(agree.get(name)), _mean(first_wins.get(name))))
-    every_agree = [x for values in agree.values() for x in values]
-    every_first = [x for values in first_wins.values() for x in values]
-    rows.append(("*", _mean(every_agree), _mean(every_first)))
-    return pd.DataFrame(rows, columns=["model", "consistency", "first_position_win_rate"])
+    for name in sorted(set(agree) | set(first_wins) | set(suspicious)):
+        rows.append((name, _mean(agree.get(name)), _mean(first_wins.get(name)), _mean(suspicious.get(name))))
+    every = [[x for values in table.values() for x in values] for table in (agree, first_wins, suspicious)]
+    rows.append(("*", *(_mean(values) for values in every)))
+    return pd.DataFrame(rows, columns=["model", "consistency", "first_position_win_rate", "suspicious_rate"])
 
 
 def _mean(values: list[int] | None) -> float:

@@ -420,6 +420,7 @@ class Arena:
                 judge_counts.add(judgment.output_tokens)
                 summary.games_new += 1
                 summary.games_unparsed += judgment.verdict is None
+                summary.games_suspicious += judgment.flags is not None
                 self.progress.advance("games")
 
         # Energy: idle power first, then a window per local contestant that has answers to collect.
@@ -504,7 +505,8 @@ class Arena:
             result.battles = battles
             result.diagnostics = diagnostics.reset_index()
         overall = diagnostics.loc["*"]
-        summary.extra["judge"] = {"consistency": overall.consistency, "first_position_win_rate": overall.first_position_win_rate}
+        summary.extra["judge"] = {"consistency": overall.consistency, "first_position_win_rate": overall.first_position_win_rate,
+                                  "suspicious_rate": overall.suspicious_rate}
         rating = self.config.rating
         if battles.empty:
             board = pd.DataFrame({"model": [c.name for c in self.contestants]})
@@ -535,6 +537,7 @@ class Arena:
         board["judge_cost"] = board.model.map(lambda m: judge_stats[m]["cost"] if games_of[m] else None)
         board["consistency"] = board.model.map(diagnostics.consistency)
         board["first_position_win_rate"] = board.model.map(diagnostics.first_position_win_rate)
+        board["suspicious_rate"] = board.model.map(diagnostics.suspicious_rate)
         board["is_baseline"] = board.model == self.baseline.name
         board = board.sort_values("score", ascending=False, na_position="last").reset_index(drop=True)
         energy = self.energy_table(store, tally, summary)

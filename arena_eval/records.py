@@ -88,6 +88,8 @@ class Judgment:
     latency_s: float | None = None
     run_id: str | None = None
     cost: float | None = None
+    # Why the judge's replies were suspicious (verdict.FLAGS, comma-separated); None when nothing was.
+    flags: str | None = None
     cached: bool = field(default=False, compare=False)
 
 
@@ -114,6 +116,7 @@ class RunSummary:
     games_new: int = 0
     games_cached: int = 0
     games_unparsed: int = 0
+    games_suspicious: int = 0  # new judgments whose replies were flagged (verdict.FLAGS)
     game_errors: int = 0
     games_missing: int = 0
     errors_by_contestant: dict[str, int] = field(default_factory=dict)

@@ -234,6 +234,7 @@ def _diagnostics(board: pd.DataFrame, result: "Result", arena: "Arena") -> list[
         first = _num(d.get("first_position_win_rate"))
         rows.append({"model": "all contestants" if name == "*" else name, "games": games.get(name) if name != "*" else total,
                      "unparsed_rate": rate, "consistency": _num(d.get("consistency")), "first_position_win_rate": first,
+                     "suspicious_rate": _num(d.get("suspicious_rate")),
                      "biased": first is not None and abs(first - 0.5) > 0.2})
     return rows
 

@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS judgments (
     game_id TEXT PRIMARY KEY, judge_config_id TEXT NOT NULL, question_id TEXT NOT NULL, contestant TEXT NOT NULL,
     baseline TEXT NOT NULL, game INTEGER NOT NULL, answer_a_id TEXT NOT NULL, answer_b_id TEXT NOT NULL,
     verdict TEXT, judge_text TEXT NOT NULL, attempts INTEGER NOT NULL, input_tokens INTEGER, output_tokens INTEGER,
-    latency_s REAL, created_at REAL NOT NULL, run_id TEXT, cost REAL
+    latency_s REAL, created_at REAL NOT NULL, run_id TEXT, cost REAL, flags TEXT
 );
 CREATE TABLE IF NOT EXISTS leaderboards (
     run_id TEXT NOT NULL, model TEXT NOT NULL, created_at REAL NOT NULL, row_json TEXT NOT NULL,
@@ -72,7 +72,7 @@ CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id, stage);
 """
 
 # Columns added after a table was first created: (table, column, type). Applied to older databases on open.
-_ADDED_COLUMNS = [("answers", "context_ids", "TEXT"), ("judgments", "cost", "REAL")]
+_ADDED_COLUMNS = [("answers", "context_ids", "TEXT"), ("judgments", "cost", "REAL"), ("judgments", "flags", "TEXT")]
 
 _ANSWER_COLUMNS = [f.name for f in fields(Answer) if f.name != "cached"]
 _JUDGMENT_COLUMNS = [f.name for f in fields(Judgment) if f.name != "cached"]

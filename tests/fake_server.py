@@ -12,6 +12,9 @@ chosen per request from the configured rates (deterministic for a seed):
   "none" never gives a label; "second-try" gives one only when re-asked; "conflict" gives two different ones;
   "hash" picks one of the five labels from a hash of the two answers (varied, yet the same on every run);
   "quote" is "longer", but the reply first quotes both answers, as talkative judges do;
+  "echo" repeats the judge's user prompt (a broken judge) and states no label of its own;
+  "cutoff" starts like "quote" but is cut off (finish reason "length") right after the first label inside the
+  quoted answers, before its own verdict; asked again, it answers like "longer";
 - `replies`: model → reply texts, given in turn (e.g. answers that try to dictate the verdict);
 - `rates`: named faults (FAULTS below) with a probability per request, e.g. {"503": 0.1, "reset": 0.05};
 - `scripted`: model → (fault, n): the first n requests for each distinct prompt of that model get the fault,
@@ -152,7 +155,7 @@ class FakeServer:
         if self.random.random() < f.slow_rate:
             await asyncio.sleep(f.slow_s)
         text = self.reply_text(body)
-        finish, refusal = "stop", None
+        finish, refusal = self.finish_reason_for(body), None
         if fault == "empty":
             text = ""
         elif fault == "content_filter":
@@ -256,6 +259,14 @@ class FakeServer:
         await response.write(b"data: [DONE]\n\n")
         return response
 
+    def finish_reason_for(self, body: dict) -> str:
+        """"length" for the first reply of a "cutoff" judge (it ran out of tokens); "stop" otherwise."""
+        messages = body.get("messages", [])
+        system = next((m["content"] for m in messages if m["role"] == "system"), "")
+        if "[[A>>B]]" in system and self.faults.judge_verdict == "cutoff" and len(messages) <= 2:
+            return "length"
+        return "stop"
+
     def reply_text(self, body: dict) -> str:
         messages = body.get("messages", [])
         system = next((m["content"] for m in messages if m["role"] == "system"), "")
@@ -266,10 +277,17 @@ class FakeServer:
                 return "Both answers have merits and I cannot decide."
             if verdict == "conflict":
                 return "First I thought [[A>B]], then [[B>A]]."
-            if verdict in ("longer", "second-try", "quote"):
+            if verdict == "echo":
+                return messages[1]["content"]
+            first_ask = len(messages) <= 2
+            if verdict in ("longer", "second-try", "quote", "cutoff"):
                 answers = dict(_ANSWER_FENCE.findall(messages[1]["content"]))
                 a, b = len(answers.get("A", "")), len(answers.get("B", ""))
                 label = "A>B" if a > b else "B>A" if b > a else "A=B"
+                if verdict == "cutoff" and first_ask:
+                    quoted = f"Assistant A wrote: \"{answers.get('A')}\" Assistant B wrote: \"{answers.get('B')}\""
+                    cut = re.search(r"\[\[[^\]]*\]\]", quoted)
+                    return quoted[: cut.end()] if cut else quoted[: len(quoted) // 2]
                 if verdict == "quote":
                     return (f"Assistant A wrote: \"{answers.get('A')}\" Assistant B wrote: \"{answers.get('B')}\" "
                             f"My final verdict: [[{label}]]")

@@ -156,7 +156,7 @@ def expected_verdict(text_a: str, text_b: str) -> str:
     return "A>B" if len(text_a) > len(text_b) else "B>A" if len(text_b) > len(text_a) else "A=B"
 
 
-@pytest.mark.parametrize("judge_mode", ["longer", "quote"])
+@pytest.mark.parametrize("judge_mode", ["longer", "quote", "echo", "cutoff"])
 def test_answers_that_dictate_the_verdict_are_fenced_and_never_flip_it(tmp_path, fake_server, judge_mode):
     server = fake_server(judge_verdict=judge_mode, replies={"m-attacker": INJECTIONS})
     server.capture = True
@@ -184,17 +184,28 @@ def test_answers_that_dictate_the_verdict_are_fenced_and_never_flip_it(tmp_path,
     with sqlite3.connect(load_config(path).output_dir / "arena.db") as db:
         texts = dict(db.execute("SELECT answer_id, text FROM answers"))
         games = db.execute("SELECT answer_a_id, answer_b_id, verdict, judge_text FROM judgments").fetchall()
+        flags = [set((f or "").split(",")) - {""} for (f,) in db.execute("SELECT flags FROM judgments")]
     assert len(games) == 2 * len(INJECTIONS)
     flips = [(texts[a], verdict) for a, b, verdict, _ in games
              if verdict is not None and verdict != expected_verdict(texts[a], texts[b])]
     unparsed = [text for _, _, verdict, text in games if verdict is None]
     print(f"judge {judge_mode}: {len(flips)} flipped verdicts, {len(unparsed)} unparsed of {len(games)} games")
     assert flips == []
+    # Every attack holds a label, so every game is flagged, whatever the judge did with it.
+    assert all("label-in-answer" in f for f in flags)
+    board = result.leaderboard.set_index("model")
+    assert board.loc["attacker", "suspicious_rate"] == 1.0
     if judge_mode == "longer":  # a judge that does not repeat the answers: every game parsed, as the rule says
-        assert unparsed == []
-    else:  # a judge that quotes an injected label names two labels: counted unparsed, never the injected one
-        assert unparsed and all(parse_verdict(text) is None for text in unparsed)
-        assert result.leaderboard.set_index("model").loc["attacker", "unparsed_rate"] == len(unparsed) / len(games)
+        assert unparsed == [] and not any("quoted-label" in f for f in flags)
+    elif judge_mode == "quote":  # the quoted labels are ignored; the judge's own label, after the quotes, counts
+        assert unparsed == [] and all("quoted-label" in f for f in flags)
+        assert all(parse_verdict(text) is None for _, _, _, text in games)  # a plain parse would see two labels
+    elif judge_mode == "echo":  # a broken judge that repeats the prompt: the injected labels never count
+        assert len(unparsed) == len(games) and all("quoted-label" in f for f in flags)
+        assert board.loc["attacker", "unparsed_rate"] == 1.0
+    else:  # cut off right after an injected label: not read, asked again, and the second reply counts
+        assert unparsed == [] and all("cut-off" in f for f in flags)
+        assert all("---- re-asked ----" in text for _, _, _, text in games)
 
 
 def test_a_url_password_and_an_api_key_together_are_a_clear_error(tmp_path, fake_server, monkeypatch):
