@@ -18,15 +18,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .console import err
 from .errors import ArenaError
+from .redaction import redact
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Judge model configurations against a baseline and weigh quality against energy.",
 )
-# soft_wrap: messages stay one line each in logs and pipes, whatever the terminal width.
-err = Console(stderr=True, soft_wrap=True)
+def echo(message: str) -> None:
+    """typer.echo for messages that may quote stored text: never with a known secret in it."""
+    typer.echo(redact(message))
 
 from .energy.cli import energy_app  # noqa: E402  (loads no meter library)
 
@@ -300,7 +303,7 @@ def report(
             path = write_report(arena, store, result, out)
     except ArenaError as exc:
         _fail(exc)
-    typer.echo(f"wrote {path}")
+    echo(f"wrote {path}")
 
 
 @app.command()
@@ -381,7 +384,7 @@ def export_(
     except ArenaError as exc:
         _fail(exc)
     for path in paths:
-        typer.echo(f"wrote {path}")
+        echo(f"wrote {path}")
 
 
 @app.command("import")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from .energy.config import EnergyConfig
 from .errors import ConfigError
+from .redaction import register_basic_auth
 
 PROVIDERS = ("openai", "anthropic", "litellm", "llama_cpp", "vllm")
 LOCAL_PROVIDERS = ("llama_cpp", "vllm")
@@ -88,6 +90,18 @@ class EndpointConfig(_Strict):
         if value in PROVIDERS:
             return value
         raise ValueError(f"unknown provider {value!r}; known providers: {', '.join(PROVIDERS)}")
+
+    @field_validator("base_url")
+    @classmethod
+    def _remember_url_password(cls, value: str | None) -> str | None:
+        """A password in the URL becomes a known secret at once, before anything could print or store it."""
+        if value:
+            parts = urllib.parse.urlsplit(value)
+            if parts.password:
+                for user, password in {(parts.username or "", parts.password),
+                                       (urllib.parse.unquote(parts.username or ""), urllib.parse.unquote(parts.password))}:
+                    register_basic_auth(user, password)
+        return value
 
     @field_validator("api_key_env")
     @classmethod

@@ -34,6 +34,7 @@ from .progress import NullProgress, Progress
 from .providers import make_provider
 from .questions import Question, QuestionSet, load_questions
 from .records import Answer, AnswerError, Game, GameError, RunSummary
+from .redaction import register_secret
 from .store import RunLock, Store
 
 T = TypeVar("T")
@@ -292,7 +293,9 @@ class Arena:
         guide_provider = augmenter.guide.provider if collect and augmenter.guide else None
         for provider in [*contestant_providers.values(), judge_provider, guide_provider]:
             if provider is not None:
-                provider.api_key()
+                key = provider.api_key()
+                if key != "not-needed":  # the placeholder local servers get
+                    register_secret(key)  # from here on it is redacted wherever it might show
         device_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         games_q: asyncio.Queue = asyncio.Queue(maxsize=max(64, 2 * self.config.judge.concurrency))
         # No per-question state for the whole set here: questions stream from the set (a file set re-reads its

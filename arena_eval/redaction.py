@@ -107,6 +107,17 @@ def redact(text: str) -> str:
     return "".join(out)
 
 
+def redact_tree(value):
+    """A copy of a JSON-like value (dicts, lists, strings) with `redact` applied to every string in it, keys too."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_tree(k): redact_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_tree(v) for v in value]
+    return value
+
+
 def forget_all() -> None:
     """Clear the registry (tests only)."""
     global _values, _fragments

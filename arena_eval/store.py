@@ -21,6 +21,7 @@ from .energy.energy_store import create_energy_tables
 from .errors import ArenaError, StoreLockedError
 from .questions import Question
 from .records import Answer, AnswerError, GameError, Judgment
+from .redaction import redact, redact_tree, redact_values
 
 SCHEMA_VERSION = 1
 
@@ -76,6 +77,8 @@ _ADDED_COLUMNS = [("answers", "context_ids", "TEXT"), ("judgments", "cost", "REA
 
 _ANSWER_COLUMNS = [f.name for f in fields(Answer) if f.name != "cached"]
 _JUDGMENT_COLUMNS = [f.name for f in fields(Judgment) if f.name != "cached"]
+_TEXT = _ANSWER_COLUMNS.index("text")
+_JUDGE_TEXT = _JUDGMENT_COLUMNS.index("judge_text")
 _INSERT_ANSWER = (f"INSERT OR IGNORE INTO answers ({','.join(_ANSWER_COLUMNS)}) "
                   f"VALUES ({','.join('?' * len(_ANSWER_COLUMNS))})")
 _INSERT_JUDGMENT = (f"INSERT OR IGNORE INTO judgments ({','.join(_JUDGMENT_COLUMNS)},created_at) "
@@ -167,13 +170,13 @@ class Store:
     def start_run(self, run_id: str, name: str, command: str, config: dict[str, Any]) -> None:
         self.db.execute(
             "INSERT INTO runs (run_id, name, command, started_at, status, config_json) VALUES (?,?,?,?,?,?)",
-            (run_id, name, command, time.time(), "running", json.dumps(redact_secrets(config), sort_keys=True)),
+            (run_id, name, command, time.time(), "running", json.dumps(redact_tree(redact_secrets(config)), sort_keys=True)),
         )
 
     def finish_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
         self.db.execute(
             "UPDATE runs SET finished_at=?, status=?, summary_json=? WHERE run_id=?",
-            (time.time(), status, json.dumps(summary, default=str), run_id),
+            (time.time(), status, json.dumps(redact_tree(summary), default=str), run_id),
         )
 
     def runs(self) -> list[dict[str, Any]]:
@@ -201,7 +204,7 @@ class Store:
         self.db.execute(
             "INSERT OR REPLACE INTO contestants VALUES (?,?,?,?,?,?)",
             # Redacted here, where every caller's config meets the database (DESIGN §4: no secrets stored).
-            (name, config_id, provider, model, json.dumps(redact_secrets(config), sort_keys=True), time.time()),
+            (name, config_id, provider, model, json.dumps(redact_tree(redact_secrets(config)), sort_keys=True), time.time()),
         )
 
     # --- answers ----------------------------------------------------------------------------------------
@@ -210,6 +213,7 @@ class Store:
         # Attribute reads, not dataclasses.asdict: asdict deep-copies every field, ~0.1 ms a record at the rate
         # the pipeline stores them (bench/bench_orchestration.py).
         values = [getattr(answer, c) for c in _ANSWER_COLUMNS]
+        values[_TEXT] = redact_values(values[_TEXT])  # whole values only: an answer may rightly hold "sk-proj-"
         if answer.context_ids is not None:
             values[_ANSWER_COLUMNS.index("context_ids")] = json.dumps(answer.context_ids)
         # OR IGNORE: the key is unique; a duplicate can only be the same work done twice.
@@ -283,14 +287,16 @@ class Store:
         self.db.execute(
             "INSERT INTO errors (run_id, stage, contestant, config_id, question_id, reason, attempts, created_at)"
             " VALUES (?,?,?,?,?,?,?,?)",
-            (run_id, "answer", error.contestant, error.config_id, error.question_id, error.reason, error.attempts, time.time()),
+            (run_id, "answer", error.contestant, error.config_id, error.question_id, redact(error.reason), error.attempts,
+             time.time()),
         )
 
     def save_game_error(self, error: GameError, run_id: str) -> None:
         self.db.execute(
             "INSERT INTO errors (run_id, stage, contestant, question_id, game_id, reason, attempts, created_at)"
             " VALUES (?,?,?,?,?,?,?,?)",
-            (run_id, "judge", error.contestant, error.question_id, error.game_id, error.reason, error.attempts, time.time()),
+            (run_id, "judge", error.contestant, error.question_id, error.game_id, redact(error.reason), error.attempts,
+             time.time()),
         )
 
     def errors(self, run_id: str | None = None) -> list[dict[str, Any]]:
@@ -302,7 +308,9 @@ class Store:
     # --- judgments --------------------------------------------------------------------------------------
 
     def save_judgment(self, judgment: Judgment) -> None:
-        self.db.execute(_INSERT_JUDGMENT, [getattr(judgment, c) for c in _JUDGMENT_COLUMNS] + [time.time()])
+        values = [getattr(judgment, c) for c in _JUDGMENT_COLUMNS]
+        values[_JUDGE_TEXT] = redact_values(values[_JUDGE_TEXT])
+        self.db.execute(_INSERT_JUDGMENT, values + [time.time()])
 
     def has_judgment(self, game_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM judgments WHERE game_id=?", (game_id,)).fetchone() is not None
@@ -331,7 +339,8 @@ class Store:
                       input_tokens: int, output_tokens: int, created_at: float, run_id: str | None) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO guidance VALUES (?,?,?,?,?,?,?,?)",
-            (question_id, guide_config_id, reference, guidance, input_tokens, output_tokens, created_at, run_id),
+            (question_id, guide_config_id, redact_values(reference), redact_values(guidance), input_tokens, output_tokens,
+             created_at, run_id),
         )
 
     # --- refreshed answer sets ------------------------------------------------------------------------

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from aiohttp import web
 from conftest import write_config
+from fake_server import FakeServer, Faults
 
 from arena_eval import Arena, load_config
 from arena_eval.judge import parse_verdict
@@ -89,6 +91,50 @@ def test_a_canary_key_reaches_the_server_and_nothing_else(tmp_path, fake_server,
     assert userinfo["base_url"].startswith("http://***@127.0.0.1:")
     assert stored["userinfo"]["base_url"] == userinfo["base_url"]
     assert snapshots[-1]["judge"]["api_key_env"] == "ARENA_CANARY_KEY"
+
+
+class EchoingGateway(FakeServer):
+    """A gateway whose error replies quote the request's Authorization header, and the key's first and last
+    characters, as some gateways and APIs do."""
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if body.get("model", "").startswith("m-echo"):
+            self.requests[body["model"]] += 1
+            auth = request.headers.get("Authorization", "")
+            key = auth.split(" ", 1)[-1]
+            return web.json_response({"error": {"message": f"upstream refused Authorization: {auth} "
+                                                           f"(credential {key[:14]}...{key[-4:]})"}}, status=502)
+        return await super().chat(request)
+
+
+def test_a_gateway_that_echoes_the_authorization_header_gets_no_secret_stored_or_shown(tmp_path, monkeypatch):
+    key, password = "sk-canary-" + secrets.token_hex(16), "pw-" + secrets.token_hex(12)
+    basic = base64.b64encode(f"user:{password}".encode()).decode()
+    monkeypatch.setenv("ARENA_ECHO_KEY", key)
+    server = EchoingGateway(Faults()).start()
+    try:
+        keyed = {"api_key_env": "ARENA_ECHO_KEY"}
+        contestants = [{"name": "base", "model": "m-base", **keyed},
+                       {"name": "bearer", "model": "m-echo-bearer", "max_attempts": 2, **keyed},
+                       {"name": "basic", "model": "m-echo-basic", "max_attempts": 2,
+                        "base_url": server.base_url.replace("http://", f"http://user:{password}@")}]
+        config = write_config(tmp_path, server.base_url, n_questions=3, contestants=contestants, judge=keyed)
+        logs = []
+        for command in (["run", "--no-progress"], ["export"], ["report"], ["history", "--format", "json"]):
+            done = cli(*command, "--config", str(config))
+            logs += [done.stdout, done.stderr]
+        assert server.requests["m-echo-bearer"] == 6 and server.requests["m-echo-basic"] == 6  # 3 questions × 2
+    finally:
+        server.stop()
+    output = tmp_path / "out" / "t"
+    with sqlite3.connect(output / "arena.db") as db:
+        reasons = [r for (r,) in db.execute("SELECT reason FROM errors ORDER BY contestant")]
+    assert len(reasons) == 6 and all(r.startswith("HTTP 502 from ") and "***" in r for r in reasons), reasons
+    assert "Authorization: Bearer ***" in reasons[-1] and "Authorization: Basic ***" in reasons[0], reasons
+    for secret in (key, password, basic, key[:14], key[-12:], basic[:12]):
+        assert files_holding(output, secret) == [], secret
+        assert not [log for log in logs if secret in log], secret
 
 
 def test_secret_looking_fields_in_free_form_mappings_are_redacted_in_the_snapshot(tmp_path):

@@ -12,11 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..console import err
 from ..errors import ArenaError
 
 energy_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="Energy logs: import CodeCarbon runs and show energy per contestant and configuration.")
-err = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_OUTPUT = Path("outputs/demo")
 SHOW_COLUMNS = ["contestant", "tags", "runs", "energy_wh", "energy_wh_std", "gpu_wh", "cpu_wh", "ram_wh",

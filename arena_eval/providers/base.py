@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from ..config import redact_url
 from ..records import Completion, Message
+from ..redaction import redact
 
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
@@ -33,7 +34,9 @@ def retry_after_from_headers(headers: Any) -> float | None:
 
 class ProviderError(Exception):
     def __init__(self, reason: str, *, retryable: bool, retry_after: float | None = None):
-        reason = redact_url(reason)  # reasons are stored and printed: never with a URL's password in them
+        # Reasons are stored and printed: never with a URL's password, a known key, or a piece of one in them (a
+        # gateway may echo the request's Authorization header in its error body).
+        reason = redact(redact_url(reason))
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
