@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .console import err
-from .errors import ArenaError
+from .errors import ArenaError, RunInterrupted
 from .redaction import redact
 
 app = typer.Typer(
@@ -128,12 +128,15 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
             err.print(f"[yellow]{DISCLAIMER}[/yellow]", highlight=False)
         arena = Arena(cfg, progress=make_progress(progress), refresh=refresh)
         result = arena.run_sync(stages, command)
+    except RunInterrupted as exc:
+        _say_interrupted(exc)
     except ArenaError as exc:
         _fail(exc)
-    except KeyboardInterrupt:
-        err.print("interrupted: everything finished so far is stored; run the same command again to resume")
+    except KeyboardInterrupt:  # before the run started (loading the config or the question set)
+        err.print("interrupted before the run started; nothing was changed")
         raise typer.Exit(130)
     s = result.summary
+    _print_housekeeping(s)
     if result.leaderboard is not None:
         print_table(result.leaderboard, fmt, title=f"{cfg.name}: score vs baseline {cfg.baseline} (95% CI)")
     err.print(
@@ -182,6 +185,29 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
                   "to fill in only what is missing[/red]")
     _print_regressions(result.regressions)
     raise typer.Exit(result.exit_code)
+
+
+def _say_interrupted(exc: RunInterrupted) -> None:
+    s = exc.summary
+    kept = "nothing new was stored yet"
+    if s is not None:
+        _print_housekeeping(s)
+        kept = (f"this run stored {s.answers_new} new answers and {s.games_new} new verdicts"
+                f"{f' ({s.answer_errors + s.game_errors} errors recorded)' if s.answer_errors + s.game_errors else ''}")
+    where = f" in {exc.output_dir / 'arena.db'}" if exc.output_dir is not None else ""
+    err.print(f"[yellow]interrupted by {exc.signal_name}: {kept}; everything stored is kept{where}. Run the same "
+              "command again to resume: stored work is not redone.[/yellow]", highlight=False)
+    raise typer.Exit(exc.exit_code)
+
+
+def _print_housekeeping(s) -> None:
+    """What a run found and fixed in the folder before its work: killed runs, renamed contestants."""
+    for run_id in s.unfinished_runs:
+        err.print(f"note: run {run_id} never finished (it was killed or crashed); it is now marked interrupted, and "
+                  "its stored work is reused", highlight=False)
+    for old, new in s.renamed:
+        err.print(f"note: contestant {old!r} is now called {new!r} (same configuration): its stored answers, verdicts "
+                  "and history carry over to the new name", highlight=False)
 
 
 def _print_regressions(regressions: Optional[pd.DataFrame]) -> None:
@@ -270,7 +296,11 @@ def score(
 def _run_stages_config(cfg, fmt: Format) -> None:
     from .pipeline import Arena
 
-    result = Arena(cfg).run_sync(("score",), "score")
+    try:
+        result = Arena(cfg).run_sync(("score",), "score")
+    except RunInterrupted as exc:
+        _say_interrupted(exc)
+    _print_housekeeping(result.summary)
     print_table(result.leaderboard, fmt, title=f"{cfg.name}: score vs baseline {cfg.baseline} (95% CI)")
     raise typer.Exit(result.exit_code)
 

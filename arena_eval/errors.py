@@ -19,3 +19,19 @@ class StoreLockedError(ArenaError):
 
 class AugmentError(Exception):
     """A prompt could not be prepared (e.g. the guide model failed); the answer becomes a recorded error."""
+
+
+class StoreError(ArenaError):
+    """The result database failed (disk full, damaged, not writable); the message says which and what to do."""
+
+
+class RunInterrupted(ArenaError):
+    """A run stopped by SIGINT (Ctrl-C) or SIGTERM; what it stored is kept. `summary` counts what it did."""
+
+    def __init__(self, signal_name: str, summary=None, output_dir=None):
+        self.signal_name = signal_name
+        self.summary = summary
+        self.output_dir = output_dir
+        # The shell's convention: 128 + the signal's number (SIGINT 2 → 130, SIGTERM 15 → 143).
+        self.exit_code = 143 if signal_name == "SIGTERM" else 130
+        super().__init__(f"interrupted by {signal_name}")

@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import secrets
+import signal
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Iterable
@@ -28,7 +29,7 @@ from .collect import RetriesExhausted, collect_into, prompt_hash
 from .config import ContestantConfig, RunConfig
 from .energy import energy_summary, estimate_api_batch, join_leaderboard, load_imports, load_windows, summarise_runs
 from .energy.tracking import EnergyTracker, WindowCounts
-from .errors import ArenaError, AugmentError
+from .errors import ArenaError, AugmentError, RunInterrupted, StoreError
 from .judge import JudgePrompts, battles_from_judgments, games_for, judge_game, position_diagnostics
 from .progress import NullProgress, Progress
 from .providers import make_provider
@@ -94,14 +95,19 @@ def _config_from_parts(questions: QuestionSet | None, parts: dict[str, Any]) -> 
     return config_from_dict(data, source="Arena(...)", check_questions=False)
 
 
-def run_event_loop(coroutine: Awaitable[T]) -> T:
+def run_event_loop(coroutine: Awaitable[T], stop_on: list[str] | None = None) -> T:
     """Run `coroutine` to completion on a new event loop: uvloop's where it is installed (a dependency on Linux
     and macOS), asyncio's otherwise or when ARENA_EVAL_EVENT_LOOP=asyncio. Every HTTP exchange passes through the
     loop several times, and at a few hundred requests in flight uvloop spends about half the CPU that asyncio's
-    pure-Python loop does on them (docs/benchmarks.md, section 1)."""
+    pure-Python loop does on them (docs/benchmarks.md, section 1).
+
+    With `stop_on` (a list), SIGTERM cancels the coroutine as Ctrl-C does, and "SIGTERM" is appended to the list:
+    a scheduler's stop then ends a run as cleanly as a user's Ctrl-C (the loop's runner handles SIGINT itself)."""
     choice = os.environ.get("ARENA_EVAL_EVENT_LOOP", "uvloop").strip().lower()
     if choice not in ("uvloop", "asyncio"):
         raise ArenaError(f"ARENA_EVAL_EVENT_LOOP={choice!r}: use uvloop or asyncio")
+    if stop_on is not None:
+        coroutine = _stopped_by_sigterm(coroutine, stop_on)
     if choice == "uvloop":
         try:
             import uvloop
@@ -110,6 +116,23 @@ def run_event_loop(coroutine: Awaitable[T]) -> T:
         else:
             return uvloop.run(coroutine)
     return asyncio.run(coroutine)
+
+
+async def _stopped_by_sigterm(coroutine: Awaitable[T], received: list[str]) -> T:
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+
+    def stop() -> None:
+        received.append("SIGTERM")
+        task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, stop)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals on this platform
+        return await coroutine
+    try:
+        return await coroutine
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def new_run_id() -> str:
@@ -140,6 +163,7 @@ class Arena:
         self.contestants = [self.baseline] + [c for c in config.contestants if c.name != config.baseline]
         names = {c.name for c in self.contestants}
         self.refresh = set(refresh)
+        self.last_summary: RunSummary | None = None  # the summary of the latest run, also when it was interrupted
         if self.refresh - names:
             raise ArenaError(f"--refresh names unknown contestants: {', '.join(sorted(self.refresh - names))}; "
                              f"known: {', '.join(sorted(names))}")
@@ -172,10 +196,14 @@ class Arena:
         out = self.config.output_dir
         with RunLock(out), Store(out / "arena.db") as store:
             run_id = new_run_id()
-            store.start_run(run_id, self.config.name, command, self.config.snapshot())
             summary = RunSummary(run_id, len(self.questions), [c.name for c in self.contestants])
+            self.last_summary = summary  # what an interrupted run did, for the caller's message
+            # Holding the lock, any run still marked running was killed: say so, and let its answer sets resume.
+            summary.unfinished_runs = [r["run_id"] for r in store.mark_unfinished_runs()]
+            store.start_run(run_id, self.config.name, command, self.config.snapshot())
             status = "failed"
             try:
+                summary.renamed = self.carry_over_renames(store)
                 self.use_answer_sets(store, run_id if "answers" in stages else None)
                 store.save_questions(self.questions)
                 for c in self.contestants:
@@ -212,15 +240,50 @@ class Arena:
                 raise
             finally:
                 self.progress.close()
-                store.finish_run(run_id, status, asdict(summary))
+                try:
+                    store.finish_run(run_id, status, asdict(summary))
+                except StoreError:
+                    # The database itself failed (a full disk): the error on its way out says so. The run stays
+                    # 'running' in the table, and the next run marks it interrupted.
+                    pass
 
     def run_sync(self, stages: Iterable[str] = STAGES, command: str = "run") -> Result:
-        """`run` for code without an event loop (scripts, notebooks need `await arena.run()` instead)."""
+        """`run` for code without an event loop (scripts, notebooks need `await arena.run()` instead).
+
+        SIGINT (Ctrl-C) and SIGTERM stop the run within seconds, keep what it stored, and raise RunInterrupted
+        (which counts what it did); running it again resumes."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return run_event_loop(self.run(stages, command))
-        raise ArenaError("run_sync() was called inside a running event loop (e.g. Jupyter); use `await arena.run()`")
+            pass
+        else:
+            raise ArenaError("run_sync() was called inside a running event loop (e.g. Jupyter); use `await arena.run()`")
+        self.last_summary = None
+        received: list[str] = []
+        try:
+            return run_event_loop(self.run(stages, command), stop_on=received)
+        except KeyboardInterrupt:
+            raise RunInterrupted("SIGINT", self.last_summary, self.config.output_dir) from None
+        except asyncio.CancelledError:
+            if not received:
+                raise
+            raise RunInterrupted(received[0], self.last_summary, self.config.output_dir) from None
+
+    def carry_over_renames(self, store: Store) -> list[list[str]]:
+        """Contestants renamed in the config (same configuration, new name) take over what is stored under their
+        old name. A name that a different configuration used before is not a rename: its work starts fresh."""
+        stored = store.stored_contestants()
+        current = {c.name for c in self.contestants}
+        renamed = []
+        for c in self.contestants:
+            if c.name in stored:
+                continue
+            olds = [name for name, config_id in stored.items()
+                    if name not in current and config_id.split("@")[0] == c.base_config_id]
+            if len(olds) == 1:
+                store.rename_contestant(olds[0], c.name)
+                renamed.append([olds[0], c.name])
+        return renamed
 
     def open_store(self) -> Store:
         """The output folder's store, for reading (no run lock is taken)."""
@@ -303,40 +366,46 @@ class Arena:
         n = len(self.questions)
         self.progress.add("answers", n * len(self.contestants))
 
+        async def collect_for(contestant: ContestantConfig) -> None:
+            provider = contestant_providers[contestant.name]
+            lock = device_locks[tracker.lock_key(contestant.device)] if contestant.is_local else None
+            if lock is not None:
+                await lock.acquire()
+            try:
+                await provider.start()  # before the window: loading a model is not answering
+                prepare = functools.partial(augmenter.prepare, contestant)
+                metered = contestant.is_local and contestant.name in needs_work
+                async with (tracker.window("contestant", contestant.name, contestant.config_id, contestant.device)
+                            if metered else contextlib.nullcontext(WindowCounts())) as counts:
+
+                    async def count_and_deliver(item: Answer | AnswerError) -> None:
+                        if isinstance(item, Answer) and not item.cached:
+                            counts.add(item.output_tokens)
+                        await deliver(item)
+
+                    await collect_into(contestant, provider, self.questions, store, prepare, count_and_deliver, run_id)
+            finally:
+                await provider.close()
+                if lock is not None:
+                    lock.release()
+
         async def produce(contestant: ContestantConfig) -> None:
             try:
-                if not collect:
+                if collect:
+                    await collect_for(contestant)
+                else:
                     async for item in stored_answers(contestant, self.questions, store, augmenter):
                         await deliver(item)
-                    return
-                provider = contestant_providers[contestant.name]
-                lock = device_locks[tracker.lock_key(contestant.device)] if contestant.is_local else None
-                if lock is not None:
-                    await lock.acquire()
-                try:
-                    await provider.start()  # before the window: loading a model is not answering
-                    prepare = functools.partial(augmenter.prepare, contestant)
-                    metered = contestant.is_local and contestant.name in needs_work
-                    async with (tracker.window("contestant", contestant.name, contestant.config_id, contestant.device)
-                                if metered else contextlib.nullcontext(WindowCounts())) as counts:
-
-                        async def count_and_deliver(item: Answer | AnswerError) -> None:
-                            if isinstance(item, Answer) and not item.cached:
-                                counts.add(item.output_tokens)
-                            await deliver(item)
-
-                        await collect_into(contestant, provider, self.questions, store, prepare, count_and_deliver, run_id)
-                finally:
-                    await provider.close()
-                    if lock is not None:
-                        lock.release()
+            except StoreError:
+                raise  # the database failed: nothing more can be stored, the whole run stops
             except ArenaError as exc:  # e.g. a model file that cannot be served: the others go on
                 for question in self.questions:
                     error = AnswerError(contestant.name, contestant.config_id, question.question_id, str(exc), 0)
                     store.save_answer_error(error, run_id)
                     await deliver(error)
-            finally:
-                await deliver(None)
+            # End of this contestant's stream. Not in a `finally`: when the run is stopping (Ctrl-C, a failure
+            # elsewhere) the judge's workers are gone, and waiting for room in their full queue would hang it.
+            await deliver(None)
 
         # Dispatch runs inside the producer that delivers an item, not in a task of its own: every queue between
         # an answer and its games costs a full turn of a busy event loop before the judge sees them, and the judge
@@ -499,8 +568,10 @@ class Arena:
 
         tally = self._count_missing(store, summary, STAGES)
         per = tally.per_contestant
-        wanted = {game_id for game_id, _ in tally.judged_game_ids}
+        wanted = dict(tally.judged_game_ids)
         judgments = [j for j in store.judgments(self.judge_config_id) if j.game_id in wanted]
+        for j in judgments:  # by today's names: a contestant renamed since (same configuration) keeps its verdicts
+            j.contestant, j.baseline = wanted[j.game_id], self.baseline.name
         styles = answer_styles(judgments, store.answer_rows) if self.config.rating.style_control else None
         battles = battles_from_judgments(judgments, self.config.judge.weights, styles)
         diagnostics = position_diagnostics(judgments).set_index("model")

@@ -120,6 +120,10 @@ class RunSummary:
     game_errors: int = 0
     games_missing: int = 0
     errors_by_contestant: dict[str, int] = field(default_factory=dict)
+    # Earlier runs of the folder found still 'running' (killed) and marked interrupted by this one.
+    unfinished_runs: list[str] = field(default_factory=list)
+    # [old name, new name] of contestants renamed in the config whose stored work this run carried over.
+    renamed: list[list[str]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

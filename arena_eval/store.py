@@ -6,9 +6,11 @@ write to a store: `RunLock` holds an exclusive lock on a file beside the databas
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -18,7 +20,7 @@ from typing import Any
 
 from .config import redact_secrets
 from .energy.energy_store import create_energy_tables
-from .errors import ArenaError, StoreLockedError
+from .errors import ArenaError, StoreError, StoreLockedError
 from .questions import Question
 from .records import Answer, AnswerError, GameError, Judgment
 from .redaction import redact, redact_tree, redact_values
@@ -85,6 +87,125 @@ _INSERT_JUDGMENT = (f"INSERT OR IGNORE INTO judgments ({','.join(_JUDGMENT_COLUM
                     f"VALUES ({','.join('?' * (len(_JUDGMENT_COLUMNS) + 1))})")
 
 
+# --- SQLite failures as messages ------------------------------------------------------------------------
+
+
+class _GuardedCursor(sqlite3.Cursor):
+    """A cursor whose SQLite failures (also those that surface while rows are fetched) become StoreError."""
+
+    def execute(self, *args: Any) -> "_GuardedCursor":
+        try:
+            return super().execute(*args)
+        except sqlite3.Error as exc:
+            raise store_error(self.connection, exc) from None
+
+    def executemany(self, *args: Any) -> "_GuardedCursor":
+        try:
+            return super().executemany(*args)
+        except sqlite3.Error as exc:
+            raise store_error(self.connection, exc) from None
+
+    def executescript(self, *args: Any) -> "_GuardedCursor":
+        try:
+            return super().executescript(*args)
+        except sqlite3.Error as exc:
+            raise store_error(self.connection, exc) from None
+
+    def __next__(self) -> Any:
+        try:
+            return super().__next__()
+        except sqlite3.Error as exc:
+            raise store_error(self.connection, exc) from None
+
+    def fetchone(self) -> Any:
+        try:
+            return super().fetchone()
+        except sqlite3.Error as exc:
+            raise store_error(self.connection, exc) from None
+
+    def fetchall(self) -> list[Any]:
+        try:
+            return super().fetchall()
+        except sqlite3.Error as exc:
+            raise store_error(self.connection, exc) from None
+
+    def fetchmany(self, *args: Any) -> list[Any]:
+        try:
+            return super().fetchmany(*args)
+        except sqlite3.Error as exc:
+            raise store_error(self.connection, exc) from None
+
+
+class _GuardedConnection(sqlite3.Connection):
+    """The store's connection: every statement runs on a _GuardedCursor, commits too, so that a full disk or a
+    damaged file reaches the user as a message that names the file and what to do, never as a traceback.
+    (Connection.execute builds a plain cursor in C, so the shortcuts are overridden here.)"""
+
+    path: Path = Path("arena.db")
+
+    def cursor(self, factory: Any = _GuardedCursor) -> Any:  # noqa: D102
+        return super().cursor(factory)
+
+    def execute(self, *args: Any) -> Any:
+        return self.cursor().execute(*args)
+
+    def executemany(self, *args: Any) -> Any:
+        return self.cursor().executemany(*args)
+
+    def executescript(self, *args: Any) -> Any:
+        return self.cursor().executescript(*args)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        except sqlite3.Error as exc:
+            raise store_error(self, exc) from None
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> Any:
+        try:
+            return super().__exit__(kind, value, traceback)
+        except sqlite3.Error as exc:
+            raise store_error(self, exc) from None
+
+
+def store_error(db: Any, exc: BaseException) -> StoreError:
+    """A message for a failure of the database at `db.path`: which kind, and what the user can do about it."""
+    path = getattr(db, "path", None) or Path("arena.db")
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary result code
+    text = str(exc)
+    if code == sqlite3.SQLITE_FULL or "disk is full" in text or getattr(exc, "errno", None) == errno.ENOSPC:
+        return StoreError(
+            f"the disk holding {path} is full{_free_space(path)} (SQLite: {text}). The run stopped; everything stored "
+            "before is kept. Free some space there, then run the same command again to finish the missing work"
+        )
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "disk image is malformed" in text \
+            or "not a database" in text:
+        return StoreError(
+            f"the result database {path} is damaged (SQLite: {text}). Stop other programs writing to it, then "
+            f"recover what it holds with `sqlite3 {path} .recover | sqlite3 recovered.db` and put recovered.db in its "
+            "place, or move it away to start this output folder afresh"
+        )
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH) \
+            or "readonly" in text or "unable to open" in text:
+        return StoreError(f"cannot write the result database {path} (SQLite: {text}). Make the output folder and "
+                          "the database writable, or set `output` to a folder you can write to")
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return StoreError(f"the result database {path} is held by another program (SQLite: {text}); close it and "
+                          "run again")
+    if code == sqlite3.SQLITE_IOERR or "disk I/O error" in text:
+        return StoreError(f"reading or writing {path} failed (SQLite: {text}): check the disk and the file system, "
+                          "then run again; what was stored before is kept")
+    return StoreError(f"the result database {path} failed (SQLite: {text})")
+
+
+def _free_space(path: Path) -> str:
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return ""
+    return f" ({free / 2**20:.1f} MiB free)"
+
+
 class RunLock:
     """Exclusive, non-blocking lock on `<output>/.arena.lock`; a second run stops at once."""
 
@@ -136,7 +257,9 @@ class Store:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                      factory=_GuardedConnection)
+            self.db.path = self.path
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -145,7 +268,11 @@ class Store:
             self._migrate()
             create_energy_tables(self.db)
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        except StoreError as exc:
+            raise StoreError(f"cannot open the result database: {exc}") from None
         except (OSError, sqlite3.Error) as exc:
+            if getattr(exc, "errno", None) == errno.ENOSPC:
+                raise store_error(self, exc) from None
             raise ArenaError(
                 f"cannot open the result database {self.path}: {exc}. Check that the output folder is writable."
             ) from None
@@ -157,7 +284,10 @@ class Store:
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
-        self.db.close()
+        try:
+            self.db.close()
+        except sqlite3.Error:  # closing checkpoints the WAL; a full disk only leaves it for the next open
+            pass
 
     def __enter__(self) -> "Store":
         return self
@@ -178,6 +308,15 @@ class Store:
             "UPDATE runs SET finished_at=?, status=?, summary_json=? WHERE run_id=?",
             (time.time(), status, json.dumps(redact_tree(summary), default=str), run_id),
         )
+
+    def mark_unfinished_runs(self) -> list[dict[str, Any]]:
+        """Mark runs that are still 'running' as 'interrupted' and return them. Call it only while holding the
+        folder's RunLock: then no such run is alive, it was killed (SIGKILL, a crash, a power cut)."""
+        rows = [dict(r) for r in self.db.execute(
+            "SELECT run_id, command, started_at FROM runs WHERE status='running' ORDER BY started_at")]
+        if rows:
+            self.db.execute("UPDATE runs SET status='interrupted' WHERE status='running'")
+        return rows
 
     def runs(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute("SELECT * FROM runs ORDER BY started_at")]
@@ -206,6 +345,25 @@ class Store:
             # Redacted here, where every caller's config meets the database (DESIGN §4: no secrets stored).
             (name, config_id, provider, model, json.dumps(redact_tree(redact_secrets(config)), sort_keys=True), time.time()),
         )
+
+    def stored_contestants(self) -> dict[str, str]:
+        """name → config_id of every contestant a run of this folder saved (the last configuration under each name)."""
+        return {r[0]: r[1] for r in self.db.execute("SELECT name, config_id FROM contestants")}
+
+    def rename_contestant(self, old: str, new: str) -> None:
+        """Carry everything stored under contestant `old` over to `new`, in one transaction: answers, verdicts (as
+        contestant and as baseline), errors, answer sets, energy, and the leaderboard history."""
+        with self.db:
+            self.db.execute("BEGIN")
+            for table, column in (("answers", "contestant"), ("judgments", "contestant"), ("judgments", "baseline"),
+                                  ("errors", "contestant"), ("answer_epochs", "contestant"),
+                                  ("energy_windows", "contestant"), ("energy_imports", "contestant")):
+                self.db.execute(f"UPDATE {table} SET {column}=? WHERE {column}=?", (new, old))
+            history = self.db.execute("SELECT run_id, row_json FROM leaderboards WHERE model=?", (old,)).fetchall()
+            for run_id, row_json in history:  # Python's json: stored rows may hold NaN, which SQLite's json_set refuses
+                self.db.execute("UPDATE leaderboards SET model=?, row_json=? WHERE run_id=? AND model=?",
+                                (new, json.dumps({**json.loads(row_json), "model": new}), run_id, old))
+            self.db.execute("DELETE FROM contestants WHERE name=?", (old,))
 
     # --- answers ----------------------------------------------------------------------------------------
 

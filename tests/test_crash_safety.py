@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import write_config
 
 from arena_eval import load_config
@@ -132,3 +133,70 @@ def test_ten_sigkills_then_a_rerun_give_the_uninterrupted_result(tmp_path, fake_
     assert 0 < expected["c1"]["score"] < 100 and expected["c1"]["ci_low"] < expected["c1"]["ci_high"]
     print(f"kill points (replies): {points}; kills that interrupted a run: {len(partial)}/{KILLS}; "
           f"stored (answers, judgments) after each: {partial}")
+
+
+# --- Ctrl-C, SIGTERM and runs that never finished ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signal_name, exit_code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_one_signal_stops_the_run_within_seconds_says_what_was_kept_and_a_rerun_gives_the_uninterrupted_result(
+        tmp_path, fake_server, signal_name, exit_code):
+    # A slow judge behind a full queue of games: where a Ctrl-C used to leave the process idle for minutes.
+    server = fake_server(latency_s=0.02, judge_verdict="hash")
+    contestants = [{"name": name, "model": f"m-{name}", "concurrency": 8} for name in CONTESTANTS]
+    reference, stopped = tmp_path / "reference", tmp_path / "stopped"
+    paths = []
+    for folder in (reference, stopped):
+        folder.mkdir()
+        paths.append(write_config(folder, server.base_url, n_questions=40, contestants=contestants,
+                                  judge={"concurrency": 2}, rating={"rounds": 100, "seed": 3}))
+    assert subprocess.run([*CLI, "run", "--config", str(paths[0]), "--no-progress"], capture_output=True).returncode == 0
+    before = sum(server.successes.values())
+    process = subprocess.Popen([*CLI, "run", "--config", str(paths[1]), "--no-progress"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    total = len(CONTESTANTS) * 40 + 2 * 2 * 40
+    assert server.wait_for_replies(before + len(CONTESTANTS) * 40 + 20, timeout=60)  # answers in, games queued
+    sent = time.monotonic()
+    process.send_signal(getattr(signal, signal_name))
+    try:
+        _, stderr = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"{signal_name}: the run was still going 20 s later: {process.communicate()[1][-500:]}")
+    took = time.monotonic() - sent
+    print(f"{signal_name}: exit {process.returncode} after {took:.2f} s")
+    assert process.returncode == exit_code and took < 5, (took, stderr)
+    answers, games = stored_work(paths[1])
+    assert 0 < answers + games < total
+    assert f"interrupted by {signal_name}: this run stored {answers} new answers and {games} new verdicts" in stderr
+    assert "Traceback" not in stderr
+    assert query(paths[1], "SELECT status FROM runs") == [("interrupted",)]
+    assert_consistent(paths[1])
+
+    rerun = subprocess.run([*CLI, "run", "--config", str(paths[1]), "--no-progress"], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"answers {len(CONTESTANTS) * 40 - answers} new, {answers} stored before" in rerun.stderr
+    assert stored_work(paths[1]) == (len(CONTESTANTS) * 40, 2 * 2 * 40)
+    verdicts_sql = "SELECT game_id, verdict FROM judgments ORDER BY 1"
+    assert query(paths[1], verdicts_sql) == query(paths[0], verdicts_sql)
+    expected, got = leaderboard(paths[0]), leaderboard(paths[1])
+    for model, row in expected.items():
+        assert {k: v for k, v in row.items() if not same_value(v, got[model][k])} == {}, model
+
+
+def test_a_run_killed_with_sigkill_is_marked_interrupted_by_the_next_run_on_its_folder(tmp_path, fake_server):
+    server = fake_server(latency_s=0.05)
+    path = make_config(tmp_path / "killed", server.base_url)
+    process = subprocess.Popen([*CLI, "run", "--config", str(path), "--no-progress"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert server.wait_for_replies(10, timeout=60)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    ((killed_id, status),) = query(path, "SELECT run_id, status FROM runs")
+    assert status == "running"  # nothing could record its end
+
+    rerun = subprocess.run([*CLI, "run", "--config", str(path), "--no-progress"], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"note: run {killed_id} never finished (it was killed or crashed); it is now marked interrupted" in rerun.stderr
+    statuses = dict(query(path, "SELECT run_id, status FROM runs"))
+    assert statuses.pop(killed_id) == "interrupted" and list(statuses.values()) == ["complete"]

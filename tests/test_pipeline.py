@@ -260,3 +260,40 @@ def test_answers_waiting_for_a_baseline_that_failed_are_dropped_without_games(tm
     s = result.summary
     assert (s.answers_new, s.answer_errors, s.games_new, s.games_missing) == (6, 6, 0, 12)
     assert server.requests["judge-model"] == 0
+
+
+def test_renaming_contestants_carries_their_stored_work_over_to_the_new_names(tmp_path, fake_server):
+    server = fake_server(judge_verdict="hash")
+    path = write_config(tmp_path, server.base_url, n_questions=5)
+    cli = lambda *a: subprocess.run([*CLI, *a, "--config", str(path)], capture_output=True, text=True)  # noqa: E731
+    first = cli("run", "--no-progress", "--format", "json")
+    assert first.returncode == 0, first.stderr
+    scores = {row["model"]: row["score"] for row in json.loads(first.stdout)}
+    sent = sum(server.requests.values())
+
+    # The same two configurations under new names, the baseline among them.
+    path.write_text(path.read_text().replace("name: c1", "name: c1-renamed").replace("name: base", "name: base-v2")
+                    .replace("baseline: base", "baseline: base-v2"))
+    report = cli("report")  # reads only: no run lock, nothing moved yet, and still no traceback
+    assert report.returncode == 0, report.stderr
+    html = (tmp_path / "out" / "t" / "report.html").read_text()
+    assert "c1-renamed" in html and "base-v2" in html
+
+    again = cli("run", "--no-progress", "--format", "json")
+    assert again.returncode == 0, again.stderr
+    for old, new in (("base", "base-v2"), ("c1", "c1-renamed")):
+        assert (f"note: contestant {old!r} is now called {new!r} (same configuration): its stored answers, verdicts and "
+                "history carry over to the new name") in again.stderr
+    assert "answers 0 new, 10 stored before" in again.stderr and "games 0 new, 10 stored before" in again.stderr
+    assert sum(server.requests.values()) == sent
+    assert {row["model"]: row["score"] for row in json.loads(again.stdout)} == {"base-v2": scores["base"],
+                                                                               "c1-renamed": scores["c1"]}
+    assert db_rows(path, "SELECT DISTINCT contestant FROM answers ORDER BY 1") == [("base-v2",), ("c1-renamed",)]
+    history = json.loads(cli("history", "--contestant", "c1-renamed", "--format", "json").stdout)
+    assert len(history) == 2  # the run under the old name counts as its history
+
+    # A new configuration under a name used before is not a rename: it starts fresh.
+    path.write_text(path.read_text().replace("model: model-c1", "model: model-c1-new").replace("name: c1-renamed", "name: c1"))
+    third = cli("run", "--no-progress")
+    assert third.returncode == 0 and "now called" not in third.stderr
+    assert server.requests["model-c1-new"] == 5
