@@ -15,6 +15,7 @@ Faults, chosen per request:
 - `drip_models`: 200 and the start of a reply, then one byte every `drip_interval_s` for `hang_s` (each read
   succeeds, the reply never ends in time); streamed, `message_start` and then the bytes of an event that never
   completes. `drip_held` records how long each such reply held its client. Stopping the server ends them at once;
+- `event_gap_s`: a pause before each text delta of a streamed reply (a slow but steady generation);
 - `judge_verdict`: the label a judge gets ("A>B" ...); "longer" prefers the longer answer.
 """
 
@@ -58,6 +59,7 @@ class AnthropicFaults:
     seed: int = 0
     drip_models: set[str] = field(default_factory=set)
     drip_interval_s: float = 0.5
+    event_gap_s: float = 0.0
     hang_s: float = 5.0
 
 
@@ -184,6 +186,8 @@ class FakeAnthropic:
         await send("content_block_start", {"type": "content_block_start", "index": 0,
                                            "content_block": {"type": "text", "text": ""}})
         for i, word in enumerate(text.split(" ") if text else []):
+            if self.faults.event_gap_s:
+                await asyncio.sleep(self.faults.event_gap_s)
             delta = {"type": "text_delta", "text": (" " if i else "") + word}
             await send("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
         await send("content_block_stop", {"type": "content_block_stop", "index": 0})
