@@ -59,7 +59,14 @@ class EndpointConfig(_Strict):
     seed: int | None = None
     system_prompt: str | None = None
     stream: bool = False
+    # How long a request may take. Without streaming: the whole exchange, from connecting to the reply's last
+    # byte (a server that drips bytes cannot hold a request longer). With streaming: the wait for the first
+    # event and between complete events, so a long generation that streams steadily is never cut off, and a
+    # stream that sends bytes but completes no event is.
     timeout_s: float = Field(600.0, gt=0)
+    # The most bytes of one reply a provider takes in; a longer reply is an error, not an answer. None: derived,
+    # 1 MiB + 1 KiB per max_tokens (a streamed token costs ~200 bytes of JSON, log probabilities more).
+    max_response_bytes: int | None = Field(None, ge=1)
     max_attempts: int = Field(6, ge=1, le=50)
     retry_initial_s: float = Field(1.0, ge=0.0)
     retry_max_s: float = Field(60.0, ge=0.0)

@@ -12,6 +12,10 @@ Faults, chosen per request:
 - `fail_models`: model → status it always gets (e.g. {"claude-down": 529});
 - `refuse_models`: stop_reason "refusal" with no text; `empty_models`: end_turn with no text;
 - `midstream_overload_models`: a streamed reply that starts with 200 and then sends an overloaded `error` event;
+- `drip_models`: 200 and the start of a reply, then one byte every `drip_interval_s` for `hang_s` (each read
+  succeeds, the reply never ends in time); streamed, `message_start` and then the bytes of an event that never
+  completes. `drip_held` records how long each such reply held its client. Stopping the server ends them at once;
+- `event_gap_s`: a pause before each text delta of a streamed reply (a slow but steady generation);
 - `judge_verdict`: the label a judge gets ("A>B" ...); "longer" prefers the longer answer.
 """
 
@@ -22,6 +26,7 @@ import json
 import random
 import re
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -52,6 +57,10 @@ class AnthropicFaults:
     latency_s: float = 0.0
     judge_verdict: str = "longer"
     seed: int = 0
+    drip_models: set[str] = field(default_factory=set)
+    drip_interval_s: float = 0.5
+    event_gap_s: float = 0.0
+    hang_s: float = 5.0
 
 
 def _text_of(content) -> str:
@@ -74,6 +83,8 @@ class FakeAnthropic:
         self.successes = Counter()  # model → 200 replies
         self.captured: list[dict] = []  # every request body, in arrival order
         self.headers: list[dict] = []  # every request's headers, in arrival order
+        self.drip_held: list[float] = []  # seconds each dripping reply held its client
+        self._release: asyncio.Event | None = None  # set on stop: dripping replies end at once
         self.port: int | None = None
         self._script = list(self.faults.script)
         self._runner: web.AppRunner | None = None
@@ -110,6 +121,9 @@ class FakeAnthropic:
             if roll < rate:
                 return self._fault(status)
             roll -= rate
+
+        if model in f.drip_models:
+            return await self._drip(request, model, bool(body.get("stream")))
 
         text, stop_reason = self.reply_text(body), "end_turn"
         if model in f.refuse_models:
@@ -172,6 +186,8 @@ class FakeAnthropic:
         await send("content_block_start", {"type": "content_block_start", "index": 0,
                                            "content_block": {"type": "text", "text": ""}})
         for i, word in enumerate(text.split(" ") if text else []):
+            if self.faults.event_gap_s:
+                await asyncio.sleep(self.faults.event_gap_s)
             delta = {"type": "text_delta", "text": (" " if i else "") + word}
             await send("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
         await send("content_block_stop", {"type": "content_block_stop", "index": 0})
@@ -180,6 +196,49 @@ class FakeAnthropic:
                                      "usage": {"output_tokens": usage["output_tokens"]}})
         await send("message_stop", {"type": "message_stop"})
         self.successes[model] += 1
+        return response
+
+    async def _drip(self, request: web.Request, model: str, stream: bool) -> web.StreamResponse:
+        """The start of a reply, then one byte every drip_interval_s for hang_s, then the rest if anyone is left."""
+        if self._release is None:
+            self._release = asyncio.Event()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream" if stream else "application/json"})
+        await response.prepare(request)
+        opened = time.monotonic()
+        usage = {"input_tokens": 1, "output_tokens": 1}
+        if stream:
+            start = {"type": "message_start", "message": {"id": "msg_drip", "type": "message", "role": "assistant",
+                     "model": model, "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}}
+            head = (f"event: message_start\ndata: {json.dumps(start)}\n\n".encode()
+                    + b'event: content_block_delta\ndata: {"type": "content_block_delta", "index": 0, '
+                      b'"delta": {"type": "text_delta", "text": "')
+            tail = b'"}}\n\n'
+        else:
+            head = (b'{"id": "msg_drip", "type": "message", "role": "assistant", "model": "' + model.encode()
+                    + b'", "content": [{"type": "text", "text": "')
+            tail = (b'"}], "stop_reason": "end_turn", "stop_sequence": null, "usage": '
+                    + json.dumps(usage).encode() + b"}")
+        next_byte = opened
+        try:
+            await response.write(head)
+            while time.monotonic() - opened < self.faults.hang_s and not self._release.is_set():
+                if request.transport is None or request.transport.is_closing():
+                    break  # the client gave up
+                if time.monotonic() >= next_byte:
+                    await response.write(b"z")
+                    next_byte += self.faults.drip_interval_s
+                try:
+                    await asyncio.wait_for(self._release.wait(), 0.02)
+                except asyncio.TimeoutError:
+                    pass
+            else:
+                if not self._release.is_set():
+                    await response.write(tail)
+        except ConnectionError:
+            pass
+        self.drip_held.append(time.monotonic() - opened)
+        if self._release.is_set() and request.transport is not None:
+            request.transport.abort()
         return response
 
     def reply_text(self, body: dict) -> str:
@@ -221,8 +280,13 @@ class FakeAnthropic:
 
     def stop(self) -> None:
         if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake_dripping)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
+
+    def _wake_dripping(self) -> None:
+        if self._release is not None:
+            self._release.set()
 
     @property
     def base_url(self) -> str:

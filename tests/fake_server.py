@@ -25,7 +25,13 @@ Named faults: "429" (with Retry-After), "401" (a bad key; the reply echoes nothi
 connection is dropped with a TCP reset), "malformed" (200 with a JSON body, or a stream event, cut off), "truncated" (a stream
 that ends cleanly half-way, with no finish reason and no [DONE]; without streaming, like "malformed"),
 "empty" (200 with empty content), "content_filter" (finish reason content_filter), "refusal" (the message's
-`refusal` field set and no content).
+`refusal` field set and no content), "drip" (200 and the start of a reply, then one byte every `drip_interval_s`
+for `hang_s`, so every read succeeds but the reply never ends in time; streamed, the bytes of one event that
+never completes; the time until the client left is in `drip_held`), "huge" (200 and a reply of `huge_bytes`,
+50 MB by default, sent in 64 KiB blocks without a Content-Length: valid JSON whose content is that long, or a
+stream of that many bytes of events; the bytes written before the client left are in `huge_sent`), "redirect"
+(HTTP `redirect_status`, 307 by default, with Location `redirect_to`; the server also answers on
+/moved/v1/chat/completions, a same-origin target). Stopping the server ends a dripping or hanging reply at once.
 
 Run as a script (`python tests/fake_server.py --port 0 --latency 0.2`) to serve from a separate process; it
 prints `PORT <n>` once listening.
@@ -51,7 +57,8 @@ from aiohttp import web
 _ANSWER_FENCE = re.compile(r"BEGIN ANSWER ([AB]) =+\n(.*?)\n=+ END ANSWER", re.S)
 
 FAULTS = ("429", "401", "500", "503", "529", "timeout", "reset", "malformed", "truncated", "empty",
-          "content_filter", "refusal")
+          "content_filter", "refusal", "drip", "huge", "redirect")
+_HUGE_BLOCK = 64 * 1024
 _STATUS_MESSAGES = {
     "401": ("Incorrect API key provided. Check the key your client sends.", "invalid_api_key"),
     "429": ("injected rate limit", "rate_limit_exceeded"),
@@ -76,6 +83,10 @@ class Faults:
     scripted: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     hang_s: float = 5.0
     replies: dict[str, list[str]] = field(default_factory=dict)
+    drip_interval_s: float = 0.5
+    huge_bytes: int = 50 * 1024 * 1024
+    redirect_to: str = ""
+    redirect_status: int = 307
 
     def __post_init__(self) -> None:
         unknown = (set(self.rates) | {fault for fault, _ in self.scripted.values()}) - set(FAULTS)
@@ -99,7 +110,10 @@ class FakeServer:
         self._reply_turn = Counter()
         # (model, prompt digest) → [(monotonic time, fault or None)] for every request of a scripted model.
         self.timeline: dict[tuple[str, str], list[tuple[float, str | None]]] = {}
-        self._release: asyncio.Event | None = None  # set on stop: "timeout" replies stop hanging
+        self._release: asyncio.Event | None = None  # set on stop: "timeout" and "drip" replies stop at once
+        self.paths = Counter()  # request path → requests received
+        self.drip_held: list[float] = []  # seconds each "drip" reply held its client (until it left, or hang_s)
+        self.huge_sent: list[int] = []  # bytes of each "huge" reply written before the client left (or all)
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -110,12 +124,14 @@ class FakeServer:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/moved/v1/chat/completions", self.chat)  # where a same-origin "redirect" can point
         return app
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         model = body.get("model", "")
         self.requests[model] += 1
+        self.paths[request.path] += 1
         self.arrived.set()
         if self.capture:
             self.captured.append(body)
@@ -143,6 +159,12 @@ class FakeServer:
                     return web.Response(status=499)  # the client gave up; nothing to send
             elif fault == "reset":
                 return self._reset(request)
+            elif fault == "drip":
+                return await self._drip(request, bool(body.get("stream")))
+            elif fault == "huge":
+                return await self._huge(request, model, bool(body.get("stream")))
+            elif fault == "redirect":
+                return web.Response(status=f.redirect_status, headers={"Location": f.redirect_to})
             elif fault == "malformed" and body.get("stream"):
                 response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
                 await response.prepare(request)
@@ -216,13 +238,78 @@ class FakeServer:
         return web.json_response({"error": {"message": message, "type": "injected", "code": code}},
                                  status=int(fault), headers=headers)
 
-    async def _hang(self) -> None:
+    async def _hang(self, seconds: float | None = None) -> None:
+        """Wait `seconds` (hang_s by default), or less when the server stops."""
         if self._release is None:
             self._release = asyncio.Event()
         try:
-            await asyncio.wait_for(self._release.wait(), self.faults.hang_s)
+            await asyncio.wait_for(self._release.wait(), self.faults.hang_s if seconds is None else seconds)
         except asyncio.TimeoutError:
             pass
+
+    async def _drip(self, request: web.Request, stream: bool) -> web.StreamResponse:
+        """The start of a reply, then one byte every drip_interval_s for hang_s; then the rest, if anyone is left.
+        Each byte is a successful read for the client, so only a deadline on the whole reply (or, in a stream, on
+        the next complete event) ends the wait."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream" if stream else "application/json"})
+        await response.prepare(request)
+        opened = time.monotonic()
+        head = b'{"id": "fake-1", "object": "chat.completion", "choices": [{"index": 0, "message": {"content": "'
+        tail = b'"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}'
+        if stream:
+            head, tail = b"data: " + head.replace(b'"message"', b'"delta"'), tail + b"\n\ndata: [DONE]\n\n"
+        next_byte = opened
+        try:
+            await response.write(head)
+            while time.monotonic() - opened < self.faults.hang_s and not self._stopping():
+                if request.transport is None or request.transport.is_closing():
+                    break  # the client gave up
+                if time.monotonic() >= next_byte:
+                    await response.write(b"z")
+                    next_byte += self.faults.drip_interval_s
+                await self._hang(0.02)  # notices a client that left within 20 ms
+            else:
+                if not self._stopping():
+                    await response.write(tail)
+        except ConnectionError:
+            pass
+        self.drip_held.append(time.monotonic() - opened)
+        if self._stopping() and request.transport is not None:
+            request.transport.abort()
+        return response
+
+    async def _huge(self, request: web.Request, model: str, stream: bool) -> web.StreamResponse:
+        """A reply of huge_bytes, written in blocks without a Content-Length, so the client can only count."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream" if stream else "application/json"})
+        await response.prepare(request)
+        if stream:
+            delta = {"id": "fake-1", "object": "chat.completion.chunk", "model": model,
+                     "choices": [{"index": 0, "delta": {"content": "x" * 1000}, "finish_reason": None}]}
+            event = f"data: {json.dumps(delta)}\n\n".encode()
+            head, block = b"", event * (_HUGE_BLOCK // len(event))
+            done = {**delta, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            tail = f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode()
+        else:
+            head = (b'{"id": "fake-1", "object": "chat.completion", "model": "' + model.encode() +
+                    b'", "choices": [{"index": 0, "message": {"role": "assistant", "content": "')
+            block = b"x" * _HUGE_BLOCK
+            tail = b'"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}'
+        sent = 0
+        try:
+            await response.write(head)
+            sent += len(head)
+            while sent < self.faults.huge_bytes and not self._stopping():
+                await response.write(block)
+                sent += len(block)
+            await response.write(tail)
+            sent += len(tail)
+        except ConnectionError:
+            pass  # the client stopped reading and closed the connection
+        self.huge_sent.append(sent)
+        return response
+
+    def _stopping(self) -> bool:
+        return self._release is not None and self._release.is_set()
 
     @staticmethod
     def _reset(request: web.Request) -> web.Response:

@@ -27,6 +27,7 @@ from arena_eval.providers import make_provider
 from arena_eval.providers.anthropic import AnthropicProvider, split_system
 from arena_eval.providers.base import ProviderError
 from arena_eval.providers.litellm import LiteLLMProvider, load_litellm
+from arena_eval.redaction import known_secrets
 
 KEY_VARIABLE = "ARENA_FAKE_KEY"
 FAST = {"retry_initial_s": 0.01, "retry_max_s": 0.05, "max_attempts": 6}
@@ -374,3 +375,92 @@ def test_an_anthropic_judge_with_label_constraints_still_judges_every_game(tmp_p
     # The judge's system prompt (which lists the labels) went to `system`, the answers to the user turn.
     assert all("[[A>>B]]" in body["system"] and "BEGIN ANSWER A" in body["messages"][0]["content"]
                for body in claude.captured)
+
+
+# --- time, size and keys: the limits the OpenAI-compatible provider has, around the SDKs --------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_an_anthropic_reply_that_drips_bytes_is_cut_at_timeout_s(fake_anthropic, stream):
+    """One byte every 0.5 s for 6 s: the SDK's own timeout restarts with every byte."""
+    server = fake_anthropic(drip_models={"claude-drip"}, hang_s=6.0)
+    started = time.monotonic()
+    with pytest.raises(RetriesExhausted) as caught:
+        run(complete_with_retries(anthropic_config(server, "claude-drip", stream=stream, timeout_s=1, max_attempts=1)))
+    took = time.monotonic() - started
+    assert caught.value.reason == f"timeout after 1s from {server.base_url}" and caught.value.attempts == 1
+    assert wait_until(lambda: server.drip_held) and took < 3 and max(server.drip_held) < 3, (took, server.drip_held)
+    print(f"anthropic drip ({'stream' if stream else 'plain'}): gave up after {took:.2f} s")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_litellm_reply_that_drips_bytes_is_cut_at_timeout_s(fake_server, litellm_imported, stream):
+    server = fake_server(scripted={"fake-model": ("drip", None)}, hang_s=6.0)
+    started = time.monotonic()
+    with pytest.raises(RetriesExhausted) as caught:
+        run(complete_with_retries(litellm_config(server.base_url, stream=stream, timeout_s=1, max_attempts=1)))
+    took = time.monotonic() - started
+    assert caught.value.reason == f"timeout after 1s from {server.base_url}" and caught.value.attempts == 1
+    assert wait_until(lambda: server.drip_held) and took < 3 and max(server.drip_held) < 3, (took, server.drip_held)
+    print(f"litellm drip ({'stream' if stream else 'plain'}): gave up after {took:.2f} s")
+
+
+def test_an_anthropic_stream_that_completes_an_event_every_0_3_s_is_not_cut_by_timeout_s_1(fake_anthropic):
+    server = fake_anthropic(event_gap_s=0.3)  # 10 text deltas, 0.3 s apart: 3 s in all
+    completion, attempts = run(complete_with_retries(anthropic_config(server, stream=True, timeout_s=1, max_attempts=1)))
+    assert completion.text == "Claude-style answer from claude-fake to: What is two plus two?" and attempts == 1
+    assert completion.latency_s > 2.5
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_anthropic_reply_text_over_max_response_bytes_is_an_error_not_an_answer(fake_anthropic, stream):
+    server = fake_anthropic()
+    with pytest.raises(RetriesExhausted) as caught:
+        run(complete_with_retries(anthropic_config(server, stream=stream, max_response_bytes=30)))
+    assert caught.value.attempts == 1 and caught.value.reason == (
+        f"reply text from {server.base_url} exceeds 30 bytes (max_response_bytes) and was not taken in; set "
+        "max_response_bytes higher if replies this large are expected (not retried)")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_litellm_reply_text_over_max_response_bytes_is_an_error_not_an_answer(fake_server, litellm_imported, stream):
+    server = fake_server()
+    with pytest.raises(RetriesExhausted) as caught:
+        run(complete_with_retries(litellm_config(server.base_url, stream=stream, max_response_bytes=30)))
+    assert caught.value.attempts == 1 and caught.value.reason == (
+        f"reply text from {server.base_url} exceeds 30 bytes (max_response_bytes) and was not taken in; set "
+        "max_response_bytes higher if replies this large are expected (not retried)")
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "litellm"])
+@pytest.mark.parametrize("value, problem", [
+    ("sk-stray-0123456789\n", "ends with a newline"),
+    ("sk-stray-0123456789\r\n", "ends with a newline"),
+    (" sk-stray-0123456789", "starts with whitespace"),
+    ("sk-stray-0123456789\t", "ends with whitespace"),
+    ("sk-stray-01234\n56789", "holds a line break"),
+], ids=["newline", "crlf", "leading-space", "trailing-tab", "inner-newline"])
+def test_a_key_with_stray_whitespace_is_a_config_error_that_never_shows_the_key(monkeypatch, provider, value, problem):
+    monkeypatch.setenv("ARENA_STRAY_KEY", value)
+    config = EndpointConfig(provider=provider, model="m", api_key_env="ARENA_STRAY_KEY")
+    with pytest.raises(ConfigError) as caught:
+        make_provider(config).api_key()
+    message = str(caught.value)
+    assert message.startswith(f"environment variable ARENA_STRAY_KEY (api_key_env of model 'm') {problem}; remove it (e.g. ")
+    assert "0123" not in message and "stray" not in message
+
+
+def test_every_provider_registers_the_key_it_reads_as_a_secret(monkeypatch):
+    for provider in ("openai", "anthropic", "litellm"):
+        key = f"sk-{provider}-registered-0123456789"
+        monkeypatch.setenv("ARENA_REGISTERED_KEY", key)
+        assert make_provider(EndpointConfig(provider=provider, model="m", api_key_env="ARENA_REGISTERED_KEY")).api_key() == key
+        assert key in known_secrets()
+
+
+def wait_until(condition, timeout: float = 2.0) -> bool:
+    """Whether `condition()` came true within `timeout` (a server thread records what it saw a moment later)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return bool(condition())

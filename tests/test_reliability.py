@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from arena_eval import Arena, load_config
 N = 4  # questions per run
 TIMEOUT_S = 0.5
 RETRY_AFTER_S = 0.3
+MB = 1024 * 1024
 
 # fault → (retried?, what the recorded reason must say)
 FAULTS = {
@@ -148,4 +150,53 @@ def test_a_mix_of_every_fault_leaves_each_item_answered_or_recorded_exactly_once
     s = result.summary
     assert s.answer_errors == len(errored) and s.answers_new == len(answered)
     assert s.games_new + s.game_errors + s.games_missing >= 2 * 2 * 40 - 2 * len(errored)
+    assert_nothing_errored_is_judged(path, server)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_reply_that_drips_bytes_ends_as_a_timeout_after_timeout_s_not_after_the_drip(tmp_path, fake_server, stream):
+    """One byte every 0.5 s for 6 s (streamed: the bytes of an event that never completes), timeout_s 1."""
+    server = fake_server(scripted={"m-flaky": ("drip", None)}, hang_s=6.0)
+    contestants = [{"name": "base", "model": "m-base"},
+                   {"name": "flaky", "model": "m-flaky", "stream": stream, "timeout_s": 1, "max_attempts": 1}]
+    path = write_config(tmp_path, server.base_url, n_questions=N, contestants=contestants)
+    result = Arena(load_config(path)).run_sync()
+
+    errors = rows(path, "SELECT contestant, reason, attempts FROM errors WHERE stage = 'answer'")
+    assert len(errors) == N and all(c == "flaky" and a == 1 and re.fullmatch(r"timeout after 1s from http://127\.0\.0\.1:\d+/v1", r)
+                                     for c, r, a in errors), errors
+    assert rows(path, "SELECT COUNT(*) FROM answers WHERE contestant = 'flaky'") == [(0,)]
+    assert result.exit_code == 2
+    # How long each dripping reply held its client, as the server saw it (until the client closed the connection).
+    assert len(server.drip_held) == N and max(server.drip_held) < 3, server.drip_held
+    print(f"drip ({'stream' if stream else 'plain'}): held {min(server.drip_held):.2f}-{max(server.drip_held):.2f} s")
+    assert_nothing_errored_is_judged(path, server)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_50_mb_reply_to_max_tokens_1024_ends_as_a_recorded_error_without_being_read_whole(tmp_path, fake_server, stream):
+    server = fake_server(scripted={"m-flaky": ("huge", None)})
+    contestants = [{"name": "base", "model": "m-base"},
+                   {"name": "flaky", "model": "m-flaky", "stream": stream, "max_tokens": 1024}]
+    path = write_config(tmp_path, server.base_url, n_questions=2, contestants=contestants)
+    tracemalloc.start()
+    try:
+        result = Arena(load_config(path)).run_sync()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    errors = rows(path, "SELECT contestant, reason, attempts FROM errors WHERE stage = 'answer'")
+    expected = (r"reply from http://127\.0\.0\.1:\d+/v1 exceeds 2097152 bytes \(max_response_bytes; derived from "
+                r"max_tokens=1024\) and was not taken in; set max_response_bytes higher .* \(not retried\)")
+    assert len(errors) == 2 and all(c == "flaky" and a == 1 and re.fullmatch(expected, r) for c, r, a in errors), errors
+    assert rows(path, "SELECT COUNT(*) FROM answers WHERE contestant = 'flaky'") == [(0,)]
+    assert result.exit_code == 2
+    # The client stopped reading soon after the cap: the server got rid of a fraction of each 50 MB before the
+    # connection closed (the rest of what it sent sat in socket buffers), and Python's allocations in this process
+    # (the run, and the server thread) peaked at a fraction of one reply.
+    assert len(server.huge_sent) == 2 and max(server.huge_sent) < 25 * MB, server.huge_sent
+    assert peak < 40 * MB, peak
+    print(f"huge ({'stream' if stream else 'plain'}): server sent {max(server.huge_sent) / MB:.1f} MB at most, "
+          f"peak traced memory {peak / MB:.1f} MB")
     assert_nothing_errored_is_judged(path, server)

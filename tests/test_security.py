@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import secrets
 import signal
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -268,3 +270,74 @@ def test_a_url_password_and_an_api_key_together_are_a_clear_error(tmp_path, fake
     (reason,) = reasons
     assert "holds a user name and password and api_key_env is set too" in reason and "pw" not in reason
     assert server.requests["m-both"] == 0
+
+
+# --- credentials go only to the configured origin ------------------------------------------------------------
+
+
+def test_a_redirect_to_another_origin_is_refused_and_the_other_origin_never_sees_the_credentials(
+        tmp_path, fake_server, monkeypatch):
+    canary = "sk-canary-" + secrets.token_hex(16)
+    monkeypatch.setenv("ARENA_CANARY_KEY", canary)
+    elsewhere = fake_server()
+    elsewhere.capture = True
+    server = fake_server(scripted={"m-moved": ("redirect", None), "m-moved-basic": ("redirect", None)},
+                         redirect_to=elsewhere.base_url + "/chat/completions")
+    contestants = [{"name": "base", "model": "m-base"},
+                   {"name": "moved", "model": "m-moved", "api_key_env": "ARENA_CANARY_KEY"},
+                   {"name": "moved-basic", "model": "m-moved-basic",
+                    "base_url": server.base_url.replace("http://", f"http://user:{canary}@")}]
+    path = write_config(tmp_path, server.base_url, n_questions=3, contestants=contestants)
+    result = Arena(load_config(path)).run_sync()
+
+    assert sum(elsewhere.requests.values()) == 0 and elsewhere.authorizations == []
+    assert server.requests["m-moved"] == 3 and server.requests["m-moved-basic"] == 3  # one attempt each, no retry
+    with sqlite3.connect(load_config(path).output_dir / "arena.db") as db:
+        errors = db.execute("SELECT contestant, reason, attempts FROM errors WHERE stage = 'answer'").fetchall()
+        answered = {c for (c,) in db.execute("SELECT DISTINCT contestant FROM answers")}
+    assert answered == {"base"} and result.exit_code == 2
+    for userinfo, name in (("", "moved"), ("***@", "moved-basic")):
+        expected = (f"HTTP 307 from http://{userinfo}127.0.0.1:{server.port}/v1 redirects to http://127.0.0.1:"
+                    f"{elsewhere.port}: credentials are only sent to the configured origin, so the redirect was not "
+                    "followed; point base_url at the new address (not retried)")
+        assert [(r, a) for c, r, a in errors if c == name] == [(expected, 1)] * 3, errors
+    assert not [r for _, r, _ in errors if canary in r]
+
+
+def test_a_same_origin_307_is_followed_within_one_attempt_and_answered(tmp_path, fake_server, monkeypatch):
+    monkeypatch.setenv("ARENA_SAME_ORIGIN_KEY", "sk-same-origin-" + secrets.token_hex(8))
+    server = fake_server(scripted={"m-moved": ("redirect", 1)})  # the first request for each prompt is redirected
+    server.faults.redirect_to = f"http://127.0.0.1:{server.port}/moved/v1/chat/completions"
+    server.capture = True
+    contestants = [{"name": "base", "model": "m-base"},
+                   {"name": "moved", "model": "m-moved", "api_key_env": "ARENA_SAME_ORIGIN_KEY", "max_attempts": 1}]
+    path = write_config(tmp_path, server.base_url, n_questions=3, contestants=contestants)
+    result = Arena(load_config(path)).run_sync()
+
+    assert result.exit_code == 0 and result.summary.answers_new == 6, result.summary
+    assert server.paths["/moved/v1/chat/completions"] == 3  # the followed hops, not retries (those use /v1)
+    moved = [(body, auth) for body, auth in zip(server.captured, server.authorizations) if body["model"] == "m-moved"]
+    assert len(moved) == 6 and all(auth == "Bearer " + os.environ["ARENA_SAME_ORIGIN_KEY"] for _, auth in moved)
+    # The hop re-sent the same POST body: each of the 3 prompts arrived twice, once per path.
+    assert sorted(Counter(json.dumps(body["messages"]) for body, _ in moved).values()) == [2, 2, 2]
+
+
+# --- API keys with stray whitespace -----------------------------------------------------------------------------
+
+
+def test_an_api_key_with_a_trailing_newline_stops_the_run_before_any_request(tmp_path, fake_server):
+    key = "sk-newline-" + secrets.token_hex(16)
+    server = fake_server()
+    contestants = [{"name": "base", "model": "m-base"},
+                   {"name": "keyed", "model": "m-keyed", "api_key_env": "ARENA_NEWLINE_KEY"}]
+    config = write_config(tmp_path, server.base_url, n_questions=2, contestants=contestants)
+    run = subprocess.run([*CLI, "run", "--config", str(config), "--no-progress"], capture_output=True, text=True,
+                         env={**os.environ, "ARENA_NEWLINE_KEY": key + "\n"})
+
+    assert run.returncode == 1, run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: environment variable ARENA_NEWLINE_KEY (api_key_env of model 'm-keyed') ends with a "
+                      'newline; remove it (e.g. export ARENA_NEWLINE_KEY="$(printf %s "$ARENA_NEWLINE_KEY")")'], run.stderr
+    assert "Traceback" not in run.stderr
+    assert key not in run.stdout + run.stderr and key[len("sk-newline-"):][:12] not in run.stdout + run.stderr
+    assert sum(server.requests.values()) == 0

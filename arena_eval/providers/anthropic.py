@@ -10,10 +10,18 @@ Label constraints: `constrain_to` returns nothing. The Messages API has no gramm
 (`output_config.format`, a JSON schema) exist on recent models only, and a judge forced into a bare JSON label
 could no longer reason before its verdict. `judge.constrain_labels` is meant for small local judges; a Claude
 judge gets the same prompt, which lists the five labels, and the same re-ask when a reply holds none.
+
+Time and size are bounded around the SDK, not inside it. `timeout_s` bounds a plain request as a whole (an
+asyncio deadline around the SDK's call: its own httpx timeout restarts with every byte that arrives) and a stream's
+wait for its first event and between events. The reply's text is bounded by `reply_byte_cap` (max_response_bytes,
+or 1 MiB + 1 KiB per max_tokens): a stream stops, with an error, as soon as its text passes the cap; a plain reply
+whose text passes it is an error instead of an answer. What is not bounded: the bytes the SDK reads and parses
+before handing over a plain reply (the whole body is in memory by then), and a stream's events that carry no text.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -22,9 +30,9 @@ from typing import Any
 import anthropic
 
 from ..config import EndpointConfig, redact_url
-from ..errors import ConfigError
 from ..records import Completion, Message
-from .base import REFUSALS, RETRYABLE_STATUS, ProviderError, estimate_tokens, retry_after_from_headers
+from .base import (REFUSALS, RETRYABLE_STATUS, ProviderError, estimate_tokens, read_api_key, register_url_password,
+                   reply_byte_cap, reply_too_large, retry_after_from_headers)
 
 DEFAULT_ENDPOINT = "https://api.anthropic.com"
 DEFAULT_KEY_VARIABLE = "ANTHROPIC_API_KEY"
@@ -42,15 +50,14 @@ class AnthropicProvider:
         # Without base_url the SDK reads ANTHROPIC_BASE_URL itself; name the URL it will really use.
         self.endpoint = redact_url(self.base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_ENDPOINT)
         self._client: anthropic.AsyncAnthropic | None = None
+        self._reply_cap = reply_byte_cap(config)
 
     def api_key(self) -> str:
         variable = self.config.api_key_env or DEFAULT_KEY_VARIABLE
-        value = os.environ.get(variable)
-        if not value:
-            where = f"api_key_env of model {self.config.model!r}" if self.config.api_key_env else (
-                f"the default key variable for anthropic model {self.config.model!r}")
-            raise ConfigError(f"environment variable {variable} ({where}) is not set; export {variable}=... before the run")
-        return value
+        purpose = f"api_key_env of model {self.config.model!r}" if self.config.api_key_env else (
+            f"the default key variable for anthropic model {self.config.model!r}")
+        register_url_password(self.base_url)
+        return read_api_key(variable, purpose)
 
     async def start(self) -> None:
         if self._client is None:
@@ -95,17 +102,25 @@ class AnthropicProvider:
             await self.start()
         request = self._request(messages, dict(overrides))
         started = time.perf_counter()
+        deadline = asyncio.timeout(self.config.timeout_s)  # the SDK's timeout restarts with every byte; this does not
         try:
-            if self.config.stream:
-                completion = await self._stream(request, started)
-            else:
-                response = await self._client.messages.create(**request)
-                completion = _from_message(response)
+            async with deadline:
+                if self.config.stream:
+                    completion = await self._stream(request, started, deadline)
+                else:
+                    response = await self._client.messages.create(**request)
+                    completion = _from_message(response)
+                    if len(completion.text.encode()) > self._reply_cap:
+                        raise reply_too_large(self.endpoint, self.config, "reply text")
+        except ProviderError:
+            raise
         except anthropic.APIStatusError as exc:
             raise _status_error(exc, self.endpoint) from None
-        except anthropic.APITimeoutError:
-            raise ProviderError(f"timeout after {self.config.timeout_s:g}s from {self.endpoint}", retryable=True) from None
+        except (TimeoutError, anthropic.APITimeoutError):
+            raise self._timeout() from None
         except anthropic.APIConnectionError as exc:
+            if deadline.expired():  # the deadline's cancellation, as the SDK reported it
+                raise self._timeout() from None
             raise ProviderError(f"connection error to {self.endpoint}: {exc.__cause__ or exc}", retryable=True) from None
         except (anthropic.APIResponseValidationError, json.JSONDecodeError) as exc:
             raise ProviderError(f"malformed response from {self.endpoint}: {exc}", retryable=True) from None
@@ -113,13 +128,19 @@ class AnthropicProvider:
         _check_usable(completion, self.endpoint)
         return completion
 
-    async def _stream(self, request: dict[str, Any], started: float) -> Completion:
+    def _timeout(self) -> ProviderError:
+        return ProviderError(f"timeout after {self.config.timeout_s:g}s from {self.endpoint}", retryable=True)
+
+    async def _stream(self, request: dict[str, Any], started: float, deadline: asyncio.Timeout) -> Completion:
+        loop = asyncio.get_running_loop()
         stream = await self._client.messages.create(**request, stream=True)
         parts: list[str] = []
+        text_bytes = 0
         ttft = stop_reason = model = None
         input_tokens = output_tokens = None
-        async with stream:  # closes the connection also when an error event ends the stream early
+        async with stream:  # closes the connection also when an error event (or the cap) ends the stream early
             async for event in stream:
+                deadline.reschedule(loop.time() + self.config.timeout_s)
                 if event.type == "message_start":
                     model = event.message.model
                     input_tokens = _input_tokens(event.message.usage)
@@ -127,6 +148,9 @@ class AnthropicProvider:
                     if ttft is None:
                         ttft = time.perf_counter() - started
                     parts.append(event.delta.text)
+                    text_bytes += len(event.delta.text.encode())
+                    if text_bytes > self._reply_cap:
+                        raise reply_too_large(self.endpoint, self.config, "reply text")
                 elif event.type == "message_delta":
                     stop_reason = event.delta.stop_reason or stop_reason
                     output_tokens = getattr(event.usage, "output_tokens", None)  # cumulative: the last one is final

@@ -13,6 +13,13 @@ gets the vendor's price.
 
 close() releases nothing: litellm caches its HTTP clients process-wide and shares them between callers, so
 closing them from one provider would break the others (litellm closes them itself at exit).
+
+Time and size are bounded around litellm, not inside it. `timeout_s` bounds a plain request as a whole (an asyncio
+deadline around the call: the timeout litellm passes on restarts with every byte that arrives) and a stream's
+wait for its first chunk and between chunks. The reply's text is bounded by `reply_byte_cap`
+(max_response_bytes, or 1 MiB + 1 KiB per max_tokens): a stream stops, with an error, as soon as its text passes
+the cap; a plain reply whose text passes it is an error instead of an answer. What is not bounded: the bytes litellm
+and the vendor SDK under it read and parse before handing over a plain reply, and stream chunks without text.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from typing import Any
 from ..config import EndpointConfig, redact_url
 from ..errors import ConfigError
 from ..records import Completion, Message
-from .base import REFUSALS, RETRYABLE_STATUS, ProviderError, choice_response_format, estimate_tokens, retry_after_from_headers
+from .base import (REFUSALS, RETRYABLE_STATUS, ProviderError, choice_response_format, estimate_tokens, read_api_key,
+                   register_url_password, reply_byte_cap, reply_too_large, retry_after_from_headers)
 
 
 def load_litellm() -> ModuleType:
@@ -50,19 +58,15 @@ class LiteLLMProvider:
         self.config = config
         self.endpoint = redact_url(config.base_url or f"litellm's default endpoint for {config.model}")
         self._litellm: ModuleType | None = None
+        self._reply_cap = reply_byte_cap(config)
 
     def api_key(self) -> str:
         """The key from api_key_env; "" without one, since litellm reads each vendor's own variable itself."""
+        register_url_password(self.config.base_url)
         variable = self.config.api_key_env
         if not variable:
             return ""
-        value = os.environ.get(variable)
-        if not value:
-            raise ConfigError(
-                f"environment variable {variable} (api_key_env of model {self.config.model!r}) is not set; "
-                f"export {variable}=... before the run"
-            )
-        return value
+        return read_api_key(variable, f"api_key_env of model {self.config.model!r}")
 
     async def start(self) -> None:
         if self._litellm is None:
@@ -107,16 +111,23 @@ class LiteLLMProvider:
         litellm = self._litellm
         request = self._request(messages, dict(overrides))
         started = time.perf_counter()
+        deadline = asyncio.timeout(self.config.timeout_s)  # litellm's timeout restarts with every byte; this does not
         try:
-            if self.config.stream:
-                completion = await self._stream(request, started)
-            else:
-                response = await litellm.acompletion(**request)
-                completion = _from_response(response)
-                completion.cost = _cost(litellm, response)
+            async with deadline:
+                if self.config.stream:
+                    completion = await self._stream(request, started, deadline)
+                else:
+                    response = await litellm.acompletion(**request)
+                    completion = _from_response(response)
+                    if len(completion.text.encode()) > self._reply_cap:
+                        raise reply_too_large(self.endpoint, self.config, "reply text")
+                    completion.cost = _cost(litellm, response)
         except ProviderError:
             raise
         except Exception as exc:
+            if isinstance(exc, TimeoutError) or deadline.expired():  # the deadline, however litellm reported it
+                raise ProviderError(f"timeout after {self.config.timeout_s:g}s from {self.endpoint}",
+                                    retryable=True) from None
             error = _provider_error(exc, litellm, self.endpoint, self.config.timeout_s)
             if error is None:
                 raise  # not a failure of the endpoint: a bug should surface, not be retried
@@ -125,21 +136,32 @@ class LiteLLMProvider:
         _check_usable(completion, self.endpoint)
         return completion
 
-    async def _stream(self, request: dict[str, Any], started: float) -> Completion:
+    async def _stream(self, request: dict[str, Any], started: float, deadline: asyncio.Timeout) -> Completion:
+        loop = asyncio.get_running_loop()
         stream = await self._litellm.acompletion(**request, stream=True, stream_options={"include_usage": True})
         parts: list[str] = []
+        text_bytes = 0
         ttft = finish = usage = model = None
-        async for chunk in stream:
-            model = model or getattr(chunk, "model", None)
-            usage = getattr(chunk, "usage", None) or usage
-            for choice in chunk.choices or []:
-                content = choice.delta.content if choice.delta else None
-                if content:
-                    if ttft is None:
-                        ttft = time.perf_counter() - started
-                    parts.append(content)
-                if choice.finish_reason:
-                    finish = choice.finish_reason
+        try:
+            async for chunk in stream:
+                deadline.reschedule(loop.time() + self.config.timeout_s)
+                model = model or getattr(chunk, "model", None)
+                usage = getattr(chunk, "usage", None) or usage
+                for choice in chunk.choices or []:
+                    content = choice.delta.content if choice.delta else None
+                    if content:
+                        if ttft is None:
+                            ttft = time.perf_counter() - started
+                        parts.append(content)
+                        text_bytes += len(content.encode())
+                        if text_bytes > self._reply_cap:
+                            raise reply_too_large(self.endpoint, self.config, "reply text")
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+        finally:  # a stream left early (the cap, the deadline, an error) must not keep its connection
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
         if finish is None:
             raise ProviderError("stream ended before a finish reason (truncated stream)", retryable=True)
         return _completion("".join(parts), usage, finish, ttft, model)
