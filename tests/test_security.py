@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import secrets
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -135,6 +138,64 @@ def test_a_template_that_reaches_for_python_internals_is_refused_before_any_requ
                      r"'\w+' object is unsafe", run.stderr), run.stderr
     assert "pwned" not in run.stderr + run.stdout and "<class" not in run.stderr + run.stdout
     assert sum(server.requests.values()) == 0
+
+
+def cli_measured(*args: str, timeout: float = 120) -> tuple[int, str, float, float]:
+    """(exit code, stderr, seconds, peak resident MiB) of one CLI call, killed after `timeout` seconds.
+    os.wait4 gives the peak of this child alone, not of every process the test run started."""
+    with tempfile.TemporaryFile() as err:
+        started = time.monotonic()
+        child = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=err)
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - started > timeout:
+                child.kill()
+            time.sleep(0.02)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        return child.returncode, err.read().decode(errors="replace"), time.monotonic() - started, usage.ru_maxrss / 1024
+
+
+# A judge template that would take all memory or all time, or that needs files it cannot have: each is refused
+# before any request, in seconds, without the memory it asks for. (Plain Jinja: the first was killed by the kernel
+# at 24 GB, the second runs for hours, include and import end in a traceback.)
+HOSTILE = {
+    "string repeated": ("{{ 'a' * 10**10 }}", r"error: {dir}: judge template error: 'a' \* 10000000000 would build "
+                                             r"about 10,000,000,000 bytes, .* \(in {file}, line 2\); "),
+    "nested loops": ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                     r"error: {dir}: judge template error: the template's loops ran more than 1,000,000 times in one "
+                     r"render \(in {file}, line 2\); "),
+    "center filter": ("{{ 'x'|center(10**10) }}", r"error: {dir}: judge template error: the filter `center` is given "
+                                                 r"the integer 10,000,000,000; .* \(in {file}, line 2\); "),
+    "include": ("{% include 'x' %}", r"error: {file}: line 2: \{{% include %\}} is not supported: a prompt template "
+                                     r"is one file; paste the text in$"),
+    "import": ("{% import 'x' as y %}", r"error: {file}: line 2: \{{% import %\}} is not supported: a prompt template "
+                                        r"is one file; paste the text in$"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_a_judge_template_that_would_exhaust_memory_or_time_is_refused_in_seconds_before_any_request(
+        tmp_path, fake_server, case):
+    source, expected = HOSTILE[case]
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    texts = {"system": LABELS, "user": "{{ question }} {{ answer_a }} {{ answer_b }}\n" + source, "reask": "Label?"}
+    for name, text in texts.items():
+        (prompts / f"judge_{name}.j2").write_text(text)
+    server = fake_server()
+    config = write_config(tmp_path, server.base_url, n_questions=2, judge={"prompt_dir": str(prompts)})
+    code, stderr, seconds, peak_mib = cli_measured("run", "--config", str(config), "--no-progress")
+    print(f"{case}: exit {code} after {seconds:.1f} s, peak {peak_mib:.0f} MiB")
+    assert code == 1 and "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    pattern = expected.format(dir=re.escape(str(prompts)), file=re.escape(str(prompts / "judge_user.j2")))
+    assert re.match(pattern, lines[0]), (pattern, lines[0])
+    assert sum(server.requests.values()) == 0
+    assert seconds < 10 and peak_mib < 300  # the CLI alone peaks at about 150 MiB
 
 
 # --- answers that try to dictate the verdict ------------------------------------------------------------------
