@@ -410,11 +410,13 @@ def export_(
             raise ArenaError(f"{db}: no results yet; run `arena-eval run` with this config first")
         arena = Arena(cfg)
         with Store(db) as store:
-            paths = export_arena_hard(arena, store, to or cfg.output_dir / "arena-hard")
+            exported = export_arena_hard(arena, store, to or cfg.output_dir / "arena-hard")
     except ArenaError as exc:
         _fail(exc)
-    for path in paths:
+    for path in exported.paths:
         echo(f"wrote {path}")
+    for note in exported.notes:
+        echo(f"note: {note}")
 
 
 @app.command("import")

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from .energy.config import EnergyConfig
 from .errors import ConfigError
+from .questions import decode_utf8
 from .redaction import register_basic_auth
 
 PROVIDERS = ("openai", "anthropic", "litellm", "llama_cpp", "vllm")
@@ -363,14 +364,51 @@ def stable_hash(value: Any) -> str:
 # --- loading -------------------------------------------------------------------------------------------
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, line: int, first_line: int):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last one silently, so a
+    contestant's second `model:` would quietly replace the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` merges keys that the mapping may then override: not a duplicate
+            key = self.construct_object(key_node, deep=True)
+            try:
+                line = first.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:
+                continue  # an unhashable key: the constructor reports it
+            if line != key_node.start_mark.line + 1:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1, line)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse_yaml(text: str) -> tuple[Any, Any]:
+    """(root node, data): the node tree for line numbers in messages, and the data built from it."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        root = loader.get_single_node()
+        return root, (loader.construct_document(root) if root is not None else None)
+    finally:
+        loader.dispose()
+
+
 def load_config(path: str | Path) -> RunConfig:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found. Pass an existing YAML file with --config.")
-    text = path.read_text(encoding="utf-8")
+    # A byte-order mark (Windows editors write one) is not part of the YAML.
+    text = decode_utf8(path.read_bytes(), path).removeprefix("\ufeff")
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
+        root, data = _parse_yaml(text)
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{path}:{exc.line}: duplicate key {exc.key!r} (first at line {exc.first_line}); keep one of them") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -105,18 +106,27 @@ def answer_record(answer: Answer) -> dict[str, Any]:
     }
 
 
-def export_arena_hard(arena, store: Store, folder: str | Path) -> list[Path]:
-    """Write model_answer/<contestant>.jsonl, model_judgment/<judge>/<contestant>.jsonl and battles.jsonl."""
+class Exported(NamedTuple):
+    paths: list[Path]
+    notes: list[str]  # one per contestant whose file name is not its plain sanitised name, saying why
+
+
+def export_arena_hard(arena, store: Store, folder: str | Path) -> Exported:
+    """Write model_answer/<contestant>.jsonl, model_judgment/<judge>/<contestant>.jsonl and battles.jsonl.
+
+    File names are contestant names with other characters than letters, digits, `.`, `_` and `-` replaced
+    (`export_stems`); the records inside keep the real names."""
     from .judge import battle_outcome
 
     folder = Path(folder)
     ids, games = arena.current_games(store)
+    stems, notes = export_stems([c.name for c in arena.config.contestants] + list(ids))
     written: list[Path] = []
     answers_dir = folder / "model_answer"
     answers_dir.mkdir(parents=True, exist_ok=True)
     texts: dict[str, str] = {}
     for contestant, by_question in ids.items():
-        path = answers_dir / f"{_safe(contestant)}.jsonl"
+        path = answers_dir / f"{stems[contestant]}.jsonl"
         with path.open("w", encoding="utf-8") as handle:
             for qid in sorted(by_question):
                 answer = store.get_answer(by_question[qid])
@@ -146,7 +156,7 @@ def export_arena_hard(arena, store: Store, folder: str | Path) -> list[Path]:
     judgment_dir = folder / "model_judgment" / judge_name
     judgment_dir.mkdir(parents=True, exist_ok=True)
     for contestant, by_question in per_contestant.items():
-        path = judgment_dir / f"{_safe(contestant)}.jsonl"
+        path = judgment_dir / f"{stems[contestant]}.jsonl"
         with path.open("w", encoding="utf-8") as handle:
             for qid in sorted(by_question):
                 games_sorted = [g for _, g in sorted(by_question[qid], key=lambda pair: pair[0])]
@@ -158,8 +168,47 @@ def export_arena_hard(arena, store: Store, folder: str | Path) -> list[Path]:
         for row in battles:
             handle.write(json.dumps(row) + "\n")
     written.append(battles_path)
-    return written
+    return Exported(written, [notes[name] for name in dict.fromkeys(list(ids) + list(per_contestant)) if name in notes])
 
 
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
+
+
+def export_stems(names: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Each name's file stem, unique even where file names ignore case (macOS, Windows), and a note for each name
+    that does not get its plain sanitised stem.
+
+    `team/a` and `team_a` both sanitise to `team_a`: the name that is already safe keeps the plain stem, and
+    every other name in the clash gets `-` and the first 8 hex digits of its SHA-256 appended. Names that are
+    already safe and differ only in case: the first in sorted order keeps the plain stem. The result depends on
+    the names only, never on their order.
+    """
+    unique = sorted(set(names))
+    clashes: dict[str, list[str]] = {}
+    for name in unique:
+        clashes.setdefault(_safe(name).casefold(), []).append(name)
+    stems: dict[str, str] = {}
+    notes: dict[str, str] = {}
+    taken = {stem for stem in clashes}
+    for group in clashes.values():
+        keeper = next((name for name in group if _safe(name) == name), None if len(group) > 1 else group[0])
+        for name in group:
+            if name == keeper:
+                stems[name] = _safe(name)
+                continue
+            stems[name] = _hashed_stem(name, taken)
+            others = ", ".join(repr(other) for other in group if other != name)
+            notes[name] = (f"contestant {name!r} is written as {stems[name]}.jsonl (its name sanitises to the same "
+                           f"file as {others})")
+    return stems, notes
+
+
+def _hashed_stem(name: str, taken: set[str]) -> str:
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    for length in (8, 16, 64):  # a longer hash only if a contestant is deliberately named like another's file
+        stem = f"{_safe(name)}-{digest[:length]}"
+        if stem.casefold() not in taken:
+            taken.add(stem.casefold())
+            return stem
+    raise ConfigError(f"contestant {name!r}: no unique export file name; rename the contestant")

@@ -1,7 +1,9 @@
-"""Question sets: JSONL in the arena-hard form or a simple form, and CSV with the simple columns."""
+"""Question sets: JSONL in the arena-hard form or a simple form, and CSV with the simple columns; and the UTF-8
+line reading that every input file shares (a byte that is not UTF-8 names its file and line)."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 from array import array
@@ -252,18 +254,40 @@ def load_questions(path: str | Path) -> QuestionSet:
     raise ConfigError(f"{path}: unsupported question file type {suffix!r}; use .jsonl or .csv")
 
 
+def decode_utf8(data: bytes, path: str | Path, first_line: int = 1) -> str:
+    """`data` as text; bytes that are not UTF-8 are an error naming the file, the line and the column."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = first_line + before.count(b"\n")
+        column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8")) + 1
+        raise ConfigError(
+            f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {column}); save the file as UTF-8"
+        ) from None
+
+
+def utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each line of a UTF-8 file, decoded line by line so that a bad byte names its line.
+    A byte-order mark at the start is dropped: spreadsheet programs and Windows editors write one."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+            yield number, decode_utf8(raw, path, number)
+
+
 def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed value) for each non-blank line; a malformed line is an error naming file:line."""
     if not path.exists():
         raise ConfigError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{number}: malformed JSON ({exc.msg} at column {exc.colno}); fix or remove the line") from None
+    for number, line in utf8_lines(path):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{number}: malformed JSON ({exc.msg} at column {exc.colno}); fix or remove the line") from None
 
 
 def _read_jsonl_lines(path: Path) -> Iterator[tuple[int, Question]]:
@@ -272,7 +296,19 @@ def _read_jsonl_lines(path: Path) -> Iterator[tuple[int, Question]]:
 
 
 def _read_csv_lines(path: Path) -> Iterator[tuple[int, Question]]:
-    with path.open(encoding="utf-8", newline="") as handle:
+    try:
+        yield from _csv_questions(path)
+    except UnicodeDecodeError:
+        # The text reader decodes in blocks and cannot say where; a second, binary pass finds the line.
+        for _ in utf8_lines(path):
+            pass
+        raise ConfigError(f"{path}: not valid UTF-8; save the file as UTF-8") from None
+
+
+def _csv_questions(path: Path) -> Iterator[tuple[int, Question]]:
+    # utf-8-sig: spreadsheet programs save CSV with a byte-order mark, which would otherwise become part of the
+    # first column's name.
+    with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         columns = set(reader.fieldnames or [])
         if not {"id", "prompt"} <= columns:

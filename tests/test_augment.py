@@ -148,3 +148,49 @@ def test_jsonl_corpus_and_bad_lines(tmp_path):
     bad.write_text('{"id": "a", "text": "one"}\n{"id": "b"}\n')
     with pytest.raises(ConfigError, match="bad.jsonl:2"):
         load_corpus(bad)
+
+
+def test_a_corpus_line_that_is_not_utf8_names_the_file_and_line_and_a_byte_order_mark_is_accepted(tmp_path):
+    import pytest
+    from arena_eval.errors import ConfigError
+
+    bad = tmp_path / "p.jsonl"
+    bad.write_bytes(b'{"id": "a", "text": "one"}\n{"id": "b", "text": "Gr\xfc\xdfe"}\n')
+    with pytest.raises(ConfigError) as info:
+        load_corpus(bad)
+    assert str(info.value) == f"{bad}:2: not valid UTF-8 (byte 0xfc at column 24); save the file as UTF-8"
+    marked = tmp_path / "marked.jsonl"
+    marked.write_bytes(b'\xef\xbb\xbf{"id": "a", "text": "one"}\n')
+    assert [p.id for p in load_corpus(marked)] == ["a"]
+
+
+def test_a_guide_or_rag_template_that_needs_other_files_is_refused_when_read_before_any_request(tmp_path, fake_server):
+    server = fake_server()
+    contestants = [{"name": "base", "model": "m-base"}, {"name": "rag", "model": "m-rag", "augment": "rag"},
+                   {"name": "guided", "model": "m-guided", "augment": "guidance"}]
+    path = write_config(tmp_path, server.base_url, n_questions=2, contestants=contestants)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"id": "a", "text": "The office cat is called Bartholomew."}\n')
+    rag_prompts, guide_prompts = tmp_path / "rag-prompts", tmp_path / "guide-prompts"
+    rag_prompts.mkdir()
+    guide_prompts.mkdir()
+    (rag_prompts / "rag_user.j2").write_text("{% include 'passages.j2' %}\n{{ question }}")
+    for name in ("guide_reference.j2", "guide_guidance.j2", "guidance_system.j2"):
+        (guide_prompts / name).write_text("{{ question }}{{ guidance }}")
+    (guide_prompts / "guide_guidance.j2").write_text("{{ question }}\n\n{% import 'macros.j2' as m %}{{ m.hint() }}")
+    add(path, rag={"corpus": str(corpus), "prompt_dir": str(rag_prompts)},
+        guidance={"provider": "openai", "base_url": server.base_url, "model": "guide-model",
+                  "prompt_dir": str(guide_prompts)})
+
+    def run_fails_with(message: str) -> None:
+        run = subprocess.run([*CLI, "run", "--config", str(path), "--no-progress"], capture_output=True, text=True)
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+        assert run.stderr.strip() == "error: " + message, run.stderr
+        assert sum(server.requests.values()) == 0
+
+    # The guide's templates are read first; once that one is fixed, the RAG template is refused in turn.
+    run_fails_with(f"{guide_prompts / 'guide_guidance.j2'}: line 3: {{% import %}} is not supported: a prompt "
+                   "template is one file; paste the text in")
+    (guide_prompts / "guide_guidance.j2").write_text("{{ question }} {{ reference }}")
+    run_fails_with(f"{rag_prompts / 'rag_user.j2'}: line 1: {{% include %}} is not supported: a prompt template is "
+                   "one file; paste the text in")

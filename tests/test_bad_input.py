@@ -87,6 +87,15 @@ CASES = {
             {"name": "local", "provider": "llama_cpp", "model_path": "models/missing.gguf"})),
         [r"model_path 'models/missing\.gguf': no GGUF file at \S*models/missing\.gguf",
          r"point model_path at a \.gguf file"]),
+    "key given twice": (
+        lambda config, questions, folder: config.write_text(
+            config.read_text().replace("  model: model-c1\n", "  model: model-c1\n  model: model-c2\n")),
+        [r"config\.yaml:{line:model: model-c2}: duplicate key 'model' \(first at line {line:model: model-c1}\); "
+         r"keep one of them$"]),
+    "question file not UTF-8": (
+        lambda config, questions, folder: questions.write_bytes(
+            questions.read_bytes().replace(b"Question number 1?", b"Question number \xff?")),
+        [r"questions\.jsonl:2: not valid UTF-8 \(byte 0xff at column \d+\); save the file as UTF-8$"]),
     "output below a regular file": (
         lambda config, questions, folder: edit(config, lambda d: d.update(output=str(questions / "results"))),
         [r"cannot write to the output folder \S*questions\.jsonl/results/t: Not a directory",

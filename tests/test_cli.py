@@ -110,6 +110,46 @@ def test_export_then_import_round_trip_reuses_answers(tmp_path, fake_server):
     assert rows["imported"]["score"] == pytest.approx(rows["c1"]["score"])
 
 
+def test_contestants_whose_names_sanitise_to_the_same_file_export_to_separate_files(tmp_path, fake_server):
+    """`team/a` and `team_a` would both be written as team_a.jsonl, one overwriting the other."""
+    import hashlib
+
+    server = fake_server()
+    contestants = [{"name": "base", "model": "m-base"}, {"name": "team/a", "model": "m-slash"},
+                   {"name": "team_a", "model": "m-underscore"}]
+    path = write_config(tmp_path, server.base_url, n_questions=3, contestants=contestants)
+    assert cli("run", "--config", str(path)).returncode == 0
+    export = cli("export", "--config", str(path), "--to", str(tmp_path / "ah"))
+    assert export.returncode == 0, export.stderr
+
+    renamed = "team_a-" + hashlib.sha256(b"team/a").hexdigest()[:8]  # the name that is already safe keeps team_a
+    assert f"note: contestant 'team/a' is written as {renamed}.jsonl (its name sanitises to the same file as " \
+           f"'team_a')" in export.stdout.splitlines()
+    answers = tmp_path / "ah" / "model_answer"
+    judgments = tmp_path / "ah" / "model_judgment" / "judge-model"
+    assert sorted(p.name for p in answers.iterdir()) == sorted(["base.jsonl", "team_a.jsonl", f"{renamed}.jsonl"])
+    assert sorted(p.name for p in judgments.iterdir()) == sorted(["team_a.jsonl", f"{renamed}.jsonl"])
+    for stem, name, model in ((renamed, "team/a", "m-slash"), ("team_a", "team_a", "m-underscore")):
+        answer_records = [json.loads(line) for line in (answers / f"{stem}.jsonl").read_text().splitlines()]
+        assert len(answer_records) == 3 and {r["model_id"] for r in answer_records} == {name}
+        assert all(r["choices"][0]["turns"][0]["content"].startswith(f"Answer from {model}") for r in answer_records)
+        judgment_records = [json.loads(line) for line in (judgments / f"{stem}.jsonl").read_text().splitlines()]
+        assert len(judgment_records) == 3 and {r["model"] for r in judgment_records} == {name}
+
+
+def test_export_file_stems_are_unique_ignoring_case_and_do_not_depend_on_the_order():
+    from arena_eval.interop import export_stems
+
+    names = ["team/a", "team_a", "Team_A", "x y", "x:y", "solo/one", "plain"]
+    stems, notes = export_stems(names)
+    assert export_stems(list(reversed(names))) == (stems, notes)
+    assert stems["Team_A"] == "Team_A" and stems["team_a"].startswith("team_a-")  # both safe: sorted first keeps it
+    assert stems["solo/one"] == "solo_one" and stems["plain"] == "plain"  # no clash: plain stems, no note
+    assert stems["x y"].startswith("x_y-") and stems["x:y"].startswith("x_y-")  # neither is safe: both hashed
+    assert len({s.casefold() for s in stems.values()}) == len(names)
+    assert sorted(notes) == ["team/a", "team_a", "x y", "x:y"]
+
+
 @pytest.mark.skipif(not SHARED.exists(), reason="reference data ../shared/data is not present")
 def test_real_arena_hard_answers_import(tmp_path, fake_server):
     server = fake_server()

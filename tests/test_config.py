@@ -109,3 +109,46 @@ def test_a_missing_gguf_file_is_a_config_error(tmp_path):
     path = write_config(tmp_path, "http://x/v1", judge={"provider": "llama_cpp", "model_path": "missing.gguf"})
     run = subprocess.run([*CLI, "validate", "--config", str(path)], capture_output=True, text=True)
     assert run.returncode == 1 and "missing.gguf" in run.stderr and "no GGUF file" in run.stderr
+
+
+def test_a_key_given_twice_names_both_lines_at_any_level(tmp_path):
+    path = write_config(tmp_path, "http://x/v1")
+    lines = path.read_text().splitlines()
+    assert lines[0] == "name: t"
+    path.write_text("\n".join(lines + ["name: h"]) + "\n")
+    assert error_of(path) == f"{path}:{len(lines) + 1}: duplicate key 'name' (first at line 1); keep one of them"
+
+    # Inside a contestant: the second `model:` would silently replace the first.
+    first = next(i for i, line in enumerate(lines, 1) if line == "  model: model-c1")
+    path.write_text("\n".join(lines[:first] + ["  model: model-c2"] + lines[first:]) + "\n")
+    assert error_of(path) == f"{path}:{first + 1}: duplicate key 'model' (first at line {first}); keep one of them"
+
+
+def test_yaml_merge_keys_may_override_what_they_merge(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "name: t\nquestions: questions.jsonl\nbaseline: base\n"
+        "judge: {provider: openai, base_url: 'http://x/v1', model: judge-model}\n"
+        "contestants:\n"
+        "  - &defaults {name: base, provider: openai, base_url: 'http://x/v1', model: m-base, temperature: 0.5}\n"
+        "  - <<: *defaults\n    name: c1\n    model: m-c1\n"
+    )
+    (tmp_path / "questions.jsonl").write_text('{"id": "a", "prompt": "Hi?"}\n')
+    config = load_config(path)
+    assert [(c.name, c.model, c.temperature) for c in config.contestants] == [("base", "m-base", 0.5), ("c1", "m-c1", 0.5)]
+
+
+def test_a_config_that_is_not_utf8_names_the_file_and_line(tmp_path):
+    path = write_config(tmp_path, "http://x/v1")
+    path.write_bytes(path.read_bytes().replace(b"name: t\n", b"name: t\n# Gr\xfc\xdfe\n", 1))
+    assert error_of(path) == f"{path}:2: not valid UTF-8 (byte 0xfc at column 5); save the file as UTF-8"
+
+
+def test_a_config_saved_with_a_byte_order_mark_loads(tmp_path):
+    path = write_config(tmp_path, "http://x/v1")
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_config(path).name == "t"
+    edit_text = path.read_bytes().replace(b"baseline: base", b"baseline: nobody")
+    path.write_bytes(edit_text)
+    line = next(i for i, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1) if "nobody" in text)
+    assert f"config.yaml:{line}: baseline" in error_of(path)  # line numbers as without the mark

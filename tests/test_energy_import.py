@@ -185,3 +185,13 @@ def test_cli_errors_exit_1_with_a_message(tmp_path):
     bad = runner.invoke(energy_app, ["import-codecarbon", str(CSV), "--pattern", "(.+)-run", "--output", str(tmp_path)])
     assert bad.exit_code == 1 and "no named group `contestant`" in bad.output
     assert not (tmp_path / "arena.db").exists()  # nothing written on a bad pattern
+
+
+def test_an_emissions_csv_saved_with_a_byte_order_mark_imports_the_same_rows(tmp_path):
+    """Spreadsheet programs save CSV with a byte-order mark; the header must still read `project_name`."""
+    marked = tmp_path / "emissions.csv"
+    marked.write_bytes(b"\xef\xbb\xbf" + CSV.read_bytes())
+    plain, with_mark = read_codecarbon_csv(CSV, PATTERN), read_codecarbon_csv(marked, PATTERN)
+    assert with_mark.drop(columns="tags").equals(plain.drop(columns="tags"))
+    assert with_mark["tags"].tolist() == plain["tags"].tolist()
+    assert with_mark.attrs["unmatched"] == plain.attrs["unmatched"]

@@ -186,3 +186,30 @@ def test_a_large_file_set_loads_in_bounded_memory(tmp_path):
     assert peak < 30e6, f"loading peaked at {peak / 1e6:.1f} MB"
     assert held < 1e6, f"the loaded set holds {held / 1e6:.1f} MB"
     assert iter_peak < 30e6, f"iterating peaked at {iter_peak / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("suffix, lines", [
+    ("jsonl", [b'{"id": "a", "prompt": "fine"}', b'{"id": "b", "prompt": "Gr\xfc\xdfe"}']),
+    ("csv", [b"id,prompt", b"a,fine", b"b,Gr\xfc\xdfe"]),
+])
+def test_a_question_file_that_is_not_utf8_names_the_file_line_and_byte(tmp_path, suffix, lines):
+    path = tmp_path / f"q.{suffix}"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(ConfigError) as info:
+        load_questions(path)
+    column = 26 if suffix == "jsonl" else 5  # the byte after `{"id": "b", "prompt": "Gr` or `b,Gr`
+    assert str(info.value) == f"{path}:{len(lines)}: not valid UTF-8 (byte 0xfc at column {column}); save the file as UTF-8"
+
+
+def test_a_csv_saved_with_a_byte_order_mark_loads_with_its_ids_and_prompts(tmp_path):
+    """Spreadsheet programs save CSV with a byte-order mark; it must not become part of the `id` column's name."""
+    path = tmp_path / "q.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "id,prompt,category\n1,Was kostet es?,shop\n2,Ça va ?,\n".encode())
+    assert [(q.question_id, q.prompt, q.category) for q in load_questions(path)] == [
+        ("1", "Was kostet es?", "shop"), ("2", "Ça va ?", None)]
+
+
+def test_a_jsonl_file_with_a_byte_order_mark_loads(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"id": "a", "prompt": "Hi?"}\n{"id": "b", "prompt": "Why?"}\n')
+    assert [(q.question_id, q.prompt) for q in load_questions(path)] == [("a", "Hi?"), ("b", "Why?")]

@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -183,6 +184,69 @@ def test_a_template_that_reaches_for_python_internals_is_refused_before_any_requ
                      r"'\w+' object is unsafe", run.stderr), run.stderr
     assert "pwned" not in run.stderr + run.stdout and "<class" not in run.stderr + run.stdout
     assert sum(server.requests.values()) == 0
+
+
+# Runs the CLI and, as it exits, writes its own peak resident size (VmHWM). The rusage of a child is no use here:
+# it starts from the size of the test process that forked it.
+PEAK_REPORTING_CLI = """
+import atexit, os, runpy, sys
+def report():
+    status = open("/proc/self/status").read().splitlines()
+    peak_kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    open(os.environ["ARENA_TEST_PEAK_FILE"], "w").write(peak_kib)
+atexit.register(report)
+sys.argv = ["arena-eval", *sys.argv[1:]]
+runpy.run_module("arena_eval.cli", run_name="__main__")
+"""
+
+
+def cli_measured(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, float, float]:
+    """(the finished CLI call, seconds, peak resident MiB); a call that runs past 120 s fails the test."""
+    peak_file = tmp_path / "peak-kib"
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", PEAK_REPORTING_CLI, *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "ARENA_TEST_PEAK_FILE": str(peak_file)})
+    return done, time.monotonic() - started, int(peak_file.read_text()) / 1024
+
+
+# A judge template that would take all memory or all time, or that needs files it cannot have: each is refused
+# before any request, in seconds, without the memory it asks for. (Plain Jinja: the first was killed by the kernel
+# at 24 GB, the second runs for hours, include and import end in a traceback.)
+HOSTILE = {
+    "string repeated": ("{{ 'a' * 10**10 }}", r"error: {dir}: judge template error: 'a' \* 10000000000 would build "
+                                             r"about 10,000,000,000 bytes, .* \(in {file}, line 2\); "),
+    "nested loops": ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                     r"error: {dir}: judge template error: the template's loops ran more than 1,000,000 times in one "
+                     r"render \(in {file}, line 2\); "),
+    "center filter": ("{{ 'x'|center(10**10) }}", r"error: {dir}: judge template error: the filter `center` is given "
+                                                 r"the integer 10,000,000,000; .* \(in {file}, line 2\); "),
+    "include": ("{% include 'x' %}", r"error: {file}: line 2: \{{% include %\}} is not supported: a prompt template "
+                                     r"is one file; paste the text in$"),
+    "import": ("{% import 'x' as y %}", r"error: {file}: line 2: \{{% import %\}} is not supported: a prompt template "
+                                        r"is one file; paste the text in$"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_a_judge_template_that_would_exhaust_memory_or_time_is_refused_in_seconds_before_any_request(
+        tmp_path, fake_server, case):
+    source, expected = HOSTILE[case]
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    texts = {"system": LABELS, "user": "{{ question }} {{ answer_a }} {{ answer_b }}\n" + source, "reask": "Label?"}
+    for name, text in texts.items():
+        (prompts / f"judge_{name}.j2").write_text(text)
+    server = fake_server()
+    config = write_config(tmp_path, server.base_url, n_questions=2, judge={"prompt_dir": str(prompts)})
+    run, seconds, peak_mib = cli_measured(tmp_path, "run", "--config", str(config), "--no-progress")
+    print(f"{case}: exit {run.returncode} after {seconds:.1f} s, peak {peak_mib:.0f} MiB")
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    pattern = expected.format(dir=re.escape(str(prompts)), file=re.escape(str(prompts / "judge_user.j2")))
+    assert re.match(pattern, lines[0]), (pattern, lines[0])
+    assert sum(server.requests.values()) == 0
+    assert seconds < 10 and peak_mib < 300  # the CLI alone peaks at about 125 MiB
 
 
 # --- answers that try to dictate the verdict ------------------------------------------------------------------

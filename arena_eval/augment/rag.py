@@ -18,6 +18,7 @@ import numpy as np
 
 from ..config import RagConfig
 from ..errors import ConfigError
+from ..questions import utf8_lines
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 # Words too common to say anything about relevance; BM25's idf already damps them, this keeps indexes small.
@@ -71,17 +72,16 @@ def load_corpus(path: Path, chunk_chars: int = 800, overlap: int = 100) -> list[
             for i, chunk in enumerate(chunk_text(file.read_text(encoding="utf-8", errors="replace"), chunk_chars, overlap)):
                 passages.append(Passage(f"{name}#{i}", chunk))
     elif path.suffix.lower() == ".jsonl":
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    pid, text = str(record.get("id", number)), record["text"]
-                except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-                    raise ConfigError(f"{path}:{number}: a passage must be a JSON object with a `text` (and an `id`)") from None
-                pieces = chunk_text(text, chunk_chars, overlap)
-                passages += [Passage(pid if len(pieces) == 1 else f"{pid}#{i}", p) for i, p in enumerate(pieces)]
+        for number, line in utf8_lines(path):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                pid, text = str(record.get("id", number)), record["text"]
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+                raise ConfigError(f"{path}:{number}: a passage must be a JSON object with a `text` (and an `id`)") from None
+            pieces = chunk_text(text, chunk_chars, overlap)
+            passages += [Passage(pid if len(pieces) == 1 else f"{pid}#{i}", p) for i, p in enumerate(pieces)]
     else:
         raise ConfigError(f"rag.corpus: {path} is neither a folder nor a .jsonl file")
     if not passages:

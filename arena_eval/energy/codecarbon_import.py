@@ -71,7 +71,9 @@ def read_codecarbon_csv(path: str | Path, pattern: str, column: str = "project_n
     path = Path(path)
     regex = compile_pattern(pattern)
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+        # utf-8-sig: a CSV saved by a spreadsheet program starts with a byte-order mark, which must not become part
+        # of the first column's name (`\ufeffproject_name`).
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
