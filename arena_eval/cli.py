@@ -1,6 +1,7 @@
 """The `arena-eval` command line.
 
-Exit codes: 0 complete, 1 usage or config error, 2 finished with missing items, 3 a contestant regressed.
+Exit codes: 0 complete, 1 usage or config error, 2 finished with missing items, 3 a contestant regressed,
+130 / 143 stopped by SIGINT / SIGTERM (what was stored is kept; run again to resume).
 """
 
 from __future__ import annotations
@@ -229,7 +230,8 @@ def run(
 ) -> None:
     """Collect answers, judge them against the baseline and rate every contestant (resumes what is stored).
 
-    Exit codes: 0 complete, 1 usage or config error, 2 finished with missing items, 3 regression detected."""
+    Exit codes: 0 complete, 1 usage or config error, 2 finished with missing items, 3 regression detected,
+    130/143 stopped by SIGINT/SIGTERM (stored work kept; run again to resume)."""
     _run_stages(config, ("answers", "judge", "score"), "run", format, progress, demo_guided, tuple(refresh))
 
 

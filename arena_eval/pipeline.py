@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from jinja2 import TemplateError
 
 from .augment import Augmenter
 from .collect import RetriesExhausted, collect_into, prompt_hash
@@ -482,9 +483,12 @@ class Arena:
                 try:
                     judgment = await judge_game(game, question, text_a, text_b, self.config.judge,
                                                 self.judge_config_id, judge_provider, self.prompts, run_id)
-                except RetriesExhausted as exc:
+                except (RetriesExhausted, TemplateError) as exc:
+                    # A template that fails on this game's text (a render limit) is this game's error, as a judge
+                    # endpoint that keeps failing is: recorded with its reason, the other games go on.
+                    reason, attempts = (exc.reason, exc.attempts) if isinstance(exc, RetriesExhausted) else (str(exc), 0)
                     store.save_game_error(GameError(game.game_id, game.question_id, game.contestant, game.game,
-                                                    exc.reason, exc.attempts), run_id)
+                                                    reason, attempts), run_id)
                     summary.game_errors += 1
                     self.progress.advance("games", error=True)
                     continue

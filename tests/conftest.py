@@ -12,6 +12,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_server import FakeServer, Faults  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _forget_secrets():
+    """Secrets are registered for the rest of a process (arena_eval.redaction): each test starts with none, so
+    that a test key made of words ("sk-redirect-test-key") cannot blank those words in another test's messages."""
+    yield
+    from arena_eval.redaction import forget_all
+
+    forget_all()
+
+
 @pytest.fixture
 def fake_server():
     servers = []

@@ -405,3 +405,25 @@ def test_an_api_key_with_a_trailing_newline_stops_the_run_before_any_request(tmp
     assert "Traceback" not in run.stderr
     assert key not in run.stdout + run.stderr and key[len("sk-newline-"):][:12] not in run.stdout + run.stderr
     assert sum(server.requests.values()) == 0
+
+
+def test_a_judge_template_that_fails_only_on_long_answers_records_those_games_as_errors(tmp_path, fake_server):
+    # Fine on the sample that validates templates (13-character answers), past the loop limit on a 1500-character
+    # answer in position B: the games it fails on are recorded errors that name the file; the others are judged.
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    for part in ("system", "reask"):
+        (prompts / f"judge_{part}.j2").write_text((Path("prompts") / f"judge_{part}.j2").read_text())
+    (prompts / "judge_user.j2").write_text("{{ question }}\nA: {{ answer_a }}\nB: {{ answer_b }}\n"
+                                          "{% for x in answer_b %}{% for y in answer_b %}{% endfor %}{% endfor %}")
+    server = fake_server(replies={"m-long": ["x" * 1500]})
+    contestants = [{"name": "base", "model": "m-base"}, {"name": "long", "model": "m-long"}]
+    config = write_config(tmp_path, server.base_url, n_questions=3, contestants=contestants,
+                          judge={"prompt_dir": str(prompts)})
+    run = cli("run", "--config", str(config), "--no-progress")
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    with sqlite3.connect(tmp_path / "out" / "t" / "arena.db") as db:
+        reasons = [r for (r,) in db.execute("SELECT reason FROM errors WHERE stage = 'judge'")]
+        judged = db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+    assert len(reasons) == 3 and judged == 3  # game 1 (the long answer in position B) fails; game 2 is judged
+    assert all("loops ran more than 1,000,000 times" in r and str(prompts / "judge_user.j2") in r for r in reasons), reasons

@@ -8,7 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jinja2 import TemplateError
+
 from ..config import ContestantConfig, RunConfig
+from ..errors import AugmentError
 from ..questions import Question
 from ..records import Message
 from ..templates import read_template, render
@@ -42,6 +45,14 @@ class Augmenter:
         return self._retrieved[question.question_id]
 
     def compose(self, contestant: ContestantConfig, question: Question, guidance: str | None = None) -> Prepared:
+        """The messages for `question`; a template that fails on it (a render limit) raises AugmentError, which
+        makes this one answer a recorded error."""
+        try:
+            return self._compose(contestant, question, guidance)
+        except TemplateError as exc:
+            raise AugmentError(f"prompt template failed for question {question.question_id}: {exc}") from None
+
+    def _compose(self, contestant: ContestantConfig, question: Question, guidance: str | None) -> Prepared:
         system = contestant.system_prompt
         user = question.prompt
         context_ids: list[str] = []
@@ -67,7 +78,10 @@ class Augmenter:
             guidance = self.guide.stored(question)
             if guidance is None:
                 return None
-        return self.compose(contestant, question, guidance)
+        try:
+            return self.compose(contestant, question, guidance)
+        except AugmentError:
+            return None  # no prompt, so no answer could have been collected for it
 
     async def close(self) -> None:
         if self.guide is not None:

@@ -10,6 +10,8 @@ import asyncio
 import time
 from pathlib import Path
 
+from jinja2 import TemplateError
+
 from ..collect import RetriesExhausted, call_with_retries
 from ..config import GuideConfig
 from ..errors import AugmentError
@@ -66,6 +68,12 @@ class Guide:
         return completion.text, completion.input_tokens or 0, completion.output_tokens or 0
 
     async def _generate(self, question: Question) -> str:
+        try:
+            return await self._write(question)
+        except TemplateError as exc:  # a guide template that fails on this question's text: this one is missing
+            raise GuidanceUnavailable(f"guide prompt template failed: {exc}") from None
+
+    async def _write(self, question: Question) -> str:
         tokens_in = tokens_out = 0
         if self.config.use_question_reference and question.reference:
             reference = question.reference
