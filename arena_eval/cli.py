@@ -21,7 +21,10 @@ from rich.table import Table
 
 from .console import err
 from .errors import ArenaError, RunInterrupted
+from .records import COLUMNS, terminal_columns
 from .redaction import redact
+
+TERMINAL_COLUMNS = terminal_columns()
 
 app = typer.Typer(
     add_completion=False,
@@ -69,18 +72,11 @@ def _fail(exc: ArenaError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-# The terminal table; JSON and CSV carry every column.
-_COLUMNS = ["model", "score", "ci_low", "ci_high", "elo", "battles", "unparsed_rate", "avg_input_tokens",
-            "avg_output_tokens", "answer_cost", "wh_per_pass", "wh_per_1k_tokens", "co2_g_per_pass", "method",
-            "is_estimated", "pareto", "tags"]
-_HEADERS = {"unparsed_rate": "unparsed", "avg_input_tokens": "in tok", "avg_output_tokens": "out tok",
-            "answer_cost": "cost", "wh_per_pass": "Wh/pass", "wh_per_1k_tokens": "Wh/1k tok",
-            "co2_g_per_pass": "gCO2/pass", "is_estimated": "est.", "method": "energy by"}
-
-
 def print_table(board: pd.DataFrame, fmt: Format, title: str = "Leaderboard") -> None:
+    """A leaderboard (or history) frame: JSON and CSV carry every column; the terminal table shows the columns
+    records.LeaderboardRow marks for it, with their headers and number formats."""
     if fmt is Format.json:
-        from .pipeline import leaderboard_records
+        from .leaderboard import leaderboard_records
 
         sys.stdout.write(json.dumps(leaderboard_records(board), indent=2) + "\n")
         return
@@ -88,9 +84,10 @@ def print_table(board: pd.DataFrame, fmt: Format, title: str = "Leaderboard") ->
         board.to_csv(sys.stdout, index=False)
         return
     table = Table(title=title)
-    columns = [c for c in _COLUMNS if c in board.columns and (c != "tags" or board[c].notna().any())]
+    columns = [c for c in TERMINAL_COLUMNS if c in board.columns and (c != "tags" or board[c].notna().any())]
     for column in columns:
-        table.add_column(_HEADERS.get(column, column), justify="left" if column in ("model", "method") else "right")
+        table.add_column(COLUMNS[column].metadata["label"] or column,
+                         justify="left" if column in ("model", "method") else "right")
     for _, row in board.iterrows():
         table.add_row(*(_cell(column, row[column]) for column in columns))
     Console(width=None if sys.stdout.isatty() else 200).print(table)
@@ -105,15 +102,8 @@ def _cell(column: str, value) -> str:
         return "-"
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
-    if column.startswith("wh_") or column.startswith("co2"):
-        return f"{value:.3g}"
-    if column == "unparsed_rate":
-        return f"{100 * value:.1f}%"
-    if column in ("battles", "questions"):
-        return f"{value:g}"
-    if column.endswith("_cost"):
-        return f"{value:.4f}"
-    return f"{value:.1f}" if column in ("elo", "avg_input_tokens", "avg_output_tokens") else f"{value:.2f}"
+    fmt = COLUMNS[column].metadata["format"] if column in COLUMNS else ".2f"
+    return f"{100 * value:.1f}%" if fmt == "%" else f"{value:{fmt}}"
 
 
 def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, fmt: Format, progress: bool,
@@ -148,32 +138,33 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
         f"{f', {s.games_missing} missing' if s.games_missing else ''}",
         highlight=False,
     )
-    if "judge" in s.extra and not pd.isna(s.extra["judge"]["consistency"]):
-        d = s.extra["judge"]
-        err.print(f"judge diagnostics: position consistency {100 * d['consistency']:.0f}% of questions, "
-                  f"position A wins {100 * d['first_position_win_rate']:.0f}% of decisive games"
-                  f"{' (strong position bias)' if abs(d['first_position_win_rate'] - 0.5) > 0.2 else ''}"
-                  + (f"; {100 * d['suspicious_rate']:.0f}% of games had suspicious replies (a verdict label copied from"
+    if s.judge is not None and s.judge.consistency is not None:
+        d = s.judge
+        first = d.first_position_win_rate if d.first_position_win_rate is not None else float("nan")
+        err.print(f"judge diagnostics: position consistency {100 * d.consistency:.0f}% of questions, "
+                  f"position A wins {100 * first:.0f}% of decisive games"
+                  f"{' (strong position bias)' if abs(first - 0.5) > 0.2 else ''}"
+                  + (f"; {100 * d.suspicious_rate:.0f}% of games had suspicious replies (a verdict label copied from"
                      " an answer, a reply cut off, or an answer holding a label: see suspicious_rate and judgments.flags)"
-                     if d.get("suspicious_rate") else ""), highlight=False)
-    if "style" in s.extra:
+                     if d.suspicious_rate else ""), highlight=False)
+    if s.style is not None:
         elo = 400 / np.log(10)  # per unit of log-odds
-        fitted = [f"{name.removeprefix('style_')} {c['elo_per_sd']:+.0f}"
-                  + (f" [{elo * c['ci_low']:+.0f}, {elo * c['ci_high']:+.0f}]" if not pd.isna(c["ci_low"]) else "")
-                  for name, c in s.extra["style"].items() if not pd.isna(c["coef"])]
+        fitted = [f"{name.removeprefix('style_')} {c.elo_per_sd:+.0f}"
+                  + (f" [{elo * c.ci_low:+.0f}, {elo * c.ci_high:+.0f}]" if not pd.isna(c.ci_low) else "")
+                  for name, c in s.style.items() if not pd.isna(c.coef)]
         err.print(f"style control: Elo per standard deviation of {', '.join(fitted) or 'no varying feature'} "
                   "(positive: the judge favours more of it; removed from the scores)", highlight=False)
-    if "energy" in s.extra:
-        e = s.extra["energy"]
-        methods = ", ".join(e["methods"]) or "none available"
-        idle = f"{e['idle_power_w']:.1f} W" if e["idle_power_w"] is not None else "not measured"
-        judge_wh = f"{e['judge_wh']:.3g} Wh" if e["judge_wh"] is not None else "unknown"
-        err.print(f"energy: measured/estimated by {methods}; idle power {idle}; judge {judge_wh}; carbon {e['carbon']}",
+    if s.energy is not None:
+        e = s.energy
+        methods = ", ".join(e.methods) or "none available"
+        idle = f"{e.idle_power_w:.1f} W" if e.idle_power_w is not None else "not measured"
+        judge_wh = f"{e.judge_wh:.3g} Wh" if e.judge_wh is not None else "unknown"
+        err.print(f"energy: measured/estimated by {methods}; idle power {idle}; judge {judge_wh}; carbon {e.carbon}",
                   highlight=False)
-    if "guidance" in s.extra:
-        g = s.extra["guidance"]
-        err.print(f"guidance: {g['new']} new, {g['stored']} stored before, {g['errors']} errors", highlight=False)
-        for line in s.extra.get("guidance_errors", [])[:10]:
+    if s.guidance is not None:
+        g = s.guidance
+        err.print(f"guidance: {g.new} new, {g.stored} stored before, {g.errors} errors", highlight=False)
+        for line in g.error_lines[:10]:
             err.print(f"  {line}", highlight=False)
     if s.errors_by_contestant:
         err.print("errors by contestant: " + ", ".join(f"{k}: {v}" for k, v in sorted(s.errors_by_contestant.items())))
@@ -314,25 +305,9 @@ def report(
 ) -> None:
     """Write the self-contained HTML report from what is stored (no requests; does not need the run lock)."""
     from .pipeline import Arena
-    from .records import RunSummary
-    from .report import write_report
 
     try:
-        cfg = _load(config)
-        arena = Arena(cfg)
-        with arena.open_store() as store:
-            runs = [r for r in store.runs() if r["command"] in ("run", "score")]
-            run_id = runs[-1]["run_id"] if runs else "(no scored run)"
-            from .pipeline import Result
-
-            summary = RunSummary(run_id, len(arena.questions), [c.name for c in arena.contestants])
-            result = Result(run_id, summary, None, cfg.output_dir, _arena=arena)
-            result.leaderboard = arena.leaderboard(store, summary, result)
-            from .history import find_regressions
-
-            if runs:
-                result.regressions = find_regressions(store, run_id, cfg.regression.score_drop)
-            path = write_report(arena, store, result, out)
+        path = Arena(_load(config)).report(out)
     except ArenaError as exc:
         _fail(exc)
     echo(f"wrote {path}")
@@ -412,7 +387,8 @@ def export_(
             raise ArenaError(f"{db}: no results yet; run `arena-eval run` with this config first")
         arena = Arena(cfg)
         with Store(db) as store:
-            exported = export_arena_hard(arena, store, to or cfg.output_dir / "arena-hard")
+            exported = export_arena_hard(arena.scope, arena.prompts, store, arena.answer_sets(store),
+                                         to or cfg.output_dir / "arena-hard")
     except ArenaError as exc:
         _fail(exc)
     for path in exported.paths:
@@ -442,11 +418,11 @@ def import_(
 
         arena = Arena(cfg, questions=questions)
         with RunLock(cfg.output_dir), Store(cfg.output_dir / "arena.db") as store:
-            arena.use_answer_sets(store)  # into the answer set in use, if the contestant's answers were refreshed
+            set_id = arena.answer_sets(store).set_id(contestant)  # the set in use, if its answers were refreshed
             target = next(c for c in arena.contestants if c.name == contestant)
             store.save_questions(questions)
-            store.save_contestant(target.name, target.config_id, target.provider, target.model, target.model_dump(mode="json"))
-            counts = import_answers(answers_file, target, questions, store, arena.augmenter(store))
+            store.save_contestant(target.name, set_id, target.provider, target.model, target.model_dump(mode="json"))
+            counts = import_answers(answers_file, target, questions, store, arena.augmenter(store), set_id)
     except ArenaError as exc:
         _fail(exc)
     typer.echo(

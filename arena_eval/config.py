@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .energy.config import EnergyConfig
 from .errors import ConfigError
@@ -157,19 +157,17 @@ class ContestantConfig(EndpointConfig):
     # never: stored answers are reused while the configuration is unchanged (incremental runs).
     # always: every `run` collects a fresh set of answers (API models drift); older sets stay stored.
     refresh: Literal["never", "always"] = "never"
-    # The answer set ("epoch") in use when answers were refreshed; set by the pipeline from the store.
-    _epoch: str | None = PrivateAttr(None)
-
     @property
     def base_config_id(self) -> str:
-        """Identifies what the configuration would answer; the same across refreshed answer sets."""
+        """Identifies what the configuration would answer; the same across refreshed answer sets (the set in use
+        is answer_sets.AnswerSets.set_id: this id, plus "@epoch" once answers were refreshed)."""
         fields = self.answer_fields() | {"augment": self.augment, "tags": self.tags}
         return stable_hash(fields)
 
     @property
     def config_id(self) -> str:
-        """Identifies the answer set in use: the base id, plus the refresh epoch once answers were refreshed."""
-        return self.base_config_id + (f"@{self._epoch}" if self._epoch else "")
+        """The configuration's id (the same as base_config_id)."""
+        return self.base_config_id
 
 
 class VerdictWeights(_Strict):

@@ -11,10 +11,12 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from .answer_sets import AnswerSets, question_digest
 from .collect import answer_id, prompt_hash
 from .config import ContestantConfig
 from .errors import ConfigError
-from .judge import JudgePrompts
+from .judge import JudgePrompts, battle_outcome
+from .leaderboard import RunScope, current_games
 from .questions import QuestionSet, read_jsonl
 from .records import Answer
 from .store import Store
@@ -49,15 +51,17 @@ def read_battles(path: str | Path) -> pd.DataFrame:
 
 
 def import_answers(path: str | Path, contestant: ContestantConfig, questions: QuestionSet, store: Store,
-                   augmenter) -> dict[str, int]:
-    """Store an arena-hard answer file as `contestant`'s answers, keyed so that a run reuses them.
+                   augmenter, set_id: str | None = None) -> dict[str, int]:
+    """Store an arena-hard answer file as `contestant`'s answers in answer set `set_id` (default: its
+    configuration's own), keyed so that a run reuses them, and make them its current answers.
 
     A guided contestant's prompts depend on its guidance, so that must be built first (`arena-eval guidance`).
     """
     path = Path(path)
+    set_id = set_id or contestant.base_config_id
     by_id = {q.question_id: q for q in questions}
     counts = {"imported": 0, "already_stored": 0, "unknown_question": 0}
-    stored = store.answer_ids(contestant.config_id)
+    stored = store.answer_ids(set_id)
     for number, record in _jsonl(path):
         try:
             qid = str(record["question_id"])
@@ -77,12 +81,14 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
         p_hash = prompt_hash(prepared.messages)
         if (qid, p_hash) in stored:
             counts["already_stored"] += 1
+            store.set_current(set_id, qid, stored[(qid, p_hash)])
             continue
+        key = answer_id(set_id, qid, p_hash)
         store.save_answer(
             Answer(
-                answer_id=answer_id(contestant.config_id, qid, p_hash),
+                answer_id=key,
                 contestant=contestant.name,
-                config_id=contestant.config_id,
+                config_id=set_id,
                 question_id=qid,
                 prompt_hash=p_hash,
                 text=text,
@@ -90,8 +96,11 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
                 tokens_estimated=True,  # arena-hard counts tokens with its own tokenizer, not the model's
                 finish_reason="imported",
                 created_at=float(record.get("tstamp") or time.time()),
+                question_digest=question_digest(question),
             )
         )
+        # Its time stamp is the file's, maybe older than an answer stored since: say which one counts.
+        store.set_current(set_id, qid, key)
         counts["imported"] += 1
     return counts
 
@@ -111,16 +120,17 @@ class Exported(NamedTuple):
     notes: list[str]  # one per contestant whose file name is not its plain sanitised name, saying why
 
 
-def export_arena_hard(arena, store: Store, folder: str | Path) -> Exported:
-    """Write model_answer/<contestant>.jsonl, model_judgment/<judge>/<contestant>.jsonl and battles.jsonl.
+def export_arena_hard(scope: RunScope, prompts: JudgePrompts, store: Store, sets: AnswerSets,
+                      folder: str | Path) -> Exported:
+    """Write model_answer/<contestant>.jsonl, model_judgment/<judge>/<contestant>.jsonl and battles.jsonl: the
+    current answers (`sets`), their verdicts and the battles they make.
 
     File names are contestant names with other characters than letters, digits, `.`, `_` and `-` replaced
     (`export_stems`); the records inside keep the real names."""
-    from .judge import battle_outcome
-
     folder = Path(folder)
-    ids, games = arena.current_games(store)
-    stems, notes = export_stems([c.name for c in arena.config.contestants] + list(ids))
+    ids = {c.name: sets.current(c, scope.questions) for c in scope.contestants}
+    games = current_games(scope, ids)
+    stems, notes = export_stems([c.name for c in scope.config.contestants] + list(ids))
     written: list[Path] = []
     answers_dir = folder / "model_answer"
     answers_dir.mkdir(parents=True, exist_ok=True)
@@ -135,10 +145,10 @@ def export_arena_hard(arena, store: Store, folder: str | Path) -> Exported:
                 handle.write(json.dumps(answer_record(answer), ensure_ascii=False) + "\n")
         written.append(path)
 
-    judge_name = _safe(arena.config.judge.model or Path(arena.config.judge.model_path or "judge").stem)
-    judgments = {j.game_id: j for j in store.judgments(arena.judge_config_id)}
-    questions = {q.question_id: q.prompt for q in arena.questions}
-    prompts: JudgePrompts = arena.prompts
+    judge = scope.config.judge
+    judge_name = _safe(judge.model or Path(judge.model_path or "judge").stem)
+    judgments = {j.game_id: j for j in store.judgments(scope.judge_config_id)}
+    questions = {q.question_id: q.prompt for q in scope.questions}
     per_contestant: dict[str, dict[str, list]] = {}
     battles = []
     for game in games:
@@ -150,7 +160,7 @@ def export_arena_hard(arena, store: Store, folder: str | Path) -> Exported:
             (game.game, {"user_prompt": user_prompt, "judgment": judgment.judge_text, "score": judgment.verdict})
         )
         if judgment.verdict is not None:
-            winner, weight = battle_outcome(judgment.verdict, game.game, arena.config.judge.weights)
+            winner, weight = battle_outcome(judgment.verdict, game.game, judge.weights)
             row = {"question_id": game.question_id, "model_a": game.baseline, "model_b": game.contestant, "winner": winner}
             battles += [row] * int(round(weight))
     judgment_dir = folder / "model_judgment" / judge_name

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import TemplateError
 
-from .collect import call_with_retries
+from .providers.retry import call_with_retries
 from .config import JudgeConfig, VerdictWeights
 from .errors import ConfigError
 from .pricing import cost_of, price_for

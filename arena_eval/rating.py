@@ -819,3 +819,11 @@ def _one_hot(index: np.ndarray, size: int) -> sparse.csr_array:
 
 def _dense(values) -> np.ndarray:
     return np.asarray(values, dtype=float).ravel()
+
+
+def weighted_win_rate(battles: pd.DataFrame, by: list[str]) -> dict:
+    """(wins + ½ ties) / battles × 100 of model_b (the contestant: the baseline is model_a) per group of `by`,
+    with the battles' weights; groups without weight are left out."""
+    frame = battles.assign(_won=battles.weight * ((battles.winner == "model_b") + 0.5 * (battles.winner == "tie")))
+    sums = frame.groupby(by)[["_won", "weight"]].sum()
+    return {key: 100.0 * won / weight for key, (won, weight) in zip(sums.index, sums.to_numpy()) if weight > 0}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 Message = dict[str, str]
@@ -42,6 +43,8 @@ class Answer:
     run_id: str | None = None
     # Ids of the passages retrieved into the prompt (augment: rag), for audit.
     context_ids: list[str] | None = None
+    # The question text it answers (answer_sets.question_digest): an edited question makes it stale.
+    question_digest: str | None = None
     # True when the answer was already stored before this run (nothing was requested).
     cached: bool = field(default=False, compare=False)
 
@@ -104,6 +107,49 @@ class GameError:
 
 
 @dataclass
+class JudgeDiagnostics:
+    """The judge's diagnostics over every contestant (judge.position_diagnostics, row "*")."""
+
+    consistency: float | None = None
+    first_position_win_rate: float | None = None
+    suspicious_rate: float | None = None
+
+
+@dataclass
+class StyleEffect:
+    """One style feature's fitted effect (rating with style control): log-odds of the first model winning per
+    standard deviation of the feature, its 95% bootstrap interval, the same in Elo, the scale used, and whether
+    it was fitted at all (a feature that does not vary within the models' battles is left out)."""
+
+    coef: float
+    ci_low: float
+    ci_high: float
+    elo_per_sd: float
+    sd: float
+    fitted: bool
+
+
+@dataclass
+class EnergyOverview:
+    """How the run's energy was known: the methods used, idle power, the judge's own energy, the carbon factor."""
+
+    methods: list[str] = field(default_factory=list)
+    idle_power_w: float | None = None
+    judge_wh: float | None = None
+    carbon: str = ""
+
+
+@dataclass
+class GuidanceCounts:
+    """The `guidance` stage: guidance generated now, found stored, and failed (with one line per failure)."""
+
+    new: int = 0
+    stored: int = 0
+    errors: int = 0
+    error_lines: list[str] = field(default_factory=list)
+
+
+@dataclass
 class RunSummary:
     run_id: str
     questions: int
@@ -124,9 +170,145 @@ class RunSummary:
     unfinished_runs: list[str] = field(default_factory=list)
     # [old name, new name] of contestants renamed in the config whose stored work this run carried over.
     renamed: list[list[str]] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Set by the stages that produce them; None when the run did not get that far.
+    judge: JudgeDiagnostics | None = None
+    style: dict[str, StyleEffect] | None = None
+    energy: EnergyOverview | None = None
+    guidance: GuidanceCounts | None = None
+    regressions: list[str] | None = None  # contestants that regressed against their previous scored run
 
     @property
     def complete(self) -> bool:
         return not (self.answer_errors or self.answers_missing or self.game_errors or self.games_missing
                     or self.guidance_errors)
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The stage results above as plain dicts, under the keys earlier versions used (read-only)."""
+        out: dict[str, Any] = {}
+        if self.judge is not None:
+            out["judge"] = asdict(self.judge)
+        if self.style is not None:
+            out["style"] = {name: asdict(effect) for name, effect in self.style.items()}
+        if self.energy is not None:
+            out["energy"] = asdict(self.energy)
+        if self.guidance is not None:
+            out["guidance"] = {"new": self.guidance.new, "stored": self.guidance.stored, "errors": self.guidance.errors}
+            if self.guidance.error_lines:
+                out["guidance_errors"] = list(self.guidance.error_lines)
+        if self.regressions is not None:
+            out["regressions"] = list(self.regressions)
+        return out
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """What `runs.summary_json` holds: the counts, and the stage results under "extra"."""
+        typed = {"judge", "style", "energy", "guidance", "regressions"}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in typed}
+        out["extra"] = self.extra
+        return out
+
+
+# --- the leaderboard ------------------------------------------------------------------------------------------
+
+
+def _column(group: str, label: str | None = None, fmt: str = ".2f", terminal: bool = False,
+            default: Any = None) -> Any:
+    """A leaderboard column: its group (which stage fills it), its header and number format in the terminal
+    table (shown there when `terminal`; "%" is a percentage with one decimal), and its default (None: unknown)."""
+    return field(default=default, metadata={"group": group, "label": label, "format": fmt, "terminal": terminal})
+
+
+@dataclass
+class LeaderboardRow:
+    """One row of the leaderboard: a contestant, or one of its energy configurations (CodeCarbon imports with
+    tags give a contestant one row each). This is the one definition of the leaderboard's columns: the rating,
+    the run's counts, the energy join, the files, the store's history, the terminal table and the report all
+    read them from here. A board holds the columns its run produced (`leaderboard.Leaderboard.columns`): energy
+    columns come only with energy figures of their kind, and a column a run did not produce is absent from its
+    files, as it always was.
+    """
+
+    model: str = _column("model", terminal=True)
+    # rating.compute_leaderboard
+    score: float | None = _column("rating", terminal=True)
+    ci_low: float | None = _column("rating", terminal=True)
+    ci_high: float | None = _column("rating", terminal=True)
+    elo: float | None = _column("rating", fmt=".1f", terminal=True)
+    elo_ci_low: float | None = _column("rating")
+    elo_ci_high: float | None = _column("rating")
+    battles: float | None = _column("rating", fmt="g", terminal=True)
+    questions: float | None = _column("rating", fmt="g")
+    # the run's tally of answers and games (leaderboard.build_leaderboard)
+    games: int | None = _column("run")
+    unparsed_rate: float | None = _column("run", "unparsed", fmt="%", terminal=True)
+    answers_missing: int | None = _column("run")
+    games_missing: int | None = _column("run")
+    avg_input_tokens: float | None = _column("run", "in tok", fmt=".1f", terminal=True)
+    avg_output_tokens: float | None = _column("run", "out tok", fmt=".1f", terminal=True)
+    answer_cost: float | None = _column("run", "cost", fmt=".4f", terminal=True)
+    judge_cost: float | None = _column("run", fmt=".4f")
+    consistency: float | None = _column("run")
+    first_position_win_rate: float | None = _column("run")
+    suspicious_rate: float | None = _column("run")
+    is_baseline: bool = _column("run", default=False)
+    # energy.energy_summary joined by contestant, or a CodeCarbon import (energy.summarise_runs)
+    windows: int | None = _column("energy")
+    windows_unknown: int | None = _column("energy")
+    requests: float | None = _column("energy")
+    output_tokens: float | None = _column("energy")
+    duration_s: float | None = _column("energy")
+    energy_source: str | None = _column("energy")
+    runs: int | None = _column("energy")
+    energy_wh: float | None = _column("energy")
+    energy_wh_std: float | None = _column("energy")
+    gpu_wh: float | None = _column("energy")
+    cpu_wh: float | None = _column("energy")
+    ram_wh: float | None = _column("energy")
+    wh_per_pass: float | None = _column("energy", "Wh/pass", fmt=".3g", terminal=True)
+    wh_per_1k_tokens: float | None = _column("energy", "Wh/1k tok", fmt=".3g", terminal=True)
+    tokens_per_j: float | None = _column("energy")
+    avg_power_w: float | None = _column("energy")
+    co2_g_per_pass: float | None = _column("energy", "gCO2/pass", fmt=".3g", terminal=True)
+    cost_per_pass: float | None = _column("energy")
+    method: str | None = _column("energy", "energy by", terminal=True)
+    is_estimated: bool | None = _column("energy", "est.", terminal=True)
+    pareto: bool | None = _column("energy", terminal=True)
+    tags: dict | None = _column("energy", terminal=True)  # the energy configuration's tags (CodeCarbon imports)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "LeaderboardRow":
+        unknown = set(record) - set(COLUMN_NAMES)
+        if unknown:
+            raise ValueError(f"leaderboard column(s) {', '.join(sorted(unknown))} are not LeaderboardRow fields "
+                             "(arena_eval/records.py): define them there")
+        return cls(**{name: _plain(value) for name, value in record.items()})
+
+    def to_record(self, columns: list[str]) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in columns}
+
+
+COLUMNS = {f.name: f for f in fields(LeaderboardRow)}
+COLUMN_NAMES = list(COLUMNS)
+
+
+def terminal_columns() -> list[str]:
+    """The columns the terminal table shows, in order."""
+    return [name for name, f in COLUMNS.items() if f.metadata["terminal"]]
+
+
+def columns_of(*groups: str) -> list[str]:
+    """The names of the leaderboard columns in `groups`, in their order."""
+    return [name for name, f in COLUMNS.items() if f.metadata["group"] in groups]
+
+
+def _plain(value: Any) -> Any:
+    """A cell as a plain Python value: NaN and pandas' missing values become None, numpy scalars numbers."""
+    if value is None:
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes, dict, list)):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value.__class__.__name__ in ("NAType", "NaTType"):
+        return None
+    return value

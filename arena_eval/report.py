@@ -10,20 +10,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 from jinja2 import FileSystemLoader, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
-from .store import Store
-
-if TYPE_CHECKING:
-    from .pipeline import Arena, Result
+from .leaderboard import ReportData
+from .rating import weighted_win_rate
+from .records import LeaderboardRow
 
 _HERE = Path(__file__).parent
 _ENV = SandboxedEnvironment(loader=FileSystemLoader(_HERE / "report_templates"),
@@ -33,35 +30,35 @@ _ENV = SandboxedEnvironment(loader=FileSystemLoader(_HERE / "report_templates"),
 _W, _H, _PAD_L, _PAD_R, _PAD_T, _PAD_B = 720, 420, 64, 24, 20, 52
 
 
-def write_report(arena: "Arena", store: Store, result: "Result", path: Path | None = None) -> Path:
-    """Render report.html for `result` (a scored run) into the output folder, atomically."""
-    path = path or arena.config.output_dir / "report.html"
-    html = render_report(arena, store, result)
+def write_report(data: ReportData, path: Path) -> Path:
+    """Render report.html from `data` (a scored run) into `path`, atomically."""
+    html = render_report(data)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(path)
     return path
 
 
-def render_report(arena: "Arena", store: Store, result: "Result") -> str:
-    board = result.leaderboard
+def render_report(data: ReportData) -> str:
     script = (_HERE / "report_templates" / "report.js").read_text(encoding="utf-8")
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    board = data.leaderboard
+    rows = _leaderboard_rows(board.rows)
     context = {
-        "title": arena.config.name,
-        "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "run_id": result.run_id,
-        "baseline": arena.baseline.name,
-        "judge": f"{arena.config.judge.provider}:{arena.config.judge.model or Path(arena.config.judge.model_path or '').name}",
-        "n_questions": len(arena.questions),
-        "rows": _leaderboard_rows(board),
-        "scatter": _scatter(board),
-        "categories": _category_scores(result.battles, arena),
-        "diagnostics": _diagnostics(board, result, arena),
-        "regressions": [] if result.regressions is None else result.regressions.to_dict("records"),
-        "summary": result.summary,
-        "questions": _question_view(arena, store),
-        "contestants": [c.name for c in arena.contestants[1:]],
+        "title": data.title,
+        "generated": data.generated,
+        "run_id": data.run_id,
+        "baseline": data.baseline,
+        "judge": data.judge,
+        "n_questions": len(data.categories),
+        "rows": rows,
+        "scatter": _scatter(rows),
+        "categories": _category_scores(board.battles, data.categories, data.contestants),
+        "diagnostics": _diagnostics(board.rows, board.diagnostics, data.contestants, data.baseline),
+        "regressions": data.regressions,
+        "summary": data.summary,
+        "questions": data.questions,
+        "contestants": data.contestants,
         "script": script,
         "script_hash": digest,
     }
@@ -72,34 +69,29 @@ def render_report(arena: "Arena", store: Store, result: "Result") -> str:
 
 
 def _num(value: Any) -> float | None:
-    if value is None or isinstance(value, (str, dict, list)):
+    if value is None or isinstance(value, (str, dict, list, bool)):
         return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
+    value = float(value)
     return None if math.isnan(value) else value
 
 
-def _leaderboard_rows(board: pd.DataFrame) -> list[dict[str, Any]]:
-    rows = []
-    for r in board.to_dict("records"):
-        score, low, high = _num(r.get("score")), _num(r.get("ci_low")), _num(r.get("ci_high"))
-        rows.append({
-            "model": r["model"],
-            "score": score, "ci_low": low, "ci_high": high, "elo": _num(r.get("elo")),
-            "battles": _num(r.get("battles")), "unparsed_rate": _num(r.get("unparsed_rate")),
-            "avg_output_tokens": _num(r.get("avg_output_tokens")),
-            "wh_per_pass": _num(r.get("wh_per_pass")), "co2_g_per_pass": _num(r.get("co2_g_per_pass")),
-            "cost": _num(r.get("answer_cost")), "method": r.get("method") if isinstance(r.get("method"), str) else None,
-            "is_estimated": r.get("is_estimated") if isinstance(r.get("is_estimated"), bool) else None,
-            "pareto": bool(r.get("pareto")) if r.get("pareto") is not None and not pd.isna(r.get("pareto")) else False,
-            "is_baseline": bool(r.get("is_baseline")),
+def _leaderboard_rows(rows: list[LeaderboardRow]) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        score, low, high = _num(r.score), _num(r.ci_low), _num(r.ci_high)
+        out.append({
+            "model": r.model,
+            "score": score, "ci_low": low, "ci_high": high, "elo": _num(r.elo),
+            "battles": _num(r.battles), "unparsed_rate": _num(r.unparsed_rate),
+            "avg_output_tokens": _num(r.avg_output_tokens),
+            "wh_per_pass": _num(r.wh_per_pass), "co2_g_per_pass": _num(r.co2_g_per_pass),
+            "cost": _num(r.answer_cost), "method": r.method,
+            "is_estimated": r.is_estimated, "pareto": bool(r.pareto), "is_baseline": bool(r.is_baseline),
             # CI bar on a 0-100 axis, as percentages of the cell's width
             "bar": None if score is None else {"low": low if low is not None else score,
                                                "high": high if high is not None else score, "score": score},
         })
-    return rows
+    return out
 
 
 # --- quality vs energy scatter -------------------------------------------------------------------------------
@@ -116,9 +108,9 @@ class _Point:
     estimated: bool
 
 
-def _scatter(board: pd.DataFrame) -> dict[str, Any]:
+def _scatter(rows: list[dict[str, Any]]) -> dict[str, Any]:
     points, missing = [], []
-    for r in _leaderboard_rows(board):
+    for r in rows:
         if r["wh_per_pass"] is None or r["wh_per_pass"] <= 0 or r["score"] is None:
             missing.append(r["model"])
             continue
@@ -187,100 +179,41 @@ def _ticks(lo: float, hi: float, n: int) -> list[float]:
 # --- per category ---------------------------------------------------------------------------------------------
 
 
-def _category_scores(battles: pd.DataFrame | None, arena: "Arena") -> dict[str, Any]:
-    """Weighted win rate against the baseline per category: (wins + ½ ties) / battles, in 0-100.
+def _category_scores(battles: pd.DataFrame, categories: dict[str, str | None], contestants: list[str]) -> dict[str, Any]:
+    """Weighted win rate against the baseline per category: (wins + ½ ties) / battles, in 0-100 (rating.py).
 
     With every battle against the single baseline this is exactly what the Bradley-Terry score would be if it
-    were fitted on that category's battles alone (DESIGN §3.4)."""
-    category = {q.question_id: q.category or "(none)" for q in arena.questions}
+    were fitted on that category's battles alone (docs/design.md §3.4.4)."""
     if battles is None or battles.empty:
         return {"categories": [], "rows": []}
-    frame = battles.assign(category=battles.question_id.map(category))
-    frame["won"] = frame.weight * ((frame.winner == "model_b") + 0.5 * (frame.winner == "tie"))
-    sums = frame.groupby(["model_b", "category"])[["won", "weight"]].sum()
-    categories = sorted(frame.category.unique())
-    rows = []
-    for model in [c.name for c in arena.contestants[1:]]:
-        cells = []
-        for cat in categories:
-            if (model, cat) in sums.index and sums.loc[(model, cat), "weight"] > 0:
-                won, weight = sums.loc[(model, cat)]
-                cells.append(100.0 * won / weight)
-            else:
-                cells.append(None)
-        rows.append({"model": model, "cells": cells})
+    frame = battles.assign(category=battles.question_id.map(lambda q: categories.get(q) or "(none)"))
+    rates = weighted_win_rate(frame, by=["model_b", "category"])
+    cats = sorted(frame.category.unique())
+    rows = [{"model": model, "cells": [rates.get((model, cat)) for cat in cats]} for model in contestants]
     counts = frame.groupby("category").question_id.nunique().to_dict()
-    return {"categories": [{"name": c, "questions": counts.get(c, 0)} for c in categories], "rows": rows}
+    return {"categories": [{"name": c, "questions": counts.get(c, 0)} for c in cats], "rows": rows}
 
 
 # --- judge diagnostics -------------------------------------------------------------------------------------
 
 
-def _diagnostics(board: pd.DataFrame, result: "Result", arena: "Arena") -> list[dict[str, Any]]:
-    per_model = {}
-    if result.diagnostics is not None:
-        per_model = {r["model"]: r for r in result.diagnostics.to_dict("records")}
-    unparsed = dict(zip(board.model, board.get("unparsed_rate", pd.Series(dtype=float))))
-    games = dict(zip(board.model, board.get("games", pd.Series(dtype=float))))
-    rows = []
-    for name in [c.name for c in arena.contestants[1:]] + ["*"]:
+def _diagnostics(rows: list[LeaderboardRow], diagnostics: pd.DataFrame, contestants: list[str],
+                 baseline: str) -> list[dict[str, Any]]:
+    per_model = {r["model"]: r for r in diagnostics.to_dict("records")} if diagnostics is not None else {}
+    unparsed = {r.model: _num(r.unparsed_rate) for r in rows}
+    games = {r.model: r.games for r in rows}
+    out = []
+    for name in contestants + ["*"]:
         d = per_model.get(name, {})
         if name == "*":
-            total = sum(_num(games.get(m)) or 0 for m in games if m != arena.baseline.name)
-            bad = sum((_num(unparsed.get(m)) or 0) * (_num(games.get(m)) or 0) for m in games if m != arena.baseline.name)
+            total = sum(_num(games.get(m)) or 0 for m in games if m != baseline)
+            bad = sum((unparsed.get(m) or 0) * (_num(games.get(m)) or 0) for m in games if m != baseline)
             rate = bad / total if total else None
         else:
-            rate = _num(unparsed.get(name))
+            rate = unparsed.get(name)
         first = _num(d.get("first_position_win_rate"))
-        rows.append({"model": "all contestants" if name == "*" else name, "games": games.get(name) if name != "*" else total,
-                     "unparsed_rate": rate, "consistency": _num(d.get("consistency")), "first_position_win_rate": first,
-                     "suspicious_rate": _num(d.get("suspicious_rate")),
-                     "biased": first is not None and abs(first - 0.5) > 0.2})
-    return rows
-
-
-# --- per-question view ----------------------------------------------------------------------------------------
-
-
-def _question_view(arena: "Arena", store: Store) -> list[dict[str, Any]]:
-    """Each question with the baseline's answer and, per contestant, its answer and both games' judgments."""
-    from .pipeline import current_answer_ids
-
-    augmenter = arena.augmenter(store)
-    ids = {c.name: current_answer_ids(c, arena.questions, store, augmenter) for c in arena.contestants}
-    judgments = defaultdict(dict)
-    for j in store.judgments(arena.judge_config_id):
-        judgments[(j.answer_a_id, j.answer_b_id)] = j
-    out = []
-    base = arena.baseline.name
-
-    def text(answer_id: str | None) -> str | None:
-        if answer_id is None:
-            return None
-        answer = store.get_answer(answer_id)
-        return answer.text if answer else None
-
-    for q in arena.questions:
-        base_id = ids[base].get(q.question_id)
-        entry = {"id": q.question_id, "category": q.category, "prompt": q.prompt, "baseline_answer": text(base_id),
-                 "contestants": []}
-        for c in arena.contestants[1:]:
-            aid = ids[c.name].get(q.question_id)
-            games = []
-            for number, key in ((1, (base_id, aid)), (2, (aid, base_id))):
-                j = judgments.get(key) if aid and base_id else None
-                games.append({"number": number, "verdict": j.verdict if j else None,
-                              "judged": j is not None, "reasoning": j.judge_text if j else None,
-                              "outcome": _outcome(j.verdict, number) if j and j.verdict else None})
-            entry["contestants"].append({"name": c.name, "answer": text(aid), "games": games})
-        out.append(entry)
+        out.append({"model": "all contestants" if name == "*" else name, "games": games.get(name) if name != "*" else total,
+                    "unparsed_rate": rate, "consistency": _num(d.get("consistency")), "first_position_win_rate": first,
+                    "suspicious_rate": _num(d.get("suspicious_rate")),
+                    "biased": first is not None and abs(first - 0.5) > 0.2})
     return out
-
-
-def _outcome(verdict: str, game: int) -> str:
-    """The verdict read from the contestant's side (in game 1 it sits in position B)."""
-    if "=" in verdict:
-        return "tie"
-    contestant_won = (verdict[0] == "B") if game == 1 else (verdict[0] == "A")
-    strength = "clearly " if ">>" in verdict else ""
-    return f"{strength}{'better' if contestant_won else 'worse'}"

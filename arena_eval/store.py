@@ -22,7 +22,7 @@ from .config import redact_secrets
 from .energy.energy_store import create_energy_tables
 from .errors import ArenaError, StoreError, StoreLockedError
 from .questions import Question
-from .records import Answer, AnswerError, GameError, Judgment
+from .records import Answer, AnswerError, GameError, Judgment, LeaderboardRow
 from .redaction import redact, redact_tree, redact_values
 
 SCHEMA_VERSION = 1
@@ -44,8 +44,11 @@ CREATE TABLE IF NOT EXISTS answers (
     answer_id TEXT PRIMARY KEY, contestant TEXT NOT NULL, config_id TEXT NOT NULL, question_id TEXT NOT NULL,
     prompt_hash TEXT NOT NULL, text TEXT NOT NULL, input_tokens INTEGER, output_tokens INTEGER,
     tokens_estimated INTEGER NOT NULL DEFAULT 0, finish_reason TEXT, latency_s REAL, ttft_s REAL, cost REAL,
-    created_at REAL NOT NULL, run_id TEXT, context_ids TEXT,
+    created_at REAL NOT NULL, run_id TEXT, context_ids TEXT, question_digest TEXT,
     UNIQUE (config_id, question_id, prompt_hash)
+);
+CREATE TABLE IF NOT EXISTS current_answers (
+    config_id TEXT NOT NULL, question_id TEXT NOT NULL, answer_id TEXT, PRIMARY KEY (config_id, question_id)
 );
 CREATE TABLE IF NOT EXISTS guidance (
     question_id TEXT NOT NULL, guide_config_id TEXT NOT NULL, reference TEXT NOT NULL, guidance TEXT NOT NULL,
@@ -75,7 +78,8 @@ CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id, stage);
 """
 
 # Columns added after a table was first created: (table, column, type). Applied to older databases on open.
-_ADDED_COLUMNS = [("answers", "context_ids", "TEXT"), ("judgments", "cost", "REAL"), ("judgments", "flags", "TEXT")]
+_ADDED_COLUMNS = [("answers", "context_ids", "TEXT"), ("judgments", "cost", "REAL"), ("judgments", "flags", "TEXT"),
+                  ("answers", "question_digest", "TEXT")]
 
 _ANSWER_COLUMNS = [f.name for f in fields(Answer) if f.name != "cached"]
 _JUDGMENT_COLUMNS = [f.name for f in fields(Judgment) if f.name != "cached"]
@@ -388,6 +392,36 @@ class Store:
                               (config_id, question_id, p_hash)).fetchone()
         return row[0] if row else None
 
+    def question_answers(self, config_id: str, question_id: str) -> list[tuple[str, str | None, float, str]]:
+        """(answer_id, question_digest, created_at, prompt_hash) of every answer one set holds for one question
+        (the UNIQUE index's prefix: no table scan)."""
+        rows = self.db.execute("SELECT answer_id, question_digest, created_at, prompt_hash FROM answers "
+                               "WHERE config_id=? AND question_id=?", (config_id, question_id))
+        return [tuple(r) for r in rows]
+
+    def answer_candidates(self, config_id: str) -> Iterator[tuple[str, str, str | None, float]]:
+        """(question_id, answer_id, question_digest, created_at) of every answer in one set."""
+        rows = self.db.execute("SELECT question_id, answer_id, question_digest, created_at FROM answers "
+                               "WHERE config_id=?", (config_id,))
+        for row in rows:
+            yield tuple(row)
+
+    def current_overrides(self, config_id: str) -> dict[str, str | None]:
+        """question_id → answer_id (None: no current answer) recorded by collection for one set (answer_sets.py)."""
+        rows = self.db.execute("SELECT question_id, answer_id FROM current_answers WHERE config_id=?", (config_id,))
+        return {r[0]: r[1] for r in rows}
+
+    def current_override(self, config_id: str, question_id: str) -> tuple[bool, str | None]:
+        row = self.db.execute("SELECT answer_id FROM current_answers WHERE config_id=? AND question_id=?",
+                              (config_id, question_id)).fetchone()
+        return (True, row[0]) if row else (False, None)
+
+    def has_current_overrides(self, config_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM current_answers WHERE config_id=? LIMIT 1", (config_id,)).fetchone() is not None
+
+    def set_current(self, config_id: str, question_id: str, answer_id: str | None) -> None:
+        self.db.execute("INSERT OR REPLACE INTO current_answers VALUES (?,?,?)", (config_id, question_id, answer_id))
+
     def count_answers(self, config_id: str) -> int:
         """Answers stored for one contestant configuration, under any prompt (the index's prefix: no table scan)."""
         return self.db.execute("SELECT COUNT(*) FROM answers WHERE config_id=?", (config_id,)).fetchone()[0]
@@ -518,16 +552,20 @@ class Store:
 
     # --- leaderboards -----------------------------------------------------------------------------------
 
-    def save_leaderboard(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+    def save_leaderboard(self, run_id: str, rows: list[LeaderboardRow | dict[str, Any]],
+                         columns: list[str] | None = None) -> None:
+        """A run's leaderboard, kept for `history` and regression checks: each row's `columns` (a dict row: its
+        own keys, each a LeaderboardRow column) as JSON."""
+        records = []
+        for row in rows:
+            typed = row if isinstance(row, LeaderboardRow) else LeaderboardRow.from_record(row)
+            records.append((typed.model, typed.to_record(columns if columns is not None else list(row))))
         now = time.time()
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM leaderboards WHERE run_id=?", (run_id,))
-            self.db.executemany(
-                "INSERT INTO leaderboards VALUES (?,?,?,?)",
-                ((run_id, r["model"], now, json.dumps(r, default=_json_default)) for r in rows),
-            )
-
+            self.db.executemany("INSERT INTO leaderboards VALUES (?,?,?,?)",
+                                ((run_id, model, now, json.dumps(record, default=_json_default)) for model, record in records))
 
     def leaderboard_history(self, contestant: str | None = None) -> list[dict[str, Any]]:
         """Every stored leaderboard row, oldest run first, with the run's name, command, status and times."""

@@ -143,9 +143,8 @@ def test_refresh_resumes_a_set_whose_run_was_killed(tmp_path, fake_server):
     with Store(cfg.output_dir / "arena.db") as store:
         # What a SIGKILL leaves behind: a run still marked running that opened a set with some answers in it.
         store.start_run("killed", "t", "run", {})
-        arena.use_answer_sets(store, "killed")
-        api = next(c for c in arena.contestants if c.name == "api")
-        assert api.config_id.endswith("@killed")
+        sets = arena.answer_sets(store, "killed")
+        assert sets.set_id("api").endswith("@killed")
     resumed = Arena(cfg).run_sync()
     assert resumed.summary.answers_new == 5  # the killed set had none: all of api's answers are collected into it
     with Store(cfg.output_dir / "arena.db") as store:

@@ -20,7 +20,7 @@ from conftest import write_config
 from fake_anthropic import AnthropicFaults, FakeAnthropic
 
 from arena_eval import Arena, load_config
-from arena_eval.collect import RetriesExhausted, call_with_retries
+from arena_eval.providers.retry import RetriesExhausted, call_with_retries
 from arena_eval.config import EndpointConfig
 from arena_eval.errors import ConfigError
 from arena_eval.providers import make_provider

@@ -12,11 +12,12 @@ from pathlib import Path
 
 from jinja2 import TemplateError
 
-from ..collect import RetriesExhausted, call_with_retries
+from ..providers.retry import RetriesExhausted, call_with_retries
 from ..config import GuideConfig
 from ..errors import AugmentError
 from ..providers import make_provider
 from ..questions import Question
+from ..records import GuidanceCounts
 from ..templates import read_template, render
 
 
@@ -93,3 +94,29 @@ class Guide:
         if self._started:
             await self.provider.close()
             self._started = False
+
+
+async def build_guidance(guide: Guide, questions, progress, counts: GuidanceCounts) -> None:
+    """Generate missing guidance ahead of collection (the `guidance` command; `run` also fills gaps lazily),
+    `guide.config.concurrency` questions at a time; a question the guide fails on is counted and listed."""
+    guide.provider.api_key()
+    progress.add("guidance", len(questions))
+    limit = asyncio.Semaphore(guide.config.concurrency)
+
+    async def one(question: Question) -> None:
+        async with limit:
+            if guide.stored(question) is not None:
+                counts.stored += 1
+                progress.advance("guidance", cached=True)
+                return
+            try:
+                await guide.get(question)
+            except AugmentError as exc:
+                counts.errors += 1
+                counts.error_lines.append(f"{question.question_id}: {exc}")
+                progress.advance("guidance", error=True)
+                return
+            counts.new += 1
+            progress.advance("guidance")
+
+    await asyncio.gather(*(one(q) for q in questions))

@@ -1,0 +1,92 @@
+"""Which games can be posed as answers arrive (docs/design.md §3.1.1, §3.3.1): a state machine with no I/O.
+
+Contestants are collected side by side and their answers arrive in any order. A contestant's two games for a
+question can be posed once its answer and the baseline's answer to that question both exist; an answer that
+arrives before the baseline's waits for it, and when the baseline has no answer to a question (it failed), the
+answers waiting on it are dropped: there is no game to pose. Only questions that some contestant has not
+delivered yet are held (one bit per contestant says who has), so memory follows the questions in flight, not
+the size of the set; a question is forgotten once every contestant delivered an answer or an error for it, or
+finished without one (judging stored answers delivers only the answers it finds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .records import Answer, AnswerError
+
+
+@dataclass
+class _OpenQuestion:
+    base: Answer | None = None  # the baseline's answer, once it arrived
+    waiting: list[Answer] = field(default_factory=list)  # contestants' answers that arrived before it
+    delivered: int = 0  # bit set of the contestants that delivered an answer or an error
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """A contestant's answer and the baseline's answer to the same question: two games to pose."""
+
+    answer: Answer
+    base: Answer
+
+
+class GameDispatcher:
+    """Feed it every answer or error as it arrives (`deliver`) and every contestant's end (`finish`); each call
+    returns the pairings that became ready. The baseline's own answers pair with nothing."""
+
+    def __init__(self, contestants: Sequence[str], baseline: str):
+        if baseline not in contestants:
+            raise ValueError(f"baseline {baseline!r} is not among the contestants")
+        self.baseline = baseline
+        self._bits = {name: 1 << i for i, name in enumerate(contestants)}
+        self._everyone = (1 << len(contestants)) - 1
+        self._finished = 0
+        self._open: dict[str, _OpenQuestion] = {}
+
+    @property
+    def open_questions(self) -> int:
+        """Questions held in memory: some contestant has not delivered them yet."""
+        return len(self._open)
+
+    def deliver(self, item: Answer | AnswerError) -> list[Pairing]:
+        bit = self._bits[item.contestant]
+        entry = self._open.get(item.question_id)
+        if entry is None:
+            entry = self._open[item.question_id] = _OpenQuestion(delivered=self._finished)
+        if entry.delivered & bit:
+            return []  # a second delivery for the same question changes nothing
+        entry.delivered |= bit
+        ready: list[Pairing] = []
+        is_answer = isinstance(item, Answer)
+        if item.contestant == self.baseline:
+            entry.base = item if is_answer else None
+            waiting, entry.waiting = entry.waiting, []
+            if entry.base is not None:
+                ready = [Pairing(answer, entry.base) for answer in waiting]
+        elif is_answer:
+            if entry.base is not None:
+                ready = [Pairing(item, entry.base)]
+            elif not entry.delivered & self._bits[self.baseline]:
+                entry.waiting.append(item)
+            # else: the baseline has no answer to this question, so there is no game to pose
+        self._forget_if_done(item.question_id, entry)
+        return ready
+
+    def finish(self, contestant: str) -> None:
+        """`contestant` delivers nothing more: questions it never delivered stop waiting for it (and answers that
+        wait for the baseline are dropped when the baseline is the one that finished)."""
+        bit = self._bits[contestant]
+        self._finished |= bit
+        for question_id, entry in list(self._open.items()):
+            if entry.delivered & bit:
+                continue
+            entry.delivered |= bit
+            if contestant == self.baseline:
+                entry.waiting = []
+            self._forget_if_done(question_id, entry)
+
+    def _forget_if_done(self, question_id: str, entry: _OpenQuestion) -> None:
+        if entry.delivered == self._everyone:
+            del self._open[question_id]  # nothing more can arrive for it: drop the texts

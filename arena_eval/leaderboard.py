@@ -1,0 +1,385 @@
+"""The leaderboard stage: what the current configuration calls for and how much of it is stored, the ratings of
+the current verdicts joined with energy, the files, and the data the report shows (docs/design.md §3.4–§3.5, §5.6).
+
+Everything here reads the store and returns typed results (`Tally`, `Leaderboard`, `ReportData`); the
+pipeline decides when, and the report renders what it is given. The leaderboard's columns are defined once, in
+`records.LeaderboardRow`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .answer_sets import AnswerSets
+from .config import ContestantConfig, RunConfig
+from .energy import energy_summary, estimate_api_batch, join_leaderboard, load_imports, load_windows, summarise_runs
+from .errors import ArenaError
+from .judge import battle_outcome, battles_from_judgments, games_for, position_diagnostics
+from .questions import QuestionSet
+from .rating import compute_leaderboard
+from .records import EnergyOverview, Game, JudgeDiagnostics, Judgment, LeaderboardRow, RunSummary, StyleEffect
+from .store import Store
+from .style import STYLE_COLUMNS, answer_styles
+
+
+@dataclass(frozen=True)
+class RunScope:
+    """What one output folder's run is about: its config, its contestants (the baseline first), its questions
+    and the judge's configuration id."""
+
+    config: RunConfig
+    contestants: list[ContestantConfig]
+    questions: QuestionSet
+    judge_config_id: str
+
+    @property
+    def baseline(self) -> ContestantConfig:
+        return self.contestants[0]
+
+
+# --- what is called for, and what is stored ---------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    answer_ids: dict[str, dict[str, str]]  # contestant → question_id → current answer_id
+    judged_game_ids: list[tuple[str, str]]  # (game_id, contestant) of the games judged so far
+    per_contestant: dict[str, dict[str, int]]  # answers_missing, games_missing, games, unparsed
+    games_missing: int
+
+
+def current_games(scope: RunScope, answer_ids: dict[str, dict[str, str]]) -> list[Game]:
+    """Every game the current answers call for: two per contestant and question both it and the baseline answered."""
+    base_name = scope.baseline.name
+    base_ids = answer_ids[base_name]
+    games = []
+    for c in scope.contestants[1:]:
+        for qid, aid in answer_ids[c.name].items():
+            if qid in base_ids:
+                games += games_for(scope.judge_config_id, qid, c.name, base_name, aid, base_ids[qid])
+    return games
+
+
+def tally(scope: RunScope, store: Store, sets: AnswerSets) -> Tally:
+    """What the current configuration calls for, and how much of it the store holds."""
+    ids = {c.name: sets.current(c, scope.questions) for c in scope.contestants}
+    verdicts = store.verdicts(scope.judge_config_id)
+    n = len(scope.questions)
+    per = {c.name: {"answers_missing": n - len(ids[c.name]), "games_missing": 0, "games": 0, "unparsed": 0}
+           for c in scope.contestants}
+    judged = []
+    for g in current_games(scope, ids):
+        row = per[g.contestant]
+        if g.game_id in verdicts:
+            judged.append((g.game_id, g.contestant))
+            row["games"] += 1
+            row["unparsed"] += verdicts[g.game_id] is None
+        else:
+            row["games_missing"] += 1
+    # Games that cannot even be posed (a missing answer on either side) are missing too.
+    expected = 2 * n * (len(scope.contestants) - 1)
+    return Tally(ids, judged, per, expected - len(judged))
+
+
+def count_missing(tally: Tally, summary: RunSummary, stages: tuple[str, ...]) -> None:
+    if {"answers", "judge", "score"} & set(stages):
+        summary.answers_missing = sum(r["answers_missing"] for r in tally.per_contestant.values())
+    summary.games_missing = tally.games_missing if ("judge" in stages or "score" in stages) else 0
+
+
+def current_judgments(scope: RunScope, store: Store, tally: Tally) -> list[Judgment]:
+    """The stored verdicts of the current games, named by today's contestant names (a contestant renamed since,
+    with the same configuration, keeps its verdicts)."""
+    wanted = dict(tally.judged_game_ids)
+    judgments = [j for j in store.judgments(scope.judge_config_id) if j.game_id in wanted]
+    for j in judgments:
+        j.contestant, j.baseline = wanted[j.game_id], scope.baseline.name
+    return judgments
+
+
+# --- the leaderboard ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Leaderboard:
+    """A rated leaderboard and what went into it.
+
+    `frame` is the board as written to leaderboard.csv/.json/.parquet (the columns this run produced, each a
+    LeaderboardRow field); `rows` are the same rows typed. `battles` are the rated battles, `diagnostics` the
+    judge's per contestant (and "*" overall), `energy` the per-configuration energy table with the judge's line.
+    """
+
+    frame: pd.DataFrame
+    rows: list[LeaderboardRow]
+    battles: pd.DataFrame
+    diagnostics: pd.DataFrame
+    energy: pd.DataFrame
+    judge: JudgeDiagnostics
+    energy_overview: EnergyOverview
+    style: dict[str, StyleEffect] | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.frame.columns)
+
+
+def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) -> Leaderboard:
+    """Rate the current verdicts and join them with the counts, costs, judge diagnostics and energy."""
+    config = scope.config
+    baseline = scope.baseline.name
+    per = tally.per_contestant
+    judgments = current_judgments(scope, store, tally)
+    styles = answer_styles(judgments, store.answer_rows) if config.rating.style_control else None
+    battles = battles_from_judgments(judgments, config.judge.weights, styles)
+    diagnostics = position_diagnostics(judgments).set_index("model")
+    overall = diagnostics.loc["*"]
+    judge = JudgeDiagnostics(_number(overall.consistency), _number(overall.first_position_win_rate),
+                             _number(overall.suspicious_rate))
+    rating, style = config.rating, None
+    if battles.empty:
+        board = pd.DataFrame({"model": [c.name for c in scope.contestants]})
+        for column in ("score", "ci_low", "ci_high", "elo", "battles", "questions"):
+            board[column] = float("nan")
+        board.loc[board.model == baseline, ["score", "elo"]] = [50.0, 1000.0]
+    else:
+        board = compute_leaderboard(battles, baseline, rounds=rating.rounds, seed=rating.seed, by=rating.bootstrap,
+                                    style=list(STYLE_COLUMNS) if rating.style_control else None)
+        if rating.style_control:
+            style = {name: StyleEffect(**effect) for name, effect in board.attrs["style_coefficients"].items()}
+        missing = [c.name for c in scope.contestants if c.name not in set(board.model)]
+        if missing:
+            board = pd.concat([board, pd.DataFrame({"model": missing})], ignore_index=True)
+    board["games"] = board.model.map(lambda m: per[m]["games"])
+    board["unparsed_rate"] = board.model.map(lambda m: per[m]["unparsed"] / per[m]["games"] if per[m]["games"] else float("nan"))
+    board["answers_missing"] = board.model.map(lambda m: per[m]["answers_missing"])
+    board["games_missing"] = board.model.map(lambda m: per[m]["games_missing"])
+    board.loc[board.model == baseline, ["unparsed_rate", "games_missing"]] = [float("nan"), 0]
+    answer_stats = {m: store.answer_stats(list(ids.values())) for m, ids in tally.answer_ids.items()}
+    games_of: dict[str, list[str]] = defaultdict(list)
+    for game_id, contestant in tally.judged_game_ids:
+        games_of[contestant].append(game_id)
+    judge_stats = {m: store.judgment_stats(games_of[m]) for m in per}
+    board["avg_input_tokens"] = board.model.map(lambda m: answer_stats[m]["avg_input_tokens"])
+    board["avg_output_tokens"] = board.model.map(lambda m: answer_stats[m]["avg_output_tokens"])
+    board["answer_cost"] = board.model.map(lambda m: answer_stats[m]["cost"])
+    board["judge_cost"] = board.model.map(lambda m: judge_stats[m]["cost"] if games_of[m] else None)
+    for column in ("consistency", "first_position_win_rate", "suspicious_rate"):
+        board[column] = board.model.map(diagnostics[column])
+    board["is_baseline"] = board.model == baseline
+    board = board.sort_values("score", ascending=False, na_position="last").reset_index(drop=True)
+    energy, overview = energy_table(scope, store, sets, tally)
+    contestants = energy[energy.role == "contestant"].drop(columns=["role"])
+    frame = join_leaderboard(board, contestants, cost="wh_per_pass")
+    rows = [LeaderboardRow.from_record(r) for r in frame.to_dict("records")]  # refuses a column it does not define
+    return Leaderboard(frame, rows, battles, diagnostics.reset_index(), energy, judge, overview, style)
+
+
+def energy_table(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) -> tuple[pd.DataFrame, EnergyOverview]:
+    """Energy per contestant configuration (measured windows, API estimates, CodeCarbon imports) and the
+    judge's own line, aggregated as sums over sums; and the overview (methods, idle power, judge, carbon).
+    Idle power goes to the overview, not into any row."""
+    cfg = scope.config.energy
+    by_set = {sets.set_id(c): c.name for c in scope.contestants}  # a window records the answer set it measured
+    windows = load_windows(store.db)
+    rows: list[dict] = []
+    for w in windows.to_dict("records"):
+        if w["role"] == "contestant" and w["config_id"] in by_set:
+            rows.append({**w, "contestant": by_set[w["config_id"]]})
+        elif w["role"] == "judge" and w["config_id"] == scope.judge_config_id:
+            rows.append({**w, "contestant": "(judge)"})
+    for c in scope.contestants:
+        if cfg.estimate_api and not c.is_local and (c.base_url is None or c.provider == "litellm"):
+            answers = store.answer_rows(list(tally.answer_ids[c.name].values()), ("output_tokens", "latency_s"))
+            if answers:
+                reading = estimate_api_batch(c.model or "", [a[0] or 0 for a in answers], [a[1] for a in answers], c.provider)
+                rows.append({**reading.to_dict(), "role": "contestant", "contestant": c.name,
+                             "output_tokens": sum(a[0] or 0 for a in answers), "requests": len(answers)})
+    intensity, intensity_source = cfg.carbon_intensity()
+    columns = ["role", "contestant", "energy_source", "tags", "method", "is_estimated", "energy_wh", "wh_per_pass"]
+    if rows:
+        frame = energy_summary(pd.DataFrame(rows), by=("role", "contestant"), questions=len(scope.questions),
+                               g_co2_per_kwh=intensity, pue=cfg.pue, price_per_kwh=cfg.price_per_kwh)
+        frame["energy_source"], frame["tags"] = "measured", None
+    else:
+        frame = pd.DataFrame(columns=columns)
+    imported = summarise_runs(load_imports(store.db))
+    imported = imported[imported.contestant.isin(set(by_set.values()))]
+    if not imported.empty:
+        # One imported CodeCarbon run is one pass over the question set on that configuration.
+        extra = imported.rename(columns={"energy_wh": "wh_per_pass", "co2_g": "co2_g_per_pass"})
+        extra["role"], extra["energy_source"], extra["method"] = "contestant", "codecarbon-import", "codecarbon"
+        frame = pd.concat([frame, extra], ignore_index=True)
+    idle = windows[windows.role == "idle"]
+    idle_w = (idle.energy_j.sum() / idle.duration_s.sum()) if len(idle) and idle.energy_j.notna().all() else None
+    judge = frame[frame.contestant == "(judge)"]
+    overview = EnergyOverview(
+        methods=sorted({m for m in frame.get("method", pd.Series(dtype=str)).dropna() if m}),
+        idle_power_w=_number(idle_w),
+        judge_wh=float(judge.energy_wh.iloc[0]) if len(judge) and pd.notna(judge.energy_wh.iloc[0]) else None,
+        carbon=f"{intensity:g} g CO2/kWh ({intensity_source}), PUE {cfg.pue:g}",
+    )
+    return frame.reset_index(drop=True), overview
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return None if value != value else value
+
+
+# --- files ----------------------------------------------------------------------------------------------------------
+
+
+def write_leaderboard(board: pd.DataFrame, folder: Path) -> list[Path]:
+    """leaderboard.csv, .json and .parquet in `folder` (each written to a temporary name, then renamed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / "leaderboard.csv", folder / "leaderboard.json", folder / "leaderboard.parquet"]
+    writers = [
+        lambda tmp: board.to_csv(tmp, index=False),
+        lambda tmp: tmp.write_text(json.dumps(leaderboard_records(board), indent=2) + "\n", encoding="utf-8"),
+        lambda tmp: _parquet_ready(board).to_parquet(tmp, index=False),
+    ]
+    for path, write in zip(paths, writers):
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            write(tmp)
+            tmp.replace(path)
+        except OSError as exc:
+            raise ArenaError(
+                f"cannot write {path}: {exc.strerror or exc}. Answers and verdicts are stored in {folder / 'arena.db'}; "
+                "make that path writable and run `arena-eval score` to write the leaderboard"
+            ) from None
+    return paths
+
+
+def _parquet_ready(board: pd.DataFrame) -> pd.DataFrame:
+    """Parquet needs one type per column: mappings (tags) become JSON text, mixed objects become text."""
+    out = board.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            kinds = {type(v) for v in out[column].dropna()}
+            if len(kinds) > 1 or kinds & {dict, list, tuple}:
+                out[column] = out[column].map(lambda v: None if v is None or (isinstance(v, float) and v != v)
+                                              else (v if isinstance(v, str) else json.dumps(v, default=str)))
+    return out
+
+
+def leaderboard_records(board: pd.DataFrame) -> list[dict]:
+    """JSON-ready rows: NaN becomes null, numpy scalars become plain numbers."""
+    return json.loads(board.to_json(orient="records"))
+
+
+# --- what the report shows ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GameView:
+    number: int  # 1: the baseline in position A; 2: positions swapped
+    verdict: str | None
+    judged: bool
+    reasoning: str | None
+    outcome: str | None  # the verdict read from the contestant's side: "better", "clearly worse", "tie", ...
+    flags: str | None = None
+
+
+@dataclass(frozen=True)
+class ContestantAnswerView:
+    name: str
+    answer: str | None
+    games: list[GameView]
+
+
+@dataclass(frozen=True)
+class QuestionView:
+    id: str
+    category: str | None
+    prompt: str
+    baseline_answer: str | None
+    contestants: list[ContestantAnswerView]
+
+
+@dataclass
+class ReportData:
+    """Everything report.html shows, computed by the stages; the report only lays it out."""
+
+    title: str
+    run_id: str
+    baseline: str
+    judge: str
+    contestants: list[str]  # without the baseline
+    questions: list[QuestionView]
+    categories: dict[str, str | None]  # question_id → category
+    leaderboard: Leaderboard
+    summary: RunSummary
+    regressions: list[dict] = field(default_factory=list)
+    generated: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+
+
+def report_data(scope: RunScope, store: Store, tally: Tally, board: Leaderboard, run_id: str, summary: RunSummary,
+                regressions: pd.DataFrame | None) -> ReportData:
+    judge = scope.config.judge
+    return ReportData(
+        title=scope.config.name,
+        run_id=run_id,
+        baseline=scope.baseline.name,
+        judge=f"{judge.provider}:{judge.model or Path(judge.model_path or '').name}",
+        contestants=[c.name for c in scope.contestants[1:]],
+        questions=question_views(scope, store, tally),
+        categories={q.question_id: q.category for q in scope.questions},
+        leaderboard=board,
+        summary=summary,
+        regressions=[] if regressions is None else regressions.to_dict("records"),
+    )
+
+
+def question_views(scope: RunScope, store: Store, tally: Tally) -> list[QuestionView]:
+    """Each question with the baseline's answer and, per contestant, its answer and both games' judgments."""
+    ids = tally.answer_ids
+    judgments = {(j.answer_a_id, j.answer_b_id): j for j in store.judgments(scope.judge_config_id)}
+    base = scope.baseline.name
+
+    def text(answer_id: str | None) -> str | None:
+        if answer_id is None:
+            return None
+        answer = store.get_answer(answer_id)
+        return answer.text if answer else None
+
+    out = []
+    for q in scope.questions:
+        base_id = ids[base].get(q.question_id)
+        answers = []
+        for c in scope.contestants[1:]:
+            aid = ids[c.name].get(q.question_id)
+            games = []
+            for number, key in ((1, (base_id, aid)), (2, (aid, base_id))):
+                j = judgments.get(key) if aid and base_id else None
+                games.append(GameView(number, j.verdict if j else None, j is not None, j.judge_text if j else None,
+                                      contestant_outcome(j.verdict, number) if j and j.verdict else None,
+                                      j.flags if j else None))
+            answers.append(ContestantAnswerView(c.name, text(aid), games))
+        out.append(QuestionView(q.question_id, q.category, q.prompt, text(base_id), answers))
+    return out
+
+
+def contestant_outcome(verdict: str, game: int) -> str:
+    """A verdict read from the contestant's side (it sits in position B in game 1, A in game 2)."""
+    winner, _ = battle_outcome(verdict, game, _UNIT_WEIGHTS)
+    if winner == "tie":
+        return "tie"
+    strength = "clearly " if ">>" in verdict else ""
+    return f"{strength}{'better' if winner == 'model_b' else 'worse'}"
+
+
+class _UnitWeights:
+    strong = plain = tie = 1.0
+
+
+_UNIT_WEIGHTS = _UnitWeights()

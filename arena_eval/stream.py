@@ -1,0 +1,214 @@
+"""Collecting and judging as one stream, with no barrier between them (docs/design.md §1.2, §3.1.1).
+
+Contestants are collected side by side; a contestant's two games for a question go to the judge's queue as soon
+as its answer and the baseline's exist (`dispatch.GameDispatcher` decides when). The queue is bounded, so a slow
+judge slows collection down instead of letting memory grow. Local contestants that share a device take turns
+(one device lock each), so that their energy windows never overlap. Without collection (the `judge` stage
+alone) the stored current answers stream in instead (`answer_sets.AnswerSets`).
+
+Dispatch runs inside the producer that delivers an item, not in a task of its own: every queue between an answer
+and its games costs a full turn of a busy event loop before the judge sees them, and the judge is the bottleneck
+(bench/bench_orchestration.py: with two queue hops in between, the judge's first request left ~0.6 s after the
+first answers were in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections import defaultdict
+
+from jinja2 import TemplateError
+
+from .answer_sets import AnswerSets
+from .augment import Augmenter
+from .collect import collect_into, missing_answers
+from .config import ContestantConfig
+from .dispatch import GameDispatcher, Pairing
+from .energy.tracking import EnergyTracker, WindowCounts
+from .errors import ArenaError, StoreError
+from .judge import JudgePrompts, games_for, judge_game
+from .leaderboard import RunScope
+from .progress import Progress
+from .providers import make_provider
+from .providers.retry import RetriesExhausted
+from .records import Answer, AnswerError, GameError, RunSummary
+from .redaction import register_secret
+from .store import Store
+
+
+class CollectAndJudge:
+    """One run's stream. `collect`: request what is missing (else stream the stored answers); `judge`: pose the
+    games (else only collect)."""
+
+    def __init__(self, scope: RunScope, prompts: JudgePrompts, store: Store, sets: AnswerSets, augmenter: Augmenter,
+                 run_id: str, summary: RunSummary, progress: Progress, *, collect: bool, judge: bool):
+        self.scope, self.prompts, self.store, self.sets, self.augmenter = scope, prompts, store, sets, augmenter
+        self.run_id, self.summary, self.progress = run_id, summary, progress
+        self.collect, self.judge = collect, judge
+        config = scope.config
+        self.contestant_providers = ({c.name: make_provider(c, config.base_dir) for c in scope.contestants}
+                                     if collect else {})
+        self.judge_provider = make_provider(config.judge, config.base_dir) if judge else None
+        self.device_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.games: asyncio.Queue = asyncio.Queue(maxsize=max(64, 2 * config.judge.concurrency))
+        self.dispatcher = GameDispatcher([c.name for c in scope.contestants], scope.baseline.name)
+        self.open_producers = len(scope.contestants)
+        self.tracker = EnergyTracker(config.energy, store.db, run_id)
+        self.needs_work: set[str] = set()
+        self.judge_counts = WindowCounts()
+
+    def check_credentials(self) -> None:
+        """Errors before work: every credential is checked before the first request goes out, and each key is
+        a known secret from then on (redacted wherever it might show)."""
+        guide = self.augmenter.guide.provider if self.collect and self.augmenter.guide else None
+        for provider in [*self.contestant_providers.values(), self.judge_provider, guide]:
+            if provider is not None:
+                key = provider.api_key()
+                if key != "not-needed":  # the placeholder local servers get
+                    register_secret(key)
+
+    async def run(self) -> None:
+        self.check_credentials()
+        scope = self.scope
+        # No per-question state for the whole set here: questions stream from the set (a file set re-reads its
+        # file), the judge looks a prompt up in the store by id, and dispatch keeps only unfinished questions.
+        self.progress.add("answers", len(scope.questions) * len(scope.contestants))
+        # Energy: idle power first, then a window per local contestant that has answers to collect.
+        self.needs_work = {c.name for c in scope.contestants if self.collect and missing_answers(
+            c, self.sets.set_id(c), scope.questions, self.store, self.augmenter.prepare_stored)}
+        for device in sorted({c.device for c in scope.contestants if c.is_local and c.name in self.needs_work}):
+            await self.tracker.measure_idle(device)
+        judge_cfg = scope.config.judge
+        if self.judge_provider is not None:
+            await self.judge_provider.start()
+        try:
+            async with (self.tracker.window("judge", "(judge)", scope.judge_config_id, judge_cfg.device)
+                        if self.judge and judge_cfg.is_local else contextlib.nullcontext(self.judge_counts)) as counts:
+                self.judge_counts = counts
+                workers = [asyncio.create_task(self.judge_worker())
+                           for _ in range(judge_cfg.concurrency if self.judge else 0)]
+                producers = [asyncio.create_task(self.produce(c)) for c in scope.contestants]
+                try:
+                    await asyncio.gather(*producers, *workers)
+                finally:
+                    for task in [*producers, *workers]:
+                        task.cancel()
+                    await asyncio.gather(*producers, *workers, return_exceptions=True)
+        finally:
+            if self.judge_provider is not None:
+                await self.judge_provider.close()
+
+    # --- answers in --------------------------------------------------------------------------------------------
+
+    async def produce(self, contestant: ContestantConfig) -> None:
+        try:
+            if self.collect:
+                await self.collect_for(contestant)
+            else:
+                for question in self.scope.questions:
+                    answer_id = self.sets.current_id(contestant, question)
+                    answer = self.store.get_answer(answer_id) if answer_id is not None else None
+                    if answer is not None:
+                        answer.cached, answer.contestant = True, contestant.name
+                        await self.deliver(answer)
+        except StoreError:
+            raise  # the database failed: nothing more can be stored, the whole run stops
+        except ArenaError as exc:  # e.g. a model file that cannot be served: the others go on
+            for question in self.scope.questions:
+                error = AnswerError(contestant.name, self.sets.set_id(contestant), question.question_id, str(exc), 0)
+                self.store.save_answer_error(error, self.run_id)
+                await self.deliver(error)
+        # End of this contestant's stream. Not in a `finally`: when the run is stopping (Ctrl-C, a failure
+        # elsewhere) the judge's workers are gone, and waiting for room in their full queue would hang it.
+        await self.end(contestant)
+
+    async def collect_for(self, contestant: ContestantConfig) -> None:
+        provider = self.contestant_providers[contestant.name]
+        set_id = self.sets.set_id(contestant)
+        lock = self.device_locks[self.tracker.lock_key(contestant.device)] if contestant.is_local else None
+        if lock is not None:
+            await lock.acquire()
+        try:
+            await provider.start()  # before the window: loading a model is not answering
+            prepare = functools.partial(self.augmenter.prepare, contestant)
+            metered = contestant.is_local and contestant.name in self.needs_work
+            async with (self.tracker.window("contestant", contestant.name, set_id, contestant.device)
+                        if metered else contextlib.nullcontext(WindowCounts())) as counts:
+
+                async def count_and_deliver(item: Answer | AnswerError) -> None:
+                    if isinstance(item, Answer) and not item.cached:
+                        counts.add(item.output_tokens)
+                    await self.deliver(item)
+
+                await collect_into(contestant, provider, self.scope.questions, self.store, prepare, count_and_deliver,
+                                   self.run_id, set_id)
+        finally:
+            await provider.close()
+            if lock is not None:
+                lock.release()
+
+    async def deliver(self, item: Answer | AnswerError) -> None:
+        summary = self.summary
+        if isinstance(item, Answer):
+            if item.cached:
+                summary.answers_cached += 1
+            else:
+                summary.answers_new += 1
+            self.progress.advance("answers", cached=item.cached)
+        else:
+            summary.answer_errors += 1
+            summary.errors_by_contestant[item.contestant] = summary.errors_by_contestant.get(item.contestant, 0) + 1
+            self.progress.advance("answers", error=True)
+        if self.judge:
+            for pairing in self.dispatcher.deliver(item):
+                await self.enqueue(pairing)
+
+    async def end(self, contestant: ContestantConfig) -> None:
+        self.dispatcher.finish(contestant.name)
+        self.open_producers -= 1
+        if self.open_producers == 0 and self.judge:
+            for _ in range(self.scope.config.judge.concurrency):
+                await self.games.put(None)
+
+    # --- games out ---------------------------------------------------------------------------------------------
+
+    async def enqueue(self, pairing: Pairing) -> None:
+        answer, base = pairing.answer, pairing.base
+        games = games_for(self.scope.judge_config_id, answer.question_id, answer.contestant, base.contestant,
+                          answer.answer_id, base.answer_id)
+        self.progress.add("games", len(games))
+        prompt = None
+        for game in games:
+            if self.store.has_judgment(game.game_id):
+                self.summary.games_cached += 1
+                self.progress.advance("games", cached=True)
+                continue
+            if prompt is None:  # saved by the run before collection starts
+                prompt = self.store.question_prompt(game.question_id)
+            a, b = (base, answer) if game.game == 1 else (answer, base)
+            await self.games.put((game, prompt, a.text, b.text))
+
+    async def judge_worker(self) -> None:
+        scope, summary = self.scope, self.summary
+        while (work := await self.games.get()) is not None:
+            game, question, text_a, text_b = work
+            try:
+                judgment = await judge_game(game, question, text_a, text_b, scope.config.judge, scope.judge_config_id,
+                                            self.judge_provider, self.prompts, self.run_id)
+            except (RetriesExhausted, TemplateError) as exc:
+                # A template that fails on this game's text (a render limit) is this game's error, as a judge
+                # endpoint that keeps failing is: recorded with its reason, the other games go on.
+                reason, attempts = (exc.reason, exc.attempts) if isinstance(exc, RetriesExhausted) else (str(exc), 0)
+                self.store.save_game_error(GameError(game.game_id, game.question_id, game.contestant, game.game,
+                                                     reason, attempts), self.run_id)
+                summary.game_errors += 1
+                self.progress.advance("games", error=True)
+                continue
+            self.store.save_judgment(judgment)
+            self.judge_counts.add(judgment.output_tokens)
+            summary.games_new += 1
+            summary.games_unparsed += judgment.verdict is None
+            summary.games_suspicious += judgment.flags is not None
+            self.progress.advance("games")
