@@ -19,7 +19,10 @@ import pandas as pd
 
 from .answer_sets import AnswerSets
 from .config import ContestantConfig, RunConfig
-from .energy import energy_summary, estimate_api_batch, join_leaderboard, load_imports, load_windows, summarise_runs
+from .energy import summarise_runs
+from .energy.aggregate import energy_summary, join_leaderboard
+from .energy.ecologits_estimate import estimate_api_batch
+from .energy.energy_store import load_imports, load_windows
 from .errors import ArenaError
 from .judge import battle_outcome, battles_from_judgments, games_for, position_diagnostics
 from .questions import QuestionSet

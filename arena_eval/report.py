@@ -187,9 +187,9 @@ def _category_scores(battles: pd.DataFrame, categories: dict[str, str | None], c
     if battles is None or battles.empty:
         return {"categories": [], "rows": []}
     frame = battles.assign(category=battles.question_id.map(lambda q: categories.get(q) or "(none)"))
-    rates = weighted_win_rate(frame, by=["model_b", "category"])
+    rates = weighted_win_rate(frame, by=["model", "category"])
     cats = sorted(frame.category.unique())
-    rows = [{"model": model, "cells": [rates.get((model, cat)) for cat in cats]} for model in contestants]
+    rows = [{"model": model, "cells": [_num(rates.get((model, cat))) for cat in cats]} for model in contestants]
     counts = frame.groupby("category").question_id.nunique().to_dict()
     return {"categories": [{"name": c, "questions": counts.get(c, 0)} for c in cats], "rows": rows}
 

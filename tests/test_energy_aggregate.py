@@ -7,19 +7,15 @@ import math
 import pandas as pd
 import pytest
 
-from arena_eval.energy import (
-    GRID_INTENSITY_G_PER_KWH,
-    EnergyConfig,
+from arena_eval.energy import EnergyConfig
+from arena_eval.energy.aggregate import (
     attribute_by_output_tokens,
-    co2_grams,
-    energy_cost,
     energy_summary,
-    grid_intensity,
-    grid_table,
     join_leaderboard,
     overlapping_windows,
     pareto_front,
 )
+from arena_eval.energy.carbon import GRID_INTENSITY_G_PER_KWH, co2_grams, energy_cost, grid_intensity, grid_table
 from arena_eval.errors import ConfigError
 
 

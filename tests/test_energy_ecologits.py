@@ -6,7 +6,8 @@ import pytest
 
 pytest.importorskip("ecologits", reason="ecologits is not installed")
 
-from arena_eval.energy import ECOLOGITS_MODELS, UnknownModelWarning, estimate_api_energy  # noqa: E402
+from arena_eval.energy import ECOLOGITS_MODELS, UnknownModelWarning  # noqa: E402
+from arena_eval.energy.ecologits_estimate import estimate_api_energy  # noqa: E402
 from arena_eval.energy.ecologits_estimate import resolve_model  # noqa: E402
 
 
@@ -49,7 +50,7 @@ def test_negative_tokens_are_refused():
 
 
 def test_batch_is_the_sum_of_requests():
-    from arena_eval.energy import estimate_api_batch
+    from arena_eval.energy.ecologits_estimate import estimate_api_batch
 
     tokens, latencies = [100, 300, 100], [2.0, 6.0, None]
     each = [estimate_api_energy("gpt-4o-mini", t, x, "openai").energy_j for t, x in zip(tokens, latencies)]

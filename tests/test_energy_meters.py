@@ -8,18 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from arena_eval.energy import (
+from arena_eval.energy.meters import (
     EnergyReading,
     MeterUnavailable,
     NullMeter,
-    NVMLMeter,
-    RAPLMeter,
     Window,
-    available_meter,
-    counter_delta,
     measure_idle_power,
-    trapezoid_energy,
 )
+from arena_eval.energy.available import available_meter
+from arena_eval.energy.nvml import NVMLMeter, trapezoid_energy
+from arena_eval.energy.rapl import RAPLMeter, counter_delta
 
 # --- a fake pynvml -----------------------------------------------------------------------------------------
 
@@ -323,7 +321,7 @@ def test_measure_idle_power():
 
 def test_codecarbon_meter_short_window_is_estimated_and_writes_nothing(tmp_path, monkeypatch):
     pytest.importorskip("codecarbon", reason="codecarbon is not installed")
-    from arena_eval.energy import CodeCarbonMeter
+    from arena_eval.energy.codecarbon_meter import CodeCarbonMeter
 
     monkeypatch.chdir(tmp_path)
     meter = CodeCarbonMeter(country_iso_code="FRA")
@@ -338,7 +336,7 @@ def test_codecarbon_meter_short_window_is_estimated_and_writes_nothing(tmp_path,
 
 
 def test_gpu_indices_from_a_contestant_device():
-    from arena_eval.energy import gpu_indices
+    from arena_eval.energy.nvml import gpu_indices
 
     assert gpu_indices("cuda:0") == [0]
     assert gpu_indices("GPU1") == [1]

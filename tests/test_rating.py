@@ -5,16 +5,11 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from arena_eval import rating
-from arena_eval.rating import (
-    LEADERBOARD_COLUMNS,
-    aggregate_battles,
-    bootstrap_elo,
-    compute_leaderboard,
-    fit_bradley_terry,
-    score_from_elo,
-    win_rate_oracle,
-)
+from arena_eval.rating import LEADERBOARD_COLUMNS, compute_leaderboard, score_from_elo
+from arena_eval.rating import solver as rating
+from arena_eval.rating.problem import aggregate_battles
+from arena_eval.rating.solver import bootstrap_elo, fit_bradley_terry
+from arena_eval.rating.win_rate import win_rate_oracle
 
 COLUMNS = ["question_id", "model_a", "model_b", "winner", "weight"]
 SWAP = {"model_a": "model_b", "model_b": "model_a", "tie": "tie"}

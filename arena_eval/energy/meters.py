@@ -7,7 +7,6 @@ Unknown energy is `None`, never 0.
 
 from __future__ import annotations
 
-import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -15,8 +14,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from ..errors import ArenaError
-
-log = logging.getLogger(__name__)
 
 METHODS = ("nvml", "nvml-power-poll", "rapl", "codecarbon", "ecologits", "none")
 MeterKind = Literal["auto", "nvml", "rapl", "codecarbon", "none"]
@@ -119,39 +116,3 @@ def measure_idle_power(meter: Meter, seconds: float, sleep: Callable[[float], No
     with meter.start() as window:
         sleep(seconds)
     return window.stop().avg_power_w
-
-
-def available_meter(kind: MeterKind = "auto", *, devices: list[int] | None = None,
-                    rapl_root: str = "/sys/class/powercap", country_iso_code: str = "USA", nvml: Any = None) -> Meter:
-    """The best meter this machine can read: NVML > RAPL > CodeCarbon's estimate > NullMeter.
-
-    An explicit `kind` that cannot work raises `MeterUnavailable` saying why; "auto" never raises.
-    `nvml` replaces the pynvml module (tests).
-    """
-    # Imported here: the concrete meters import this module for the shared vocabulary.
-    from .codecarbon_meter import CodeCarbonMeter
-    from .nvml import NVMLMeter
-    from .rapl import RAPLMeter
-
-    builders: dict[str, Callable[[], Meter]] = {
-        "nvml": lambda: NVMLMeter(devices=devices, nvml=nvml),
-        "rapl": lambda: RAPLMeter(root=rapl_root),
-        "codecarbon": lambda: CodeCarbonMeter(country_iso_code=country_iso_code),
-        "none": lambda: NullMeter("energy metering switched off (meter: none)"),
-    }
-    if kind != "auto":
-        if kind not in builders:
-            raise MeterUnavailable(f"unknown meter {kind!r}; choose one of auto, {', '.join(builders)}")
-        return builders[kind]()
-    reasons = []
-    for name in ("nvml", "rapl", "codecarbon"):
-        try:
-            meter = builders[name]()
-        except MeterUnavailable as exc:
-            reasons.append(f"{name}: {exc}")
-            continue
-        log.info("energy meter: %s", name)
-        return meter
-    reason = "no energy meter available (" + "; ".join(reasons) + ")"
-    log.warning("%s; energy will be reported as unknown", reason)
-    return NullMeter(reason)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from .config import EnergyConfig
 from .energy_store import save_window
-from .meters import Meter, available_meter
+from .available import available_meter
+from .meters import Meter
 from .nvml import gpu_indices
 
 

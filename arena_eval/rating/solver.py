@@ -1,40 +1,23 @@
-"""Bradley-Terry ratings, bootstrap confidence intervals and the leaderboard (DESIGN §3.4).
+"""The Bradley-Terry fit: a batched Newton solver and the bootstrap (docs/design.md, section "Rating").
 
-Pure functions over a battles frame with columns ``question_id``, ``model_a``, ``model_b``, ``winner``
-("model_a", "model_b" or "tie") and ``weight`` (a row of weight 3 stands for 3 identical battles; a missing
-``weight`` column means 1 per row).
-
-The fit is a logistic regression solved by Newton's method in numpy. Battles are first reduced to one row
-per unordered pair of models holding the pair's total weight and the first model's points (wins + ½ ties):
-the likelihood only depends on those two numbers, so this is the same fit as on aggregated unique rows with
-sample weights. Bootstrap rounds are fitted together, as a batch of independent Newton problems.
-
-Style control (``style=[columns]``) adds per-battle style features to the regression, each a difference
-between model_a's answer and model_b's such as (a − b) / (a + b + 1) (see style.py). They are scaled to unit
-standard deviation and fitted jointly with the models; ratings come from the model coefficients alone, i.e.
-as if both answers of every battle had the same style. Rows are then unique (pair, features) combinations.
-A style coefficient is learnt from how style varies within each model's battles: a model whose answers are
-always longer than the baseline's by the same ratio cannot be told apart from a stronger one, and the
-bootstrap interval of the coefficient (and of that model's score) says so by being wide.
+The fit is a logistic regression solved by Newton's method in numpy, on the weighted pair rows of a problem
+(see problem.py). Bootstrap rounds are fitted together, as a batch of independent Newton problems. With style
+features the ratings come from the model coefficients alone.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 from threadpoolctl import ThreadpoolController
 
-WINNERS = ("model_a", "model_b", "tie")
-LEADERBOARD_COLUMNS = [
-    "model", "score", "ci_low", "ci_high", "elo", "elo_ci_low", "elo_ci_high", "battles", "questions",
-]
+from .problem import _dense, _one_hot, _prepare, _Problem, _validate
+
 BASELINE_ELO = 1000.0
-CI_PERCENTILES = (2.5, 97.5)
 
 _LN10 = float(np.log(10.0))
 # The ridge only keeps separated data finite: a model that wins every battle against the baseline gets
@@ -51,16 +34,6 @@ _ROUND_FLOATS = 1 << 22  # bootstrap counts or pair weights per chunk of rounds:
 # passes over them: chunks of rounds that stay in the CPU cache run much faster. Measured on 2 cores (1 MiB L2
 # each) with 1000 rounds: 32 MiB arrays ~3x slower than 1 MiB ones, and 1 MiB ~1.7x slower than 256 KiB ones.
 _CACHE_FLOATS = 1 << 15
-# A style feature whose variation within the models' battles is below this share of its mean square is not
-# fitted: it cannot be told apart from the models' own strengths (see _separable_from_models).
-_SEPARABLE = 1e-3
-
-
-def aggregate_battles(battles: pd.DataFrame) -> pd.DataFrame:
-    """Unique (model_a, model_b, winner) rows with their summed weight."""
-    frame = _validate(battles, need_questions=False)
-    grouped = frame.groupby(["model_a", "model_b", "winner"], sort=True)["weight"].sum()
-    return grouped.reset_index()
 
 
 def fit_bradley_terry(battles: pd.DataFrame, baseline: str, style: Sequence[str] | None = None) -> pd.Series:
@@ -100,325 +73,6 @@ def bootstrap_elo(
     if problem.style:
         frame.attrs["style_coefficients"] = dict(zip(problem.style, problem.full_style(gamma).T.tolist()))
     return frame
-
-
-def score_from_elo(elo, baseline_elo: float = BASELINE_ELO):
-    """Expected score (0–100) against the baseline: 100 / (1 + 10**((baseline_elo - elo) / 400))."""
-    x = (np.asarray(elo, dtype=float) - baseline_elo) * (_LN10 / 400.0)
-    score = 100.0 * _sigmoid(x)
-    if isinstance(elo, pd.Series):
-        return pd.Series(score, index=elo.index, name=elo.name)
-    if isinstance(elo, pd.DataFrame):
-        return pd.DataFrame(score, index=elo.index, columns=elo.columns)
-    return float(score) if score.ndim == 0 else score
-
-
-def compute_leaderboard(
-    battles: pd.DataFrame,
-    baseline: str,
-    rounds: int = 1000,
-    seed: int = 42,
-    by: str = "questions",
-    style: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Score, Elo and 95% bootstrap intervals per model, best score first.
-
-    Column ``battles`` is the total weight of the rows a model is in, ``questions`` the number of distinct
-    question ids among its rows of positive weight. ``rounds=0`` skips the bootstrap and leaves the interval
-    columns NaN (the baseline's too). A model not linked to the baseline by battles gets NaN ratings.
-
-    ``style`` names battle columns of style features (model_a's answer against model_b's); the ratings are
-    then style-controlled, and ``attrs["style_coefficients"]`` reports, per column, ``coef`` (log-odds of
-    model_a winning per standard deviation of the feature), its 95% bootstrap interval ``ci_low``/``ci_high``,
-    ``elo_per_sd`` (the same effect in Elo points), ``sd`` (the scale used) and ``fitted``. A column is left
-    out of the fit (``fitted`` False, coefficients NaN) when it is constant (sd 0) or when it does not vary
-    within the models' battles, so that it cannot be told apart from the models' own strengths.
-    """
-    frame = _validate(battles, need_questions=True, style=style)
-    problem = _prepare(frame, baseline, by, style)
-    point = _fit(problem, *problem.totals())
-    elo = point[0][0]
-    boot, boot_gamma = _bootstrap(problem, point, rounds, seed)
-    if rounds > 0:
-        elo_low, elo_high = _percentiles(boot)
-        score_low, score_high = _percentiles(score_from_elo(boot))
-    else:
-        elo_low = elo_high = score_low = score_high = np.full(len(problem.models), np.nan)
-
-    battles_count, questions_count = _participation(frame, problem.models)
-    board = pd.DataFrame({
-        "model": problem.models,
-        "score": score_from_elo(elo),
-        "ci_low": score_low,
-        "ci_high": score_high,
-        "elo": elo,
-        "elo_ci_low": elo_low,
-        "elo_ci_high": elo_high,
-        "battles": battles_count,
-        "questions": questions_count,
-    })
-    board = board.sort_values("model", kind="stable")
-    board = board.sort_values("score", ascending=False, na_position="last", kind="stable")
-    board = board.reset_index(drop=True)[LEADERBOARD_COLUMNS]
-    if problem.style:
-        board.attrs["style_coefficients"] = _style_report(problem, point[1][0], boot_gamma if rounds > 0 else None)
-    return board
-
-
-def win_rate_oracle(battles: pd.DataFrame, baseline: str) -> pd.Series:
-    """(wins + ½ ties) / battles × 100 of each non-baseline model in its weighted battles with the baseline.
-
-    When every battle is against the baseline this is exactly the Bradley-Terry score.
-    """
-    frame = _validate(battles, need_questions=False)
-    everyone = pd.unique(pd.concat([frame["model_a"], frame["model_b"]], ignore_index=True))
-    models = sorted(model for model in everyone if model != baseline)
-    a = frame["model_a"].to_numpy()
-    b = frame["model_b"].to_numpy()
-    winner = frame["winner"].to_numpy()
-    vs = (a == baseline) ^ (b == baseline)
-    a_is_base = a[vs] == baseline
-    other = np.where(a_is_base, b[vs], a[vs])
-    other_won = np.where(a_is_base, winner[vs] == "model_b", winner[vs] == "model_a")
-    weight = frame["weight"].to_numpy()[vs]
-    points = weight * (other_won + 0.5 * (winner[vs] == "tie"))
-    total = pd.Series(weight).groupby(other).sum().reindex(models, fill_value=0.0)
-    earned = pd.Series(points).groupby(other).sum().reindex(models, fill_value=0.0)
-    rate = (100.0 * earned / total.where(total > 0)).rename("win_rate")
-    rate.index.name = "model"
-    return rate
-
-
-# --- preparation ---------------------------------------------------------------------------------------
-
-_BATTLE_COLUMNS = ("question_id", "model_a", "model_b", "winner", "weight")
-
-
-def _validate(battles: pd.DataFrame, need_questions: bool, style: Sequence[str] | None = None) -> pd.DataFrame:
-    if not isinstance(battles, pd.DataFrame):
-        raise TypeError(f"battles must be a pandas DataFrame, not {type(battles).__name__}")
-    if len(battles) == 0:
-        raise ValueError("battles is empty: there is nothing to rate")
-    style = _style_names(style)
-    required = ["model_a", "model_b", "winner"] + (["question_id"] if need_questions else []) + style
-    missing = [column for column in required if column not in battles.columns]
-    if missing:
-        raise ValueError(f"battles is missing column(s): {', '.join(missing)}")
-
-    columns = [c for c in ("question_id", "model_a", "model_b", "winner") if c in battles.columns]
-    frame = battles[columns].reset_index(drop=True)
-    frame["weight"] = battles["weight"].to_numpy(dtype=float) if "weight" in battles.columns else 1.0
-
-    bad = ~frame["winner"].isin(WINNERS)
-    if bad.any():
-        values = list(dict.fromkeys(frame.loc[bad, "winner"].tolist()))
-        shown = ", ".join(repr(v) for v in values[:5]) + (", ..." if len(values) > 5 else "")
-        raise ValueError(f"invalid winner value(s) {shown}; expected one of {', '.join(WINNERS)}")
-    for column in columns:
-        if frame[column].isna().any():
-            raise ValueError(f"battles has missing values in column {column!r}")
-    weight = frame["weight"].to_numpy()
-    if not np.isfinite(weight).all() or (weight < 0).any():
-        raise ValueError("battle weights must be finite and >= 0")
-    for column in style:
-        values = pd.to_numeric(battles[column], errors="coerce").to_numpy(dtype=float)
-        if not np.isfinite(values).all():
-            raise ValueError(f"style feature {column!r} must hold finite numbers in every battle")
-        frame[column] = values
-    return frame
-
-
-def _style_names(style: Sequence[str] | None) -> list[str]:
-    if style is None:
-        return []
-    if isinstance(style, str):
-        raise TypeError("style takes a list of column names, not one string")
-    names = list(style)
-    clashes = sorted(set(names) & set(_BATTLE_COLUMNS))
-    if clashes:
-        raise ValueError(f"style column(s) {', '.join(clashes)} are battle columns, not style features")
-    if len(set(names)) != len(names):
-        raise ValueError("style lists a column more than once")
-    return names
-
-
-@dataclass(frozen=True)
-class _Problem:
-    """Battles reduced to rows and to resampling units (questions or unique battles).
-
-    A row is an unordered model pair; with style features, a unique (pair, features) combination.
-    """
-
-    models: list[str]  # every model in the battles, sorted: the columns of all results
-    baseline: int  # index into models
-    pair_first: np.ndarray  # (P,) model index; the baseline is never first, else pair_first < pair_second
-    pair_second: np.ndarray
-    row_pair: np.ndarray  # (R,) pair of each row; arange(P) without style features
-    row_style: np.ndarray  # (R, F) scaled style features of each row, first model's answer against the second's
-    unit_points: sparse.csr_array  # (units, R) points (wins + ½ ties) of the pair's first model
-    unit_weight: sparse.csr_array  # (units, R) battle weight
-    by: str
-    style: list[str]  # the style columns asked for
-    style_sd: np.ndarray  # their scale
-    style_fitted: np.ndarray  # False for a feature with scale 0 or one not separable from the models
-
-    def totals(self) -> tuple[np.ndarray, np.ndarray]:
-        return _dense(self.unit_points.sum(0))[None], _dense(self.unit_weight.sum(0))[None]
-
-    @property
-    def rows_are_pairs(self) -> bool:
-        return len(self.row_pair) == len(self.pair_first)
-
-    def full_style(self, gamma: np.ndarray) -> np.ndarray:
-        """(rounds × style columns) coefficients, NaN for the columns left out of the fit."""
-        out = np.full((len(gamma), len(self.style)), np.nan)
-        out[:, self.style_fitted] = gamma
-        return out
-
-
-def _prepare(frame: pd.DataFrame, baseline: str, by: str, style: Sequence[str] | None = None) -> _Problem:
-    if by not in ("questions", "rows"):
-        raise ValueError(f"by must be 'questions' or 'rows', not {by!r}")
-    style = _style_names(style)
-    models = sorted(pd.unique(pd.concat([frame["model_a"], frame["model_b"]], ignore_index=True)))
-    n_models = len(models)
-    lookup = pd.Index(models)
-    # Self-battles carry no information and zero weights none either.
-    usable = frame[(frame["weight"] > 0) & (frame["model_a"] != frame["model_b"])]
-    a = lookup.get_indexer(usable["model_a"])
-    b = lookup.get_indexer(usable["model_b"])
-    base = lookup.get_indexer([baseline])[0]
-    if base < 0 or not ((a == base) | (b == base)).any():
-        known = "" if base >= 0 else f" (models in battles: {', '.join(map(str, models[:10]))})"
-        raise ValueError(f"baseline {baseline!r} has no battles{known}")
-
-    winner = usable["winner"].to_numpy()
-    weight = usable["weight"].to_numpy()
-    # Each unordered pair in one orientation: the baseline second, otherwise the lower index first.
-    a_first = np.where(a == base, False, (b == base) | (a < b))
-    first, second = np.where(a_first, a, b), np.where(a_first, b, a)
-    a_won = winner == "model_a"
-    share = np.where(winner == "tie", 0.5, (a_won == a_first).astype(float))
-    features, style_sd = _scaled_style(usable, style)
-    style_fitted = style_sd > 0
-    if features.shape[1]:
-        # A feature compares model_a's answer with model_b's; a row's compares its first model's with the second's.
-        features = features * np.where(a_first, 1.0, -1.0)[:, None] + 0.0  # + 0.0: no -0.0 beside 0.0
-        separable = _separable_from_models(first, second, features, weight, n_models, int(base))
-        style_fitted[style_fitted] = separable
-        features = features[:, separable]
-    if features.shape[1]:
-        rows, row_of_battle = np.unique(np.column_stack([first * n_models + second, features]), axis=0,
-                                        return_inverse=True)
-        pairs, row_pair = np.unique(rows[:, 0].astype(np.int64), return_inverse=True)
-        row_style = rows[:, 1:]
-    else:
-        pairs, row_of_battle = np.unique(first * n_models + second, return_inverse=True)
-        row_pair, row_style = np.arange(len(pairs)), np.zeros((len(pairs), 0))
-    row_of_battle = row_of_battle.ravel()
-
-    if by == "questions":
-        unit_of_battle, _ = pd.factorize(usable["question_id"], sort=True)
-    else:
-        winner_code = np.where(a_won, 0, np.where(winner == "tie", 2, 1))
-        if row_style.shape[1]:
-            # Battles of one ordered pair and winner are distinct units when their style differs.
-            keys = np.column_stack([a * n_models + b, row_of_battle, winner_code])
-            unit_of_battle = np.unique(keys, axis=0, return_inverse=True)[1].ravel()
-        else:
-            _, unit_of_battle = np.unique((a * n_models + b) * 3 + winner_code, return_inverse=True)
-    n_units = int(unit_of_battle.max()) + 1
-    # Sparse: a tournament among many models has few of its pairs in any one question.
-    shape = (n_units, len(row_pair))
-    unit_points = sparse.csr_array((weight * share, (unit_of_battle, row_of_battle)), shape=shape)
-    unit_weight = sparse.csr_array((weight, (unit_of_battle, row_of_battle)), shape=shape)
-    return _Problem(
-        models=models,
-        baseline=int(base),
-        pair_first=pairs // n_models,
-        pair_second=pairs % n_models,
-        row_pair=row_pair.ravel(),
-        row_style=row_style,
-        unit_points=unit_points,
-        unit_weight=unit_weight,
-        by=by,
-        style=style,
-        style_sd=style_sd,
-        style_fitted=style_fitted,
-    )
-
-
-def _scaled_style(usable: pd.DataFrame, style: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Style features divided by their weighted root mean square; only the features that vary are kept.
-
-    The root mean square is the standard deviation over the battles counted in both orientations: a battle
-    and its mirror image (sides swapped, features negated) are the same comparison, so their mean is 0.
-    Centring on the mean of one orientation instead would make the ratings depend on which side is called
-    model_a (the pipeline always puts the baseline there) and on which other contestants are in the arena.
-    Uncentred, the scale only sets the units of the style coefficients: the ratings do not depend on it.
-    """
-    if not style:
-        return np.zeros((len(usable), 0)), np.zeros(0)
-    raw = usable[style].to_numpy(dtype=float)
-    weight = usable["weight"].to_numpy()
-    sd = np.sqrt(weight @ raw**2 / weight.sum())
-    return raw[:, sd > 0] / sd[sd > 0], sd
-
-
-def _separable_from_models(
-    first: np.ndarray, second: np.ndarray, features: np.ndarray, weight: np.ndarray, n_models: int, baseline: int
-) -> np.ndarray:
-    """Which style features vary within the models' battles, i.e. are not (almost) a sum of model columns.
-
-    A feature held at one level per model (say a contestant that always writes exactly one bold span and a
-    baseline that never does) is the same regressor as that model's own column: the fit could split the
-    model's advantage between the two at will, and only the tiny ridge would decide. Measured as 1 − R² of
-    the weighted least-squares regression of the feature on the model columns.
-    """
-    free = np.array([i for i in range(n_models) if i != baseline], dtype=int)
-    models = (_one_hot(first, n_models) - _one_hot(second, n_models))[:, free].tocsc()
-    cross = models.T @ (weight[:, None] * features)
-    if (second == baseline).all():  # every battle against the baseline: a diagonal Gram matrix
-        gram = _dense(abs(models).T @ weight)
-        explained = (cross**2 / np.where(gram > 0, gram, 1.0)[:, None]).sum(0)
-    else:
-        gram = (models.T @ _scale_rows(models, weight)).toarray()
-        # Models cut off from the baseline leave the Gram matrix singular.
-        gram[np.diag_indices_from(gram)] += 1e-9 * (np.diag(gram) + 1.0)
-        explained = np.einsum("kf,kf->f", cross, np.linalg.solve(gram, cross))
-    total = weight @ features**2
-    return total - explained > _SEPARABLE * total
-
-
-def _style_report(problem: _Problem, gamma: np.ndarray, boot: np.ndarray | None) -> dict[str, dict[str, float]]:
-    coef = problem.full_style(gamma[None])[0]
-    if boot is not None and len(boot):
-        low, high = _percentiles(problem.full_style(boot))
-    else:
-        low = high = np.full(len(coef), np.nan)
-    return {
-        name: {
-            "coef": float(coef[i]),
-            "ci_low": float(low[i]),
-            "ci_high": float(high[i]),
-            "elo_per_sd": float(coef[i] * 400.0 / _LN10),
-            "sd": float(problem.style_sd[i]),
-            "fitted": bool(problem.style_fitted[i]),
-        }
-        for i, name in enumerate(problem.style)
-    }
-
-
-def _participation(frame: pd.DataFrame, models: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    sides = pd.concat([
-        frame[["model_a", "question_id", "weight"]].rename(columns={"model_a": "model"}),
-        frame.loc[frame["model_b"] != frame["model_a"], ["model_b", "question_id", "weight"]]
-        .rename(columns={"model_b": "model"}),
-    ])
-    battles = sides.groupby("model")["weight"].sum().reindex(models, fill_value=0.0)
-    played = sides[sides["weight"] > 0]
-    questions = played.groupby("model")["question_id"].nunique().reindex(models, fill_value=0)
-    return battles.to_numpy(dtype=float), questions.to_numpy(dtype=int)
 
 
 # --- bootstrap -----------------------------------------------------------------------------------------
@@ -469,15 +123,6 @@ def _bootstrap_frame(problem: _Problem, elo: np.ndarray) -> pd.DataFrame:
         index=pd.RangeIndex(len(elo), name="round"),
         columns=pd.Index(problem.models, name="model"),
     )
-
-
-def _percentiles(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    low = np.full(values.shape[1], np.nan)
-    high = np.full(values.shape[1], np.nan)
-    seen = ~np.isnan(values).all(0)  # nanpercentile warns on all-NaN columns
-    if seen.any():
-        low[seen], high[seen] = np.nanpercentile(values[:, seen], CI_PERCENTILES, axis=0)
-    return low, high
 
 
 # --- Newton solver -------------------------------------------------------------------------------------
@@ -804,26 +449,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0, e) / (1.0 + e)
 
 
-def _scale_rows(matrix: sparse.csc_array, factors: np.ndarray) -> sparse.csc_array:
-    return sparse.csc_array((matrix.data * factors[matrix.indices], matrix.indices, matrix.indptr), shape=matrix.shape)
-
-
 def _scale_columns(matrix: sparse.csr_array, factors: np.ndarray) -> sparse.csr_array:
     return sparse.csr_array((matrix.data * factors[matrix.indices], matrix.indices, matrix.indptr), shape=matrix.shape)
 
-
-def _one_hot(index: np.ndarray, size: int) -> sparse.csr_array:
-    rows = np.arange(len(index))
-    return sparse.csr_array((np.ones(len(index)), (rows, index)), shape=(len(index), size))
-
-
-def _dense(values) -> np.ndarray:
-    return np.asarray(values, dtype=float).ravel()
-
-
-def weighted_win_rate(battles: pd.DataFrame, by: list[str]) -> dict:
-    """(wins + ½ ties) / battles × 100 of model_b (the contestant: the baseline is model_a) per group of `by`,
-    with the battles' weights; groups without weight are left out."""
-    frame = battles.assign(_won=battles.weight * ((battles.winner == "model_b") + 0.5 * (battles.winner == "tie")))
-    sums = frame.groupby(by)[["_won", "weight"]].sum()
-    return {key: 100.0 * won / weight for key, (won, weight) in zip(sums.index, sums.to_numpy()) if weight > 0}

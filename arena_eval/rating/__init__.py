@@ -1,0 +1,24 @@
+"""Bradley-Terry ratings, bootstrap confidence intervals and the leaderboard (docs/design.md, section "Rating").
+
+Pure functions over a battles frame with columns ``question_id``, ``model_a``, ``model_b``, ``winner``
+("model_a", "model_b" or "tie") and ``weight``. One module per stage: ``problem`` validates the battles and
+reduces them to weighted pair rows (plus scaled style features), ``solver`` fits the logistic regression by
+batched Newton steps and runs the bootstrap, ``leaderboard`` turns the fits into scores and intervals, and
+``win_rate`` gives the model-free weighted win rates.
+
+The public names are re-exported here; the modules behind them are internal.
+"""
+
+from .leaderboard import LEADERBOARD_COLUMNS, compute_leaderboard, score_from_elo
+from .problem import WINNERS
+from .solver import BASELINE_ELO
+from .win_rate import weighted_win_rate
+
+__all__ = [
+    "BASELINE_ELO",
+    "LEADERBOARD_COLUMNS",
+    "WINNERS",
+    "compute_leaderboard",
+    "score_from_elo",
+    "weighted_win_rate",
+]
