@@ -26,7 +26,6 @@ from .energy.energy_store import load_imports, load_windows
 from .errors import ArenaError
 from .judge import battle_outcome, battles_from_judgments, games_for, position_diagnostics
 from .questions import QuestionSet
-from .rating import compute_leaderboard
 from .records import EnergyOverview, Game, JudgeDiagnostics, Judgment, LeaderboardRow, RunSummary, StyleEffect
 from .store import Store
 from .style import STYLE_COLUMNS, answer_styles
@@ -135,6 +134,8 @@ class Leaderboard:
 
 def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) -> Leaderboard:
     """Rate the current verdicts and join them with the counts, costs, judge diagnostics and energy."""
+    from .rating import compute_leaderboard  # here: scipy adds ~0.2 s to the start of every command otherwise
+
     config = scope.config
     baseline = scope.baseline.name
     per = tally.per_contestant

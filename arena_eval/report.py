@@ -19,7 +19,6 @@ from jinja2 import FileSystemLoader, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
 from .leaderboard import ReportData
-from .rating import weighted_win_rate
 from .records import LeaderboardRow
 
 _HERE = Path(__file__).parent
@@ -184,6 +183,8 @@ def _category_scores(battles: pd.DataFrame, categories: dict[str, str | None], c
 
     With every battle against the single baseline this is exactly what the Bradley-Terry score would be if it
     were fitted on that category's battles alone (docs/design.md §3.4.4)."""
+    from .rating import weighted_win_rate  # here: scipy adds ~0.2 s to the start of every command otherwise
+
     if battles is None or battles.empty:
         return {"categories": [], "rows": []}
     frame = battles.assign(category=battles.question_id.map(lambda q: categories.get(q) or "(none)"))
