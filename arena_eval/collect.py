@@ -1,4 +1,4 @@
-"""Answer collection (DESIGN §3.1): an async generator that yields answers as they complete.
+"""Answer collection (docs/design.md §3.1): an async generator that yields answers as they complete.
 
 - A fixed pool of `concurrency` workers pulls questions from one iterator, so memory stays bounded however
   large the set: no request is materialised before a worker is free for it.

@@ -1,4 +1,4 @@
-"""The run config (DESIGN §5): typed models, YAML loading and error messages that point at the line.
+"""The run config (docs/design.md §5.1): typed models, YAML loading and error messages that point at the line.
 
 Key names are a contract with users: add keys freely, rename none. Unknown keys are errors so that a typo
 never silently changes a benchmark.
@@ -197,7 +197,7 @@ class JudgeConfig(EndpointConfig):
 
 
 class GuideConfig(EndpointConfig):
-    """The guide model that writes guidance for contestants with `augment: guidance` (DESIGN §3.2)."""
+    """The guide model that writes guidance for contestants with `augment: guidance` (docs/design.md §3.2.1)."""
 
     max_tokens: int = Field(1024, ge=1)
     # Folder with guide_reference.j2, guide_guidance.j2 and guidance_system.j2; default: bundled prompts/.
@@ -235,7 +235,7 @@ class RatingConfig(_Strict):
     rounds: int = Field(1000, ge=0, le=100_000)
     seed: int = 42
     # Fit answer length and markdown (headers, list items, bold) alongside the contestants, so that the
-    # ratings are style-neutral (DESIGN §3.4); the fitted style coefficients go to the run summary.
+    # ratings are style-neutral (docs/design.md §3.4.3); the fitted style coefficients go to the run summary.
     style_control: bool = False
 
 
@@ -450,7 +450,7 @@ def _describe(exc: ValidationError, source: str, yaml_root: Any) -> str:
         where = f"{source}:{line}" if line else source
         kind = error["type"]
         if kind == "extra_forbidden":
-            message = f"unknown key {loc[-1]!r}; remove it or check its spelling against DESIGN §5 / README"
+            message = f"unknown key {loc[-1]!r}; remove it or check its spelling against the keys in README.md (or docs/design.md §5.1)"
         elif kind == "missing":
             message = "required key is missing; add it"
         else:

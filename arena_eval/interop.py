@@ -1,4 +1,4 @@
-"""Read and write the arena-hard-auto formats: answers, judgments and battles (DESIGN §4)."""
+"""Read and write the arena-hard-auto formats: answers, judgments and battles (docs/design.md §5.8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Judging (DESIGN §3.3): blinded pairwise prompts, one re-ask, and games → battles.
+"""Judging (docs/design.md §3.3): blinded pairwise prompts, one re-ask, and games → battles.
 
 Prompting and parsing are separate: verdicts are read by `verdict.read_verdict`, which sees the judge's reply and
 the hostile material the prompt quoted, never the prompt's instructions.

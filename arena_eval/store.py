@@ -346,7 +346,7 @@ class Store:
     def save_contestant(self, name: str, config_id: str, provider: str, model: str | None, config: dict) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO contestants VALUES (?,?,?,?,?,?)",
-            # Redacted here, where every caller's config meets the database (DESIGN §4: no secrets stored).
+            # Redacted here, where every caller's config meets the database (docs/design.md §4.7: no secrets stored).
             (name, config_id, provider, model, json.dumps(redact_tree(redact_secrets(config)), sort_keys=True), time.time()),
         )
 

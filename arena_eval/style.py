@@ -1,4 +1,4 @@
-"""Answer style for style control (DESIGN §3.4): length and markdown counts of an answer, and the per-battle
+"""Answer style for style control (docs/design.md §3.4.3): length and markdown counts of an answer, and the per-battle
 style features (a − b) / (a + b + 1) that rating.py adds to the Bradley-Terry regression.
 
 Pure functions; the pipeline reads answer texts from the store and passes them in.

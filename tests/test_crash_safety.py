@@ -1,4 +1,4 @@
-"""Crash safety (DESIGN §3.1, §4): `arena-eval run` killed with SIGKILL at seeded random points, continued after
+"""Crash safety (docs/design.md §3.1, §4.3): `arena-eval run` killed with SIGKILL at seeded random points, continued after
 each kill, then finished, ends with the same database content and leaderboard as a run never interrupted."""
 
 from __future__ import annotations

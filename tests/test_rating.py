@@ -345,7 +345,7 @@ def test_style_alike_answers_give_the_plain_result(make, by):
 def test_style_fit_matches_sklearn_logistic_regression(make):
     battles = with_style(make(), seed=25, effect=0.4)
     models = sorted((set(battles["model_a"]) | set(battles["model_b"])) - {"base"})
-    # The design DESIGN §3.4 describes, built directly: ±ln10 model columns and the style features scaled
+    # The design docs/design.md §3.4.1 describes, built directly: ±ln10 model columns and the style features scaled
     # to unit weighted standard deviation over the battles taken in both orientations (mean 0 by symmetry).
     weight = battles["weight"].to_numpy()
     raw = battles[STYLE].to_numpy()

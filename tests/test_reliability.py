@@ -1,5 +1,5 @@
 """Every fault an endpoint can throw ends as a successful retry or as a recorded error, and nothing errored is
-ever judged (DESIGN §3.1). The fake server scripts the faults per prompt, so each case is deterministic."""
+ever judged (docs/design.md §3.1). The fake server scripts the faults per prompt, so each case is deterministic."""
 
 from __future__ import annotations
 

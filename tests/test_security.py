@@ -1,4 +1,4 @@
-"""Security (DESIGN §3.2, §3.3, §4): API keys stay in the environment, user templates cannot escape the sandbox,
+"""Security (docs/design.md §3.2.3, §3.3.2, §6): API keys stay in the environment, user templates cannot escape the sandbox,
 and an answer cannot dictate its own verdict."""
 
 from __future__ import annotations

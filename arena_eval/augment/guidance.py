@@ -1,4 +1,4 @@
-"""Guidance (DESIGN §3.2): a guide model writes a reference answer, then guidance from question + reference.
+"""Guidance (docs/design.md §3.2.1): a guide model writes a reference answer, then guidance from question + reference.
 
 Generated once per (question, guide config) and cached in the store; concurrent requests for the same
 question share one generation.

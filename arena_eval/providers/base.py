@@ -1,6 +1,6 @@
 """The provider interface: a provider turns chat messages into a Completion or raises a ProviderError.
 
-Retrying is not a provider's business (collect.call_with_retries does it the same way for all); a provider
+Retrying is not a provider's business (providers/retry.call_with_retries does it the same way for all); a provider
 only says whether a failure is worth retrying and for how long the server asked us to wait.
 """
 
