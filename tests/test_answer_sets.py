@@ -6,6 +6,7 @@ import json
 import shutil
 import time
 
+import pytest
 import yaml
 from conftest import write_config
 
@@ -77,6 +78,7 @@ def test_refreshing_opens_an_epoch_and_a_killed_refresh_is_resumed(tmp_path):
         assert AnswerSets.open(store, [c]).set_id(c) == f"{c.base_config_id}@r1"
 
 
+@pytest.mark.slow
 def test_scoring_uses_what_collection_recorded_even_when_the_rag_corpus_moved_away(tmp_path, fake_server):
     """The current answers are looked up, not rebuilt: after the corpus changes, scoring still finds the answers
     collected last; a run with the old corpus again reuses its stored answers and records them as current; a

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 from conftest import write_config
 
@@ -54,6 +55,7 @@ def test_guided_requests_carry_guidance_and_nobody_else_sees_it(tmp_path, fake_s
     assert server.requests["guide-model"] == 8
 
 
+@pytest.mark.slow
 def test_guidance_command_builds_ahead_and_a_failing_guide_becomes_answer_errors(tmp_path, fake_server):
     server = fake_server(always_fail_models={"broken-guide"})
     contestants = [{"name": "base", "model": "m-base"}, {"name": "guided", "model": "m-guided", "augment": "guidance"}]
@@ -164,6 +166,7 @@ def test_a_corpus_line_that_is_not_utf8_names_the_file_and_line_and_a_byte_order
     assert [p.id for p in load_corpus(marked)] == ["a"]
 
 
+@pytest.mark.slow
 def test_a_guide_or_rag_template_that_needs_other_files_is_refused_when_read_before_any_request(tmp_path, fake_server):
     server = fake_server()
     contestants = [{"name": "base", "model": "m-base"}, {"name": "rag", "model": "m-rag", "augment": "rag"},

@@ -113,6 +113,7 @@ def snapshot(output: Path) -> dict:
         }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_exit_code_1_with_a_message_that_says_where_and_what_to_do(tmp_path, fake_server, monkeypatch, case):
     server = fake_server()

@@ -26,6 +26,7 @@ SCRIPTS = {
 }
 
 
+@pytest.mark.slow
 def test_quick_modes_run():
     scripts = [s for s in SCRIPTS if s != "bench_local_model.py" or HAS_LOCAL_MODEL]
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}

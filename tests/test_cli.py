@@ -45,6 +45,7 @@ def write_battles(path: Path, seed: int = 0) -> dict[str, float]:
     return tallies
 
 
+@pytest.mark.slow
 def test_score_battles_equals_the_weighted_win_rate(tmp_path):
     path = tmp_path / "battles.jsonl"
     expected = write_battles(path)
@@ -57,6 +58,7 @@ def test_score_battles_equals_the_weighted_win_rate(tmp_path):
     assert rows["base"]["score"] == 50 and rows["base"]["elo"] == 1000
 
 
+@pytest.mark.slow
 def test_score_formats_and_compat(tmp_path):
     path = tmp_path / "battles.jsonl"
     write_battles(path, seed=1)
@@ -71,6 +73,7 @@ def test_score_formats_and_compat(tmp_path):
     assert again.stdout == compat.stdout
 
 
+@pytest.mark.slow
 def test_score_battles_errors_name_the_problem(tmp_path):
     path = tmp_path / "battles.jsonl"
     path.write_text('{"model_a": "a", "model_b": "b", "winner": "model_a"}\n{"model_a": "a", "model_b": "b", "winner": "draw"}\n')
@@ -80,6 +83,7 @@ def test_score_battles_errors_name_the_problem(tmp_path):
     assert missing.returncode == 1 and "--baseline" in missing.stderr
 
 
+@pytest.mark.slow
 def test_export_then_import_round_trip_reuses_answers(tmp_path, fake_server):
     server = fake_server()
     path = write_config(tmp_path, server.base_url, n_questions=6)
@@ -110,6 +114,7 @@ def test_export_then_import_round_trip_reuses_answers(tmp_path, fake_server):
     assert rows["imported"]["score"] == pytest.approx(rows["c1"]["score"])
 
 
+@pytest.mark.slow
 def test_contestants_whose_names_sanitise_to_the_same_file_export_to_separate_files(tmp_path, fake_server):
     """`team/a` and `team_a` would both be written as team_a.jsonl, one overwriting the other."""
     import hashlib
@@ -150,6 +155,7 @@ def test_export_file_stems_are_unique_ignoring_case_and_do_not_depend_on_the_ord
     assert sorted(notes) == ["team/a", "team_a", "x y", "x:y"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED.exists(), reason="reference data ../shared/data is not present")
 def test_real_arena_hard_answers_import(tmp_path, fake_server):
     server = fake_server()

@@ -86,6 +86,7 @@ def test_api_key_env_refuses_a_key_value(tmp_path):
     assert "NAME of an environment variable" in message and "sk-abc123" not in message
 
 
+@pytest.mark.slow
 def test_validate_command(tmp_path):
     path = write_config(tmp_path, "http://127.0.0.1:9/v1")
     ok = subprocess.run([*CLI, "validate", "--config", str(path)], capture_output=True, text=True)
@@ -95,6 +96,7 @@ def test_validate_command(tmp_path):
     assert bad.returncode == 1 and "unknown key 'colour'" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_missing_api_key_variable_is_reported_before_any_request(tmp_path, fake_server, monkeypatch):
     server = fake_server()
     monkeypatch.delenv("ARENA_TEST_KEY", raising=False)
@@ -105,6 +107,7 @@ def test_missing_api_key_variable_is_reported_before_any_request(tmp_path, fake_
     assert sum(server.requests.values()) == 0
 
 
+@pytest.mark.slow
 def test_a_missing_gguf_file_is_a_config_error(tmp_path):
     path = write_config(tmp_path, "http://x/v1", judge={"provider": "llama_cpp", "model_path": "missing.gguf"})
     run = subprocess.run([*CLI, "validate", "--config", str(path)], capture_output=True, text=True)

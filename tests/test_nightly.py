@@ -62,6 +62,7 @@ def test_regression_rules_on_synthetic_runs(tmp_path):
         assert history.run_id.tolist() == ["r1", "r2", "r3"] and history.baseline.tolist() == ["base", "base", "a"]
 
 
+@pytest.mark.slow
 def test_run_exits_3_exactly_when_a_contestant_regressed(tmp_path, fake_server):
     """A real run (fixed judge: position A always wins, so c1 scores 50) after a synthetic history."""
     server = fake_server(judge_verdict="A>B")
@@ -152,6 +153,7 @@ def test_refresh_resumes_a_set_whose_run_was_killed(tmp_path, fake_server):
     assert [s[0] for s in sets][-1] == "killed" and len(sets) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="uses a separate fake-server process")
 def test_overlapping_run_exits_at_once_and_the_first_completes(tmp_path):
     server = subprocess.Popen([sys.executable, str(HERE / "fake_server.py"), "--port", "0", "--latency", "0.2"],

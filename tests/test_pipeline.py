@@ -28,6 +28,7 @@ def db_rows(config_path: Path, query: str) -> list[tuple]:
         return db.execute(query).fetchall()
 
 
+@pytest.mark.slow
 def test_faults_and_slow_replies_end_with_one_answer_per_key_and_every_game_judged(tmp_path, fake_server):
     server = fake_server(error_rate_429=0.05, error_rate_500=0.05, slow_rate=0.05, slow_s=0.3, seed=3)
     contestants = [{"name": "base", "model": "m-base", "concurrency": 32},
@@ -51,6 +52,7 @@ def test_faults_and_slow_replies_end_with_one_answer_per_key_and_every_game_judg
     assert db_rows(path, "SELECT COUNT(*) FROM answers WHERE contestant='c2' AND ttft_s IS NOT NULL") == [(200,)]
 
 
+@pytest.mark.slow
 def test_an_endpoint_that_always_fails_ends_in_recorded_errors_and_exit_code_2(tmp_path, fake_server):
     server = fake_server(always_fail_models={"m-broken"})
     contestants = [{"name": "base", "model": "m-base"}, {"name": "ok", "model": "m-ok"},
@@ -74,6 +76,7 @@ def test_an_endpoint_that_always_fails_ends_in_recorded_errors_and_exit_code_2(t
     assert rows["broken"]["score"] is None and rows["broken"]["answers_missing"] == 12
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_does_only_the_missing_work(tmp_path, fake_server):
     server = fake_server(latency_s=0.05)
     contestants = [{"name": "base", "model": "m-base", "concurrency": 4},
@@ -109,6 +112,7 @@ def test_sigkill_mid_run_then_rerun_does_only_the_missing_work(tmp_path, fake_se
     assert "180 stored before" in again.stderr
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_output_stops_at_once(tmp_path, fake_server):
     server = fake_server()
     path = write_config(tmp_path, server.base_url)
@@ -125,6 +129,7 @@ def test_a_second_run_on_the_same_output_stops_at_once(tmp_path, fake_server):
     assert sum(server.requests.values()) == 0
 
 
+@pytest.mark.slow
 def test_stages_run_separately_and_judge_waits_for_answers(tmp_path, fake_server):
     server = fake_server()
     path = write_config(tmp_path, server.base_url, n_questions=8)
@@ -262,6 +267,7 @@ def test_answers_waiting_for_a_baseline_that_failed_are_dropped_without_games(tm
     assert server.requests["judge-model"] == 0
 
 
+@pytest.mark.slow
 def test_renaming_contestants_carries_their_stored_work_over_to_the_new_names(tmp_path, fake_server):
     server = fake_server(judge_verdict="hash")
     path = write_config(tmp_path, server.base_url, n_questions=5)

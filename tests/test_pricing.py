@@ -20,6 +20,7 @@ def test_list_price_comes_from_litellms_bundled_map():
     assert price is not None and price.output_per_mtok > price.input_per_mtok > 0
 
 
+@pytest.mark.slow
 def test_reading_prices_does_not_import_litellm():
     import subprocess
     import sys

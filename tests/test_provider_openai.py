@@ -184,6 +184,7 @@ def test_proxy_lookup_follows_the_scheme_and_no_proxy(monkeypatch):
 # --- time: timeout_s bounds the whole exchange, or the wait for each event of a stream ---------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 async def test_a_reply_that_drips_bytes_without_ending_is_cut_at_timeout_s(fake_server, stream):
     """One byte every 0.5 s for 6 s: each read succeeds, so only a deadline on the whole reply (or, in a stream,
@@ -198,6 +199,7 @@ async def test_a_reply_that_drips_bytes_without_ending_is_cut_at_timeout_s(fake_
     print(f"drip ({'stream' if stream else 'plain'}): gave up after {took:.2f} s")
 
 
+@pytest.mark.slow
 async def test_a_stream_that_completes_an_event_every_0_4_s_for_3_s_is_not_cut_by_timeout_s_1():
     async def reply(request, body):
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

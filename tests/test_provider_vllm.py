@@ -115,6 +115,7 @@ def test_api_key_and_label_constraint(vllm_exe, monkeypatch):
 # --- the server's lifecycle ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_start_complete_close(vllm_exe, argv_file, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_VLLM_STARTUP_S", "1")
     monkeypatch.setenv("FAKE_VLLM_CHILD_PID_FILE", str(tmp_path / "child.pid"))
@@ -177,6 +178,7 @@ async def test_startup_failure_reports_exit_code_and_log_tail(vllm_exe, argv_fil
     assert not alive(json.loads(argv_file.read_text())["pid"])
 
 
+@pytest.mark.slow
 async def test_startup_timeout_stops_the_server(vllm_exe, argv_file, monkeypatch):
     monkeypatch.setenv("FAKE_VLLM_STARTUP_S", "60")
     provider = make_provider(vllm_config(vllm_exe, startup_timeout_s=1.0))
@@ -203,6 +205,7 @@ async def test_a_run_cancelled_while_the_model_loads_stops_the_server(vllm_exe, 
     assert not alive(json.loads(argv_file.read_text())["pid"])
 
 
+@pytest.mark.slow
 async def test_a_server_that_dies_mid_run_fails_requests_without_retries(vllm_exe, argv_file):
     provider = make_provider(vllm_config(vllm_exe))
     await provider.start()
@@ -220,6 +223,7 @@ async def test_a_server_that_dies_mid_run_fails_requests_without_retries(vllm_ex
 # --- a whole run --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_run_with_a_vllm_contestant(tmp_path, fake_server, vllm_exe, argv_file, monkeypatch):
     monkeypatch.setenv("VLLM_API_KEY", "left-over-in-the-shell")  # must not lock our own client out
     server = fake_server()

@@ -246,6 +246,7 @@ def test_anthropic_timeouts_and_connection_errors_are_retryable_and_name_the_end
 # --- litellm --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_importing_the_litellm_provider_does_not_import_litellm():
     code = "import arena_eval.providers.litellm, sys; print('litellm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -253,6 +254,7 @@ def test_importing_the_litellm_provider_does_not_import_litellm():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_litellm_answer_and_usage_are_recorded_and_its_own_retries_are_off(fake_server, litellm_imported):
     server = fake_server()
     server.capture = True
@@ -380,6 +382,7 @@ def test_an_anthropic_judge_with_label_constraints_still_judges_every_game(tmp_p
 # --- time, size and keys: the limits the OpenAI-compatible provider has, around the SDKs --------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_an_anthropic_reply_that_drips_bytes_is_cut_at_timeout_s(fake_anthropic, stream):
     """One byte every 0.5 s for 6 s: the SDK's own timeout restarts with every byte."""
@@ -393,6 +396,7 @@ def test_an_anthropic_reply_that_drips_bytes_is_cut_at_timeout_s(fake_anthropic,
     print(f"anthropic drip ({'stream' if stream else 'plain'}): gave up after {took:.2f} s")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_a_litellm_reply_that_drips_bytes_is_cut_at_timeout_s(fake_server, litellm_imported, stream):
     server = fake_server(scripted={"fake-model": ("drip", None)}, hang_s=6.0)
@@ -405,6 +409,7 @@ def test_a_litellm_reply_that_drips_bytes_is_cut_at_timeout_s(fake_server, litel
     print(f"litellm drip ({'stream' if stream else 'plain'}): gave up after {took:.2f} s")
 
 
+@pytest.mark.slow
 def test_an_anthropic_stream_that_completes_an_event_every_0_3_s_is_not_cut_by_timeout_s_1(fake_anthropic):
     server = fake_anthropic(event_gap_s=0.3)  # 10 text deltas, 0.3 s apart: 3 s in all
     completion, attempts = run(complete_with_retries(anthropic_config(server, stream=True, timeout_s=1, max_attempts=1)))

@@ -163,6 +163,7 @@ def test_hash_collisions_between_distinct_ids_are_not_duplicates(tmp_path, monke
         load_questions(write_simple(tmp_path / "d.jsonl", ["a", "b", "c", "b"]))
 
 
+@pytest.mark.slow
 def test_a_large_file_set_loads_in_bounded_memory(tmp_path):
     n = 200_000
     path = tmp_path / "big.jsonl"

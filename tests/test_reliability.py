@@ -71,6 +71,7 @@ def assert_nothing_errored_is_judged(path: Path, server) -> None:
     assert "injected" not in judge_text and "I'm sorry" not in judge_text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault, stream", CASES, ids=IDS)
 def test_a_fault_on_the_first_attempt_is_retried_or_recorded(tmp_path, fake_server, fault, stream):
     retried, reason = FAULTS[fault]
@@ -97,6 +98,7 @@ def test_a_fault_on_the_first_attempt_is_retried_or_recorded(tmp_path, fake_serv
     assert_nothing_errored_is_judged(path, server)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault, stream", CASES, ids=IDS)
 def test_a_lasting_fault_ends_as_a_recorded_error_with_its_reason_and_is_never_judged(tmp_path, fake_server, fault, stream):
     retried, reason = FAULTS[fault]
@@ -114,6 +116,7 @@ def test_a_lasting_fault_ends_as_a_recorded_error_with_its_reason_and_is_never_j
     assert_nothing_errored_is_judged(path, server)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", [f for f in FAULTS if f != "truncated"])  # the judge does not stream
 def test_a_lasting_judge_fault_ends_as_recorded_game_errors_and_no_verdict(tmp_path, fake_server, fault):
     retried, reason = FAULTS[fault]
@@ -127,6 +130,7 @@ def test_a_lasting_judge_fault_ends_as_recorded_game_errors_and_no_verdict(tmp_p
     assert result.exit_code == 2
 
 
+@pytest.mark.slow
 def test_a_mix_of_every_fault_leaves_each_item_answered_or_recorded_exactly_once(tmp_path, fake_server):
     rates = {fault: 0.03 for fault in FAULTS}
     server = fake_server(rates=rates, seed=7, retry_after_s=0.01, hang_s=5.0)
@@ -153,6 +157,7 @@ def test_a_mix_of_every_fault_leaves_each_item_answered_or_recorded_exactly_once
     assert_nothing_errored_is_judged(path, server)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_a_reply_that_drips_bytes_ends_as_a_timeout_after_timeout_s_not_after_the_drip(tmp_path, fake_server, stream):
     """One byte every 0.5 s for 6 s (streamed: the bytes of an event that never completes), timeout_s 1."""
@@ -173,6 +178,7 @@ def test_a_reply_that_drips_bytes_ends_as_a_timeout_after_timeout_s_not_after_th
     assert_nothing_errored_is_judged(path, server)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_a_50_mb_reply_to_max_tokens_1024_ends_as_a_recorded_error_without_being_read_whole(tmp_path, fake_server, stream):
     server = fake_server(scripted={"m-flaky": ("huge", None)})

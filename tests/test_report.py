@@ -62,6 +62,7 @@ def test_report_is_written_by_run_escaped_and_offline(report_run):
     assert sorted(parquet.model) == sorted(result.leaderboard.model)
 
 
+@pytest.mark.slow
 def test_report_command_rebuilds_from_the_store(report_run, tmp_path):
     cfg_path, result = report_run
     target = tmp_path / "elsewhere.html"
@@ -75,6 +76,7 @@ def test_report_command_rebuilds_from_the_store(report_run, tmp_path):
     assert f"{row.score:.1f}" in html
 
 
+@pytest.mark.slow
 def test_report_without_results_is_a_clear_error(tmp_path, fake_server):
     server = fake_server()
     cfg_path = write_config(tmp_path, f"http://127.0.0.1:{server.port}/v1")
@@ -102,6 +104,7 @@ def _browser():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
+@pytest.mark.slow
 def test_report_in_headless_chromium(report_run):
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By

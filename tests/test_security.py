@@ -38,6 +38,7 @@ def files_holding(folder: Path, secret: str) -> list[str]:
     return [str(p) for p in sorted(folder.rglob("*")) if p.is_file() and needle in p.read_bytes()]
 
 
+@pytest.mark.slow
 def test_a_canary_key_reaches_the_server_and_nothing_else(tmp_path, fake_server, monkeypatch):
     canary = "sk-canary-" + secrets.token_hex(16)
     monkeypatch.setenv("ARENA_CANARY_KEY", canary)
@@ -111,6 +112,7 @@ class EchoingGateway(FakeServer):
         return await super().chat(request)
 
 
+@pytest.mark.slow
 def test_a_gateway_that_echoes_the_authorization_header_gets_no_secret_stored_or_shown(tmp_path, monkeypatch):
     key, password = "sk-canary-" + secrets.token_hex(16), "pw-" + secrets.token_hex(12)
     basic = base64.b64encode(f"user:{password}".encode()).decode()
@@ -168,6 +170,7 @@ ESCAPES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("part", list(ESCAPES))
 def test_a_template_that_reaches_for_python_internals_is_refused_before_any_request(tmp_path, fake_server, part):
     prompts = tmp_path / "prompts"
@@ -227,6 +230,7 @@ HOSTILE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(HOSTILE))
 def test_a_judge_template_that_would_exhaust_memory_or_time_is_refused_in_seconds_before_any_request(
         tmp_path, fake_server, case):
@@ -389,6 +393,7 @@ def test_a_same_origin_307_is_followed_within_one_attempt_and_answered(tmp_path,
 # --- API keys with stray whitespace -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_api_key_with_a_trailing_newline_stops_the_run_before_any_request(tmp_path, fake_server):
     key = "sk-newline-" + secrets.token_hex(16)
     server = fake_server()
@@ -407,6 +412,7 @@ def test_an_api_key_with_a_trailing_newline_stops_the_run_before_any_request(tmp
     assert sum(server.requests.values()) == 0
 
 
+@pytest.mark.slow
 def test_a_judge_template_that_fails_only_on_long_answers_records_those_games_as_errors(tmp_path, fake_server):
     # Fine on the sample that validates templates (13-character answers), past the loop limit on a 1500-character
     # answer in position B: the games it fails on are recorded errors that name the file; the others are judged.

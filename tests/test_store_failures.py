@@ -28,6 +28,7 @@ def _can_mount_in_a_namespace() -> bool:
 
 @pytest.mark.skipif(not _can_mount_in_a_namespace(),
                     reason="needs `unshare --mount --map-root-user` and tmpfs mounts to make a small disk")
+@pytest.mark.slow
 def test_a_full_disk_stops_the_run_with_a_message_keeps_the_store_and_a_rerun_after_freeing_space_finishes(
         tmp_path, fake_server):
     # A 16 MiB disk of its own (tmpfs in a private mount namespace), nearly filled by another file; the answers are
@@ -75,6 +76,7 @@ cli > {tmp_path}/out2 2> {tmp_path}/err2; echo $? > {tmp_path}/rc2
     assert (integrity, answers, games) == ("ok", 180, 240)
 
 
+@pytest.mark.slow
 def test_a_database_with_damaged_pages_is_a_message_not_a_traceback(tmp_path, fake_server):
     server = fake_server()
     config = write_config(tmp_path, server.base_url, n_questions=40)

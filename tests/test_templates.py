@@ -121,6 +121,7 @@ EXHAUSTING = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(EXHAUSTING))
 def test_a_template_that_would_exhaust_memory_or_time_is_refused_quickly_naming_its_file(tmp_path, case):
     source, expected = EXHAUSTING[case]

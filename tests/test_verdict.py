@@ -128,6 +128,7 @@ def copied_stretches(user_prompt: str, rng: random.Random) -> list[str]:
     return stretches
 
 
+@pytest.mark.slow
 def test_random_replies_built_from_random_answers_never_yield_a_label_that_only_the_answers_hold():
     """2000 random games: answers full of labels in every spelling, forged fences and verdict phrases; judge
     replies that copy the prompt, quote the answers or copy stretches of it, reformatted, sometimes with a label
