@@ -12,10 +12,13 @@ import time
 
 import pandas as pd
 
+from .records import COLUMNS
 from .store import Store
 
-HISTORY_COLUMNS = ["run_id", "time", "model", "score", "ci_low", "ci_high", "elo", "battles", "wh_per_pass",
-                   "baseline", "command", "status"]
+# A run's time and name around a few of its leaderboard's columns (records.LeaderboardRow defines those).
+_SCORES = ["model", "score", "ci_low", "ci_high", "elo", "battles", "wh_per_pass"]
+assert set(_SCORES) <= set(COLUMNS), "history shows leaderboard columns: define them in records.LeaderboardRow"
+HISTORY_COLUMNS = ["run_id", "time", *_SCORES, "baseline", "command", "status"]
 
 
 def history_frame(store: Store, contestant: str | None = None) -> pd.DataFrame:
