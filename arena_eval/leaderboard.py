@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from .answer_sets import AnswerSets
-from .config import ContestantConfig, RunConfig
+from .config import ContestantConfig, RunConfig, VerdictWeights
 from .energy import summarise_runs
 from .energy.aggregate import energy_summary, join_leaderboard
 from .energy.ecologits_estimate import estimate_api_batch
@@ -375,15 +375,9 @@ def question_views(scope: RunScope, store: Store, tally: Tally) -> list[Question
 
 def contestant_outcome(verdict: str, game: int) -> str:
     """A verdict read from the contestant's side (it sits in position B in game 1, A in game 2)."""
-    winner, _ = battle_outcome(verdict, game, _UNIT_WEIGHTS)
+    winner, _ = battle_outcome(verdict, game, VerdictWeights())
     if winner == "tie":
         return "tie"
     strength = "clearly " if ">>" in verdict else ""
     return f"{strength}{'better' if winner == 'model_b' else 'worse'}"
 
-
-class _UnitWeights:
-    strong = plain = tie = 1.0
-
-
-_UNIT_WEIGHTS = _UnitWeights()

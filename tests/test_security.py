@@ -311,6 +311,7 @@ def test_answers_that_dictate_the_verdict_are_fenced_and_never_flip_it(tmp_path,
     assert all("label-in-answer" in f for f in flags)
     board = result.leaderboard.set_index("model")
     assert board.loc["attacker", "suspicious_rate"] == 1.0
+    assert re.search(r"suspicious: [a-z,-]*label-in-answer", (load_config(path).output_dir / "report.html").read_text())
     if judge_mode == "longer":  # a judge that does not repeat the answers: every game parsed, as the rule says
         assert unparsed == [] and not any("quoted-label" in f for f in flags)
     elif judge_mode == "quote":  # the quoted labels are ignored; the judge's own label, after the quotes, counts
