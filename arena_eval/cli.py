@@ -166,6 +166,7 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
         err.print(f"guidance: {g.new} new, {g.stored} stored before, {g.errors} errors", highlight=False)
         for line in g.error_lines[:10]:
             err.print(f"  {line}", highlight=False)
+    _print_judge_warnings(s)
     if s.errors_by_contestant:
         err.print("errors by contestant: " + ", ".join(f"{k}: {v}" for k, v in sorted(s.errors_by_contestant.items())))
     for path in result.files:
@@ -190,6 +191,15 @@ def _say_interrupted(exc: RunInterrupted) -> None:
     err.print(f"[yellow]interrupted by {exc.signal_name}: {kept}; everything stored is kept{where}. Run the same "
               "command again to resume: stored work is not redone.[/yellow]", highlight=False)
     raise typer.Exit(exc.exit_code)
+
+
+def _print_judge_warnings(s) -> None:
+    """A judge that fails quietly must fail loudly: too many unparsed games, contestants left without a score."""
+    for warning in s.judge_warnings:
+        err.print(f"[yellow]warning: {warning}[/yellow]", highlight=False)
+    if s.unrated:
+        err.print(f"[red]no parsed verdict at all for {', '.join(s.unrated)}: no score (exit 2); see the warnings "
+                  "above and the judge's replies in the report[/red]", highlight=False)
 
 
 def _print_housekeeping(s) -> None:
@@ -252,6 +262,7 @@ def score(
     rounds: Optional[int] = typer.Option(None, "--rounds", min=0, help="Bootstrap rounds (default 1000)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default 42)."),
     compat: Optional[Compat] = typer.Option(None, "--compat", help="arena-hard: resample battle rows, 100 rounds, seed 42."),
+    judge: list[str] = typer.Option([], "--judge", help="Rate this judge's verdicts only (default: every judge's, pooled)."),
     format: Format = FormatOption,
 ) -> None:
     """Rate stored judgments (or an arena-hard battles file) and print the leaderboard."""
@@ -259,6 +270,13 @@ def score(
         if battles is None:
             cfg = _load(config)
             updates = {}
+            if judge:
+                if len(judge) > 1:
+                    raise ArenaError("--judge with --config takes one judge (the pooled rating is the default)")
+                names = [j.label for j in cfg.judges]
+                if judge[0] not in names:
+                    raise ArenaError(f"--judge {judge[0]!r} names no judge of {cfg.name}; judges: {', '.join(names)}")
+                updates["judges"] = judge[0]
             if compat is Compat.arena_hard:
                 updates = {"bootstrap": "rows", "rounds": 100, "seed": 42}
             if rounds is not None:
@@ -294,6 +312,7 @@ def _run_stages_config(cfg, fmt: Format) -> None:
     except RunInterrupted as exc:
         _say_interrupted(exc)
     _print_housekeeping(result.summary)
+    _print_judge_warnings(result.summary)
     print_table(result.leaderboard, fmt, title=f"{cfg.name}: score vs baseline {cfg.baseline} (95% CI)")
     raise typer.Exit(result.exit_code)
 
@@ -351,22 +370,24 @@ def history(
 def validate(config: Path = typer.Option(..., "--config", "-c", help="Run config (YAML) to check.")) -> None:
     """Check a run config and its question set without sending any request."""
     from .config import load_config
-    from .judge import JudgePrompts
+    from .judge import RunJudge
     from .providers import make_provider
     from .questions import load_questions
 
     try:
         cfg = load_config(config)
         questions = load_questions(cfg.questions_path)
-        JudgePrompts.load(cfg.resolve(cfg.judge.prompt_dir) if cfg.judge.prompt_dir else None)
-        for endpoint in [*cfg.contestants, cfg.judge]:
+        for judge in cfg.judges:
+            RunJudge.load(judge, cfg.resolve)
+        for endpoint in [*cfg.contestants, *cfg.judges]:
             make_provider(endpoint, cfg.base_dir).api_key()
     except ArenaError as exc:
         _fail(exc)
+    judges = ", ".join(f"{j.provider}:{j.model or j.model_path}" + (f" ({j.label})" if len(cfg.judges) > 1 else "")
+                       for j in cfg.judges)
     typer.echo(
         f"{config}: ok — {len(questions)} questions, {len(cfg.contestants)} contestants "
-        f"(baseline {cfg.baseline}), judge {cfg.judge.provider}:{cfg.judge.model or cfg.judge.model_path}, "
-        f"results in {cfg.output_dir}"
+        f"(baseline {cfg.baseline}), judge{'s' if len(cfg.judges) > 1 else ''} {judges}, results in {cfg.output_dir}"
     )
 
 
@@ -387,8 +408,7 @@ def export_(
             raise ArenaError(f"{db}: no results yet; run `arena-eval run` with this config first")
         arena = Arena(cfg)
         with Store(db) as store:
-            exported = export_arena_hard(arena.scope, arena.prompts, store, arena.answer_sets(store),
-                                         to or cfg.output_dir / "arena-hard")
+            exported = export_arena_hard(arena.scope, store, arena.answer_sets(store), to or cfg.output_dir / "arena-hard")
     except ArenaError as exc:
         _fail(exc)
     for path in exported.paths:

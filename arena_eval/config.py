@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from .energy.config import EnergyConfig
 from .errors import ConfigError
@@ -177,6 +177,9 @@ class VerdictWeights(_Strict):
 
 
 class JudgeConfig(EndpointConfig):
+    # How the judge is named in diagnostics, reports, exports and `rating.judges`; default: its model (or the
+    # model file's name). Not part of its config_id: renaming a judge keeps its verdicts.
+    name: str | None = Field(None, min_length=1)
     max_tokens: int = Field(4096, ge=1)
     concurrency: int = Field(32, ge=1, le=4096)
     # Folder or file prefix of the judge templates; default: the bundled prompts/judge_*.j2.
@@ -186,12 +189,24 @@ class JudgeConfig(EndpointConfig):
     # Constrain the judge's output to the five labels (grammar for llama.cpp, JSON schema elsewhere).
     # For small local judges that would otherwise rarely produce a label.
     constrain_labels: bool = False
+    # A reference answer in the judge's prompt (docs/design.md §3.3.1): none; the question's own `reference`;
+    # or the name of a contestant whose answer serves as the reference (blinded like the others).
+    reference: str = "none"
+    # Above this share of unparsed games a run warns, naming the judge and the likely causes.
+    max_unparsed_rate: float = Field(0.10, ge=0, le=1)
+
+    @property
+    def label(self) -> str:
+        """The judge's name: `name`, else its model, else its model file's stem."""
+        return self.name or self.model or (Path(self.model_path).stem if self.model_path else "judge")
 
     def config_id(self, template_text: str) -> str:
         fields = self.answer_fields() | {
             "template": template_text,
             "attempts": self.attempts,
             "constrain_labels": self.constrain_labels,
+            # Only when set: the ids of judges without a reference stay what they were.
+            "reference": None if self.reference == "none" else self.reference,
         }
         return stable_hash(fields)
 
@@ -237,6 +252,8 @@ class RatingConfig(_Strict):
     # Fit answer length and markdown (headers, list items, bold) alongside the contestants, so that the
     # ratings are style-neutral (docs/design.md §3.4.3); the fitted style coefficients go to the run summary.
     style_control: bool = False
+    # Whose verdicts are rated: "pooled" (every judge's battles in one fit) or the name of one judge.
+    judges: str = Field("pooled", min_length=1)
 
 
 class RegressionConfig(_Strict):
@@ -252,7 +269,9 @@ class RunConfig(_Strict):
     questions: str
     output: str = "outputs"
     baseline: str
-    judge: JudgeConfig
+    # One judge (a mapping) or several (a list of mappings, each with a unique name): every game is judged by
+    # every judge. Held as a list; `judges` reads it.
+    judge: list[JudgeConfig] = Field(min_length=1)
     contestants: list[ContestantConfig] = Field(min_length=1)
     rating: RatingConfig = Field(default_factory=RatingConfig)
     guidance: GuideConfig | None = None
@@ -264,6 +283,38 @@ class RunConfig(_Strict):
     # Set by the loader: the folder relative paths in this config are resolved against.
     base_dir: str = Field(".", exclude=True)
     demo: bool = Field(False, exclude=True)
+
+    @field_validator("judge", mode="before")
+    @classmethod
+    def _one_or_several_judges(cls, value: Any) -> Any:
+        return [value] if isinstance(value, (dict, JudgeConfig)) else value
+
+    @field_serializer("judge")
+    def _judge_as_written(self, judges: list[JudgeConfig]) -> Any:
+        """One judge is written back as the mapping it was given as (config snapshots keep their shape)."""
+        dumped = [j.model_dump(mode="json") for j in judges]
+        return dumped[0] if len(dumped) == 1 else dumped
+
+    @property
+    def judges(self) -> list[JudgeConfig]:
+        return self.judge
+
+    @model_validator(mode="after")
+    def _judge_names(self) -> "RunConfig":
+        labels = [j.label for j in self.judge]
+        for i, label in enumerate(labels):
+            if labels.index(label) != i:
+                raise _KeyProblem(("judge", i, "name"), f"two judges are named {label!r} (judges {labels.index(label) + 1} "
+                                  f"and {i + 1}); give each judge a unique `name`")
+        if self.rating.judges != "pooled" and self.rating.judges not in labels:
+            raise _KeyProblem(("rating", "judges"), f"rating.judges is {self.rating.judges!r}, which names no judge; use "
+                              f"pooled or one of: {', '.join(labels)}")
+        names = [c.name for c in self.contestants]
+        for i, j in enumerate(self.judge):
+            if j.reference not in ("none", "question") and j.reference not in names:
+                raise _KeyProblem(("judge", i, "reference"), f"judge {j.label!r}: reference {j.reference!r} is neither "
+                                  f"none, question nor a contestant; contestants: {', '.join(names)}")
+        return self
 
     @model_validator(mode="after")
     def _names(self) -> "RunConfig":
@@ -427,7 +478,7 @@ def config_from_dict(
     try:
         config = RunConfig.model_validate({**data, "base_dir": str(base_dir)})
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source, yaml_root)) from None
+        raise ConfigError(_describe(exc, source, yaml_root, isinstance(data.get("judge"), dict))) from None
     if check_questions and not config.questions_path.exists():
         line = _line_of(yaml_root, ("questions",))
         where = f"{source}:{line}" if line else source
@@ -438,13 +489,15 @@ def config_from_dict(
     return config
 
 
-def _describe(exc: ValidationError, source: str, yaml_root: Any) -> str:
+def _describe(exc: ValidationError, source: str, yaml_root: Any, single_judge: bool = False) -> str:
     lines = []
     for error in exc.errors():
         loc = tuple(part for part in error["loc"] if part not in ("function-after",))
         cause = (error.get("ctx") or {}).get("error")
         if isinstance(cause, _KeyProblem):
             loc = loc + cause.loc
+        if single_judge and loc[:2] == ("judge", 0):
+            loc = ("judge",) + loc[2:]  # one judge given as a mapping is judge[0] inside: name it as written
         field = _dotted(loc) or "(top level)"
         line = _line_of(yaml_root, loc)
         where = f"{source}:{line}" if line else source

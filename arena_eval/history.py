@@ -33,7 +33,7 @@ def history_frame(store: Store, contestant: str | None = None) -> pd.DataFrame:
         baseline_of = {r["run_id"]: r["model"] for r in store.leaderboard_history() if r.get("is_baseline")}
     frame["baseline"] = frame.run_id.map(baseline_of)
     frame["time"] = frame.started_at.map(lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)))
-    for column in HISTORY_COLUMNS:
+    for column in [*HISTORY_COLUMNS, "judges"]:
         if column not in frame.columns:
             frame[column] = None
     rest = [c for c in frame.columns if c not in HISTORY_COLUMNS]
@@ -51,8 +51,11 @@ def find_regressions(store: Store, run_id: str, score_drop: float | None = None)
     current = frame[frame.run_id == run_id]
     out = []
     for row in current.itertuples(index=False):
+        # Scores are relative to the baseline and made by the judges: compare only like with like (rows stored
+        # before the judges were recorded compare with any).
+        same_judges = frame.judges.isna() | (frame.judges == row.judges) if pd.notna(row.judges) else True
         earlier = frame[(frame.model == row.model) & (frame.run_id.map(order) < order[run_id])
-                        & (frame.baseline == row.baseline) & frame.score.notna()]
+                        & (frame.baseline == row.baseline) & frame.score.notna() & same_judges]
         if earlier.empty or pd.isna(row.score):
             continue
         prev = earlier.iloc[-1]

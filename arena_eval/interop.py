@@ -15,7 +15,7 @@ from .answer_sets import AnswerSets, question_digest
 from .collect import answer_id, prompt_hash
 from .config import ContestantConfig
 from .errors import ConfigError
-from .judge import JudgePrompts, battle_outcome
+from .judge import battle_outcome
 from .leaderboard import RunScope, current_games
 from .questions import QuestionSet, read_jsonl
 from .records import Answer
@@ -120,16 +120,15 @@ class Exported(NamedTuple):
     notes: list[str]  # one per contestant whose file name is not its plain sanitised name, saying why
 
 
-def export_arena_hard(scope: RunScope, prompts: JudgePrompts, store: Store, sets: AnswerSets,
-                      folder: str | Path) -> Exported:
-    """Write model_answer/<contestant>.jsonl, model_judgment/<judge>/<contestant>.jsonl and battles.jsonl: the
-    current answers (`sets`), their verdicts and the battles they make.
+def export_arena_hard(scope: RunScope, store: Store, sets: AnswerSets, folder: str | Path) -> Exported:
+    """Write model_answer/<contestant>.jsonl, model_judgment/<judge>/<contestant>.jsonl (every judge) and
+    battles.jsonl (the rated judges' battles, pooled as the leaderboard pools them): the current answers (`sets`),
+    their verdicts and the battles they make.
 
     File names are contestant names with other characters than letters, digits, `.`, `_` and `-` replaced
     (`export_stems`); the records inside keep the real names."""
     folder = Path(folder)
     ids = {c.name: sets.current(c, scope.questions) for c in scope.contestants}
-    games = current_games(scope, ids)
     stems, notes = export_stems([c.name for c in scope.config.contestants] + list(ids))
     written: list[Path] = []
     answers_dir = folder / "model_answer"
@@ -145,40 +144,44 @@ def export_arena_hard(scope: RunScope, prompts: JudgePrompts, store: Store, sets
                 handle.write(json.dumps(answer_record(answer), ensure_ascii=False) + "\n")
         written.append(path)
 
-    judge = scope.config.judge
-    judge_name = _safe(judge.model or Path(judge.model_path or "judge").stem)
-    judgments = {j.game_id: j for j in store.judgments(scope.judge_config_id)}
     questions = {q.question_id: q.prompt for q in scope.questions}
-    per_contestant: dict[str, dict[str, list]] = {}
-    battles = []
-    for game in games:
-        judgment = judgments.get(game.game_id)
-        if judgment is None:
-            continue
-        user_prompt = prompts.render(questions[game.question_id], texts[game.answer_a_id], texts[game.answer_b_id])[1]["content"]
-        per_contestant.setdefault(game.contestant, {}).setdefault(game.question_id, []).append(
-            (game.game, {"user_prompt": user_prompt, "judgment": judgment.judge_text, "score": judgment.verdict})
-        )
-        if judgment.verdict is not None:
-            winner, weight = battle_outcome(judgment.verdict, game.game, judge.weights)
-            row = {"question_id": game.question_id, "model_a": game.baseline, "model_b": game.contestant, "winner": winner}
-            battles += [row] * int(round(weight))
-    judgment_dir = folder / "model_judgment" / judge_name
-    judgment_dir.mkdir(parents=True, exist_ok=True)
-    for contestant, by_question in per_contestant.items():
-        path = judgment_dir / f"{stems[contestant]}.jsonl"
-        with path.open("w", encoding="utf-8") as handle:
-            for qid in sorted(by_question):
-                games_sorted = [g for _, g in sorted(by_question[qid], key=lambda pair: pair[0])]
-                record = {"question_id": qid, "model": contestant, "judge": judge_name, "games": games_sorted}
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        written.append(path)
+    rated = {j.name for j in scope.rated_judges}
+    battles, judged = [], set()
+    for judge in scope.judges:
+        judge_name = _safe(judge.name)
+        judgments = {j.game_id: j for j in store.judgments(judge.config_id)}
+        per_contestant: dict[str, dict[str, list]] = {}
+        for game in current_games(scope, ids, judge):
+            judgment = judgments.get(game.game_id)
+            if judgment is None:
+                continue
+            user_prompt = judge.prompts.render(questions[game.question_id], texts[game.answer_a_id],
+                                               texts[game.answer_b_id])[1]["content"]
+            per_contestant.setdefault(game.contestant, {}).setdefault(game.question_id, []).append(
+                (game.game, {"user_prompt": user_prompt, "judgment": judgment.judge_text, "score": judgment.verdict})
+            )
+            if judgment.verdict is not None and judge.name in rated:
+                winner, weight = battle_outcome(judgment.verdict, game.game, judge.config.weights)
+                row = {"question_id": game.question_id, "model_a": game.baseline, "model_b": game.contestant,
+                       "winner": winner}
+                battles += [row] * int(round(weight))
+        judgment_dir = folder / "model_judgment" / judge_name
+        judgment_dir.mkdir(parents=True, exist_ok=True)
+        for contestant, by_question in per_contestant.items():
+            path = judgment_dir / f"{stems[contestant]}.jsonl"
+            with path.open("w", encoding="utf-8") as handle:
+                for qid in sorted(by_question):
+                    games_sorted = [g for _, g in sorted(by_question[qid], key=lambda pair: pair[0])]
+                    record = {"question_id": qid, "model": contestant, "judge": judge_name, "games": games_sorted}
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            written.append(path)
+        judged |= set(per_contestant)
     battles_path = folder / "battles.jsonl"
     with battles_path.open("w", encoding="utf-8") as handle:
         for row in battles:
             handle.write(json.dumps(row) + "\n")
     written.append(battles_path)
-    return Exported(written, [notes[name] for name in dict.fromkeys(list(ids) + list(per_contestant)) if name in notes])
+    return Exported(written, [notes[name] for name in dict.fromkeys(list(ids) + sorted(judged)) if name in notes])
 
 
 def _safe(name: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +80,22 @@ class JudgePrompts:
             {"role": "system", "content": render(self.system, **values)},
             {"role": "user", "content": render(self.user, **values)},
         ]
+
+
+@dataclass(frozen=True)
+class RunJudge:
+    """One judge of a run: its name, its config, its prompts and the config id its verdicts are stored under."""
+
+    name: str
+    config: JudgeConfig
+    prompts: JudgePrompts
+    config_id: str
+
+    @classmethod
+    def load(cls, config: JudgeConfig, resolve: Callable[[str], Path]) -> "RunJudge":
+        """`resolve` turns the config's relative paths into real ones (RunConfig.resolve)."""
+        prompts = JudgePrompts.load(resolve(config.prompt_dir) if config.prompt_dir else None)
+        return cls(config.label, config, prompts, config.config_id(prompts.fingerprint))
 
 
 def _defuse(answer: str) -> str:

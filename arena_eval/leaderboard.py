@@ -24,7 +24,7 @@ from .energy.aggregate import energy_summary, join_leaderboard
 from .energy.ecologits_estimate import estimate_api_batch
 from .energy.energy_store import load_imports, load_windows
 from .errors import ArenaError
-from .judge import battle_outcome, battles_from_judgments, games_for, position_diagnostics
+from .judge import RunJudge, battle_outcome, battles_from_judgments, games_for, position_diagnostics
 from .questions import QuestionSet
 from .records import EnergyOverview, Game, JudgeDiagnostics, Judgment, LeaderboardRow, RunSummary, StyleEffect
 from .store import Store
@@ -34,16 +34,22 @@ from .style import STYLE_COLUMNS, answer_styles
 @dataclass(frozen=True)
 class RunScope:
     """What one output folder's run is about: its config, its contestants (the baseline first), its questions
-    and the judge's configuration id."""
+    and its judges."""
 
     config: RunConfig
     contestants: list[ContestantConfig]
     questions: QuestionSet
-    judge_config_id: str
+    judges: list[RunJudge]
 
     @property
     def baseline(self) -> ContestantConfig:
         return self.contestants[0]
+
+    @property
+    def rated_judges(self) -> list[RunJudge]:
+        """The judges whose verdicts the rating uses: every one (`rating.judges: pooled`), or the one named."""
+        chosen = self.config.rating.judges
+        return self.judges if chosen == "pooled" else [j for j in self.judges if j.name == chosen]
 
 
 # --- what is called for, and what is stored ---------------------------------------------------------------------
@@ -52,42 +58,49 @@ class RunScope:
 @dataclass
 class Tally:
     answer_ids: dict[str, dict[str, str]]  # contestant → question_id → current answer_id
-    judged_game_ids: list[tuple[str, str]]  # (game_id, contestant) of the games judged so far
-    per_contestant: dict[str, dict[str, int]]  # answers_missing, games_missing, games, unparsed
+    judged_game_ids: list[tuple[str, str]]  # (game_id, contestant) of the games judged so far, by any judge
+    # contestant → answers_missing, games_missing (any judge), games and unparsed (the rated judges')
+    per_contestant: dict[str, dict[str, int]]
     games_missing: int
+    judge_of: dict[str, str] = field(default_factory=dict)  # game_id → the judge's name
 
 
-def current_games(scope: RunScope, answer_ids: dict[str, dict[str, str]]) -> list[Game]:
-    """Every game the current answers call for: two per contestant and question both it and the baseline answered."""
+def current_games(scope: RunScope, answer_ids: dict[str, dict[str, str]], judge: RunJudge) -> list[Game]:
+    """Every game the current answers call for, for one judge: two per contestant and question both it and the
+    baseline answered."""
     base_name = scope.baseline.name
     base_ids = answer_ids[base_name]
     games = []
     for c in scope.contestants[1:]:
         for qid, aid in answer_ids[c.name].items():
             if qid in base_ids:
-                games += games_for(scope.judge_config_id, qid, c.name, base_name, aid, base_ids[qid])
+                games += games_for(judge.config_id, qid, c.name, base_name, aid, base_ids[qid])
     return games
 
 
 def tally(scope: RunScope, store: Store, sets: AnswerSets) -> Tally:
-    """What the current configuration calls for, and how much of it the store holds."""
+    """What the current configuration calls for (every game by every judge), and how much of it is stored."""
     ids = {c.name: sets.current(c, scope.questions) for c in scope.contestants}
-    verdicts = store.verdicts(scope.judge_config_id)
     n = len(scope.questions)
     per = {c.name: {"answers_missing": n - len(ids[c.name]), "games_missing": 0, "games": 0, "unparsed": 0}
            for c in scope.contestants}
-    judged = []
-    for g in current_games(scope, ids):
-        row = per[g.contestant]
-        if g.game_id in verdicts:
-            judged.append((g.game_id, g.contestant))
-            row["games"] += 1
-            row["unparsed"] += verdicts[g.game_id] is None
-        else:
-            row["games_missing"] += 1
+    rated = {j.name for j in scope.rated_judges}
+    judged, judge_of = [], {}
+    for judge in scope.judges:
+        verdicts = store.verdicts(judge.config_id)
+        for g in current_games(scope, ids, judge):
+            row = per[g.contestant]
+            if g.game_id in verdicts:
+                judged.append((g.game_id, g.contestant))
+                judge_of[g.game_id] = judge.name
+                if judge.name in rated:
+                    row["games"] += 1
+                    row["unparsed"] += verdicts[g.game_id] is None
+            else:
+                row["games_missing"] += 1
     # Games that cannot even be posed (a missing answer on either side) are missing too.
-    expected = 2 * n * (len(scope.contestants) - 1)
-    return Tally(ids, judged, per, expected - len(judged))
+    expected = 2 * n * (len(scope.contestants) - 1) * len(scope.judges)
+    return Tally(ids, judged, per, expected - len(judged), judge_of)
 
 
 def count_missing(tally: Tally, summary: RunSummary, stages: tuple[str, ...]) -> None:
@@ -96,11 +109,14 @@ def count_missing(tally: Tally, summary: RunSummary, stages: tuple[str, ...]) ->
     summary.games_missing = tally.games_missing if ("judge" in stages or "score" in stages) else 0
 
 
-def current_judgments(scope: RunScope, store: Store, tally: Tally) -> list[Judgment]:
-    """The stored verdicts of the current games, named by today's contestant names (a contestant renamed since,
-    with the same configuration, keeps its verdicts)."""
+def current_judgments(scope: RunScope, store: Store, tally: Tally,
+                      judges: list[RunJudge] | None = None) -> list[Judgment]:
+    """The stored verdicts of the current games by `judges` (default: the rated ones), named by today's contestant
+    names (a contestant renamed since, with the same configuration, keeps its verdicts)."""
     wanted = dict(tally.judged_game_ids)
-    judgments = [j for j in store.judgments(scope.judge_config_id) if j.game_id in wanted]
+    judgments = []
+    for judge in judges if judges is not None else scope.rated_judges:
+        judgments += [j for j in store.judgments(judge.config_id) if j.game_id in wanted]
     for j in judgments:
         j.contestant, j.baseline = wanted[j.game_id], scope.baseline.name
     return judgments
@@ -126,6 +142,12 @@ class Leaderboard:
     judge: JudgeDiagnostics
     energy_overview: EnergyOverview
     style: dict[str, StyleEffect] | None = None
+    # With several judges: each judge's own rating (the rating columns), beside the pooled one in `frame`.
+    per_judge: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # Judges whose share of unparsed games is above their max_unparsed_rate: a sentence each.
+    warnings: list[str] = field(default_factory=list)
+    # Contestants with judged games but not one parsed verdict: they have no score (a run is then incomplete).
+    unrated: list[str] = field(default_factory=list)
 
     @property
     def columns(self) -> list[str]:
@@ -139,9 +161,11 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
     config = scope.config
     baseline = scope.baseline.name
     per = tally.per_contestant
-    judgments = current_judgments(scope, store, tally)
-    styles = answer_styles(judgments, store.answer_rows) if config.rating.style_control else None
-    battles = battles_from_judgments(judgments, config.judge.weights, styles)
+    by_judge = {j.name: current_judgments(scope, store, tally, [j]) for j in scope.judges}
+    judgments = [x for j in scope.rated_judges for x in by_judge[j.name]]
+    every = [x for j in scope.judges for x in by_judge[j.name]]
+    styles = answer_styles(every, store.answer_rows) if config.rating.style_control else None
+    battles = _battles(scope.rated_judges, by_judge, styles)
     diagnostics = position_diagnostics(judgments).set_index("model")
     overall = diagnostics.loc["*"]
     judge = JudgeDiagnostics(_number(overall.consistency), _number(overall.first_position_win_rate),
@@ -182,7 +206,42 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
     contestants = energy[energy.role == "contestant"].drop(columns=["role"])
     frame = join_leaderboard(board, contestants, cost="wh_per_pass")
     rows = [LeaderboardRow.from_record(r) for r in frame.to_dict("records")]  # refuses a column it does not define
-    return Leaderboard(frame, rows, battles, diagnostics.reset_index(), energy, judge, overview, style)
+    per_judge = {}
+    if len(scope.judges) > 1:
+        for j in scope.judges:
+            own = _battles([j], by_judge, styles)
+            per_judge[j.name] = (compute_leaderboard(own, baseline, rounds=rating.rounds, seed=rating.seed,
+                                                     by=rating.bootstrap,
+                                                     style=list(STYLE_COLUMNS) if rating.style_control else None)
+                                 if not own.empty else pd.DataFrame(columns=["model"]))
+    unrated = [c.name for c in scope.contestants[1:]
+               if per[c.name]["games"] and c.name not in set(battles.model_b)]
+    return Leaderboard(frame, rows, battles, diagnostics.reset_index(), energy, judge, overview, style, per_judge,
+                       unparsed_warnings(scope, by_judge), unrated)
+
+
+def _battles(judges: list[RunJudge], by_judge: dict[str, list[Judgment]], styles) -> pd.DataFrame:
+    """The battles of `judges`' verdicts, each judge's with its own weights, in one frame (pooled)."""
+    frames = [battles_from_judgments(by_judge[j.name], j.config.weights, styles) for j in judges]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def unparsed_warnings(scope: RunScope, by_judge: dict[str, list[Judgment]]) -> list[str]:
+    """A judge whose share of unparsed games is above its `max_unparsed_rate` fails quietly: say so, and why it
+    usually happens."""
+    out = []
+    for j in scope.judges:
+        games = by_judge[j.name]
+        unparsed = sum(g.verdict is None for g in games)
+        if games and unparsed / len(games) > j.config.max_unparsed_rate:
+            out.append(
+                f"judge {j.name!r}: {unparsed} of {len(games)} games ({100 * unparsed / len(games):.0f}%) have no "
+                f"verdict (limit {100 * j.config.max_unparsed_rate:.0f}%, judge.max_unparsed_rate). Likely causes: "
+                f"max_tokens ({j.config.max_tokens}) too small for the judge to reach its label; a model too weak "
+                "to follow the label format; constrain_labels off for a small local judge. The replies are in "
+                "judgments.judge_text and in the report"
+            )
+    return out
 
 
 def energy_table(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) -> tuple[pd.DataFrame, EnergyOverview]:
@@ -191,13 +250,14 @@ def energy_table(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) 
     Idle power goes to the overview, not into any row."""
     cfg = scope.config.energy
     by_set = {sets.set_id(c): c.name for c in scope.contestants}  # a window records the answer set it measured
+    judge_lines = judge_energy_lines(scope)
     windows = load_windows(store.db)
     rows: list[dict] = []
     for w in windows.to_dict("records"):
         if w["role"] == "contestant" and w["config_id"] in by_set:
             rows.append({**w, "contestant": by_set[w["config_id"]]})
-        elif w["role"] == "judge" and w["config_id"] == scope.judge_config_id:
-            rows.append({**w, "contestant": "(judge)"})
+        elif w["role"] == "judge" and w["config_id"] in judge_lines:
+            rows.append({**w, "contestant": judge_lines[w["config_id"]]})
     for c in scope.contestants:
         if cfg.estimate_api and not c.is_local and (c.base_url is None or c.provider == "litellm"):
             answers = store.answer_rows(list(tally.answer_ids[c.name].values()), ("output_tokens", "latency_s"))
@@ -222,14 +282,22 @@ def energy_table(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) 
         frame = pd.concat([frame, extra], ignore_index=True)
     idle = windows[windows.role == "idle"]
     idle_w = (idle.energy_j.sum() / idle.duration_s.sum()) if len(idle) and idle.energy_j.notna().all() else None
-    judge = frame[frame.contestant == "(judge)"]
+    judge = frame[frame.contestant.isin(set(judge_lines.values()))]
     overview = EnergyOverview(
         methods=sorted({m for m in frame.get("method", pd.Series(dtype=str)).dropna() if m}),
         idle_power_w=_number(idle_w),
-        judge_wh=float(judge.energy_wh.iloc[0]) if len(judge) and pd.notna(judge.energy_wh.iloc[0]) else None,
+        # Every judge's energy together; unknown as soon as one judge's is.
+        judge_wh=float(judge.energy_wh.sum()) if len(judge) and judge.energy_wh.notna().all() else None,
         carbon=f"{intensity:g} g CO2/kWh ({intensity_source}), PUE {cfg.pue:g}",
     )
     return frame.reset_index(drop=True), overview
+
+
+def judge_energy_lines(scope: RunScope) -> dict[str, str]:
+    """judge config id → the name of its line in the energy table: "(judge)", or "(judge NAME)" with several."""
+    if len(scope.judges) == 1:
+        return {scope.judges[0].config_id: "(judge)"}
+    return {j.config_id: f"(judge {j.name})" for j in scope.judges}
 
 
 def _number(value: Any) -> float | None:
@@ -292,6 +360,7 @@ class GameView:
     reasoning: str | None
     outcome: str | None  # the verdict read from the contestant's side: "better", "clearly worse", "tie", ...
     flags: str | None = None
+    judge: str | None = None  # the judge's name, when the run has several
 
 
 @dataclass(frozen=True)
@@ -329,12 +398,12 @@ class ReportData:
 
 def report_data(scope: RunScope, store: Store, tally: Tally, board: Leaderboard, run_id: str, summary: RunSummary,
                 regressions: pd.DataFrame | None) -> ReportData:
-    judge = scope.config.judge
     return ReportData(
         title=scope.config.name,
         run_id=run_id,
         baseline=scope.baseline.name,
-        judge=f"{judge.provider}:{judge.model or Path(judge.model_path or '').name}",
+        judge=", ".join(f"{j.config.provider}:{j.config.model or Path(j.config.model_path or '').name}"
+                        + (f" ({j.name})" if len(scope.judges) > 1 else "") for j in scope.judges),
         contestants=[c.name for c in scope.contestants[1:]],
         questions=question_views(scope, store, tally),
         categories={q.question_id: q.category for q in scope.questions},
@@ -347,7 +416,9 @@ def report_data(scope: RunScope, store: Store, tally: Tally, board: Leaderboard,
 def question_views(scope: RunScope, store: Store, tally: Tally) -> list[QuestionView]:
     """Each question with the baseline's answer and, per contestant, its answer and both games' judgments."""
     ids = tally.answer_ids
-    judgments = {(j.answer_a_id, j.answer_b_id): j for j in store.judgments(scope.judge_config_id)}
+    several = len(scope.judges) > 1
+    judgments = {(judge.name, j.answer_a_id, j.answer_b_id): j for judge in scope.judges
+                 for j in store.judgments(judge.config_id)}
     base = scope.baseline.name
 
     def text(answer_id: str | None) -> str | None:
@@ -363,11 +434,12 @@ def question_views(scope: RunScope, store: Store, tally: Tally) -> list[Question
         for c in scope.contestants[1:]:
             aid = ids[c.name].get(q.question_id)
             games = []
-            for number, key in ((1, (base_id, aid)), (2, (aid, base_id))):
-                j = judgments.get(key) if aid and base_id else None
-                games.append(GameView(number, j.verdict if j else None, j is not None, j.judge_text if j else None,
-                                      contestant_outcome(j.verdict, number) if j and j.verdict else None,
-                                      j.flags if j else None))
+            for judge in scope.judges:
+                for number, key in ((1, (base_id, aid)), (2, (aid, base_id))):
+                    j = judgments.get((judge.name, *key)) if aid and base_id else None
+                    games.append(GameView(number, j.verdict if j else None, j is not None, j.judge_text if j else None,
+                                          contestant_outcome(j.verdict, number) if j and j.verdict else None,
+                                          j.flags if j else None, judge.name if several else None))
             answers.append(ContestantAnswerView(c.name, text(aid), games))
         out.append(QuestionView(q.question_id, q.category, q.prompt, text(base_id), answers))
     return out

@@ -26,7 +26,7 @@ from .augment.guidance import build_guidance
 from .config import RunConfig
 from .errors import ArenaError, RunInterrupted, StoreError
 from .history import find_regressions
-from .judge import JudgePrompts
+from .judge import RunJudge
 from .leaderboard import (Leaderboard, RunScope, Tally, build_leaderboard, count_missing, report_data, tally,
                           write_leaderboard)
 from .progress import NullProgress, Progress
@@ -160,8 +160,9 @@ class Arena:
         self.config = config
         self.progress = progress or NullProgress()
         self.questions = questions or load_questions(config.questions_path)
-        self.prompts = JudgePrompts.load(config.resolve(config.judge.prompt_dir) if config.judge.prompt_dir else None)
-        self.judge_config_id = config.judge.config_id(self.prompts.fingerprint)
+        self.judges = [RunJudge.load(j, config.resolve) for j in config.judges]  # templates checked before any request
+        # The first judge's, for code written when a run had one judge.
+        self.prompts, self.judge_config_id = self.judges[0].prompts, self.judges[0].config_id
         self.baseline = config.baseline_contestant
         # Baseline first: under a shared device lock it then runs first, and games can start early.
         self.contestants = [self.baseline] + [c for c in config.contestants if c.name != config.baseline]
@@ -175,7 +176,7 @@ class Arena:
 
     @property
     def scope(self) -> RunScope:
-        return RunScope(self.config, self.contestants, self.questions, self.judge_config_id)
+        return RunScope(self.config, self.contestants, self.questions, self.judges)
 
     def augmenter(self, store: Store, run_id: str | None = None) -> Augmenter:
         """The prompt builder bound to `store` (guidance is cached there); collection and imports need it."""
@@ -213,8 +214,8 @@ class Arena:
                         await build_guidance(augmenter.guide, self.questions, self.progress, summary.guidance)
                         summary.guidance_errors += summary.guidance.errors
                     if "answers" in stages or "judge" in stages:
-                        await CollectAndJudge(self.scope, self.prompts, store, sets, augmenter, run_id, summary,
-                                              self.progress, collect="answers" in stages, judge="judge" in stages).run()
+                        await CollectAndJudge(self.scope, store, sets, augmenter, run_id, summary, self.progress,
+                                              collect="answers" in stages, judge="judge" in stages).run()
                 finally:
                     await augmenter.close()
                 result = Result(run_id, summary, None, out, _arena=self)
@@ -241,7 +242,8 @@ class Arena:
     def _score(self, store: Store, sets: AnswerSets, result: Result) -> None:
         """Rate, keep the leaderboard in the store's history, find regressions, write the files and the report."""
         board = self._leaderboard(store, sets, result)
-        store.save_leaderboard(result.run_id, board.rows, board.columns)
+        store.save_leaderboard(result.run_id, board.rows, board.columns,
+                               ",".join(sorted(j.config_id for j in self.scope.rated_judges)))
         result.regressions = find_regressions(store, result.run_id, self.config.regression.score_drop)
         result.summary.regressions = result.regressions.model.tolist()
         out = self.config.output_dir
@@ -255,6 +257,7 @@ class Arena:
         board = build_leaderboard(self.scope, store, sets, counted)
         result.keep(board)
         result.summary.judge, result.summary.style, result.summary.energy = board.judge, board.style, board.energy_overview
+        result.summary.judge_warnings, result.summary.unrated = board.warnings, board.unrated
         result._tally = counted
         return board
 

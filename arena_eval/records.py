@@ -176,11 +176,15 @@ class RunSummary:
     energy: EnergyOverview | None = None
     guidance: GuidanceCounts | None = None
     regressions: list[str] | None = None  # contestants that regressed against their previous scored run
+    # Judges failing quietly (too many unparsed games), one sentence each; contestants with judged games but no
+    # parsed verdict at all (no score: the run is incomplete).
+    judge_warnings: list[str] = field(default_factory=list)
+    unrated: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
         return not (self.answer_errors or self.answers_missing or self.game_errors or self.games_missing
-                    or self.guidance_errors)
+                    or self.guidance_errors or self.unrated)
 
     @property
     def extra(self) -> dict[str, Any]:

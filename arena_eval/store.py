@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS judgments (
     latency_s REAL, created_at REAL NOT NULL, run_id TEXT, cost REAL, flags TEXT
 );
 CREATE TABLE IF NOT EXISTS leaderboards (
-    run_id TEXT NOT NULL, model TEXT NOT NULL, created_at REAL NOT NULL, row_json TEXT NOT NULL,
+    run_id TEXT NOT NULL, model TEXT NOT NULL, created_at REAL NOT NULL, row_json TEXT NOT NULL, judges TEXT,
     PRIMARY KEY (run_id, model)
 );
 CREATE TABLE IF NOT EXISTS answer_epochs (
@@ -79,7 +79,7 @@ CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id, stage);
 
 # Columns added after a table was first created: (table, column, type). Applied to older databases on open.
 _ADDED_COLUMNS = [("answers", "context_ids", "TEXT"), ("judgments", "cost", "REAL"), ("judgments", "flags", "TEXT"),
-                  ("answers", "question_digest", "TEXT")]
+                  ("answers", "question_digest", "TEXT"), ("leaderboards", "judges", "TEXT")]
 
 _ANSWER_COLUMNS = [f.name for f in fields(Answer) if f.name != "cached"]
 _JUDGMENT_COLUMNS = [f.name for f in fields(Judgment) if f.name != "cached"]
@@ -553,9 +553,10 @@ class Store:
     # --- leaderboards -----------------------------------------------------------------------------------
 
     def save_leaderboard(self, run_id: str, rows: list[LeaderboardRow | dict[str, Any]],
-                         columns: list[str] | None = None) -> None:
+                         columns: list[str] | None = None, judges: str | None = None) -> None:
         """A run's leaderboard, kept for `history` and regression checks: each row's `columns` (a dict row: its
-        own keys, each a LeaderboardRow column) as JSON."""
+        own keys, each a LeaderboardRow column) as JSON, and `judges`: which judges' verdicts were rated (their
+        config ids), since scores from different judges do not compare."""
         records = []
         for row in rows:
             typed = row if isinstance(row, LeaderboardRow) else LeaderboardRow.from_record(row)
@@ -564,13 +565,14 @@ class Store:
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM leaderboards WHERE run_id=?", (run_id,))
-            self.db.executemany("INSERT INTO leaderboards VALUES (?,?,?,?)",
-                                ((run_id, model, now, json.dumps(record, default=_json_default)) for model, record in records))
+            self.db.executemany("INSERT INTO leaderboards (run_id, model, created_at, row_json, judges) VALUES (?,?,?,?,?)",
+                                ((run_id, model, now, json.dumps(record, default=_json_default), judges)
+                                 for model, record in records))
 
     def leaderboard_history(self, contestant: str | None = None) -> list[dict[str, Any]]:
         """Every stored leaderboard row, oldest run first, with the run's name, command, status and times."""
-        sql = ("SELECT l.run_id, l.model, l.created_at, l.row_json, r.name, r.command, r.status, r.started_at "
-               "FROM leaderboards l JOIN runs r ON r.run_id = l.run_id")
+        sql = ("SELECT l.run_id, l.model, l.created_at, l.row_json, l.judges, r.name, r.command, r.status, "
+               "r.started_at FROM leaderboards l JOIN runs r ON r.run_id = l.run_id")
         args: tuple = ()
         if contestant is not None:
             sql += " WHERE l.model = ?"
@@ -579,7 +581,7 @@ class Store:
         for r in self.db.execute(sql + " ORDER BY r.started_at, l.run_id", args):
             row = json.loads(r["row_json"])
             row.update(run_id=r["run_id"], run_name=r["name"], command=r["command"], status=r["status"],
-                       started_at=r["started_at"], scored_at=r["created_at"])
+                       started_at=r["started_at"], scored_at=r["created_at"], judges=r["judges"])
             rows.append(row)
         return rows
 

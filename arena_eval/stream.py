@@ -28,8 +28,8 @@ from .config import ContestantConfig
 from .dispatch import GameDispatcher, Pairing
 from .energy.tracking import EnergyTracker, WindowCounts
 from .errors import ArenaError, StoreError
-from .judge import JudgePrompts, games_for, judge_game
-from .leaderboard import RunScope
+from .judge import RunJudge, games_for, judge_game
+from .leaderboard import RunScope, judge_energy_lines
 from .progress import Progress
 from .providers import make_provider
 from .providers.retry import RetriesExhausted
@@ -38,32 +38,41 @@ from .redaction import register_secret
 from .store import Store
 
 
+class _JudgeLane:
+    """One judge's share of the stream: its provider, its bounded queue of games, its energy counts."""
+
+    def __init__(self, judge: RunJudge, base_dir: str):
+        self.judge = judge
+        self.provider = make_provider(judge.config, base_dir)
+        self.games: asyncio.Queue = asyncio.Queue(maxsize=max(64, 2 * judge.config.concurrency))
+        self.counts = WindowCounts()
+
+
 class CollectAndJudge:
     """One run's stream. `collect`: request what is missing (else stream the stored answers); `judge`: pose the
-    games (else only collect)."""
+    games, every one to every judge (else only collect)."""
 
-    def __init__(self, scope: RunScope, prompts: JudgePrompts, store: Store, sets: AnswerSets, augmenter: Augmenter,
-                 run_id: str, summary: RunSummary, progress: Progress, *, collect: bool, judge: bool):
-        self.scope, self.prompts, self.store, self.sets, self.augmenter = scope, prompts, store, sets, augmenter
+    def __init__(self, scope: RunScope, store: Store, sets: AnswerSets, augmenter: Augmenter, run_id: str,
+                 summary: RunSummary, progress: Progress, *, collect: bool, judge: bool):
+        self.scope, self.store, self.sets, self.augmenter = scope, store, sets, augmenter
         self.run_id, self.summary, self.progress = run_id, summary, progress
         self.collect, self.judge = collect, judge
         config = scope.config
         self.contestant_providers = ({c.name: make_provider(c, config.base_dir) for c in scope.contestants}
                                      if collect else {})
-        self.judge_provider = make_provider(config.judge, config.base_dir) if judge else None
+        self.lanes = [_JudgeLane(j, config.base_dir) for j in scope.judges] if judge else []
         self.device_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self.games: asyncio.Queue = asyncio.Queue(maxsize=max(64, 2 * config.judge.concurrency))
         self.dispatcher = GameDispatcher([c.name for c in scope.contestants], scope.baseline.name)
         self.open_producers = len(scope.contestants)
         self.tracker = EnergyTracker(config.energy, store.db, run_id)
         self.needs_work: set[str] = set()
-        self.judge_counts = WindowCounts()
+        self.energy_lines = judge_energy_lines(scope)
 
     def check_credentials(self) -> None:
         """Errors before work: every credential is checked before the first request goes out, and each key is
         a known secret from then on (redacted wherever it might show)."""
         guide = self.augmenter.guide.provider if self.collect and self.augmenter.guide else None
-        for provider in [*self.contestant_providers.values(), self.judge_provider, guide]:
+        for provider in [*self.contestant_providers.values(), *(lane.provider for lane in self.lanes), guide]:
             if provider is not None:
                 key = provider.api_key()
                 if key != "not-needed":  # the placeholder local servers get
@@ -80,25 +89,23 @@ class CollectAndJudge:
             c, self.sets.set_id(c), scope.questions, self.store, self.augmenter.prepare_stored)}
         for device in sorted({c.device for c in scope.contestants if c.is_local and c.name in self.needs_work}):
             await self.tracker.measure_idle(device)
-        judge_cfg = scope.config.judge
-        if self.judge_provider is not None:
-            await self.judge_provider.start()
-        try:
-            async with (self.tracker.window("judge", "(judge)", scope.judge_config_id, judge_cfg.device)
-                        if self.judge and judge_cfg.is_local else contextlib.nullcontext(self.judge_counts)) as counts:
-                self.judge_counts = counts
-                workers = [asyncio.create_task(self.judge_worker())
-                           for _ in range(judge_cfg.concurrency if self.judge else 0)]
-                producers = [asyncio.create_task(self.produce(c)) for c in scope.contestants]
-                try:
-                    await asyncio.gather(*producers, *workers)
-                finally:
-                    for task in [*producers, *workers]:
-                        task.cancel()
-                    await asyncio.gather(*producers, *workers, return_exceptions=True)
-        finally:
-            if self.judge_provider is not None:
-                await self.judge_provider.close()
+        async with contextlib.AsyncExitStack() as stack:
+            for lane in self.lanes:
+                await lane.provider.start()
+                stack.push_async_callback(lane.provider.close)
+                judge_cfg = lane.judge.config
+                if judge_cfg.is_local:  # a judge on this machine gets its own energy window
+                    lane.counts = await stack.enter_async_context(self.tracker.window(
+                        "judge", self.energy_lines[lane.judge.config_id], lane.judge.config_id, judge_cfg.device))
+            workers = [asyncio.create_task(self.judge_worker(lane))
+                       for lane in self.lanes for _ in range(lane.judge.config.concurrency)]
+            producers = [asyncio.create_task(self.produce(c)) for c in scope.contestants]
+            try:
+                await asyncio.gather(*producers, *workers)
+            finally:
+                for task in [*producers, *workers]:
+                    task.cancel()
+                await asyncio.gather(*producers, *workers, return_exceptions=True)
 
     # --- answers in --------------------------------------------------------------------------------------------
 
@@ -168,46 +175,50 @@ class CollectAndJudge:
     async def end(self, contestant: ContestantConfig) -> None:
         self.dispatcher.finish(contestant.name)
         self.open_producers -= 1
-        if self.open_producers == 0 and self.judge:
-            for _ in range(self.scope.config.judge.concurrency):
-                await self.games.put(None)
+        if self.open_producers == 0:
+            for lane in self.lanes:
+                for _ in range(lane.judge.config.concurrency):
+                    await lane.games.put(None)
 
     # --- games out ---------------------------------------------------------------------------------------------
 
     async def enqueue(self, pairing: Pairing) -> None:
         answer, base = pairing.answer, pairing.base
-        games = games_for(self.scope.judge_config_id, answer.question_id, answer.contestant, base.contestant,
-                          answer.answer_id, base.answer_id)
-        self.progress.add("games", len(games))
         prompt = None
-        for game in games:
-            if self.store.has_judgment(game.game_id):
-                self.summary.games_cached += 1
-                self.progress.advance("games", cached=True)
-                continue
-            if prompt is None:  # saved by the run before collection starts
-                prompt = self.store.question_prompt(game.question_id)
-            a, b = (base, answer) if game.game == 1 else (answer, base)
-            await self.games.put((game, prompt, a.text, b.text))
+        for lane in self.lanes:
+            games = games_for(lane.judge.config_id, answer.question_id, answer.contestant, base.contestant,
+                              answer.answer_id, base.answer_id)
+            self.progress.add("games", len(games))
+            for game in games:
+                if self.store.has_judgment(game.game_id):
+                    self.summary.games_cached += 1
+                    self.progress.advance("games", cached=True)
+                    continue
+                if prompt is None:  # saved by the run before collection starts
+                    prompt = self.store.question_prompt(game.question_id)
+                a, b = (base, answer) if game.game == 1 else (answer, base)
+                await lane.games.put((game, prompt, a.text, b.text))
 
-    async def judge_worker(self) -> None:
-        scope, summary = self.scope, self.summary
-        while (work := await self.games.get()) is not None:
+    async def judge_worker(self, lane: _JudgeLane) -> None:
+        summary, judge = self.summary, lane.judge
+        while (work := await lane.games.get()) is not None:
             game, question, text_a, text_b = work
             try:
-                judgment = await judge_game(game, question, text_a, text_b, scope.config.judge, scope.judge_config_id,
-                                            self.judge_provider, self.prompts, self.run_id)
+                judgment = await judge_game(game, question, text_a, text_b, judge.config, judge.config_id,
+                                            lane.provider, judge.prompts, self.run_id)
             except (RetriesExhausted, TemplateError) as exc:
                 # A template that fails on this game's text (a render limit) is this game's error, as a judge
                 # endpoint that keeps failing is: recorded with its reason, the other games go on.
                 reason, attempts = (exc.reason, exc.attempts) if isinstance(exc, RetriesExhausted) else (str(exc), 0)
+                if len(self.lanes) > 1:
+                    reason = f"judge {judge.name}: {reason}"
                 self.store.save_game_error(GameError(game.game_id, game.question_id, game.contestant, game.game,
                                                      reason, attempts), self.run_id)
                 summary.game_errors += 1
                 self.progress.advance("games", error=True)
                 continue
             self.store.save_judgment(judgment)
-            self.judge_counts.add(judgment.output_tokens)
+            lane.counts.add(judgment.output_tokens)
             summary.games_new += 1
             summary.games_unparsed += judgment.verdict is None
             summary.games_suspicious += judgment.flags is not None

@@ -12,6 +12,9 @@ chosen per request from the configured rates (deterministic for a seed):
   "none" never gives a label; "second-try" gives one only when re-asked; "conflict" gives two different ones;
   "hash" picks one of the five labels from a hash of the two answers (varied, yet the same on every run);
   "quote" is "longer", but the reply first quotes both answers, as talkative judges do;
+  "position-a" always prefers position A; "better" prefers the answer of the stronger model (`strengths`,
+  model → number, read from the answer's "Answer from MODEL" text) and errs with `judge_error_rate`;
+  `judge_modes` gives each judge model (several judges in one run) a mode of its own;
   "echo" repeats the judge's user prompt (a broken judge) and states no label of its own;
   "cutoff" starts like "quote" but is cut off (finish reason "length") right after the first label inside the
   quoted answers, before its own verdict; asked again, it answers like "longer";
@@ -54,6 +57,14 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+_AUTHOR = re.compile(r"Answer from (\S+) to:")
+
+
+def _model_of(answer: str) -> str:
+    found = _AUTHOR.search(answer)
+    return found.group(1) if found else ""
+
+
 _ANSWER_FENCE = re.compile(r"BEGIN ANSWER ([AB]) =+\n(.*?)\n=+ END ANSWER", re.S)
 
 FAULTS = ("429", "401", "500", "503", "529", "timeout", "reset", "malformed", "truncated", "empty",
@@ -78,6 +89,11 @@ class Faults:
     retry_after_s: float = 0.05
     always_fail_models: set[str] = field(default_factory=set)
     judge_verdict: str = "longer"
+    # Per judge model, a judge_verdict of its own (several judges in one run), and for the "better" judge the
+    # strength of each contestant model and how often the judge errs.
+    judge_modes: dict[str, str] = field(default_factory=dict)
+    strengths: dict[str, float] = field(default_factory=dict)
+    judge_error_rate: float = 0.0
     seed: int = 0
     rates: dict[str, float] = field(default_factory=dict)
     scripted: dict[str, tuple[str, int | None]] = field(default_factory=dict)
@@ -346,6 +362,20 @@ class FakeServer:
         await response.write(b"data: [DONE]\n\n")
         return response
 
+    def _better_verdict(self, judge: str, prompt: str) -> str:
+        """The answer from the stronger model (Faults.strengths, read from "Answer from MODEL to: ...") wins; the
+        verdict is flipped with probability judge_error_rate, decided by a hash of the judge and both answers, so
+        it is the same on every run."""
+        answers = dict(_ANSWER_FENCE.findall(prompt))
+        strength = {side: self.faults.strengths.get(_model_of(answers.get(side, "")), 0.0) for side in "AB"}
+        digest = hashlib.sha256(f"{judge}\x1f{answers.get('A')}\x1f{answers.get('B')}".encode()).digest()
+        flipped = int.from_bytes(digest[:4], "big") / 2 ** 32 < self.faults.judge_error_rate
+        if strength["A"] == strength["B"]:
+            label = "A=B"
+        else:
+            label = "A>B" if (strength["A"] > strength["B"]) != flipped else "B>A"
+        return f"Judged on correctness. My final verdict: [[{label}]]"
+
     def finish_reason_for(self, body: dict) -> str:
         """"length" for the first reply of a "cutoff" judge (it ran out of tokens); "stop" otherwise."""
         messages = body.get("messages", [])
@@ -359,7 +389,11 @@ class FakeServer:
         system = next((m["content"] for m in messages if m["role"] == "system"), "")
         user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         if "[[A>>B]]" in system:  # a judge prompt
-            verdict = self.faults.judge_verdict
+            verdict = self.faults.judge_modes.get(body.get("model"), self.faults.judge_verdict)
+            if verdict == "position-a":
+                return "Assistant A answers better. My final verdict: [[A>B]]"
+            if verdict == "better":
+                return self._better_verdict(body.get("model", ""), messages[1]["content"])
             if verdict == "none" or (verdict == "second-try" and len(messages) <= 2):
                 return "Both answers have merits and I cannot decide."
             if verdict == "conflict":

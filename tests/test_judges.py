@@ -1,0 +1,141 @@
+"""Several judges in one run: every game judged by every judge, pooled or one judge's rating, incremental, loud
+when a judge fails quietly (docs/design.md §3.3)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import write_config
+
+from arena_eval import Arena, load_config
+from arena_eval.errors import ConfigError
+
+CLI = [sys.executable, "-m", "arena_eval.cli"]
+STRENGTHS = {"m-base": 1.0, "m-good": 2.0, "m-weak": 0.0}
+CONTESTANTS = [{"name": "base", "model": "m-base"}, {"name": "good", "model": "m-good"},
+               {"name": "weak", "model": "m-weak"}]
+
+
+def judges(*specs: tuple[str, str]) -> list[dict]:
+    fast = {"retry_initial_s": 0.01, "retry_max_s": 0.05, "max_attempts": 3}
+    return [{"provider": "openai", "model": model, "name": name, "concurrency": 8, **fast} for name, model in specs]
+
+
+def config_with(tmp_path, server, judge_list: list[dict], n_questions: int = 12, **top):
+    path = write_config(tmp_path, server.base_url, n_questions=n_questions, contestants=CONTESTANTS, **top)
+    data = yaml.safe_load(path.read_text())
+    for j in judge_list:
+        j["base_url"] = server.base_url
+    data["judge"] = judge_list if len(judge_list) > 1 else judge_list[0]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_every_game_is_judged_by_every_judge_and_pooled_scores_equal_one_battles_file_of_both(tmp_path, fake_server):
+    server = fake_server(judge_modes={"j-better": "better", "j-first": "position-a"}, strengths=STRENGTHS)
+    path = config_with(tmp_path, server, judges(("better", "j-better"), ("first", "j-first")))
+    result = Arena(load_config(path)).run_sync()
+    assert result.exit_code == 0, result.summary
+    games = 2 * 12 * 2  # two games per question and non-baseline contestant
+    assert server.requests["j-better"] == games and server.requests["j-first"] == games
+    with sqlite3.connect(load_config(path).output_dir / "arena.db") as db:
+        per_judge = db.execute("SELECT judge_config_id, COUNT(*) FROM judgments GROUP BY 1").fetchall()
+    assert sorted(n for _, n in per_judge) == [games, games]
+    board = result.leaderboard.set_index("model")
+    assert board.loc["good", "score"] > 50 > board.loc["weak", "score"]  # the position-A judge pulls both to 50
+
+    # The pooled leaderboard is the rating of one battles file holding both judges' battles.
+    assert cli("export", "--config", str(path)).returncode == 0
+    exported = load_config(path).output_dir / "arena-hard"
+    assert sorted(p.name for p in (exported / "model_judgment").iterdir()) == ["better", "first"]
+    scored = cli("score", "--battles", str(exported / "battles.jsonl"), "--baseline", "base", "--rounds", "50",
+                 "--seed", "1", "--format", "json")
+    assert scored.returncode == 0, scored.stderr
+    from_file = {r["model"]: r for r in json.loads(scored.stdout)}
+    for model in ("base", "good", "weak"):
+        for column in ("score", "ci_low", "ci_high"):
+            assert from_file[model][column] == pytest.approx(board.loc[model, column], abs=1e-9), (model, column)
+
+
+@pytest.mark.slow
+def test_adding_a_judge_later_judges_only_what_that_judge_has_not_seen(tmp_path, fake_server):
+    server = fake_server(judge_modes={"j-better": "better", "j-longer": "longer"}, strengths=STRENGTHS)
+    path = config_with(tmp_path, server, judges(("better", "j-better")))
+    assert Arena(load_config(path)).run_sync().exit_code == 0
+    sent = dict(server.requests)
+    path = config_with(tmp_path, server, judges(("better", "j-better"), ("longer", "j-longer")))
+    second = Arena(load_config(path)).run_sync()
+    assert second.exit_code == 0
+    new = {model: server.requests[model] - sent.get(model, 0) for model in server.requests}
+    assert new == {"m-base": 0, "m-good": 0, "m-weak": 0, "j-better": 0, "j-longer": 48}
+    assert second.summary.games_new == 48 and second.summary.games_cached == 48
+
+
+@pytest.mark.slow
+def test_one_judges_rating_by_config_or_by_score_judge(tmp_path, fake_server):
+    server = fake_server(judge_modes={"j-better": "better", "j-first": "position-a"}, strengths=STRENGTHS)
+    path = config_with(tmp_path, server, judges(("better", "j-better"), ("first", "j-first")))
+    pooled = Arena(load_config(path)).run_sync().leaderboard.set_index("model")
+    first = cli("score", "--config", str(path), "--judge", "first", "--format", "json")
+    assert first.returncode == 0, first.stderr
+    first_scores = {r["model"]: r["score"] for r in json.loads(first.stdout)}
+    assert first_scores["good"] == pytest.approx(50) and first_scores["weak"] == pytest.approx(50)
+    config = load_config(path)
+    config.rating = config.rating.model_copy(update={"judges": "better"})
+    better = Arena(config).run_sync(("score",), "score").leaderboard.set_index("model")
+    assert better.loc["good", "score"] > pooled.loc["good", "score"] > 50
+    unknown = cli("score", "--config", str(path), "--judge", "nobody")
+    assert unknown.returncode == 1 and "names no judge" in unknown.stderr and "better, first" in unknown.stderr
+
+
+@pytest.mark.slow
+def test_a_judge_that_never_gives_a_label_is_loud_and_the_run_exits_2(tmp_path, fake_server):
+    # As a new user found it: a judge whose replies never hold a label left every game unparsed, the
+    # contestants without a score, and `run` exiting 0.
+    server = fake_server(judge_verdict="none")
+    path = write_config(tmp_path, server.base_url, n_questions=4)
+    run = cli("run", "--config", str(path), "--no-progress")
+    assert run.returncode == 2, run.stderr
+    assert "warning: judge 'judge-model': 8 of 8 games (100%) have no verdict (limit 10%" in run.stderr
+    assert "max_tokens" in run.stderr and "constrain_labels" in run.stderr
+    assert "no parsed verdict at all for c1: no score (exit 2)" in run.stderr
+    score = cli("score", "--config", str(path))
+    assert score.returncode == 2 and "no parsed verdict at all for c1" in score.stderr
+
+
+def test_judge_names_must_be_unique_and_rating_judges_must_name_one(tmp_path):
+    path = write_config(tmp_path, "http://127.0.0.1:9/v1")
+    data = yaml.safe_load(path.read_text())
+    data["judge"] = [{"model": "same"}, {"model": "same"}]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"config\.yaml:\d+: judge\[1\]\.name: two judges are named 'same' "
+                                          r"\(judges 1 and 2\); give each judge a unique `name`"):
+        load_config(path)
+    data["judge"] = [{"model": "a"}, {"model": "b", "name": "second"}]
+    data["rating"] = {"judges": "third"}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"rating\.judges: rating\.judges is 'third', which names no judge; use "
+                                          r"pooled or one of: a, second"):
+        load_config(path)
+
+
+def test_one_judge_keeps_its_config_id_and_its_snapshot_shape(tmp_path):
+    path = write_config(tmp_path, "http://127.0.0.1:9/v1")
+    config = load_config(path)
+    assert isinstance(config.snapshot()["judge"], dict)  # one judge is stored as the mapping it was written as
+    data = yaml.safe_load(path.read_text())
+    data["judge"]["name"] = "renamed"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    renamed = load_config(path)
+    prints = Arena(config).judges[0].config_id, Arena(renamed).judges[0].config_id
+    assert prints[0] == prints[1]  # a judge's name is not part of its id: renaming keeps its verdicts
