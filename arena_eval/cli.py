@@ -258,16 +258,25 @@ def judge(config: Optional[Path] = ConfigOption, progress: bool = ProgressOption
 def score(
     config: Optional[Path] = ConfigOption,
     battles: Optional[Path] = typer.Option(None, "--battles", help="An arena-hard battles JSONL file to rate instead."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="Baseline model (required with --battles)."),
+    judgments: Optional[Path] = typer.Option(None, "--judgments", help="An arena-hard model_judgment folder (or the "
+                                             "folder holding it) to rate instead: <judge>/<model>.jsonl files."),
+    judge: list[str] = typer.Option([], "--judge", help="With --judgments: the judge subfolder to rate (repeatable; "
+                                    "the judges' battles are pooled). Default: every judge."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Baseline model (required with --battles and "
+                                           "--judgments)."),
     rounds: Optional[int] = typer.Option(None, "--rounds", min=0, help="Bootstrap rounds (default 1000)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default 42)."),
     compat: Optional[Compat] = typer.Option(None, "--compat", help="arena-hard: resample battle rows, 100 rounds, seed 42."),
     judge: list[str] = typer.Option([], "--judge", help="Rate this judge's verdicts only (default: every judge's, pooled)."),
     format: Format = FormatOption,
 ) -> None:
-    """Rate stored judgments (or an arena-hard battles file) and print the leaderboard."""
+    """Rate stored judgments (or an arena-hard battles file or judgment folder) and print the leaderboard."""
     try:
-        if battles is None:
+        if battles is not None and judgments is not None:
+            raise ArenaError("give --battles or --judgments, not both")
+        if judge and judgments is None:
+            raise ArenaError("--judge picks judges of --judgments DIR; it needs --judgments")
+        if battles is None and judgments is None:
             cfg = _load(config)
             updates = {}
             if judge:
@@ -286,22 +295,28 @@ def score(
             cfg.rating = cfg.rating.model_copy(update=updates)
             _run_stages_config(cfg, format)
             return
+        source = battles if battles is not None else judgments
         if not baseline:
-            raise ArenaError("--battles needs --baseline NAME (the model every score is relative to)")
-        from .interop import read_battles
+            option = "--battles" if battles is not None else "--judgments"
+            raise ArenaError(f"{option} needs --baseline NAME (the model every score is relative to)")
+        from .interop import read_battles, read_judgments
         from .rating import compute_leaderboard
 
-        frame = read_battles(battles)
+        if battles is not None:
+            frame, title = read_battles(battles), battles.name
+        else:
+            frame = read_judgments(judgments, judge, baseline=baseline)
+            title = f"{judgments.name} (judges {', '.join(pd.unique(frame['judge']))})"
         by, n_rounds, n_seed = ("rows", 100, 42) if compat is Compat.arena_hard else ("questions", 1000, 42)
         n_rounds = rounds if rounds is not None else n_rounds
         n_seed = seed if seed is not None else n_seed
         try:
             board = compute_leaderboard(frame, baseline, rounds=n_rounds, seed=n_seed, by=by)
         except ValueError as exc:
-            raise ArenaError(f"{battles}: {exc}") from None
+            raise ArenaError(f"{source}: {exc}") from None
     except ArenaError as exc:
         _fail(exc)
-    print_table(board, format, title=f"{battles.name}: score vs baseline {baseline} (95% CI)")
+    print_table(board, format, title=f"{title}: score vs baseline {baseline} (95% CI)")
 
 
 def _run_stages_config(cfg, fmt: Format) -> None:

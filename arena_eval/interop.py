@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -13,13 +14,14 @@ import pandas as pd
 
 from .answer_sets import AnswerSets, question_digest
 from .collect import answer_id, prompt_hash
-from .config import ContestantConfig
+from .config import ContestantConfig, VerdictWeights
 from .errors import ConfigError
 from .judge import battle_outcome
 from .leaderboard import RunScope, current_games
 from .questions import QuestionSet, read_jsonl
 from .records import Answer
 from .store import Store
+from .verdict import LABELS, canonical_label
 
 _WINNERS = {"model_a": "model_a", "model_b": "model_b", "tie": "tie", "tie (bothbad)": "tie"}
 
@@ -48,6 +50,94 @@ def read_battles(path: str | Path) -> pd.DataFrame:
     if not rows:
         raise ConfigError(f"{path}: holds no battles")
     return pd.DataFrame(rows, columns=["question_id", "model_a", "model_b", "winner", "weight"])
+
+
+# A game's `score` as arena-hard writes it: the label without its brackets, `<` and `B=A` spellings included.
+_SCORE_LABEL = re.compile(r"([ab])(>>|>|=|<<|<)([ab])")
+
+
+def read_judgments(folder: str | Path, judges: Sequence[str] | None = None, *, baseline: str,
+                   weights: VerdictWeights | None = None) -> pd.DataFrame:
+    """arena-hard-auto judgment files (`model_judgment/<judge>/<model>.jsonl`) as a battles frame: `question_id`,
+    `model_a` (the baseline), `model_b` (the file's contestant), `winner`, `weight` and `judge` (the subfolder).
+
+    `folder` is the `model_judgment` folder or the folder holding it; `judges` picks subfolders (default: all).
+    Game 1 put the baseline in position A, game 2 swapped, as arena-hard's gen_judgment does. A strong label
+    weighs `weights.strong` (3), like arena-hard's three expanded rows: ratings only see summed weights, so one
+    row of weight 3 rates the same as three of weight 1 (docs/design.md §5.8). A game without a score (unparsed,
+    or `null` where v2.0's judge call failed) is left out on its own. The question id is v0.1's `question_id`
+    or v2.0's `uid`; a v2.0 record's `baseline` field, where present, must name `baseline`.
+    """
+    if isinstance(judges, str):
+        raise TypeError("judges takes a list of judge names, not one string")
+    weights = weights or VerdictWeights()
+    root = _judgment_root(Path(folder))
+    available = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not available:
+        hint = "; it holds <model>.jsonl files itself: give the folder above it" if any(root.glob("*.jsonl")) else ""
+        raise ConfigError(f"{root}: no judge subfolders (expected model_judgment/<judge>/<model>.jsonl){hint}")
+    chosen = list(dict.fromkeys(judges)) if judges else available
+    unknown = [j for j in chosen if j not in available]
+    if unknown:
+        raise ConfigError(f"{root}: no judge folder {', '.join(map(repr, unknown))}; available: {', '.join(available)}")
+    rows: list[tuple] = []
+    for judge in chosen:
+        files = sorted((root / judge).glob("*.jsonl"))
+        if not files:
+            raise ConfigError(f"{root / judge}: holds no <model>.jsonl judgment files")
+        seen: dict[tuple[str, str], str] = {}
+        for path in files:
+            for number, record in _jsonl(path):
+                where = f"{path}:{number}"
+                qid, model, games = _judgment_record(record, where, baseline)
+                if (model, qid) in seen:
+                    raise ConfigError(f"{where}: {model} on question {qid} was already judged at {seen[(model, qid)]}; "
+                                      "remove one of the two lines")
+                seen[(model, qid)] = where
+                for game, entry in enumerate(games, start=1):
+                    label = _game_label(entry, where, game)
+                    if label is not None:
+                        winner, weight = battle_outcome(label, game, weights)
+                        rows.append((qid, baseline, model, winner, weight, judge))
+    if not rows:
+        raise ConfigError(f"{root}: no scored game in the judgments of {', '.join(chosen)}")
+    return pd.DataFrame(rows, columns=["question_id", "model_a", "model_b", "winner", "weight", "judge"])
+
+
+def _judgment_root(folder: Path) -> Path:
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: not a folder (give arena-hard's model_judgment folder or the one holding it)")
+    inner = folder / "model_judgment"
+    return inner if inner.is_dir() else folder
+
+
+def _judgment_record(record: dict[str, Any], where: str, baseline: str) -> tuple[str, str, list]:
+    qid, model, games = record.get("question_id", record.get("uid")), record.get("model"), record.get("games")
+    if qid is None or not isinstance(model, str) or not isinstance(games, list) or not 1 <= len(games) <= 2:
+        raise ConfigError(f"{where}: not an arena-hard judgment (needs question_id or uid, model, and games: a list "
+                          "of one or two games)")
+    judged_against = record.get("baseline")
+    if judged_against is not None and judged_against != baseline:
+        raise ConfigError(f"{where}: judged against baseline {judged_against!r}, not {baseline!r}; rate the judgments "
+                          "of each baseline separately (arena-hard v2.0 has one per category)")
+    return str(qid), model, games
+
+
+def _game_label(entry: Any, where: str, game: int) -> str | None:
+    """The game's canonical label, or None for a game that was not scored."""
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or "score" not in entry:
+        raise ConfigError(f"{where}: game {game} is not an arena-hard game (needs a score field)")
+    score = entry["score"]
+    if score is None:
+        return None
+    match = _SCORE_LABEL.fullmatch(score.strip().lower()) if isinstance(score, str) else None
+    label = canonical_label(*match.groups()) if match else None
+    if label is None:
+        raise ConfigError(f"{where}: game {game} has score {score!r}, not a verdict label "
+                          f"({', '.join(LABELS)}, or null when unparsed)")
+    return label
 
 
 def import_answers(path: str | Path, contestant: ContestantConfig, questions: QuestionSet, store: Store,
