@@ -260,25 +260,25 @@ def score(
     battles: Optional[Path] = typer.Option(None, "--battles", help="An arena-hard battles JSONL file to rate instead."),
     judgments: Optional[Path] = typer.Option(None, "--judgments", help="An arena-hard model_judgment folder (or the "
                                              "folder holding it) to rate instead: <judge>/<model>.jsonl files."),
-    judge: list[str] = typer.Option([], "--judge", help="With --judgments: the judge subfolder to rate (repeatable; "
-                                    "the judges' battles are pooled). Default: every judge."),
+    judge: list[str] = typer.Option([], "--judge", help="With --config: rate this judge's verdicts only (default: "
+                                    "every judge's, pooled). With --judgments: a judge subfolder to rate (repeatable; "
+                                    "their battles are pooled; default: every judge)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Baseline model (required with --battles and "
                                            "--judgments)."),
     rounds: Optional[int] = typer.Option(None, "--rounds", min=0, help="Bootstrap rounds (default 1000)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default 42)."),
     compat: Optional[Compat] = typer.Option(None, "--compat", help="arena-hard: resample battle rows, 100 rounds, seed 42."),
-    judge: list[str] = typer.Option([], "--judge", help="Rate this judge's verdicts only (default: every judge's, pooled)."),
     format: Format = FormatOption,
 ) -> None:
     """Rate stored judgments (or an arena-hard battles file or judgment folder) and print the leaderboard."""
     try:
         if battles is not None and judgments is not None:
             raise ArenaError("give --battles or --judgments, not both")
-        if judge and judgments is None:
-            raise ArenaError("--judge picks judges of --judgments DIR; it needs --judgments")
+        if judge and battles is not None:
+            raise ArenaError("--judge picks the judges of a run (--config) or of --judgments DIR; a battles file has none")
         if battles is None and judgments is None:
             cfg = _load(config)
-            updates = {}
+            updates = {"bootstrap": "rows", "rounds": 100, "seed": 42} if compat is Compat.arena_hard else {}
             if judge:
                 if len(judge) > 1:
                     raise ArenaError("--judge with --config takes one judge (the pooled rating is the default)")
@@ -286,8 +286,6 @@ def score(
                 if judge[0] not in names:
                     raise ArenaError(f"--judge {judge[0]!r} names no judge of {cfg.name}; judges: {', '.join(names)}")
                 updates["judges"] = judge[0]
-            if compat is Compat.arena_hard:
-                updates = {"bootstrap": "rows", "rounds": 100, "seed": 42}
             if rounds is not None:
                 updates["rounds"] = rounds
             if seed is not None:

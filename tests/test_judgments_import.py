@@ -257,7 +257,9 @@ def test_option_errors(tmp_path):
     good(tmp_path)
     no_baseline = score("--judgments", str(tmp_path))
     assert no_baseline.exit_code == 1 and "--judgments needs --baseline NAME" in no_baseline.stderr
-    judge_alone = score("--judge", "j1", "--baseline", "base")
-    assert judge_alone.exit_code == 1 and "--judge picks judges of --judgments DIR" in judge_alone.stderr
+    judge_alone = score("--judge", "j1", "--baseline", "base")  # without --judgments: a judge of the run (the demo)
+    assert judge_alone.exit_code == 1 and "--judge 'j1' names no judge of demo" in judge_alone.stderr
+    with_battles = score("--battles", str(tmp_path / "b.jsonl"), "--judge", "j1", "--baseline", "base")
+    assert with_battles.exit_code == 1 and "a battles file has none" in with_battles.stderr
     both = score("--judgments", str(tmp_path), "--battles", str(tmp_path / "b.jsonl"), "--baseline", "base")
     assert both.exit_code == 1 and "not both" in both.stderr
