@@ -195,6 +195,9 @@ def _say_interrupted(exc: RunInterrupted) -> None:
 
 def _print_judge_warnings(s) -> None:
     """A judge that fails quietly must fail loudly: too many unparsed games, contestants left without a score."""
+    if s.judge_concerns:
+        err.print(f"judge diagnostics: {len(s.judge_concerns)} concern(s) about the judges' reliability; see "
+                  "`arena-eval judges` or the report", highlight=False)
     for warning in s.judge_warnings:
         err.print(f"[yellow]warning: {warning}[/yellow]", highlight=False)
     if s.unrated:
@@ -343,6 +346,99 @@ def report(
     except ArenaError as exc:
         _fail(exc)
     echo(f"wrote {path}")
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """JSON-ready rows: NaN is null; an infinite figure (a judge whose verdicts follow length completely) is
+    written as the string "inf" or "-inf", since JSON has no number for it."""
+    def cell(value):
+        if isinstance(value, float):
+            if value != value:
+                return None
+            if value in (float("inf"), float("-inf")):
+                return "inf" if value > 0 else "-inf"
+        return value.item() if hasattr(value, "item") else value
+
+    return [{k: cell(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def _print_frame(frame: pd.DataFrame, fmt: Format, title: str, percent: tuple[str, ...] = ()) -> None:
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(_records(frame), indent=2) + "\n")
+        return
+    if fmt is Format.csv:
+        frame.to_csv(sys.stdout, index=False)
+        return
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(column, justify="left" if frame[column].dtype == object else "right")
+    for row in frame.to_dict("records"):
+        table.add_row(*(_figure(row[c], c in percent) for c in frame.columns))
+    Console(width=None if sys.stdout.isatty() else 250).print(table)
+
+
+def _figure(value, percent: bool) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None or pd.isna(value):
+        return "-"
+    if isinstance(value, (int, np.integer)):
+        return str(value)
+    if value in (float("inf"), float("-inf")):
+        return "+inf" if value > 0 else "-inf"
+    return f"{100 * value:.0f}%" if percent else f"{value:.2f}"
+
+
+@app.command()
+def judges(
+    config: Optional[Path] = ConfigOption,
+    format: Format = FormatOption,
+) -> None:
+    """How far each judge can be trusted: position and length bias, agreement between judges, self-preference."""
+    from .pipeline import Arena
+
+    try:
+        frame, concerns = Arena(_load(config)).judge_diagnostics()
+    except ArenaError as exc:
+        _fail(exc)
+    shown = frame if format is not Format.table else frame[[c for c in frame.columns
+                                                             if not c.startswith("games_with_")]]
+    rates = tuple(c for c in frame.columns if c.endswith("_rate") or c in ("consistency",) or c.startswith("agreement_"))
+    _print_frame(shown, format, "judges: one row per judge, and all of them pooled", rates)
+    for concern in concerns:
+        err.print(f"[yellow]warning: {concern}[/yellow]", highlight=False)
+
+
+@app.command()
+def agreement(
+    labels: Path = typer.Option(..., "--labels", help="Human labels, JSONL: {question_id, model_a, model_b, winner"
+                                ", annotator?}; winner is model_a, model_b or tie."),
+    config: Optional[Path] = ConfigOption,
+    format: Format = FormatOption,
+) -> None:
+    """How often each judge (and the judges' majority) agrees with human labels, with and without ties."""
+    from .labels import human_agreement, read_labels
+    from .pipeline import Arena
+
+    try:
+        cfg = _load(config)
+        human = read_labels(labels)
+        report = human_agreement(human, Arena(cfg).judgments_by_judge(), cfg.baseline)
+    except ArenaError as exc:
+        _fail(exc)
+    frame = report.frame()
+    if format is Format.json:  # each row with its confusion table: rows human, columns judge (model_a, tie, model_b)
+        rows = [{**row, "confusion": [list(r) for r in report[row["judge"]].confusion]} for row in _records(frame)]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        _print_frame(frame, format, f"agreement with {labels.name}: {report.matched} of {report.labels} labels "
+                     "matched", ("agreement", "agreement_without_ties"))
+    if format is Format.table:
+        for judge, table in report.confusion_tables().items():
+            err.print(f"{judge}: rows human, columns judge\n{table.to_string()}", highlight=False)
+    if report.unmatched:
+        err.print(f"{report.unmatched} label(s) name a question or pair no judge judged, e.g. "
+                  f"{'; '.join(report.unmatched_examples)}", highlight=False)
 
 
 @app.command()

@@ -303,6 +303,9 @@ class RunConfig(_Strict):
     def _judge_names(self) -> "RunConfig":
         labels = [j.label for j in self.judge]
         for i, label in enumerate(labels):
+            if label == "pooled":
+                raise _KeyProblem(("judge", i, "name"), "a judge cannot be named 'pooled': that names every judge "
+                                  "together (rating.judges); give it another `name`")
             if labels.index(label) != i:
                 raise _KeyProblem(("judge", i, "name"), f"two judges are named {label!r} (judges {labels.index(label) + 1} "
                                   f"and {i + 1}); give each judge a unique `name`")

@@ -148,6 +148,9 @@ class Leaderboard:
     warnings: list[str] = field(default_factory=list)
     # Contestants with judged games but not one parsed verdict: they have no score (a run is then incomplete).
     unrated: list[str] = field(default_factory=list)
+    # One row per judge and "pooled" (judge_diagnostics.judge_diagnostics), and its warnings in plain words.
+    judges: pd.DataFrame | None = None
+    judge_concerns: list[str] = field(default_factory=list)
 
     @property
     def columns(self) -> list[str]:
@@ -216,8 +219,26 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
                                  if not own.empty else pd.DataFrame(columns=["model"]))
     unrated = [c.name for c in scope.contestants[1:]
                if per[c.name]["games"] and c.name not in set(battles.model_b)]
+    judges, concerns = judge_table(scope, store, by_judge, board, per_judge)
     return Leaderboard(frame, rows, battles, diagnostics.reset_index(), energy, judge, overview, style, per_judge,
-                       unparsed_warnings(scope, by_judge), unrated)
+                       unparsed_warnings(scope, by_judge), unrated, judges, concerns)
+
+
+def judge_table(scope: RunScope, store: Store, by_judge: dict[str, list[Judgment]], board: pd.DataFrame,
+                per_judge: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, list[str]]:
+    """The judges' diagnostics (bias, length, agreement with each other, self-preference) and their warnings."""
+    from .judge_diagnostics import judge_diagnostics, warnings  # here: scikit-learn is slow to import
+
+    ids = sorted({a for games in by_judge.values() for j in games for a in (j.answer_a_id, j.answer_b_id)})
+    tokens = {answer_id: count for answer_id, count in store.answer_rows(ids, ("answer_id", "output_tokens"))}
+    pooled = dict(zip(board.model, board.score))
+    scores = {"pooled": pooled}
+    for j in scope.judges:
+        own = per_judge.get(j.name)
+        scores[j.name] = dict(zip(own.model, own.score)) if own is not None and "score" in own else pooled
+    frame = judge_diagnostics(by_judge, tokens, scores, {j.name: {j.config.model} for j in scope.judges if j.config.model},
+                              {c.name: c.model for c in scope.contestants if c.model})
+    return frame, warnings(frame)
 
 
 def _battles(judges: list[RunJudge], by_judge: dict[str, list[Judgment]], styles) -> pd.DataFrame:

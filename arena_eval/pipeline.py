@@ -258,6 +258,7 @@ class Arena:
         result.keep(board)
         result.summary.judge, result.summary.style, result.summary.energy = board.judge, board.style, board.energy_overview
         result.summary.judge_warnings, result.summary.unrated = board.warnings, board.unrated
+        result.summary.judge_concerns = board.judge_concerns
         result._tally = counted
         return board
 
@@ -277,6 +278,23 @@ class Arena:
             if runs:
                 result.regressions = find_regressions(store, run_id, self.config.regression.score_drop)
             return self._write_report(store, sets, board, result, path or self.config.output_dir / "report.html")
+
+    def judge_diagnostics(self) -> tuple[pd.DataFrame, list[str]]:
+        """The judges' diagnostics from what is stored (no requests, no run lock): one row per judge and "pooled",
+        and the warnings about unreliable judges in plain words."""
+        with self.open_store() as store:
+            sets = self.answer_sets(store)
+            result = Result("(stored)", RunSummary("(stored)", len(self.questions), []), None, self.config.output_dir)
+            board = self._leaderboard(store, sets, result)
+            return board.judges, board.judge_concerns
+
+    def judgments_by_judge(self) -> dict[str, list]:
+        """Each judge's stored verdicts on the current games (named by today's contestant names)."""
+        from .leaderboard import current_judgments
+
+        with self.open_store() as store:
+            counted = tally(self.scope, store, self.answer_sets(store))
+            return {j.name: current_judgments(self.scope, store, counted, [j]) for j in self.judges}
 
     def run_sync(self, stages: Iterable[str] = STAGES, command: str = "run") -> Result:
         """`run` for code without an event loop (scripts, notebooks need `await arena.run()` instead).

@@ -180,6 +180,8 @@ class RunSummary:
     # parsed verdict at all (no score: the run is incomplete).
     judge_warnings: list[str] = field(default_factory=list)
     unrated: list[str] = field(default_factory=list)
+    # What the judge diagnostics found worrying (bias, length, disagreement), one sentence each.
+    judge_concerns: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:

@@ -364,11 +364,11 @@ class FakeServer:
 
     def _better_verdict(self, judge: str, prompt: str) -> str:
         """The answer from the stronger model (Faults.strengths, read from "Answer from MODEL to: ...") wins; the
-        verdict is flipped with probability judge_error_rate, decided by a hash of the judge and both answers, so
-        it is the same on every run."""
+        verdict is flipped with probability judge_error_rate, decided by a hash of the judge and its prompt (the
+        question and both answers), so it is the same on every run."""
         answers = dict(_ANSWER_FENCE.findall(prompt))
         strength = {side: self.faults.strengths.get(_model_of(answers.get(side, "")), 0.0) for side in "AB"}
-        digest = hashlib.sha256(f"{judge}\x1f{answers.get('A')}\x1f{answers.get('B')}".encode()).digest()
+        digest = hashlib.sha256(f"{judge}\x1f{prompt}".encode()).digest()  # the question and both answers
         flipped = int.from_bytes(digest[:4], "big") / 2 ** 32 < self.faults.judge_error_rate
         if strength["A"] == strength["B"]:
             label = "A=B"

@@ -139,3 +139,71 @@ def test_one_judge_keeps_its_config_id_and_its_snapshot_shape(tmp_path):
     renamed = load_config(path)
     prints = Arena(config).judges[0].config_id, Arena(renamed).judges[0].config_id
     assert prints[0] == prints[1]  # a judge's name is not part of its id: renaming keeps its verdicts
+
+
+def replies_by_model(words: dict[str, int]) -> dict[str, list[str]]:
+    """Answers that say who wrote them (the "better" judge reads it) and differ in length by model."""
+    return {model: [f"Answer from {model} to: " + " ".join(["point"] * n)] for model, n in words.items()}
+
+
+@pytest.mark.slow
+def test_judges_command_finds_each_scripted_judges_known_bias_and_kappa_is_scikit_learns(tmp_path, fake_server):
+    from sklearn.metrics import cohen_kappa_score
+
+    from arena_eval.judge_diagnostics import verdict_class
+
+    server = fake_server(judge_modes={"j-first": "position-a", "j-longer": "longer", "j-better": "better"},
+                         strengths=STRENGTHS, judge_error_rate=0.2,
+                         replies=replies_by_model({"m-base": 20, "m-good": 5, "m-weak": 40}))
+    path = config_with(tmp_path, server, judges(("first", "j-first"), ("longer", "j-longer"), ("better", "j-better")),
+                       n_questions=20)
+    assert cli("run", "--config", str(path), "--no-progress").returncode == 0
+    done = cli("judges", "--config", str(path), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    rows = {r["judge"]: r for r in json.loads(done.stdout)}
+    assert list(rows) == ["first", "longer", "better", "pooled"]
+    assert rows["first"]["first_position_win_rate"] == 1.0 and rows["first"]["consistency"] == 0.0
+    assert rows["longer"]["longer_answer_win_rate"] == 1.0 and rows["longer"]["length_coefficient"] == "inf"
+    assert rows["longer"]["first_position_win_rate"] == 0.5  # each pair is shown once in each position
+    assert 0.6 < rows["better"]["consistency"] < 0.8  # 20 % of verdicts flipped, each game on its own
+    assert "judge first:" in done.stderr and "judge longer:" in done.stderr  # plain-words warnings
+
+    # kappa between two judges is scikit-learn's on the stored verdicts, matched by the answers in each position
+    with sqlite3.connect(load_config(path).output_dir / "arena.db") as db:
+        ids = {name: cid for name, cid in db.execute("SELECT name, config_id FROM contestants")}
+        stored = db.execute("SELECT judge_config_id, answer_a_id, answer_b_id, verdict FROM judgments").fetchall()
+    arena = Arena(load_config(path))
+    by_judge = {j.name: {(a, b): v for cid, a, b, v in stored if cid == j.config_id} for j in arena.judges}
+    both = sorted(set(by_judge["longer"]) & set(by_judge["better"]))
+    pairs = [(by_judge["longer"][k], by_judge["better"][k]) for k in both if None not in (by_judge["longer"][k],
+                                                                                          by_judge["better"][k])]
+    expected = cohen_kappa_score([verdict_class(a) for a, _ in pairs], [verdict_class(b) for _, b in pairs])
+    assert rows["longer"]["kappa_better"] == pytest.approx(expected, abs=1e-12) and ids
+
+
+@pytest.mark.slow
+def test_agreement_with_a_human_label_file_equals_a_hand_count(tmp_path, fake_server):
+    # A judge that always prefers the stronger model (no errors) and a judge that always prefers position A.
+    server = fake_server(judge_modes={"j-better": "better", "j-first": "position-a"}, strengths=STRENGTHS)
+    path = config_with(tmp_path, server, judges(("better", "j-better"), ("first", "j-first")), n_questions=3)
+    assert cli("run", "--config", str(path), "--no-progress").returncode == 0
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("\n".join(json.dumps(r) for r in [
+        {"question_id": "q0000", "model_a": "base", "model_b": "good", "winner": "model_b"},   # better: agrees
+        {"question_id": "q0001", "model_a": "good", "model_b": "base", "winner": "model_a"},   # reversed pair: agrees
+        {"question_id": "q0002", "model_a": "base", "model_b": "weak", "winner": "tie"},       # better says base
+        {"question_id": "q0002", "model_a": "base", "model_b": "weak", "winner": "model_a", "annotator": "b"},
+        {"question_id": "q0001", "model_a": "base", "model_b": "nobody", "winner": "model_a"},  # unknown model
+    ]) + "\n")
+    done = cli("agreement", "--config", str(path), "--labels", str(labels), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    rows = {r["judge"]: r for r in json.loads(done.stdout)}
+    # better: 4 labels matched; it agrees with 3 (not the tie); 3 decisive labels, all agreed.
+    assert (rows["better"]["n"], rows["better"]["agreement"]) == (4, 0.75)
+    assert (rows["better"]["n_without_ties"], rows["better"]["agreement_without_ties"]) == (3, 1.0)
+    # first (position A always): its two games disagree on every pair, so each pair is a tie: agrees with the one tie.
+    assert (rows["first"]["n"], rows["first"]["agreement"], rows["first"]["n_without_ties"]) == (4, 0.25, 0)
+    # pooled: better and first split on every pair, so the majority is a tie.
+    assert rows["pooled"]["agreement"] == 0.25
+    assert rows["better"]["confusion"] == [[1, 0, 0], [1, 0, 0], [0, 0, 2]]  # rows human: model_a, tie, model_b
+    assert "1 label(s) name a question or pair no judge judged" in done.stderr
