@@ -200,6 +200,10 @@ def _print_judge_warnings(s) -> None:
                   "`arena-eval judges` or the report", highlight=False)
     for warning in s.judge_warnings:
         err.print(f"[yellow]warning: {warning}[/yellow]", highlight=False)
+    for judge, count in s.games_without_reference.items():
+        if count:
+            err.print(f"judge {judge!r}: {count} game(s) judged without a reference answer (the question has none, or "
+                      "the reference contestant has no answer to it)", highlight=False)
     if s.unrated:
         err.print(f"[red]no parsed verdict at all for {', '.join(s.unrated)}: no score (exit 2); see the warnings "
                   "above and the judge's replies in the report[/red]", highlight=False)

@@ -20,26 +20,35 @@ from .records import Answer, AnswerError
 @dataclass
 class _OpenQuestion:
     base: Answer | None = None  # the baseline's answer, once it arrived
-    waiting: list[Answer] = field(default_factory=list)  # contestants' answers that arrived before it
+    waiting: list[Answer] = field(default_factory=list)  # contestants' answers that arrived before it could pair
     delivered: int = 0  # bit set of the contestants that delivered an answer or an error
+    references: dict[str, Answer | None] = field(default_factory=dict)  # reference contestant → its answer
 
 
 @dataclass(frozen=True)
 class Pairing:
-    """A contestant's answer and the baseline's answer to the same question: two games to pose."""
+    """A contestant's answer and the baseline's answer to the same question: two games to pose; with the answers
+    of the reference contestants (None where one has no answer to it)."""
 
     answer: Answer
     base: Answer
+    references: dict[str, Answer | None] = field(default_factory=dict)
 
 
 class GameDispatcher:
     """Feed it every answer or error as it arrives (`deliver`) and every contestant's end (`finish`); each call
     returns the pairings that became ready. The baseline's own answers pair with nothing."""
 
-    def __init__(self, contestants: Sequence[str], baseline: str):
+    def __init__(self, contestants: Sequence[str], baseline: str, references: Sequence[str] = ()):
         if baseline not in contestants:
             raise ValueError(f"baseline {baseline!r} is not among the contestants")
+        unknown = [name for name in references if name not in contestants]
+        if unknown:
+            raise ValueError(f"reference contestant(s) {', '.join(unknown)} are not among the contestants")
         self.baseline = baseline
+        # A judge that takes its reference from a contestant's answer needs it before the games can be posed: a
+        # pairing waits for the baseline and for every reference contestant to deliver.
+        self.references = tuple(dict.fromkeys(references))
         self._bits = {name: 1 << i for i, name in enumerate(contestants)}
         self._everyone = (1 << len(contestants)) - 1
         self._finished = 0
@@ -58,34 +67,45 @@ class GameDispatcher:
         if entry.delivered & bit:
             return []  # a second delivery for the same question changes nothing
         entry.delivered |= bit
-        ready: list[Pairing] = []
         is_answer = isinstance(item, Answer)
+        if item.contestant in self.references:
+            entry.references[item.contestant] = item if is_answer else None
         if item.contestant == self.baseline:
             entry.base = item if is_answer else None
-            waiting, entry.waiting = entry.waiting, []
-            if entry.base is not None:
-                ready = [Pairing(answer, entry.base) for answer in waiting]
-        elif is_answer:
-            if entry.base is not None:
-                ready = [Pairing(item, entry.base)]
-            elif not entry.delivered & self._bits[self.baseline]:
-                entry.waiting.append(item)
-            # else: the baseline has no answer to this question, so there is no game to pose
+        if is_answer and item.contestant != self.baseline:
+            entry.waiting.append(item)
+        ready = self._release(entry)
         self._forget_if_done(item.question_id, entry)
         return ready
 
-    def finish(self, contestant: str) -> None:
-        """`contestant` delivers nothing more: questions it never delivered stop waiting for it (and answers that
-        wait for the baseline are dropped when the baseline is the one that finished)."""
+    def _release(self, entry: _OpenQuestion) -> list[Pairing]:
+        """The waiting answers, paired, once the baseline and every reference contestant delivered."""
+        if not entry.delivered & self._bits[self.baseline]:
+            return []
+        if any(not entry.delivered & self._bits[name] for name in self.references):
+            return []
+        waiting, entry.waiting = entry.waiting, []
+        if entry.base is None:
+            return []  # the baseline has no answer to this question, so there is no game to pose
+        refs = {name: entry.references.get(name) for name in self.references}
+        return [Pairing(answer, entry.base, refs) for answer in waiting]
+
+    def finish(self, contestant: str) -> list[Pairing]:
+        """`contestant` delivers nothing more: questions it never delivered stop waiting for it (answers waiting
+        on the baseline are dropped when the baseline is the one that finished; a reference contestant that
+        finished without an answer leaves its reference empty). Returns the pairings that became ready."""
         bit = self._bits[contestant]
         self._finished |= bit
+        ready: list[Pairing] = []
         for question_id, entry in list(self._open.items()):
             if entry.delivered & bit:
                 continue
             entry.delivered |= bit
-            if contestant == self.baseline:
-                entry.waiting = []
+            if contestant in self.references:
+                entry.references[contestant] = None
+            ready += self._release(entry)
             self._forget_if_done(question_id, entry)
+        return ready
 
     def _forget_if_done(self, question_id: str, entry: _OpenQuestion) -> None:
         if entry.delivered == self._everyone:

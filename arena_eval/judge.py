@@ -26,10 +26,10 @@ from .style import STYLE_COLUMNS, StyleCounts, style_features
 from .templates import read_template, render
 from .verdict import LABEL_IN_MATERIAL, LABEL_PATTERN, LABELS, QuotedMaterial, normalise, parse_verdict, read_verdict  # noqa: F401
 
-_FENCE = re.compile(r"=+ *(BEGIN|END) ANSWER [AB] *=+", re.IGNORECASE)
+_FENCE = re.compile(r"=+ *(BEGIN|END) (ANSWER [AB]|REFERENCE ANSWER) *=+", re.IGNORECASE)
 # A line that, once normalised (verdict.normalise), names an answer's fence: "======== END ANSWER B ========" in any
 # width, case or spacing, with invisible characters inside or without its '=' runs.
-_FENCE_WORDS = re.compile(r"(begin|end)answer[ab]")
+_FENCE_WORDS = re.compile(r"(begin|end)(answer[ab]|referenceanswer)")
 _FENCE_CHARS = re.compile(r"[=\uff1d\u2550\u2261\u268c]")
 
 
@@ -38,17 +38,25 @@ class JudgePrompts:
     system: str
     user: str
     reask: str
+    # judge_user_reference.j2: the user prompt with a reference answer (judge.reference); None when not used.
+    user_reference: str | None = None
 
     @classmethod
-    def load(cls, prompt_dir: str | Path | None = None) -> "JudgePrompts":
+    def load(cls, prompt_dir: str | Path | None = None, with_reference: bool = False) -> "JudgePrompts":
         texts = {part: read_template(prompt_dir, f"judge_{part}.j2") for part in ("system", "user", "reask")}
+        if with_reference:
+            own = Path(prompt_dir) / "judge_user_reference.j2" if prompt_dir else None
+            # A prompt folder without its own reference template uses the bundled one.
+            texts["user_reference"] = read_template(prompt_dir if own is not None and own.exists() else None,
+                                                    "judge_user_reference.j2")
         prompts = cls(**texts)
         prompts.validate(str(prompt_dir or "prompts/"))
         return prompts
 
     @property
     def fingerprint(self) -> str:
-        return hashlib.sha256("\x1e".join((self.system, self.user, self.reask)).encode()).hexdigest()[:16]
+        parts = (self.system, self.user, self.reask) + ((self.user_reference,) if self.user_reference else ())
+        return hashlib.sha256("\x1e".join(parts).encode()).hexdigest()[:16]
 
     def validate(self, where: str) -> None:
         """Refuse templates that cannot work: syntax errors, unsafe expressions (the sandbox refuses them; the
@@ -66,19 +74,36 @@ class JudgePrompts:
             )
         if "first answer" not in shown or "second answer" not in shown or "Q?" not in shown:
             raise ConfigError(f"{where}: judge_user.j2 must use {{{{ question }}}}, {{{{ answer_a }}}} and {{{{ answer_b }}}}")
+        if self.user_reference is not None:
+            try:
+                shown = self.render("Q?", "first answer", "second answer", "the reference")[1]["content"]
+            except TemplateError as exc:
+                raise ConfigError(f"{where}: judge reference template error: {exc}") from None
+            if not all(text in shown for text in ("Q?", "first answer", "second answer", "the reference")):
+                raise ConfigError(f"{where}: judge_user_reference.j2 must use {{{{ question }}}}, {{{{ reference }}}}, "
+                                  "{{ answer_a }} and {{ answer_b }}")
 
-    def render(self, question: str, answer_a: str, answer_b: str) -> list[Message]:
-        return self._messages({"question": question, "answer_a": _defuse(answer_a), "answer_b": _defuse(answer_b)})
+    def render(self, question: str, answer_a: str, answer_b: str, reference: str | None = None) -> list[Message]:
+        return self._messages(self._values(question, answer_a, answer_b, reference))
 
-    def render_quoting(self, question: str, answer_a: str, answer_b: str) -> tuple[list[Message], QuotedMaterial]:
-        """The judge's messages, and the labels they quote from the question and answers (for read_verdict)."""
-        values = {"question": question, "answer_a": _defuse(answer_a), "answer_b": _defuse(answer_b)}
+    def render_quoting(self, question: str, answer_a: str, answer_b: str,
+                       reference: str | None = None) -> tuple[list[Message], QuotedMaterial]:
+        """The judge's messages, and the labels they quote from the question, the answers and the reference (for
+        read_verdict): every one of them came from outside."""
+        values = self._values(question, answer_a, answer_b, reference)
         return self._messages(values), QuotedMaterial.from_prompt(self._messages, values)
 
+    def _values(self, question: str, answer_a: str, answer_b: str, reference: str | None) -> dict[str, str]:
+        values = {"question": question, "answer_a": _defuse(answer_a), "answer_b": _defuse(answer_b)}
+        if reference is not None and self.user_reference is not None:
+            values["reference"] = _defuse(reference)
+        return values
+
     def _messages(self, values: dict[str, str]) -> list[Message]:
+        user = self.user_reference if "reference" in values else self.user
         return [
             {"role": "system", "content": render(self.system, **values)},
-            {"role": "user", "content": render(self.user, **values)},
+            {"role": "user", "content": render(user, **values)},
         ]
 
 
@@ -94,8 +119,14 @@ class RunJudge:
     @classmethod
     def load(cls, config: JudgeConfig, resolve: Callable[[str], Path]) -> "RunJudge":
         """`resolve` turns the config's relative paths into real ones (RunConfig.resolve)."""
-        prompts = JudgePrompts.load(resolve(config.prompt_dir) if config.prompt_dir else None)
+        prompts = JudgePrompts.load(resolve(config.prompt_dir) if config.prompt_dir else None,
+                                    with_reference=config.reference != "none")
         return cls(config.label, config, prompts, config.config_id(prompts.fingerprint))
+
+    @property
+    def reference_contestant(self) -> str | None:
+        """The contestant whose answer is this judge's reference, if it takes one from a contestant."""
+        return None if self.config.reference in ("none", "question") else self.config.reference
 
 
 def _defuse(answer: str) -> str:
@@ -111,16 +142,19 @@ def _defuse(answer: str) -> str:
     return "\n".join(lines)
 
 
-def game_id(judge_config_id: str, answer_a_id: str, answer_b_id: str) -> str:
-    return hashlib.sha256(f"{judge_config_id}\x1f{answer_a_id}\x1f{answer_b_id}".encode()).hexdigest()[:20]
+def game_id(judge_config_id: str, answer_a_id: str, answer_b_id: str, reference_id: str | None = None) -> str:
+    """Identifies a game. A reference taken from a contestant's answer is part of it: another reference answer
+    makes another game."""
+    key = f"{judge_config_id}\x1f{answer_a_id}\x1f{answer_b_id}" + (f"\x1f{reference_id}" if reference_id else "")
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 def games_for(judge_config_id: str, question_id: str, contestant: str, baseline: str,
-              contestant_answer_id: str, baseline_answer_id: str) -> list[Game]:
+              contestant_answer_id: str, baseline_answer_id: str, reference_id: str | None = None) -> list[Game]:
     """Game 1 puts the baseline in position A; game 2 swaps the positions."""
     pairs = [(1, baseline_answer_id, contestant_answer_id), (2, contestant_answer_id, baseline_answer_id)]
     return [
-        Game(game_id(judge_config_id, a, b), question_id, contestant, baseline, number, a, b)
+        Game(game_id(judge_config_id, a, b, reference_id), question_id, contestant, baseline, number, a, b)
         for number, a, b in pairs
     ]
 
@@ -135,12 +169,14 @@ async def judge_game(
     provider: Provider,
     prompts: JudgePrompts,
     run_id: str | None = None,
+    reference: str | None = None,
 ) -> Judgment:
-    """Ask the judge; re-ask in the same conversation until a label appears or the attempts run out.
+    """Ask the judge; re-ask in the same conversation until a label appears or the attempts run out. With
+    `reference`, the judge's prompt holds that reference answer (judge_user_reference.j2).
 
-    Raises collect.RetriesExhausted when the judge endpoint itself keeps failing.
+    Raises providers.retry.RetriesExhausted when the judge endpoint itself keeps failing.
     """
-    messages, material = prompts.render_quoting(question, answer_a, answer_b)
+    messages, material = prompts.render_quoting(question, answer_a, answer_b, reference)
     overrides = provider.constrain_to([f"[[{label}]]" for label in LABELS]) if config.constrain_labels else {}
     flags = {LABEL_IN_MATERIAL} if material else set()
     replies: list[str] = []

@@ -70,12 +70,28 @@ def current_games(scope: RunScope, answer_ids: dict[str, dict[str, str]], judge:
     baseline answered."""
     base_name = scope.baseline.name
     base_ids = answer_ids[base_name]
+    references = answer_ids.get(judge.reference_contestant, {}) if judge.reference_contestant else {}
     games = []
     for c in scope.contestants[1:]:
         for qid, aid in answer_ids[c.name].items():
             if qid in base_ids:
-                games += games_for(judge.config_id, qid, c.name, base_name, aid, base_ids[qid])
+                games += games_for(judge.config_id, qid, c.name, base_name, aid, base_ids[qid], references.get(qid))
     return games
+
+
+def games_without_reference(scope: RunScope, tally: Tally) -> dict[str, int]:
+    """judge name → how many of its current games have no reference to show (the question has none, or the
+    reference contestant has no answer to it), for judges that take one; they are judged without it."""
+    out = {}
+    for judge in scope.judges:
+        if judge.config.reference == "none":
+            continue
+        if judge.config.reference == "question":
+            has = {q.question_id for q in scope.questions if q.reference}
+        else:
+            has = set(tally.answer_ids.get(judge.reference_contestant, {}))
+        out[judge.name] = sum(1 for g in current_games(scope, tally.answer_ids, judge) if g.question_id not in has)
+    return out
 
 
 def tally(scope: RunScope, store: Store, sets: AnswerSets) -> Tally:
@@ -151,6 +167,8 @@ class Leaderboard:
     # One row per judge and "pooled" (judge_diagnostics.judge_diagnostics), and its warnings in plain words.
     judges: pd.DataFrame | None = None
     judge_concerns: list[str] = field(default_factory=list)
+    # Judges that take a reference: how many of their games had none to show (judged without it).
+    without_reference: dict[str, int] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
@@ -221,7 +239,8 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
                if per[c.name]["games"] and c.name not in set(battles.model_b)]
     judges, concerns = judge_table(scope, store, by_judge, board, per_judge)
     return Leaderboard(frame, rows, battles, diagnostics.reset_index(), energy, judge, overview, style, per_judge,
-                       unparsed_warnings(scope, by_judge), unrated, judges, concerns)
+                       unparsed_warnings(scope, by_judge), unrated, judges, concerns,
+                       games_without_reference(scope, tally))
 
 
 def judge_table(scope: RunScope, store: Store, by_judge: dict[str, list[Judgment]], board: pd.DataFrame,

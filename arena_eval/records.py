@@ -182,6 +182,8 @@ class RunSummary:
     unrated: list[str] = field(default_factory=list)
     # What the judge diagnostics found worrying (bias, length, disagreement), one sentence each.
     judge_concerns: list[str] = field(default_factory=list)
+    # Judges that take a reference answer: games judged without one (the question had none).
+    games_without_reference: dict[str, int] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:

@@ -343,6 +343,11 @@ class Store:
         row = self.db.execute("SELECT prompt FROM questions WHERE question_id=?", (question_id,)).fetchone()
         return row[0] if row else None
 
+    def question_reference(self, question_id: str) -> str | None:
+        """One question's reference answer, if it has one (a judge with `reference: question` reads it)."""
+        row = self.db.execute("SELECT reference FROM questions WHERE question_id=?", (question_id,)).fetchone()
+        return row[0] if row else None
+
     def save_contestant(self, name: str, config_id: str, provider: str, model: str | None, config: dict) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO contestants VALUES (?,?,?,?,?,?)",

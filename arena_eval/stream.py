@@ -62,7 +62,8 @@ class CollectAndJudge:
                                      if collect else {})
         self.lanes = [_JudgeLane(j, config.base_dir) for j in scope.judges] if judge else []
         self.device_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self.dispatcher = GameDispatcher([c.name for c in scope.contestants], scope.baseline.name)
+        references = [j.reference_contestant for j in scope.judges if judge and j.reference_contestant]
+        self.dispatcher = GameDispatcher([c.name for c in scope.contestants], scope.baseline.name, references)
         self.open_producers = len(scope.contestants)
         self.tracker = EnergyTracker(config.energy, store.db, run_id)
         self.needs_work: set[str] = set()
@@ -173,7 +174,8 @@ class CollectAndJudge:
                 await self.enqueue(pairing)
 
     async def end(self, contestant: ContestantConfig) -> None:
-        self.dispatcher.finish(contestant.name)
+        for pairing in self.dispatcher.finish(contestant.name):
+            await self.enqueue(pairing)
         self.open_producers -= 1
         if self.open_producers == 0:
             for lane in self.lanes:
@@ -186,8 +188,9 @@ class CollectAndJudge:
         answer, base = pairing.answer, pairing.base
         prompt = None
         for lane in self.lanes:
+            reference, reference_id = self.reference_for(lane.judge, pairing)
             games = games_for(lane.judge.config_id, answer.question_id, answer.contestant, base.contestant,
-                              answer.answer_id, base.answer_id)
+                              answer.answer_id, base.answer_id, reference_id)
             self.progress.add("games", len(games))
             for game in games:
                 if self.store.has_judgment(game.game_id):
@@ -197,15 +200,26 @@ class CollectAndJudge:
                 if prompt is None:  # saved by the run before collection starts
                     prompt = self.store.question_prompt(game.question_id)
                 a, b = (base, answer) if game.game == 1 else (answer, base)
-                await lane.games.put((game, prompt, a.text, b.text))
+                await lane.games.put((game, prompt, a.text, b.text, reference))
+
+    def reference_for(self, judge: RunJudge, pairing: Pairing) -> tuple[str | None, str | None]:
+        """(reference text, the answer id it came from) for `judge` on this pairing's question: the question's own
+        reference, or the reference contestant's answer; (None, None) where there is none."""
+        if judge.config.reference == "question":
+            return self.store.question_reference(pairing.answer.question_id), None
+        name = judge.reference_contestant
+        if name is None:
+            return None, None
+        answer = pairing.references.get(name)
+        return (answer.text, answer.answer_id) if answer is not None else (None, None)
 
     async def judge_worker(self, lane: _JudgeLane) -> None:
         summary, judge = self.summary, lane.judge
         while (work := await lane.games.get()) is not None:
-            game, question, text_a, text_b = work
+            game, question, text_a, text_b, reference = work
             try:
                 judgment = await judge_game(game, question, text_a, text_b, judge.config, judge.config_id,
-                                            lane.provider, judge.prompts, self.run_id)
+                                            lane.provider, judge.prompts, self.run_id, reference)
             except (RetriesExhausted, TemplateError) as exc:
                 # A template that fails on this game's text (a render limit) is this game's error, as a judge
                 # endpoint that keeps failing is: recorded with its reason, the other games go on.

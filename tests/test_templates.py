@@ -24,6 +24,7 @@ BUNDLED = {
     "judge_system.j2": [{"question": "Q?", "answer_a": "a", "answer_b": "b"}],
     "judge_user.j2": [{"question": "What is {{ 1 + 1 }}?", "answer_a": "Two.\n{% raw %}", "answer_b": "ü " * 5000}],
     "judge_reask.j2": [{}],
+    "judge_user_reference.j2": [{"question": "Q?", "reference": "42, since 6 x 7", "answer_a": "a", "answer_b": "b"}],
     "guide_reference.j2": [{"question": "Why is the sky blue?"}],
     "guide_guidance.j2": [{"question": "Why?", "reference": "Rayleigh scattering."}],
     "guidance_system.j2": [{"system_prompt": "Be brief.", "guidance": "Think of scattering."},
