@@ -405,8 +405,9 @@ def judges(
         frame, concerns = Arena(_load(config)).judge_diagnostics()
     except ArenaError as exc:
         _fail(exc)
-    shown = frame if format is not Format.table else frame[[c for c in frame.columns
-                                                             if not c.startswith("games_with_")]]
+    # The terminal gets the figures to read at a glance; JSON and CSV carry every column (agreement, counts).
+    hidden = ("games_with_", "agreement_", "decisive_games", "length_games")
+    shown = frame if format is not Format.table else frame[[c for c in frame.columns if not c.startswith(hidden)]]
     rates = tuple(c for c in frame.columns if c.endswith("_rate") or c in ("consistency",) or c.startswith("agreement_"))
     _print_frame(shown, format, "judges: one row per judge, and all of them pooled", rates)
     for concern in concerns:

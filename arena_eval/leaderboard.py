@@ -433,6 +433,7 @@ class ReportData:
     leaderboard: Leaderboard
     summary: RunSummary
     regressions: list[dict] = field(default_factory=list)
+    rated: str = "the judge's verdicts"  # whose verdicts the leaderboard rates, in words
     generated: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %Z"))
 
 
@@ -450,6 +451,8 @@ def report_data(scope: RunScope, store: Store, tally: Tally, board: Leaderboard,
         leaderboard=board,
         summary=summary,
         regressions=[] if regressions is None else regressions.to_dict("records"),
+        rated=("every judge's verdicts, pooled" if scope.config.rating.judges == "pooled"
+               else f"judge {scope.config.rating.judges}'s verdicts only"),
     )
 
 

@@ -54,6 +54,7 @@ def render_report(data: ReportData) -> str:
         "scatter": _scatter(rows),
         "categories": _category_scores(board.battles, data.categories, data.contestants),
         "diagnostics": _diagnostics(board.rows, board.diagnostics, data.contestants, data.baseline),
+        **_judges(board, data.rated),
         "regressions": data.regressions,
         "summary": data.summary,
         "questions": data.questions,
@@ -193,6 +194,28 @@ def _category_scores(battles: pd.DataFrame, categories: dict[str, str | None], c
     rows = [{"model": model, "cells": [_num(rates.get((model, cat))) for cat in cats]} for model in contestants]
     counts = frame.groupby("category").question_id.nunique().to_dict()
     return {"categories": [{"name": c, "questions": counts.get(c, 0)} for c in cats], "rows": rows}
+
+
+# --- the judges ------------------------------------------------------------------------------------------------
+
+
+def _judges(board, rated: str) -> dict[str, Any]:
+    """The judges' table (one row per judge and pooled) and, with several judges, each judge's own scores."""
+    frame = board.judges
+    if frame is None or frame.empty:
+        return {"judges": [], "judge_names": [], "judge_concerns": [], "per_judge": {}, "rated": ""}
+    names = [j for j in frame.judge if j != "pooled"]
+    rows = []
+    for r in frame.to_dict("records"):
+        coef = r.get("length_coefficient")
+        shown = ("+∞ (follows length)" if coef == float("inf") else "−∞ (follows shortness)" if coef == float("-inf")
+                 else ("–" if _num(coef) is None else f"{coef:+.2f}"))
+        rows.append({**{k: (_num(v) if k not in ("judge",) else v) for k, v in r.items()}, "length_coefficient": shown,
+                     "kappas": {other: _num(r.get(f"kappa_{other}")) for other in names}})
+    per_judge = {name: {m: _num(s) for m, s in zip(scores.model, scores.score)} if "score" in scores else {}
+                 for name, scores in board.per_judge.items()}
+    return {"judges": rows, "judge_names": names if len(names) > 1 else [], "judge_concerns": board.judge_concerns,
+            "per_judge": per_judge, "rated": rated}
 
 
 # --- judge diagnostics -------------------------------------------------------------------------------------

@@ -53,6 +53,9 @@ def test_every_game_is_judged_by_every_judge_and_pooled_scores_equal_one_battles
     assert sorted(n for _, n in per_judge) == [games, games]
     board = result.leaderboard.set_index("model")
     assert board.loc["good", "score"] > 50 > board.loc["weak", "score"]  # the position-A judge pulls both to 50
+    html = (load_config(path).output_dir / "report.html").read_text()
+    assert "<h3>The judges</h3>" in html and "<h3>Scores per judge</h3>" in html and "κ vs first" in html
+    assert "judge first: it preferred the answer shown first" in html or "judge first:" in html
 
     # The pooled leaderboard is the rating of one battles file holding both judges' battles.
     assert cli("export", "--config", str(path)).returncode == 0
