@@ -257,6 +257,16 @@ def judge_table(scope: RunScope, store: Store, by_judge: dict[str, list[Judgment
         scores[j.name] = dict(zip(own.model, own.score)) if own is not None and "score" in own else pooled
     frame = judge_diagnostics(by_judge, tokens, scores, {j.name: {j.config.model} for j in scope.judges if j.config.model},
                               {c.name: c.model for c in scope.contestants if c.model})
+    # What each judge spent: tokens and cost over its games (cost unknown as soon as one game's is).
+    spent = {name: (sum(g.input_tokens or 0 for g in games), sum(g.output_tokens or 0 for g in games),
+                    None if any(g.cost is None for g in games) else sum(g.cost for g in games))
+             for name, games in by_judge.items()}
+    totals = list(spent.values())
+    spent["pooled"] = (sum(t[0] for t in totals), sum(t[1] for t in totals),
+                       None if any(t[2] is None for t in totals) else sum(t[2] for t in totals))
+    frame["input_tokens"] = frame.judge.map(lambda j: spent[j][0])
+    frame["output_tokens"] = frame.judge.map(lambda j: spent[j][1])
+    frame["cost"] = frame.judge.map(lambda j: spent[j][2])
     return frame, warnings(frame)
 
 

@@ -261,3 +261,16 @@ def test_a_judge_whose_reference_is_a_contestants_answer_waits_for_it(tmp_path, 
     with pytest.raises(ConfigError, match=r"judge\.reference: judge 'judge-model': reference 'nobody' is neither none, "
                                           r"question nor a contestant"):
         load_config(path)
+
+
+def test_a_labels_file_with_a_bad_line_is_an_error_naming_the_line(tmp_path):
+    path = write_config(tmp_path, "http://127.0.0.1:9/v1")
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text('{"question_id": "q0000", "model_a": "base", "model_b": "c1", "winner": "model_b"}\n'
+                      '{"question_id": "q0001", "model_a": "base", "model_b": "c1", "winner": "both"}\n')
+    done = cli("agreement", "--config", str(path), "--labels", str(labels))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"{labels}:2" in done.stderr and "winner" in done.stderr, done.stderr
+    labels.write_text("")
+    empty = cli("agreement", "--config", str(path), "--labels", str(labels))
+    assert empty.returncode == 1 and "Traceback" not in empty.stderr and str(labels) in empty.stderr
