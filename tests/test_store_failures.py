@@ -40,7 +40,6 @@ def test_a_full_disk_stops_the_run_with_a_message_keeps_the_store_and_a_rerun_af
     config = write_config(tmp_path, server.base_url, n_questions=60, contestants=contestants)
     data = config.read_text().replace(str(tmp_path / "out"), str(disk / "out"))
     config.write_text(data)
-    report = tmp_path / "report.json"
     check = ("import json, sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
              "print(json.dumps([db.execute('PRAGMA integrity_check').fetchone()[0], "
              "db.execute('SELECT COUNT(*) FROM answers').fetchone()[0], "
