@@ -129,6 +129,15 @@ async def _stopped_by_sigterm(coroutine: Awaitable[T], received: list[str]) -> T
         received.append("SIGTERM")
         task.cancel()
 
+    def quiet_while_stopping(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        # Once the run is being stopped, connections torn down mid-reply may report errors from their callbacks
+        # ("Fatal error on transport ..." with a traceback): expected then, and noise in the message that says
+        # what was kept. Until then, errors are reported as usual.
+        if task.done() or getattr(task, "cancelling", lambda: 0)():  # cancelling(): Python 3.11 and later
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(quiet_while_stopping)
     try:
         loop.add_signal_handler(signal.SIGTERM, stop)
     except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals on this platform
