@@ -200,6 +200,20 @@ def _print_judge_warnings(s) -> None:
                   "`arena-eval judges` or the report", highlight=False)
     for warning in s.judge_warnings:
         err.print(f"[yellow]warning: {warning}[/yellow]", highlight=False)
+    if s.adaptive is not None:
+        a = s.adaptive
+        saved = [f"{a.games_saved} games"]
+        if a.tokens_saved is not None:
+            saved.append(f"≈{a.tokens_saved:,.0f} judge tokens")
+        if a.cost_saved is not None:
+            saved.append(f"≈{a.cost_saved:.4f} in cost")
+        if a.wh_saved is not None:
+            saved.append(f"≈{a.wh_saved:.3g} Wh")
+        stopped = ", ".join(f"{name} after {n} questions ({why})" for name, (n, why) in a.stopped.items()) or "none"
+        err.print(f"adaptive judging: {a.games_judged} of {a.games_full} games judged "
+                  f"({100 * a.games_judged / max(a.games_full, 1):.0f}%); saved {', '.join(saved)} (estimated from the "
+                  f"judged games' average); stopped early: {stopped}"
+                  + ("" if a.complete else "; not finished: run again to continue"), highlight=False)
     for judge, count in s.games_without_reference.items():
         if count:
             err.print(f"judge {judge!r}: {count} game(s) judged without a reference answer (the question has none, or "

@@ -245,6 +245,18 @@ class RagConfig(_Strict):
         return self
 
 
+class AdaptiveConfig(_Strict):
+    """Adaptive judging (docs/design.md §3.4.5): questions are judged in a seeded random order, `batch` at a time;
+    after each batch the scores are refitted, and a contestant whose 95 % interval is at most `ci_half_width` score
+    points either side, after at least `min_questions` questions, gets no further games."""
+
+    ci_half_width: float = Field(gt=0, le=50)
+    min_questions: int = Field(20, ge=1)
+    batch: int = Field(10, ge=1)
+    # true: every answer is still collected (judging alone adapts); false: a settled contestant is not asked either.
+    answers: bool = True
+
+
 class RatingConfig(_Strict):
     bootstrap: Literal["questions", "rows"] = "questions"
     rounds: int = Field(1000, ge=0, le=100_000)
@@ -254,6 +266,8 @@ class RatingConfig(_Strict):
     style_control: bool = False
     # Whose verdicts are rated: "pooled" (every judge's battles in one fit) or the name of one judge.
     judges: str = Field("pooled", min_length=1)
+    # Off by default: every game is judged.
+    adaptive: AdaptiveConfig | None = None
 
 
 class RegressionConfig(_Strict):

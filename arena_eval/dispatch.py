@@ -39,7 +39,8 @@ class GameDispatcher:
     """Feed it every answer or error as it arrives (`deliver`) and every contestant's end (`finish`); each call
     returns the pairings that became ready. The baseline's own answers pair with nothing."""
 
-    def __init__(self, contestants: Sequence[str], baseline: str, references: Sequence[str] = ()):
+    def __init__(self, contestants: Sequence[str], baseline: str, references: Sequence[str] = (),
+                 judged: Sequence[str] | None = None):
         if baseline not in contestants:
             raise ValueError(f"baseline {baseline!r} is not among the contestants")
         unknown = [name for name in references if name not in contestants]
@@ -49,6 +50,8 @@ class GameDispatcher:
         # A judge that takes its reference from a contestant's answer needs it before the games can be posed: a
         # pairing waits for the baseline and for every reference contestant to deliver.
         self.references = tuple(dict.fromkeys(references))
+        # Whose answers are paired for games (default: every contestant's); the others deliver references only.
+        self.judged = None if judged is None else frozenset(judged)
         self._bits = {name: 1 << i for i, name in enumerate(contestants)}
         self._everyone = (1 << len(contestants)) - 1
         self._finished = 0
@@ -72,7 +75,7 @@ class GameDispatcher:
             entry.references[item.contestant] = item if is_answer else None
         if item.contestant == self.baseline:
             entry.base = item if is_answer else None
-        if is_answer and item.contestant != self.baseline:
+        if is_answer and item.contestant != self.baseline and (self.judged is None or item.contestant in self.judged):
             entry.waiting.append(item)
         ready = self._release(entry)
         self._forget_if_done(item.question_id, entry)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from .adaptive import AdaptivePlan, Previous, question_order, replay
 from .answer_sets import AnswerSets
 from .config import ContestantConfig, RunConfig, VerdictWeights
 from .energy import summarise_runs
@@ -26,7 +27,7 @@ from .energy.energy_store import load_imports, load_windows
 from .errors import ArenaError
 from .judge import RunJudge, battle_outcome, battles_from_judgments, games_for, position_diagnostics
 from .questions import QuestionSet
-from .records import EnergyOverview, Game, JudgeDiagnostics, Judgment, LeaderboardRow, RunSummary, StyleEffect
+from .records import AdaptiveSummary, EnergyOverview, Game, JudgeDiagnostics, Judgment, LeaderboardRow, RunSummary, StyleEffect
 from .store import Store
 from .style import STYLE_COLUMNS, answer_styles
 
@@ -94,17 +95,21 @@ def games_without_reference(scope: RunScope, tally: Tally) -> dict[str, int]:
     return out
 
 
-def tally(scope: RunScope, store: Store, sets: AnswerSets) -> Tally:
-    """What the current configuration calls for (every game by every judge), and how much of it is stored."""
+def tally(scope: RunScope, store: Store, sets: AnswerSets, plan: AdaptivePlan | None = None) -> Tally:
+    """What the current configuration calls for (every game by every judge; with adaptive judging, only the games
+    its plan calls for), and how much of it is stored."""
     ids = {c.name: sets.current(c, scope.questions) for c in scope.contestants}
     n = len(scope.questions)
     per = {c.name: {"answers_missing": n - len(ids[c.name]), "games_missing": 0, "games": 0, "unparsed": 0}
            for c in scope.contestants}
     rated = {j.name for j in scope.rated_judges}
+    planned = {c.name: plan.questions(c.name) for c in scope.contestants[1:]} if plan is not None else None
     judged, judge_of = [], {}
     for judge in scope.judges:
         verdicts = store.verdicts(judge.config_id)
         for g in current_games(scope, ids, judge):
+            if planned is not None and g.question_id not in planned[g.contestant]:
+                continue  # adaptive judging settled this contestant before this question
             row = per[g.contestant]
             if g.game_id in verdicts:
                 judged.append((g.game_id, g.contestant))
@@ -115,8 +120,70 @@ def tally(scope: RunScope, store: Store, sets: AnswerSets) -> Tally:
             else:
                 row["games_missing"] += 1
     # Games that cannot even be posed (a missing answer on either side) are missing too.
-    expected = 2 * n * (len(scope.contestants) - 1) * len(scope.judges)
+    questions = ([len(planned[c.name]) for c in scope.contestants[1:]] if planned is not None
+                 else [n] * (len(scope.contestants) - 1))
+    expected = 2 * sum(questions) * len(scope.judges)
     return Tally(ids, judged, per, expected - len(judged), judge_of)
+
+
+def settled_questions(scope: RunScope, store: Store, tally: Tally) -> dict[str, set[str]]:
+    """contestant → the questions whose games (by every judge) are all stored, or cannot be posed (an answer
+    is missing on either side): adaptive judging may move past them."""
+    stored = {game_id for game_id, _ in tally.judged_game_ids}
+    out: dict[str, set[str]] = {}
+    for c in scope.contestants[1:]:
+        pending: set[str] = set()
+        for judge in scope.judges:
+            pending |= {g.question_id for g in current_games(scope, tally.answer_ids, judge)
+                        if g.contestant == c.name and g.game_id not in stored}
+        out[c.name] = {q.question_id for q in scope.questions} - pending
+    return out
+
+
+def adaptive_key(scope: RunScope, sets: AnswerSets) -> str:
+    """Identifies an adaptive plan: its settings, seed, judges, the answer sets and the questions."""
+    from .config import stable_hash
+
+    settings = scope.config.rating.adaptive
+    return stable_hash({"settings": settings.model_dump(mode="json"), "seed": scope.config.rating.seed,
+                        "bootstrap": scope.config.rating.bootstrap, "rounds": scope.config.rating.rounds,
+                        "judges": sorted(j.config_id for j in scope.rated_judges),
+                        "sets": [sets.set_id(c) for c in scope.contestants],
+                        "questions": sorted(q.question_id for q in scope.questions)})
+
+
+def previous_results(scope: RunScope, store: Store, run_id: str | None) -> dict[str, Previous]:
+    """Each contestant's score and interval in the scored run `run_id` (the one an adaptive plan compares with)."""
+    if not run_id:
+        return {}
+    return {row["model"]: Previous(row["score"], row["ci_low"], row["ci_high"])
+            for row in store.leaderboard_history() if row["run_id"] == run_id
+            and None not in (row.get("score"), row.get("ci_low"), row.get("ci_high"))}
+
+
+def latest_comparable_run(scope: RunScope, store: Store) -> str | None:
+    """The latest scored run with the same baseline and the same rated judges (regressions compare with it)."""
+    judges = ",".join(sorted(j.config_id for j in scope.rated_judges))
+    latest = None
+    for row in store.leaderboard_history():
+        if row.get("is_baseline") and row["model"] == scope.baseline.name and row.get("judges") in (None, judges):
+            latest = row["run_id"]
+    return latest
+
+
+def adaptive_plan(scope: RunScope, store: Store, sets: AnswerSets) -> AdaptivePlan:
+    """The plan adaptive judging follows, replayed from the stored verdicts (adaptive.replay), comparing with the
+    previous run the plan was started against (recorded by the run), or else the latest comparable one."""
+    settings = scope.config.rating.adaptive
+    full = tally(scope, store, sets)
+    judgments = current_judgments(scope, store, full)
+    by_judge = {j.name: [x for x in judgments if x.judge_config_id == j.config_id] for j in scope.rated_judges}
+    battles = rated_battles(scope, by_judge)
+    recorded, previous_run = store.adaptive_previous(adaptive_key(scope, sets))
+    previous = previous_results(scope, store, previous_run if recorded else latest_comparable_run(scope, store))
+    order = question_order([q.question_id for q in scope.questions], scope.config.rating.seed)
+    return replay(order, [c.name for c in scope.contestants[1:]], battles, settled_questions(scope, store, full),
+                  scope.baseline.name, settings, scope.config.rating, previous, scope.config.regression.score_drop)
 
 
 def count_missing(tally: Tally, summary: RunSummary, stages: tuple[str, ...]) -> None:
@@ -175,7 +242,8 @@ class Leaderboard:
         return list(self.frame.columns)
 
 
-def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) -> Leaderboard:
+def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally,
+                      plan: AdaptivePlan | None = None) -> Leaderboard:
     """Rate the current verdicts and join them with the counts, costs, judge diagnostics and energy."""
     from .rating import compute_leaderboard  # here: scipy adds ~0.2 s to the start of every command otherwise
 
@@ -222,6 +290,9 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
     for column in ("consistency", "first_position_win_rate", "suspicious_rate"):
         board[column] = board.model.map(diagnostics[column])
     board["is_baseline"] = board.model == baseline
+    if plan is not None:  # adaptive judging: say how far each contestant was judged
+        board["judged_questions"] = board.model.map(lambda m: len(plan.judged_questions(m)) if m in plan.judged else None)
+        board["stopped_early"] = board.model.map(lambda m: (m in plan.stopped) if m in plan.judged else None)
     board = board.sort_values("score", ascending=False, na_position="last").reset_index(drop=True)
     energy, overview = energy_table(scope, store, sets, tally)
     contestants = energy[energy.role == "contestant"].drop(columns=["role"])
@@ -268,6 +339,11 @@ def judge_table(scope: RunScope, store: Store, by_judge: dict[str, list[Judgment
     frame["output_tokens"] = frame.judge.map(lambda j: spent[j][1])
     frame["cost"] = frame.judge.map(lambda j: spent[j][2])
     return frame, warnings(frame)
+
+
+def rated_battles(scope: RunScope, by_judge: dict[str, list[Judgment]]) -> pd.DataFrame:
+    """The rated judges' battles (no style features), pooled."""
+    return _battles(scope.rated_judges, by_judge, None)
 
 
 def _battles(judges: list[RunJudge], by_judge: dict[str, list[Judgment]], styles) -> pd.DataFrame:
@@ -506,3 +582,25 @@ def contestant_outcome(verdict: str, game: int) -> str:
     strength = "clearly " if ">>" in verdict else ""
     return f"{strength}{'better' if winner == 'model_b' else 'worse'}"
 
+
+
+def adaptive_summary(scope: RunScope, plan: AdaptivePlan, board: Leaderboard) -> AdaptiveSummary:
+    """What adaptive judging saved against judging every game: games, and (estimated from the judged games'
+    average) the judges' tokens, cost and energy."""
+    per_question = 2 * len(scope.judges)
+    full = per_question * len(plan.order) * len(plan.contestants)
+    judged = per_question * sum(len(plan.judged_questions(c)) for c in plan.contestants)
+    pooled = board.judges[board.judges.judge == "pooled"].iloc[0] if board.judges is not None else None
+    games = float(pooled.games) if pooled is not None and pooled.games else 0.0
+    saved = full - judged
+
+    def scaled(total):
+        return None if total is None or pd.isna(total) or not games else float(total) / games * saved
+
+    tokens = None if pooled is None else float(pooled.input_tokens) + float(pooled.output_tokens)
+    return AdaptiveSummary(
+        games_judged=judged, games_full=full, games_saved=saved, tokens_saved=scaled(tokens),
+        cost_saved=scaled(None if pooled is None else pooled.cost), wh_saved=scaled(board.energy_overview.judge_wh),
+        stopped={c: [len(plan.judged_questions(c)), reason] for c, reason in plan.stopped.items()},
+        complete=plan.done,
+    )

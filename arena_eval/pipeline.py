@@ -27,8 +27,10 @@ from .config import RunConfig
 from .errors import ArenaError, RunInterrupted, StoreError
 from .history import find_regressions
 from .judge import RunJudge
-from .leaderboard import (Leaderboard, RunScope, Tally, build_leaderboard, count_missing, report_data, tally,
-                          write_leaderboard)
+from .adaptive import AdaptivePlan, advance, question_order
+from .leaderboard import (Leaderboard, RunScope, Tally, adaptive_key, adaptive_plan, adaptive_summary, build_leaderboard,
+                          count_missing, current_judgments, latest_comparable_run, previous_results, rated_battles,
+                          report_data, settled_questions, tally, write_leaderboard)
 from .progress import NullProgress, Progress
 from .questions import QuestionSet, load_questions
 from .records import Answer, GuidanceCounts, LeaderboardRow, RunSummary
@@ -222,7 +224,9 @@ class Arena:
                         summary.guidance = GuidanceCounts()
                         await build_guidance(augmenter.guide, self.questions, self.progress, summary.guidance)
                         summary.guidance_errors += summary.guidance.errors
-                    if "answers" in stages or "judge" in stages:
+                    if self.config.rating.adaptive is not None and "judge" in stages:
+                        await self._judge_adaptively(store, sets, augmenter, run_id, summary, stages)
+                    elif "answers" in stages or "judge" in stages:
                         await CollectAndJudge(self.scope, store, sets, augmenter, run_id, summary, self.progress,
                                               collect="answers" in stages, judge="judge" in stages).run()
                 finally:
@@ -231,7 +235,7 @@ class Arena:
                 if "score" in stages:
                     self._score(store, sets, result)
                 elif "judge" in stages:
-                    count_missing(tally(self.scope, store, sets), summary, stages)
+                    count_missing(self._tally(store, sets)[0], summary, stages)
                 # Collection alone needs no tally: every item it could not get is a recorded error already,
                 # and a tally would hold every answer id in memory (bench/bench_collect.py).
                 status = "complete" if summary.complete else "incomplete"
@@ -260,10 +264,52 @@ class Arena:
         if self.config.report:
             result.files.append(self._write_report(store, sets, board, result, out / "report.html"))
 
+    def _tally(self, store: Store, sets: AnswerSets) -> tuple[Tally, AdaptivePlan | None]:
+        """What is called for and stored; with adaptive judging, by the plan the stored verdicts give."""
+        plan = adaptive_plan(self.scope, store, sets) if self.config.rating.adaptive is not None else None
+        return tally(self.scope, store, sets, plan), plan
+
+    async def _judge_adaptively(self, store: Store, sets: AnswerSets, augmenter: Augmenter, run_id: str,
+                                summary: RunSummary, stages: tuple[str, ...]) -> None:
+        """Judge batch by batch in the plan's order until every contestant is settled (adaptive.py)."""
+        scope, settings = self.scope, self.config.rating.adaptive
+        collect_all = "answers" in stages and settings.answers
+        if collect_all:  # every answer first; then judging alone adapts
+            await CollectAndJudge(scope, store, sets, augmenter, run_id, summary, self.progress, collect=True,
+                                  judge=False).run()
+        key = adaptive_key(scope, sets)
+        recorded, previous_run = store.adaptive_previous(key)
+        if not recorded:  # the plan's first run fixes which scored run it compares with, for every replay
+            previous_run = latest_comparable_run(scope, store)
+            store.start_adaptive_plan(key, previous_run, run_id)
+        previous = previous_results(scope, store, previous_run)
+        plan = AdaptivePlan(question_order([q.question_id for q in scope.questions], self.config.rating.seed),
+                            [c.name for c in scope.contestants[1:]])
+        by_id = {q.question_id: q for q in scope.questions}
+        stream = CollectAndJudge(scope, store, sets, augmenter, run_id, summary, self.progress,
+                                 collect="answers" in stages and not collect_all, judge=True)
+        await stream.open()
+        try:
+            while not plan.done:
+                start = plan.batches * settings.batch
+                batch = [by_id[q] for q in plan.order[start : start + settings.batch]]
+                await stream.stream(batch, [scope.baseline] + [c for c in scope.contestants[1:] if c.name in plan.active])
+                counted = tally(scope, store, sets)
+                judgments = current_judgments(scope, store, counted)
+                by_judge = {j.name: [x for x in judgments if x.judge_config_id == j.config_id] for j in scope.rated_judges}
+                if not advance(plan, rated_battles(scope, by_judge), settled_questions(scope, store, counted),
+                               scope.baseline.name, settings, self.config.rating, previous,
+                               self.config.regression.score_drop):
+                    break  # a game of this batch failed: the next run resumes here
+        finally:
+            await stream.close()
+
     def _leaderboard(self, store: Store, sets: AnswerSets, result: Result) -> Leaderboard:
-        counted = tally(self.scope, store, sets)
+        counted, plan = self._tally(store, sets)
         count_missing(counted, result.summary, STAGES)
-        board = build_leaderboard(self.scope, store, sets, counted)
+        board = build_leaderboard(self.scope, store, sets, counted, plan)
+        if plan is not None:
+            result.summary.adaptive = adaptive_summary(self.scope, plan, board)
         result.keep(board)
         result.summary.judge, result.summary.style, result.summary.energy = board.judge, board.style, board.energy_overview
         result.summary.judge_warnings, result.summary.unrated = board.warnings, board.unrated

@@ -150,6 +150,21 @@ class GuidanceCounts:
 
 
 @dataclass
+class AdaptiveSummary:
+    """Adaptive judging's account: games judged against a full run, and what that saved (tokens, cost and Wh
+    estimated from the judged games' average); per stopped contestant, [questions judged, why it stopped]."""
+
+    games_judged: int
+    games_full: int
+    games_saved: int
+    tokens_saved: float | None = None
+    cost_saved: float | None = None
+    wh_saved: float | None = None
+    stopped: dict[str, list] = field(default_factory=dict)
+    complete: bool = True
+
+
+@dataclass
 class RunSummary:
     run_id: str
     questions: int
@@ -184,6 +199,7 @@ class RunSummary:
     judge_concerns: list[str] = field(default_factory=list)
     # Judges that take a reference answer: games judged without one (the question had none).
     games_without_reference: dict[str, int] = field(default_factory=dict)
+    adaptive: AdaptiveSummary | None = None  # with rating.adaptive
 
     @property
     def complete(self) -> bool:
@@ -206,11 +222,13 @@ class RunSummary:
                 out["guidance_errors"] = list(self.guidance.error_lines)
         if self.regressions is not None:
             out["regressions"] = list(self.regressions)
+        if self.adaptive is not None:
+            out["adaptive"] = asdict(self.adaptive)
         return out
 
     def to_json_dict(self) -> dict[str, Any]:
         """What `runs.summary_json` holds: the counts, and the stage results under "extra"."""
-        typed = {"judge", "style", "energy", "guidance", "regressions"}
+        typed = {"judge", "style", "energy", "guidance", "regressions", "adaptive"}
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in typed}
         out["extra"] = self.extra
         return out
@@ -259,6 +277,9 @@ class LeaderboardRow:
     first_position_win_rate: float | None = _column("run")
     suspicious_rate: float | None = _column("run")
     is_baseline: bool = _column("run", default=False)
+    # adaptive judging (rating.adaptive): the questions a contestant was judged on, and whether it stopped early
+    judged_questions: int | None = _column("run", "judged q", fmt="g")
+    stopped_early: bool | None = _column("run", "stopped")
     # energy.energy_summary joined by contestant, or a CodeCarbon import (energy.summarise_runs)
     windows: int | None = _column("energy")
     windows_unknown: int | None = _column("energy")

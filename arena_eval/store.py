@@ -47,6 +47,9 @@ CREATE TABLE IF NOT EXISTS answers (
     created_at REAL NOT NULL, run_id TEXT, context_ids TEXT, question_digest TEXT,
     UNIQUE (config_id, question_id, prompt_hash)
 );
+CREATE TABLE IF NOT EXISTS adaptive_plans (
+    plan_key TEXT PRIMARY KEY, previous_run_id TEXT, started_run_id TEXT NOT NULL, created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS current_answers (
     config_id TEXT NOT NULL, question_id TEXT NOT NULL, answer_id TEXT, PRIMARY KEY (config_id, question_id)
 );
@@ -342,6 +345,16 @@ class Store:
         """One question's prompt, by primary key (the judge's look-up: no per-question index in memory)."""
         row = self.db.execute("SELECT prompt FROM questions WHERE question_id=?", (question_id,)).fetchone()
         return row[0] if row else None
+
+    def adaptive_previous(self, plan_key: str) -> tuple[bool, str | None]:
+        """(whether an adaptive plan was started, the scored run it compares with) for one plan (adaptive.py)."""
+        row = self.db.execute("SELECT previous_run_id FROM adaptive_plans WHERE plan_key=?", (plan_key,)).fetchone()
+        return (True, row[0]) if row else (False, None)
+
+    def start_adaptive_plan(self, plan_key: str, previous_run_id: str | None, run_id: str) -> None:
+        """Record, once, which scored run a plan compares with: scoring later replays it against the same one."""
+        self.db.execute("INSERT OR IGNORE INTO adaptive_plans VALUES (?,?,?,?)",
+                        (plan_key, previous_run_id, run_id, time.time()))
 
     def question_reference(self, question_id: str) -> str | None:
         """One question's reference answer, if it has one (a judge with `reference: question` reads it)."""

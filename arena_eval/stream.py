@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 from collections import defaultdict
+from collections.abc import Sequence
 
 from jinja2 import TemplateError
 
@@ -33,6 +34,7 @@ from .leaderboard import RunScope, judge_energy_lines
 from .progress import Progress
 from .providers import make_provider
 from .providers.retry import RetriesExhausted
+from .questions import Question
 from .records import Answer, AnswerError, GameError, RunSummary
 from .redaction import register_secret
 from .store import Store
@@ -50,7 +52,10 @@ class _JudgeLane:
 
 class CollectAndJudge:
     """One run's stream. `collect`: request what is missing (else stream the stored answers); `judge`: pose the
-    games, every one to every judge (else only collect)."""
+    games, every one to every judge (else only collect).
+
+    `run()` streams the whole scope once. Adaptive judging streams it batch by batch instead: `open()` (the judges'
+    providers start once), `stream(questions, contestants)` per batch, `close()`."""
 
     def __init__(self, scope: RunScope, store: Store, sets: AnswerSets, augmenter: Augmenter, run_id: str,
                  summary: RunSummary, progress: Progress, *, collect: bool, judge: bool):
@@ -62,12 +67,14 @@ class CollectAndJudge:
                                      if collect else {})
         self.lanes = [_JudgeLane(j, config.base_dir) for j in scope.judges] if judge else []
         self.device_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        references = [j.reference_contestant for j in scope.judges if judge and j.reference_contestant]
-        self.dispatcher = GameDispatcher([c.name for c in scope.contestants], scope.baseline.name, references)
-        self.open_producers = len(scope.contestants)
+        self.references = [j.reference_contestant for j in scope.judges if judge and j.reference_contestant]
         self.tracker = EnergyTracker(config.energy, store.db, run_id)
-        self.needs_work: set[str] = set()
         self.energy_lines = judge_energy_lines(scope)
+        # One pass's state (stream()): its questions and contestants, the dispatcher, who has work to do.
+        self.questions: Sequence[Question] = scope.questions
+        self.dispatcher = GameDispatcher([c.name for c in scope.contestants], scope.baseline.name, self.references)
+        self.open_producers = 0
+        self.needs_work: set[str] = set()
 
     def check_credentials(self) -> None:
         """Errors before work: every credential is checked before the first request goes out, and each key is
@@ -80,27 +87,50 @@ class CollectAndJudge:
                     register_secret(key)
 
     async def run(self) -> None:
+        await self.open()
+        try:
+            await self.stream(self.scope.questions, self.scope.contestants)
+        finally:
+            await self.close()
+
+    async def open(self) -> None:
+        """Check every credential, then start the judges' providers (they serve every pass)."""
         self.check_credentials()
-        scope = self.scope
+        for lane in self.lanes:
+            await lane.provider.start()
+
+    async def close(self) -> None:
+        for lane in self.lanes:
+            await lane.provider.close()
+
+    async def stream(self, questions: Sequence[Question], contestants: Sequence[ContestantConfig]) -> None:
+        """One pass: `contestants` (the baseline first) answer `questions` (or their stored answers stream in),
+        and their games go to the judges as soon as they can be posed. A judge's reference contestant takes part
+        even when it is not among them: its answers are then references only, never games."""
+        names = [c.name for c in contestants]
+        helpers = [c for c in self.scope.contestants if c.name in self.references and c.name not in names]
+        contestants = [*contestants, *helpers]
+        self.questions = questions
+        self.dispatcher = GameDispatcher([c.name for c in contestants], contestants[0].name, self.references,
+                                         judged=names)
+        self.open_producers = len(contestants)
         # No per-question state for the whole set here: questions stream from the set (a file set re-reads its
         # file), the judge looks a prompt up in the store by id, and dispatch keeps only unfinished questions.
-        self.progress.add("answers", len(scope.questions) * len(scope.contestants))
+        self.progress.add("answers", len(questions) * len(contestants))
         # Energy: idle power first, then a window per local contestant that has answers to collect.
-        self.needs_work = {c.name for c in scope.contestants if self.collect and missing_answers(
-            c, self.sets.set_id(c), scope.questions, self.store, self.augmenter.prepare_stored)}
-        for device in sorted({c.device for c in scope.contestants if c.is_local and c.name in self.needs_work}):
+        self.needs_work = {c.name for c in contestants if self.collect and missing_answers(
+            c, self.sets.set_id(c), questions, self.store, self.augmenter.prepare_stored)}
+        for device in sorted({c.device for c in contestants if c.is_local and c.name in self.needs_work}):
             await self.tracker.measure_idle(device)
         async with contextlib.AsyncExitStack() as stack:
             for lane in self.lanes:
-                await lane.provider.start()
-                stack.push_async_callback(lane.provider.close)
                 judge_cfg = lane.judge.config
                 if judge_cfg.is_local:  # a judge on this machine gets its own energy window
                     lane.counts = await stack.enter_async_context(self.tracker.window(
                         "judge", self.energy_lines[lane.judge.config_id], lane.judge.config_id, judge_cfg.device))
             workers = [asyncio.create_task(self.judge_worker(lane))
                        for lane in self.lanes for _ in range(lane.judge.config.concurrency)]
-            producers = [asyncio.create_task(self.produce(c)) for c in scope.contestants]
+            producers = [asyncio.create_task(self.produce(c)) for c in contestants]
             try:
                 await asyncio.gather(*producers, *workers)
             finally:
@@ -115,7 +145,7 @@ class CollectAndJudge:
             if self.collect:
                 await self.collect_for(contestant)
             else:
-                for question in self.scope.questions:
+                for question in self.questions:
                     answer_id = self.sets.current_id(contestant, question)
                     answer = self.store.get_answer(answer_id) if answer_id is not None else None
                     if answer is not None:
@@ -124,7 +154,7 @@ class CollectAndJudge:
         except StoreError:
             raise  # the database failed: nothing more can be stored, the whole run stops
         except ArenaError as exc:  # e.g. a model file that cannot be served: the others go on
-            for question in self.scope.questions:
+            for question in self.questions:
                 error = AnswerError(contestant.name, self.sets.set_id(contestant), question.question_id, str(exc), 0)
                 self.store.save_answer_error(error, self.run_id)
                 await self.deliver(error)
@@ -150,7 +180,7 @@ class CollectAndJudge:
                         counts.add(item.output_tokens)
                     await self.deliver(item)
 
-                await collect_into(contestant, provider, self.scope.questions, self.store, prepare, count_and_deliver,
+                await collect_into(contestant, provider, self.questions, self.store, prepare, count_and_deliver,
                                    self.run_id, set_id)
         finally:
             await provider.close()

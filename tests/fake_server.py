@@ -14,6 +14,7 @@ chosen per request from the configured rates (deterministic for a seed):
   "quote" is "longer", but the reply first quotes both answers, as talkative judges do;
   "position-a" always prefers position A; "better" prefers the answer of the stronger model (`strengths`,
   model → number, read from the answer's "Answer from MODEL" text) and errs with `judge_error_rate`;
+  "strength" makes position A win with probability 1 / (1 + 10^((s_B − s_A)/400)), `strengths` as Elo points;
   `judge_modes` gives each judge model (several judges in one run) a mode of its own;
   "echo" repeats the judge's user prompt (a broken judge) and states no label of its own;
   "cutoff" starts like "quote" but is cut off (finish reason "length") right after the first label inside the
@@ -376,6 +377,16 @@ class FakeServer:
             label = "A>B" if (strength["A"] > strength["B"]) != flipped else "B>A"
         return f"Judged on correctness. My final verdict: [[{label}]]"
 
+    def _strength_verdict(self, judge: str, prompt: str) -> str:
+        """Bradley-Terry by Elo: the answer in position A wins with probability 1 / (1 + 10^((s_B − s_A)/400)),
+        `strengths` giving each model's Elo; the draw comes from a hash of the judge and its prompt (repeatable)."""
+        answers = dict(_ANSWER_FENCE.findall(prompt))
+        a, b = (self.faults.strengths.get(_model_of(answers.get(side, "")), 1000.0) for side in "AB")
+        digest = hashlib.sha256(f"{judge}\x1f{prompt}".encode()).digest()
+        draw = int.from_bytes(digest[:4], "big") / 2 ** 32
+        label = "A>B" if draw < 1 / (1 + 10 ** ((b - a) / 400)) else "B>A"
+        return f"Weighed both. My final verdict: [[{label}]]"
+
     def finish_reason_for(self, body: dict) -> str:
         """"length" for the first reply of a "cutoff" judge (it ran out of tokens); "stop" otherwise."""
         messages = body.get("messages", [])
@@ -394,6 +405,8 @@ class FakeServer:
                 return "Assistant A answers better. My final verdict: [[A>B]]"
             if verdict == "better":
                 return self._better_verdict(body.get("model", ""), messages[1]["content"])
+            if verdict == "strength":
+                return self._strength_verdict(body.get("model", ""), messages[1]["content"])
             if verdict == "none" or (verdict == "second-try" and len(messages) <= 2):
                 return "Both answers have merits and I cannot decide."
             if verdict == "conflict":

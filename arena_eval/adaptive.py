@@ -1,0 +1,139 @@
+"""Adaptive judging: stop judging a contestant once its score is known well enough (docs/design.md §3.4.5).
+
+Questions are judged in a seeded random order, `batch` questions at a time. After each batch the contestants'
+scores are refitted on the questions judged so far (the configured bootstrap, rounds and seed), and a contestant
+gets no further games once, after at least `min_questions` questions,
+
+- its 95 % interval is at most `ci_half_width` score points either side ("precise"), or
+- with a previous scored run to compare with (same baseline, same judges), its regression verdict is settled
+  either way: its interval already lies entirely below the previous interval ("regressed"), or its lower end is
+  already at or above the previous interval's lower end, and above the previous score minus `score_drop` when that
+  rule is set ("not regressed"). More questions only narrow an interval, so the verdict would not change.
+
+The plan (who is judged on how many questions of the order) is a pure function of the stored verdicts: a run
+extends it batch by batch, and scoring replays it from the store, batch by batch, with the same decisions. So it is
+deterministic for a seed and resumable after a kill: a batch whose games are all stored is not asked again, and
+verdicts stored beyond a contestant's stopping point (from an earlier full run) are never counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .config import AdaptiveConfig, RatingConfig
+
+PRECISE, REGRESSED, NOT_REGRESSED = "precise", "regressed", "not regressed"
+
+
+def question_order(question_ids: Iterable[str], seed: int) -> list[str]:
+    """The order questions are judged in: a permutation of the ids (sorted first, so the file's order does not
+    matter) drawn from `seed`."""
+    ids = sorted(question_ids)
+    return [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+
+
+@dataclass
+class Previous:
+    """A contestant's result in the previous scored run (same baseline and judges), for the regression rule."""
+
+    score: float
+    ci_low: float
+    ci_high: float
+
+
+@dataclass
+class AdaptivePlan:
+    """Who is judged on how many questions of `order`: `judged[c]` questions (the first ones), and for contestants
+    that got no further games, why (`stopped[c]`). `batches` counts the batches processed; the plan is `done` once
+    every contestant stopped or the order is used up."""
+
+    order: list[str]
+    contestants: list[str]  # without the baseline
+    judged: dict[str, int] = field(default_factory=dict)
+    stopped: dict[str, str] = field(default_factory=dict)
+    batches: int = 0
+    done: bool = False
+
+    def __post_init__(self) -> None:
+        for c in self.contestants:
+            self.judged.setdefault(c, 0)
+
+    @property
+    def active(self) -> list[str]:
+        return [c for c in self.contestants if c not in self.stopped]
+
+    def questions(self, contestant: str) -> set[str]:
+        """The questions `contestant` is (to be) judged on: its stopping prefix, or the whole order while active."""
+        return set(self.order[: self.judged[contestant]] if contestant in self.stopped else self.order)
+
+    def judged_questions(self, contestant: str) -> set[str]:
+        return set(self.order[: self.judged[contestant]])
+
+
+def settle(board: pd.DataFrame, judged: Mapping[str, int], settings: AdaptiveConfig,
+           previous: Mapping[str, Previous] | None = None, score_drop: float | None = None) -> dict[str, str]:
+    """Contestants of `board` (rating.compute_leaderboard on the questions judged so far) whose judging can stop,
+    with the reason; only those with at least `min_questions` judged questions."""
+    out = {}
+    for row in board.itertuples(index=False):
+        if judged.get(row.model, 0) < settings.min_questions or pd.isna(row.ci_low) or pd.isna(row.ci_high):
+            continue
+        before = (previous or {}).get(row.model)
+        if before is not None:
+            below_interval = row.ci_high < before.ci_low
+            below_drop = score_drop is not None and row.ci_high <= before.score - score_drop
+            if below_interval or below_drop:
+                out[row.model] = REGRESSED
+                continue
+            if row.ci_low >= before.ci_low and (score_drop is None or row.ci_low > before.score - score_drop):
+                out[row.model] = NOT_REGRESSED
+                continue
+        if (row.ci_high - row.ci_low) / 2 <= settings.ci_half_width:
+            out[row.model] = PRECISE
+    return out
+
+
+def advance(plan: AdaptivePlan, battles: pd.DataFrame, judged_questions: Mapping[str, set[str]], baseline: str,
+            settings: AdaptiveConfig, rating: RatingConfig, previous: Mapping[str, Previous] | None = None,
+            score_drop: float | None = None) -> bool:
+    """Process the next batch of the order if every active contestant's games on it are stored
+    (`judged_questions[c]`: the questions whose games of c are all stored, or cannot be posed); refit on the
+    questions judged so far and stop the contestants that are settled. Returns whether a batch was processed."""
+    from .rating import compute_leaderboard  # here: scipy is slow to import
+
+    if plan.done:
+        return False
+    start = plan.batches * settings.batch
+    batch = plan.order[start : start + settings.batch]
+    active = plan.active
+    if not batch or not active:
+        plan.done = True
+        return False
+    if any(not set(batch) <= judged_questions.get(c, set()) for c in active):
+        return False  # not judged yet (or a game failed): the next run resumes here
+    plan.batches += 1
+    for c in active:
+        plan.judged[c] = start + len(batch)
+    judged = {c: plan.judged_questions(c) for c in active}
+    kept = battles[[c in judged and q in judged[c] for q, c in zip(battles.question_id, battles.model_b)]]
+    if not kept.empty:
+        board = compute_leaderboard(kept, baseline, rounds=rating.rounds, seed=rating.seed, by=rating.bootstrap)
+        board = board[board.model.isin(active)]  # (the baseline's own row: pinned, never settled)
+        plan.stopped.update(settle(board, plan.judged, settings, previous, score_drop))
+    if not plan.active or start + len(batch) >= len(plan.order):
+        plan.done = True
+    return True
+
+
+def replay(order: Sequence[str], contestants: Sequence[str], battles: pd.DataFrame,
+           judged_questions: Mapping[str, set[str]], baseline: str, settings: AdaptiveConfig, rating: RatingConfig,
+           previous: Mapping[str, Previous] | None = None, score_drop: float | None = None) -> AdaptivePlan:
+    """The plan the stored verdicts give, batch by batch, as far as they go."""
+    plan = AdaptivePlan(list(order), list(contestants))
+    while advance(plan, battles, judged_questions, baseline, settings, rating, previous, score_drop):
+        pass
+    return plan
