@@ -104,6 +104,10 @@ def tally(scope: RunScope, store: Store, sets: AnswerSets, plan: AdaptivePlan | 
            for c in scope.contestants}
     rated = {j.name for j in scope.rated_judges}
     planned = {c.name: plan.questions(c.name) for c in scope.contestants[1:]} if plan is not None else None
+    if planned is not None and not scope.config.rating.adaptive.answers:  # only the planned answers are called for
+        needed = {scope.baseline.name: set().union(*planned.values()), **planned}
+        for c in scope.contestants:
+            per[c.name]["answers_missing"] = len(needed[c.name] - set(ids[c.name]))
     judged, judge_of = [], {}
     for judge in scope.judges:
         verdicts = store.verdicts(judge.config_id)
@@ -126,17 +130,24 @@ def tally(scope: RunScope, store: Store, sets: AnswerSets, plan: AdaptivePlan | 
     return Tally(ids, judged, per, expected - len(judged), judge_of)
 
 
-def settled_questions(scope: RunScope, store: Store, tally: Tally) -> dict[str, set[str]]:
-    """contestant → the questions whose games (by every judge) are all stored, or cannot be posed (an answer
-    is missing on either side): adaptive judging may move past them."""
+def settled_questions(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) -> dict[str, set[str]]:
+    """contestant → the questions whose games (by every judge) are all stored, or cannot be posed because an
+    answer on either side failed: adaptive judging may move past them."""
     stored = {game_id for game_id, _ in tally.judged_game_ids}
+    failed = store.failed_answers()
+
+    def asked(contestant) -> set[str]:  # answered, or asked and failed: an answer never asked for settles nothing
+        set_id = sets.set_id(contestant)
+        return set(tally.answer_ids[contestant.name]) | {q for s, q in failed if s == set_id}
+
+    baseline = asked(scope.baseline)
     out: dict[str, set[str]] = {}
     for c in scope.contestants[1:]:
         pending: set[str] = set()
         for judge in scope.judges:
             pending |= {g.question_id for g in current_games(scope, tally.answer_ids, judge)
                         if g.contestant == c.name and g.game_id not in stored}
-        out[c.name] = {q.question_id for q in scope.questions} - pending
+        out[c.name] = (baseline & asked(c)) - pending
     return out
 
 
@@ -182,7 +193,7 @@ def adaptive_plan(scope: RunScope, store: Store, sets: AnswerSets) -> AdaptivePl
     recorded, previous_run = store.adaptive_previous(adaptive_key(scope, sets))
     previous = previous_results(scope, store, previous_run if recorded else latest_comparable_run(scope, store))
     order = question_order([q.question_id for q in scope.questions], scope.config.rating.seed)
-    return replay(order, [c.name for c in scope.contestants[1:]], battles, settled_questions(scope, store, full),
+    return replay(order, [c.name for c in scope.contestants[1:]], battles, settled_questions(scope, store, sets, full),
                   scope.baseline.name, settings, scope.config.rating, previous, scope.config.regression.score_drop)
 
 

@@ -297,7 +297,7 @@ class Arena:
                 counted = tally(scope, store, sets)
                 judgments = current_judgments(scope, store, counted)
                 by_judge = {j.name: [x for x in judgments if x.judge_config_id == j.config_id] for j in scope.rated_judges}
-                if not advance(plan, rated_battles(scope, by_judge), settled_questions(scope, store, counted),
+                if not advance(plan, rated_battles(scope, by_judge), settled_questions(scope, store, sets, counted),
                                scope.baseline.name, settings, self.config.rating, previous,
                                self.config.regression.score_drop):
                     break  # a game of this batch failed: the next run resumes here

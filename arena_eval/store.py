@@ -509,6 +509,11 @@ class Store:
              time.time()),
         )
 
+    def failed_answers(self) -> set[tuple[str, str]]:
+        """(answer set id, question id) of every answer that failed in some run, for good or until asked again."""
+        rows = self.db.execute("SELECT DISTINCT config_id, question_id FROM errors WHERE stage='answer'")
+        return {(r[0], r[1]) for r in rows}
+
     def errors(self, run_id: str | None = None) -> list[dict[str, Any]]:
         query, args = "SELECT * FROM errors", ()
         if run_id is not None:

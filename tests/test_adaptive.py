@@ -113,3 +113,42 @@ def test_adaptive_settings_out_of_range_are_config_errors(tmp_path):
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         with pytest.raises(ConfigError, match=pattern):
             load_config(path)
+
+
+@pytest.mark.slow
+def test_a_nightly_run_stops_a_contestant_once_its_regression_verdict_is_settled_either_way(tmp_path, fake_server):
+    """Last night: a and b both at 1200. Tonight a's new build is far worse and b's far better (new model ids, so new
+    answers and games). W is too small to ever stop on precision: what stops them is the regression rule, settled
+    either way long before the set is used up."""
+    server = fake_server(judge_verdict="strength", strengths={"m-base": 1000.0, "m-a": 1200.0, "m-b": 1200.0,
+                                                             "m-a-new": 700.0, "m-b-new": 1600.0})
+    folder = tmp_path / "nightly"
+    last_night = config(folder, server, {"m-base": 0, "m-a": 0, "m-b": 0})
+    assert Arena(load_config(last_night)).run_sync().exit_code == 0
+    data = yaml.safe_load(last_night.read_text())
+    data["contestants"][1]["model"], data["contestants"][2]["model"] = "m-a-new", "m-b-new"
+    data["rating"]["adaptive"] = {"ci_half_width": 0.5, "min_questions": 20, "batch": 20}
+    data["regression"] = {"score_drop": 5}
+    last_night.write_text(yaml.safe_dump(data, sort_keys=False))
+    before = server.requests["judge-model"]
+    tonight = Arena(load_config(last_night)).run_sync()
+    a = tonight.summary.adaptive
+    assert a.stopped == {"a": [a.stopped["a"][0], REGRESSED], "b": [a.stopped["b"][0], NOT_REGRESSED]}, a.stopped
+    assert a.stopped["a"][0] < 200 and a.stopped["b"][0] < 200
+    assert server.requests["judge-model"] - before == a.games_judged < a.games_full
+    assert tonight.regressions.model.tolist() == ["a"] and tonight.exit_code == 3  # the verdict the stop foresaw
+
+
+@pytest.mark.slow
+def test_with_answers_false_collection_stops_with_judging(tmp_path, fake_server):
+    strengths = {"m-base": 1000.0, "m-strong": 1400.0, "m-weak": 600.0}
+    server = fake_server(judge_verdict="strength", strengths=strengths)
+    adaptive = {"ci_half_width": 5, "min_questions": 40, "batch": 20, "answers": False}
+    result = Arena(load_config(config(tmp_path / "lean", server, strengths, adaptive=adaptive))).run_sync()
+    a = result.summary.adaptive
+    assert result.exit_code == 0 and set(a.stopped) == {"strong", "weak"}, a
+    for model, name in (("m-strong", "strong"), ("m-weak", "weak")):
+        # the answers asked for are those of the questions it was judged on, no more
+        assert server.requests[model] == a.stopped[name][0] < 200, (model, server.requests[model])
+    assert server.requests["m-base"] == max(n for n, _ in a.stopped.values())
+    assert result.summary.answers_missing == 0  # questions it was not judged on are not missing: not called for
