@@ -460,6 +460,206 @@ def agreement(
                   f"{'; '.join(report.unmatched_examples)}", highlight=False)
 
 
+def _quality_source(config: Optional[Path], battles: Optional[Path], judgments: Optional[Path], baseline: Optional[str],
+                    rounds: Optional[int], seed: Optional[int]):
+    """The battles to judge a benchmark by, with their bootstrap: a run's stored verdicts (--config: its
+    rating settings, the very rounds behind its leaderboard's intervals) or a battles file / judgment folder."""
+    from .quality import bootstrap_scores
+
+    given = [name for name, value in (("--battles", battles), ("--judgments", judgments)) if value is not None]
+    if len(given) > 1:
+        raise ArenaError("give --battles or --judgments, not both")
+    if not given:
+        cfg = _load(config)
+        board = _arena(cfg).stored_leaderboard()
+        rating = cfg.rating
+        if board.battles.empty:
+            raise ArenaError(f"{cfg.name}: no parsed verdict is stored yet; run `arena-eval run` with this config "
+                             "first")
+        style = None
+        if rating.style_control:
+            from .style import STYLE_COLUMNS
+            style = list(STYLE_COLUMNS)
+        n_rounds = rounds if rounds is not None else rating.rounds
+        n_seed = seed if seed is not None else rating.seed
+        boot = bootstrap_scores(board.battles, cfg.baseline, n_rounds, n_seed, rating.bootstrap, style)
+        return board.battles, cfg.baseline, board.frame.set_index("model")["score"], boot, cfg.name
+    if not baseline:
+        raise ArenaError(f"{given[0]} needs --baseline NAME (the model every score is relative to)")
+    from .interop import read_battles, read_judgments
+    from .rating import compute_leaderboard
+
+    frame = read_battles(battles) if battles is not None else read_judgments(judgments, baseline=baseline)
+    source = battles if battles is not None else judgments
+    n_rounds, n_seed = rounds if rounds is not None else 1000, seed if seed is not None else 42
+    try:
+        board = compute_leaderboard(frame, baseline, rounds=0, seed=n_seed)
+        boot = bootstrap_scores(frame, baseline, n_rounds, n_seed)
+    except ValueError as exc:
+        raise ArenaError(f"{source}: {exc}") from None
+    return frame, baseline, board.set_index("model")["score"], boot, source.name
+
+
+def _arena(cfg):
+    from .pipeline import Arena
+
+    return Arena(cfg)
+
+
+@app.command()
+def quality(
+    config: Optional[Path] = ConfigOption,
+    battles: Optional[Path] = typer.Option(None, "--battles", help="An arena-hard battles JSONL file instead of a run."),
+    judgments: Optional[Path] = typer.Option(None, "--judgments", help="An arena-hard model_judgment folder instead of "
+                                             "a run."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Baseline model (required with --battles and "
+                                           "--judgments)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="A leaderboard to compare with: CSV with "
+                                             "columns model, score and optionally ci_low, ci_high (arena-hard's "
+                                             "rating_q025/rating_q975 too); extra columns are ignored."),
+    questions: bool = typer.Option(False, "--questions", help="Also each question's discrimination, tie rate and "
+                                   "judge disagreement, least useful first."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="Bootstrap rounds (default: the run's "
+                                         "rating.rounds; 1000 for --battles)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default: the run's rating.seed; 42)."),
+    format: Format = FormatOption,
+) -> None:
+    """Is the benchmark good enough: separability, and agreement with a reference ranking (docs/quality.md)."""
+    try:
+        frame, base, point, boot, title = _quality_source(config, battles, judgments, baseline, rounds, seed)
+        from .quality import benchmark_quality, outcome_disagreement, question_diagnostics, read_reference
+
+        ref = read_reference(reference) if reference is not None else None
+        try:
+            result = benchmark_quality(boot, point, ref)
+        except ValueError as exc:
+            raise ArenaError(f"{reference}: {exc}" if reference is not None else str(exc)) from None
+        per_question = question_diagnostics(frame, outcome_disagreement(frame), base) if questions else None
+    except ArenaError as exc:
+        _fail(exc)
+    data = {"source": str(title), "baseline": base, **result.to_dict()}
+    if format is Format.json:
+        if per_question is not None:
+            data["questions"] = _records(per_question)
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    metrics = _quality_metrics(data)
+    if format is Format.csv:
+        (per_question if per_question is not None else metrics).to_csv(sys.stdout, index=False)
+        return
+    intervals = pd.DataFrame(data["intervals"])
+    if ref is not None:
+        intervals["reference_score"] = intervals.model.map(ref.set_index("model").score)
+    _print_frame(intervals, format, f"{title}: scores vs baseline {base} (95% CI)")
+    _print_frame(metrics, format, "benchmark quality")
+    if ref is not None and (data["unmatched"]["ours"] or data["unmatched"]["reference"]):
+        only = data["unmatched"]["reference"]
+        err.print(f"not in the reference: {', '.join(data['unmatched']['ours']) or 'none'}; in the reference only: "
+                  f"{len(only)} model(s)" + (f" ({', '.join(only[:5])}{', …' if len(only) > 5 else ''})" if only else ""),
+                  highlight=False)
+    if per_question is not None:
+        _print_frame(per_question.head(20), format, "the 20 least useful questions (least useful first; --format "
+                     "csv or json for all)", ("tie_rate", "judge_disagreement"))
+
+
+def _quality_metrics(data: dict) -> pd.DataFrame:
+    """The quality report's figures as rows: metric, value, ci_low, ci_high, over (what it counts)."""
+    rows = [("separability", data["separability"], None, None,
+             f"{data['separated_pairs']} of {data['pairs']} pairs of {data['n_models']} models")]
+    if data.get("spearman") is not None:
+        matched = f"{len(data['matched'])} models in both"
+        rows += [("spearman", data["spearman"], data["spearman_ci_low"], data["spearman_ci_high"], matched),
+                 ("kendall", data["kendall"], data["kendall_ci_low"], data["kendall_ci_high"], matched),
+                 ("agreement_with_confidence", data["agreement_with_confidence"], None, None,
+                  f"{data['reference_separated_pairs']} pairs the reference separates"),
+                 ("pair_brier", data["pair_brier"], None, None, f"{data['brier_pairs']} pairs (0 best, 0.25 a coin)")]
+    return pd.DataFrame(rows, columns=["metric", "value", "ci_low", "ci_high", "over"])
+
+
+@app.command()
+def prune(
+    config: Optional[Path] = ConfigOption,
+    size: int = typer.Option(..., "--size", help="How many questions to keep (at least 2, fewer than the set)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the smaller question set (JSONL)."),
+    splits: int = typer.Option(20, "--splits", min=1, help="Held-out bootstrap splits for the estimate."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the splits and tie-breaks (default: the run's "
+                                       "rating.seed)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+    format: Format = FormatOption,
+) -> None:
+    """Write a smaller question set that keeps the run's ranking, and say what it keeps and saves (docs/quality.md)."""
+    try:
+        cfg = _load(config)
+        arena = _arena(cfg)
+        n = len(arena.questions)
+        if size < 2 or size >= n:
+            raise ArenaError(f"--size {size}: keep at least 2 questions and fewer than the set's {n}")
+        if out.resolve() == cfg.questions_path.resolve():
+            raise ArenaError(f"--out {out} is the run's own question file; write the smaller set elsewhere")
+        if out.exists() and not force:
+            raise ArenaError(f"--out {out} exists; pass --force to overwrite it")
+        board = arena.stored_leaderboard()
+        if board.battles.empty:
+            raise ArenaError(f"{cfg.name}: no parsed verdict is stored yet; run `arena-eval run` with this config first")
+        from .leaderboard import pruning_savings
+        from .quality import prune_questions
+
+        judged = set(board.battles.question_id)
+        if size >= len(judged):
+            raise ArenaError(f"--size {size}: only {len(judged)} of the {n} questions have verdicts; keep fewer, "
+                             "or finish the run first")
+        n_seed = seed if seed is not None else cfg.rating.seed
+        try:
+            result = prune_questions(board.battles, cfg.baseline, size, seed=n_seed, splits=splits, rounds=100)
+        except ValueError as exc:
+            raise ArenaError(str(exc)) from None
+        kept = set(result.question_ids)
+        _write_jsonl_atomically(out, [r for r in arena.questions.to_records() if r["id"] in kept])
+    except ArenaError as exc:
+        _fail(exc)
+    savings = pruning_savings(arena.scope, board, n - size)
+    data = {**result.to_dict(), "out": str(out), "unjudged_questions": n - len(judged), **savings}
+    if format is Format.json:
+        data.pop("per_split")
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    if format is Format.csv:
+        pd.DataFrame([{k: v for k, v in data.items() if k not in ("per_split", "question_ids")}]).to_csv(
+            sys.stdout, index=False)
+        return
+    echo(f"wrote {out}: {size} of {n} questions (the most discriminating; docs/quality.md)")
+    echo(f"on {result.splits} held-out splits (medians; each half of the set stands for the benchmark): Kendall tau "
+         f"{result.kendall_tau:.3f} (worst {result.kendall_tau_min:.3f}; a random subset of the same size: "
+         f"{result.random_kendall_tau:.3f}); separability {result.separability:.0%} (random subset "
+         f"{result.random_separability:.0%}, the held-out half {result.full_separability:.0%}; "
+         + ("on games the choice did not see)" if result.separability_held_out
+            else "in-sample, optimistic: one game per pair, nothing to hold out)"))
+    echo("per full run it saves: " + _savings_text(savings))
+    if n - len(judged):
+        err.print(f"note: {n - len(judged)} question(s) have no verdicts (not judged yet, or adaptive judging stopped "
+                  "before them) and were never kept", highlight=False)
+
+
+def _savings_text(s: dict) -> str:
+    parts = [f"{s['judge_calls_saved']:,} judge calls", f"{s['answers_saved']:,} answers"]
+    tokens = [t for t in (s["judge_tokens_saved"], s["answer_tokens_saved"]) if t is not None]
+    if tokens:
+        parts.append(f"≈{sum(tokens):,.0f} tokens" + ("" if len(tokens) == 2 else " (part unknown)"))
+    parts.append(f"≈{s['cost_saved']:.4f} in cost" if s["cost_saved"] is not None else "cost unknown")
+    wh = [w for w in (s["judge_wh_saved"], s["answer_wh_saved"]) if w is not None]
+    parts.append(f"≈{sum(wh):.3g} Wh" + ("" if len(wh) == 2 else " (part unknown)") if wh else "Wh unknown")
+    return ", ".join(parts)
+
+
+def _write_jsonl_atomically(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
 @app.command()
 def history(
     config: Optional[Path] = ConfigOption,

@@ -595,23 +595,67 @@ def contestant_outcome(verdict: str, game: int) -> str:
 
 
 
+def judge_spend_per_game(board: Leaderboard) -> tuple[float | None, float | None, float | None]:
+    """The judges' average tokens, cost and Wh per stored game (None where unknown)."""
+    pooled = board.judges[board.judges.judge == "pooled"].iloc[0] if board.judges is not None else None
+    games = float(pooled.games) if pooled is not None and pooled.games else 0.0
+
+    def per_game(total):
+        return None if total is None or pd.isna(total) or not games else float(total) / games
+
+    tokens = None if pooled is None else float(pooled.input_tokens) + float(pooled.output_tokens)
+    return (per_game(tokens), per_game(None if pooled is None else pooled.cost),
+            per_game(board.energy_overview.judge_wh))
+
+
+def _times(per_item: float | None, count: float) -> float | None:
+    return None if per_item is None else per_item * count
+
+
 def adaptive_summary(scope: RunScope, plan: AdaptivePlan, board: Leaderboard) -> AdaptiveSummary:
     """What adaptive judging saved against judging every game: games, and (estimated from the judged games'
     average) the judges' tokens, cost and energy."""
     per_question = 2 * len(scope.judges)
     full = per_question * len(plan.order) * len(plan.contestants)
     judged = per_question * sum(len(plan.judged_questions(c)) for c in plan.contestants)
-    pooled = board.judges[board.judges.judge == "pooled"].iloc[0] if board.judges is not None else None
-    games = float(pooled.games) if pooled is not None and pooled.games else 0.0
     saved = full - judged
-
-    def scaled(total):
-        return None if total is None or pd.isna(total) or not games else float(total) / games * saved
-
-    tokens = None if pooled is None else float(pooled.input_tokens) + float(pooled.output_tokens)
+    tokens, cost, wh = judge_spend_per_game(board)
     return AdaptiveSummary(
-        games_judged=judged, games_full=full, games_saved=saved, tokens_saved=scaled(tokens),
-        cost_saved=scaled(None if pooled is None else pooled.cost), wh_saved=scaled(board.energy_overview.judge_wh),
+        games_judged=judged, games_full=full, games_saved=saved, tokens_saved=_times(tokens, saved),
+        cost_saved=_times(cost, saved), wh_saved=_times(wh, saved),
         stopped={c: [len(plan.judged_questions(c)), reason] for c, reason in plan.stopped.items()},
         complete=plan.done,
     )
+
+
+def pruning_savings(scope: RunScope, board: Leaderboard, dropped: int) -> dict[str, float | int | None]:
+    """What a full run over a set `dropped` questions smaller saves: judge calls and answers, and (from the stored
+    averages) tokens, cost and Wh, each None where a figure behind it is unknown."""
+    n = len(scope.questions)
+    calls = 2 * len(scope.judges) * (len(scope.contestants) - 1) * dropped
+    tokens, cost, wh = judge_spend_per_game(board)
+    rows = board.frame.set_index("model")
+    answer_tokens = answer_cost = answer_wh = 0.0
+    for c in scope.contestants:
+        row = rows.loc[c.name]
+        answered = n - int(row.answers_missing)
+        tokens_in, tokens_out = _number(row.avg_input_tokens), _number(row.avg_output_tokens)
+        spent, energy = _number(row.answer_cost), _number(row.wh_per_pass)
+        answer_tokens = _add(answer_tokens, None if tokens_in is None or tokens_out is None
+                             else (tokens_in + tokens_out) * dropped)
+        answer_cost = _add(answer_cost, None if spent is None or not answered else spent / answered * dropped)
+        answer_wh = _add(answer_wh, None if energy is None else energy / n * dropped)
+    return {
+        "questions_dropped": dropped,
+        "judge_calls_saved": calls,
+        "answers_saved": len(scope.contestants) * dropped,
+        "judge_tokens_saved": _times(tokens, calls),
+        "answer_tokens_saved": answer_tokens,
+        "cost_saved": _add(_times(cost, calls), answer_cost),
+        "judge_wh_saved": _times(wh, calls),
+        "answer_wh_saved": answer_wh,
+    }
+
+
+def _add(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a + b

@@ -335,14 +335,18 @@ class Arena:
                 result.regressions = find_regressions(store, run_id, self.config.regression.score_drop)
             return self._write_report(store, sets, board, result, path or self.config.output_dir / "report.html")
 
-    def judge_diagnostics(self) -> tuple[pd.DataFrame, list[str]]:
-        """The judges' diagnostics from what is stored (no requests, no run lock): one row per judge and "pooled",
-        and the warnings about unreliable judges in plain words."""
+    def stored_leaderboard(self) -> Leaderboard:
+        """The leaderboard of what is stored (no requests, no run lock), with its battles and judge figures."""
         with self.open_store() as store:
             sets = self.answer_sets(store)
             result = Result("(stored)", RunSummary("(stored)", len(self.questions), []), None, self.config.output_dir)
-            board = self._leaderboard(store, sets, result)
-            return board.judges, board.judge_concerns
+            return self._leaderboard(store, sets, result)
+
+    def judge_diagnostics(self) -> tuple[pd.DataFrame, list[str]]:
+        """The judges' diagnostics from what is stored (no requests, no run lock): one row per judge and "pooled",
+        and the warnings about unreliable judges in plain words."""
+        board = self.stored_leaderboard()
+        return board.judges, board.judge_concerns
 
     def judgments_by_judge(self) -> dict[str, list]:
         """Each judge's stored verdicts on the current games (named by today's contestant names)."""

@@ -312,6 +312,12 @@ def _interval_order(low: np.ndarray, high: np.ndarray) -> np.ndarray:
     return above.astype(int) - below.astype(int)
 
 
+def separability(low: Sequence[float], high: Sequence[float]) -> float:
+    """The share of pairs whose intervals [low, high] do not overlap (models with an unknown end left out; NaN
+    with fewer than two): a leaderboard's separability straight from its ci_low and ci_high columns."""
+    return _separability(np.asarray(low, dtype=float), np.asarray(high, dtype=float))
+
+
 def _separability(low: np.ndarray, high: np.ndarray) -> float:
     known = np.isfinite(low) & np.isfinite(high)
     n = int(known.sum())
@@ -496,6 +502,18 @@ def question_diagnostics(
     return frame.iloc[order].reset_index(drop=True)
 
 
+def outcome_disagreement(battles: pd.DataFrame) -> dict[str, float]:
+    """question_id → the share of its contestants whose verdicts disagree: the battle rows of one contestant on
+    one question (two position-swapped games per judge) do not all name the same winner. It counts a judge that
+    contradicts itself once the positions are swapped as well as judges that contradict each other; a
+    contestant with a single parsed game on the question is left out (nothing to disagree with)."""
+    frame = _validate(battles, need_questions=True)
+    frame = frame[frame["model_a"] != frame["model_b"]]
+    pairs = frame.groupby(["question_id", "model_a", "model_b"], sort=True)["winner"].agg(["nunique", "size"])
+    pairs = pairs[pairs["size"] > 1]
+    return (pairs["nunique"] > 1).groupby(level="question_id").mean().astype(float).to_dict()
+
+
 # --- pruning -----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, eq=False)
@@ -512,6 +530,7 @@ class PruneResult:
     separability: float  # median over splits: the subset's separability
     random_separability: float  # the same for the random subset
     full_separability: float  # median over splits: the held-out half's separability
+    separability_held_out: bool  # True: measured on games the choice did not see (two games or more per pair)
     seed: int
     splits: int
     rounds: int
@@ -521,7 +540,8 @@ class PruneResult:
         """Plain JSON-ready values (NaN becomes None); `per_split` as a list of records."""
         out = {name: _plain(getattr(self, name)) for name in (
             "size", "n_questions", "kept_fraction", "kendall_tau", "kendall_tau_min", "random_kendall_tau",
-            "separability", "random_separability", "full_separability", "seed", "splits", "rounds")}
+            "separability", "random_separability", "full_separability", "separability_held_out", "seed", "splits",
+            "rounds")}
         out["question_ids"] = [_plain(q) for q in self.question_ids]
         out["per_split"] = [{k: _plain(v) for k, v in row.items()} for row in self.per_split.to_dict("records")]
         return out
@@ -574,28 +594,46 @@ def prune_questions(
     slope, spread, _ = _discrimination(data.points, data.weight)
     chosen = _usefulness_order(slope, spread, tiebreak)[::-1][:size]
 
+    # Separability is checked on verdicts the choice did not see: the rule chooses on the first game of each
+    # question and contestant (per judge: every other battle row), the intervals come from the other games. A
+    # choice checked on its own verdicts would count the luck it was chosen for as separation.
+    game = frame.groupby(["question_id", "model_a", "model_b"], sort=False).cumcount().to_numpy()
+    choose_rows, check_rows = frame[game % 2 == 0], frame[game % 2 == 1]
+    held_out_games = check_rows["question_id"].nunique() >= n / 2
+    if held_out_games:
+        choice = _outcomes(choose_rows, baseline)
+        check_by_question = check_rows.groupby("question_id", sort=True).indices
+    else:  # one game per pair: nothing to hold out, the separability is the optimistic in-sample one
+        choice, check_rows = data, frame
+        check_by_question = frame.groupby("question_id", sort=True).indices
+
     rows = []
     by_question = frame.groupby("question_id", sort=True).indices  # positions of each question's battles
     for split in range(splits):
         order = rng.permutation(n)
         half, held_out = np.sort(order[: n // 2]), np.sort(order[n // 2:])
         keep = min(len(half), max(1, round(size * len(half) / n)))
-        s, w = data.points[half], data.weight[half]
-        slope, spread, _ = _discrimination(s, w)
+        slope, spread, _ = _discrimination(data.points[half], data.weight[half])
         kept = half[_usefulness_order(slope, spread, tiebreak[half])[::-1][:keep]]
+        slope, spread, _ = _discrimination(choice.points[half], choice.weight[half])
+        kept_blind = half[_usefulness_order(slope, spread, tiebreak[half])[::-1][:keep]]
         drawn = rng.choice(half, size=keep, replace=False)
-        sub = _board(frame, by_question, data.questions[kept], baseline, rounds, seed)
-        full = _board(frame, by_question, data.questions[held_out], baseline, rounds, seed)
-        rand = _board(frame, by_question, data.questions[drawn], baseline, rounds, seed)
+        full = _board(frame, by_question, data.questions[held_out], baseline, 0, seed)["score"]
+
+        def separable(questions: np.ndarray) -> float:
+            board = _board(check_rows, check_by_question, data.questions[questions], baseline, rounds, seed)
+            return _separability(board["ci_low"].to_numpy(), board["ci_high"].to_numpy())
+
         rows.append({
             "split": split,
             "kept": keep,
             "held_out": len(held_out),
-            "kendall_tau": _tau(sub["score"], full["score"]),
-            "random_kendall_tau": _tau(rand["score"], full["score"]),
-            "separability": _separability(sub["ci_low"].to_numpy(), sub["ci_high"].to_numpy()),
-            "random_separability": _separability(rand["ci_low"].to_numpy(), rand["ci_high"].to_numpy()),
-            "full_separability": _separability(full["ci_low"].to_numpy(), full["ci_high"].to_numpy()),
+            "kendall_tau": _tau(_board(frame, by_question, data.questions[kept], baseline, 0, seed)["score"], full),
+            "random_kendall_tau": _tau(_board(frame, by_question, data.questions[drawn], baseline, 0, seed)["score"],
+                                       full),
+            "separability": separable(kept_blind),
+            "random_separability": separable(drawn),
+            "full_separability": separable(held_out),
         })
     per_split = pd.DataFrame(rows)
 
@@ -613,11 +651,12 @@ def prune_questions(
         separability=median("separability"), random_separability=median("random_separability"),
         full_separability=median("full_separability"),
         seed=seed, splits=int(splits), rounds=int(rounds), per_split=per_split,
+        separability_held_out=bool(held_out_games),
     )
 
 
 def _battles_of(frame: pd.DataFrame, by_question: Mapping, questions: np.ndarray) -> pd.DataFrame:
-    return frame.iloc[np.concatenate([by_question[q] for q in questions])]
+    return frame.iloc[np.concatenate([by_question[q] for q in questions if q in by_question])]
 
 
 def _board(frame, by_question, questions, baseline, rounds, seed) -> pd.DataFrame:

@@ -55,6 +55,7 @@ def render_report(data: ReportData) -> str:
         "categories": _category_scores(board.battles, data.categories, data.contestants),
         "diagnostics": _diagnostics(board.rows, board.diagnostics, data.contestants, data.baseline),
         **_judges(board, data.rated),
+        "benchmark": _benchmark(board, data),
         "regressions": data.regressions,
         "summary": data.summary,
         "questions": data.questions,
@@ -216,6 +217,31 @@ def _judges(board, rated: str) -> dict[str, Any]:
                  for name, scores in board.per_judge.items()}
     return {"judges": rows, "judge_names": names if len(names) > 1 else [], "judge_concerns": board.judge_concerns,
             "per_judge": per_judge, "rated": rated}
+
+
+# --- the benchmark ------------------------------------------------------------------------------------------
+
+LEAST_USEFUL_SHOWN = 10
+
+
+def _benchmark(board, data: ReportData) -> dict[str, Any]:
+    """Separability of this run's scores, adaptive judging's account, and the least useful questions."""
+    from .quality import outcome_disagreement, question_diagnostics, separability
+
+    scored = [r for r in board.rows if _num(r.ci_low) is not None and _num(r.ci_high) is not None]
+    n = len(scored)
+    out: dict[str, Any] = {"pairs": n * (n - 1) // 2, "adaptive": data.summary.adaptive, "questions": []}
+    if n >= 2:
+        share = separability([r.ci_low for r in scored], [r.ci_high for r in scored])
+        out.update(separability=share, separated=round(share * out["pairs"]))
+    battles = board.battles
+    if not battles.empty and len(data.contestants) >= 1:
+        anchors = {q.id: i for i, q in enumerate(data.questions, start=1)}
+        frame = question_diagnostics(battles, outcome_disagreement(battles), data.baseline)
+        out["questions"] = [{**{k: (_num(v) if k not in ("question_id", "contestants") else v)
+                                for k, v in row.items()}, "anchor": anchors.get(row["question_id"])}
+                            for row in frame.head(LEAST_USEFUL_SHOWN).to_dict("records")]
+    return out
 
 
 # --- judge diagnostics -------------------------------------------------------------------------------------
