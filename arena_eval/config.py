@@ -269,6 +269,13 @@ class RatingConfig(_Strict):
     # Off by default: every game is judged.
     adaptive: AdaptiveConfig | None = None
 
+    @model_validator(mode="after")
+    def _adaptive_needs_intervals(self) -> "RatingConfig":
+        if self.adaptive is not None and self.rounds < 1:
+            raise ValueError("adaptive judging stops on the bootstrap intervals: set rounds to 1 or more "
+                             "(1000 by default), or remove adaptive")
+        return self
+
 
 class RegressionConfig(_Strict):
     """When a contestant counts as regressed against its previous run (`run` exits 3 and lists it)."""

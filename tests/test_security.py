@@ -17,7 +17,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import yaml
 from aiohttp import web
 from conftest import write_config
 from fake_server import FakeServer, Faults
