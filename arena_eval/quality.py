@@ -304,11 +304,16 @@ def _intervals(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
+# Gaps narrower than this (score points) are the solver's rounding, not separation: a contestant that tied the
+# baseline in every round scores 49.999999998, not 50, and [37.5, 49.999999998] must still touch [50, 50].
+SEPARATION_TOLERANCE = 1e-6
+
+
 def _interval_order(low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """(n × n): +1 where row i's interval lies strictly above column j's, −1 strictly below, 0 where they overlap
-    (or either is unknown)."""
-    above = low[:, None] > high[None, :]
-    below = high[:, None] < low[None, :]
+    or touch (within SEPARATION_TOLERANCE), or either is unknown."""
+    above = low[:, None] > high[None, :] + SEPARATION_TOLERANCE
+    below = high[:, None] + SEPARATION_TOLERANCE < low[None, :]
     return above.astype(int) - below.astype(int)
 
 

@@ -370,3 +370,12 @@ def test_pruning_checks_separability_on_games_the_choice_did_not_see():
     # One game per question and contestant: nothing to hold out; the result says its separability is in-sample.
     single = battles.groupby(["question_id", "model_b"], sort=False).head(1)
     assert not prune_questions(single, "base", 15, splits=2, rounds=20).separability_held_out
+
+
+def test_intervals_that_touch_up_to_the_solvers_rounding_overlap():
+    """A contestant that tied the baseline in its best rounds scores 49.999999998 there, not 50 (the fit's
+    tolerance): its interval still touches the baseline's [50, 50]."""
+    from arena_eval.quality import separability
+
+    assert separability([50.0, 37.5], [50.0, 49.999999998]) == 0.0
+    assert separability([50.0, 37.5], [50.0, 49.99]) == 1.0
