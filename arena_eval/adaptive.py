@@ -10,6 +10,11 @@ gets no further games once, after at least `min_questions` questions,
   already at or above the previous interval's lower end, and above the previous score minus `score_drop` when that
   rule is set ("not regressed"). More questions only narrow an interval, so the verdict would not change.
 
+Every decision reads the interval widened, where needed, to at least the Wilson 95 % half-width of the
+contestant's share of battles won (ties count half) on the questions judged so far: a contestant that won every
+early game has a bootstrap interval of width 0 (every resample wins everything), which says nothing about how
+precise its score is. The Wilson bound is what a perfect 40-game record still leaves open (about ±4.4 points).
+
 The plan (who is judged on how many questions of the order) is a pure function of the stored verdicts: a run
 extends it batch by batch, and scoring replays it from the store, batch by batch, with the same decisions. So it is
 deterministic for a seed and resumable after a kill: a batch whose games are all stored is not asked again, and
@@ -25,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .config import AdaptiveConfig, RatingConfig
+from .style import STYLE_COLUMNS
 
 PRECISE, REGRESSED, NOT_REGRESSED = "precise", "regressed", "not regressed"
 
@@ -74,27 +80,51 @@ class AdaptivePlan:
         return set(self.order[: self.judged[contestant]])
 
 
+WILSON_Z = 1.959963984540054  # the normal 97.5th percentile: a 95 % interval
+
+
+def wilson_half_width(points: float, games: float) -> float:
+    """Half-width, in score points (0–100), of the Wilson 95 % interval of a share `points / games`."""
+    if games <= 0:
+        return 50.0
+    p, z2 = points / games, WILSON_Z ** 2
+    return 100 * WILSON_Z * np.sqrt(p * (1 - p) / games + z2 / (4 * games ** 2)) / (1 + z2 / games)
+
+
 def settle(board: pd.DataFrame, judged: Mapping[str, int], settings: AdaptiveConfig,
-           previous: Mapping[str, Previous] | None = None, score_drop: float | None = None) -> dict[str, str]:
+           previous: Mapping[str, Previous] | None = None, score_drop: float | None = None,
+           floor: Mapping[str, float] | None = None) -> dict[str, str]:
     """Contestants of `board` (rating.compute_leaderboard on the questions judged so far) whose judging can stop,
-    with the reason; only those with at least `min_questions` judged questions."""
+    with the reason; only those with at least `min_questions` judged questions. `floor[c]`: the least half-width
+    c's interval is read with (wilson_half_width of its battles), so that a unanimous early record, whose
+    bootstrap interval has width 0, does not pass for a precise one."""
     out = {}
     for row in board.itertuples(index=False):
         if judged.get(row.model, 0) < settings.min_questions or pd.isna(row.ci_low) or pd.isna(row.ci_high):
             continue
+        least = (floor or {}).get(row.model, 0.0)
+        low, high = min(row.ci_low, row.score - least), max(row.ci_high, row.score + least)
         before = (previous or {}).get(row.model)
         if before is not None:
-            below_interval = row.ci_high < before.ci_low
-            below_drop = score_drop is not None and row.ci_high <= before.score - score_drop
+            below_interval = high < before.ci_low
+            below_drop = score_drop is not None and high <= before.score - score_drop
             if below_interval or below_drop:
                 out[row.model] = REGRESSED
                 continue
-            if row.ci_low >= before.ci_low and (score_drop is None or row.ci_low > before.score - score_drop):
+            if low >= before.ci_low and (score_drop is None or low > before.score - score_drop):
                 out[row.model] = NOT_REGRESSED
                 continue
-        if (row.ci_high - row.ci_low) / 2 <= settings.ci_half_width:
+        if (high - low) / 2 <= settings.ci_half_width:
             out[row.model] = PRECISE
     return out
+
+
+def battle_floor(battles: pd.DataFrame) -> dict[str, float]:
+    """contestant (model_b) → the Wilson half-width of its share of battles won against the baseline, ties half,
+    each battle row counted once whatever its weight."""
+    won = (battles.winner == "model_b") + 0.5 * (battles.winner == "tie")
+    totals = won.groupby(battles.model_b).agg(["sum", "size"])
+    return {model: wilson_half_width(row["sum"], row["size"]) for model, row in totals.iterrows()}
 
 
 def advance(plan: AdaptivePlan, battles: pd.DataFrame, judged_questions: Mapping[str, set[str]], baseline: str,
@@ -121,9 +151,11 @@ def advance(plan: AdaptivePlan, battles: pd.DataFrame, judged_questions: Mapping
     judged = {c: plan.judged_questions(c) for c in active}
     kept = battles[[c in judged and q in judged[c] for q, c in zip(battles.question_id, battles.model_b)]]
     if not kept.empty:
-        board = compute_leaderboard(kept, baseline, rounds=rating.rounds, seed=rating.seed, by=rating.bootstrap)
+        style = list(STYLE_COLUMNS) if rating.style_control else None  # the fit the leaderboard will publish
+        board = compute_leaderboard(kept, baseline, rounds=rating.rounds, seed=rating.seed, by=rating.bootstrap,
+                                    style=style)
         board = board[board.model.isin(active)]  # (the baseline's own row: pinned, never settled)
-        plan.stopped.update(settle(board, plan.judged, settings, previous, score_drop))
+        plan.stopped.update(settle(board, plan.judged, settings, previous, score_drop, battle_floor(kept)))
     if not plan.active or start + len(batch) >= len(plan.order):
         plan.done = True
     return True

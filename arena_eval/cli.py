@@ -202,18 +202,21 @@ def _print_judge_warnings(s) -> None:
         err.print(f"[yellow]warning: {warning}[/yellow]", highlight=False)
     if s.adaptive is not None:
         a = s.adaptive
-        saved = [f"{a.games_saved} games"]
-        if a.tokens_saved is not None:
-            saved.append(f"≈{a.tokens_saved:,.0f} judge tokens")
-        if a.cost_saved is not None:
-            saved.append(f"≈{a.cost_saved:.4f} in cost")
-        if a.wh_saved is not None:
-            saved.append(f"≈{a.wh_saved:.3g} Wh")
+        share = f"{a.games_judged} of {a.games_full} games judged ({100 * a.games_judged / max(a.games_full, 1):.0f}%)"
         stopped = ", ".join(f"{name} after {n} questions ({why})" for name, (n, why) in a.stopped.items()) or "none"
-        err.print(f"adaptive judging: {a.games_judged} of {a.games_full} games judged "
-                  f"({100 * a.games_judged / max(a.games_full, 1):.0f}%); saved {', '.join(saved)} (estimated from the "
-                  f"judged games' average); stopped early: {stopped}"
-                  + ("" if a.complete else "; not finished: run again to continue"), highlight=False)
+        if a.complete:
+            saved = [f"{a.games_saved} games"]
+            if a.tokens_saved is not None:
+                saved.append(f"≈{a.tokens_saved:,.0f} judge tokens")
+            if a.cost_saved is not None:
+                saved.append(f"≈{a.cost_saved:.4f} in cost")
+            if a.wh_saved is not None:
+                saved.append(f"≈{a.wh_saved:.3g} Wh")
+            err.print(f"adaptive judging: {share}; saved {', '.join(saved)} (estimated from the judged games' "
+                      f"average); stopped early: {stopped}", highlight=False)
+        else:
+            err.print(f"adaptive judging: {share} so far; stopped early: {stopped}; not finished: run again to "
+                      "continue", highlight=False)
     for judge, count in s.games_without_reference.items():
         if count:
             err.print(f"judge {judge!r}: {count} game(s) judged without a reference answer (the question has none, or "
@@ -527,17 +530,23 @@ def quality(
     """Is the benchmark good enough: separability, and agreement with a reference ranking (docs/quality.md)."""
     try:
         frame, base, point, boot, title = _quality_source(config, battles, judgments, baseline, rounds, seed)
-        from .quality import benchmark_quality, outcome_disagreement, question_diagnostics, read_reference
+        from .quality import benchmark_quality, fully_judged, outcome_disagreement, question_diagnostics, read_reference
 
         ref = read_reference(reference) if reference is not None else None
         try:
             result = benchmark_quality(boot, point, ref)
         except ValueError as exc:
             raise ArenaError(f"{reference}: {exc}" if reference is not None else str(exc)) from None
-        per_question = question_diagnostics(frame, outcome_disagreement(frame), base) if questions else None
+        per_question, partly = None, 0
+        if questions:
+            complete, partly = fully_judged(frame)
+            per_question = question_diagnostics(complete, outcome_disagreement(complete), base)
     except ArenaError as exc:
         _fail(exc)
     data = {"source": str(title), "baseline": base, **result.to_dict()}
+    if partly:
+        err.print(f"note: {partly} question(s) judged for only some contestants (adaptive judging stopped the others "
+                  "before them) are left out of the question diagnostics", highlight=False)
     if format is Format.json:
         if per_question is not None:
             data["questions"] = _records(per_question)
@@ -602,15 +611,17 @@ def prune(
         if board.battles.empty:
             raise ArenaError(f"{cfg.name}: no parsed verdict is stored yet; run `arena-eval run` with this config first")
         from .leaderboard import pruning_savings
-        from .quality import prune_questions
+        from .quality import fully_judged, prune_questions
 
-        judged = set(board.battles.question_id)
+        battles, _ = fully_judged(board.battles)
+        judged = set(battles.question_id)
         if size >= len(judged):
-            raise ArenaError(f"--size {size}: only {len(judged)} of the {n} questions have verdicts; keep fewer, "
-                             "or finish the run first")
+            raise ArenaError(f"--size {size}: only {len(judged)} of the {n} questions are judged for every contestant; "
+                             "keep fewer, or finish the run first (with adaptive judging: judge every question once, "
+                             "without rating.adaptive, to prune)")
         n_seed = seed if seed is not None else cfg.rating.seed
         try:
-            result = prune_questions(board.battles, cfg.baseline, size, seed=n_seed, splits=splits, rounds=100)
+            result = prune_questions(battles, cfg.baseline, size, seed=n_seed, splits=splits, rounds=100)
         except ValueError as exc:
             raise ArenaError(str(exc)) from None
         kept = set(result.question_ids)
@@ -636,8 +647,8 @@ def prune(
             else "in-sample, optimistic: one game per pair, nothing to hold out)"))
     echo("per full run it saves: " + _savings_text(savings))
     if n - len(judged):
-        err.print(f"note: {n - len(judged)} question(s) have no verdicts (not judged yet, or adaptive judging stopped "
-                  "before them) and were never kept", highlight=False)
+        err.print(f"note: {n - len(judged)} question(s) are not judged for every contestant (not judged yet, or "
+                  "adaptive judging stopped contestants before them) and were never kept", highlight=False)
 
 
 def _savings_text(s: dict) -> str:

@@ -131,9 +131,11 @@ def tally(scope: RunScope, store: Store, sets: AnswerSets, plan: AdaptivePlan | 
 
 
 def settled_questions(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) -> dict[str, set[str]]:
-    """contestant → the questions whose games (by every judge) are all stored, or cannot be posed because an
-    answer on either side failed: adaptive judging may move past them."""
-    stored = {game_id for game_id, _ in tally.judged_game_ids}
+    """contestant → the questions whose games (by every judge) are all stored or failed, or cannot be posed
+    because an answer on either side failed: adaptive judging may move past them."""
+    # A game whose judging failed settles its question too (it counts as missing; the next run asks it again):
+    # one failing game must not hold every contestant's plan back.
+    stored = {game_id for game_id, _ in tally.judged_game_ids} | store.failed_games()
     failed = store.failed_answers()
 
     def asked(contestant) -> set[str]:  # answered, or asked and failed: an answer never asked for settles nothing
@@ -187,11 +189,12 @@ def adaptive_plan(scope: RunScope, store: Store, sets: AnswerSets) -> AdaptivePl
     previous run the plan was started against (recorded by the run), or else the latest comparable one."""
     settings = scope.config.rating.adaptive
     full = tally(scope, store, sets)
-    judgments = current_judgments(scope, store, full)
-    by_judge = {j.name: [x for x in judgments if x.judge_config_id == j.config_id] for j in scope.rated_judges}
-    battles = rated_battles(scope, by_judge)
-    recorded, previous_run = store.adaptive_previous(adaptive_key(scope, sets))
-    previous = previous_results(scope, store, previous_run if recorded else latest_comparable_run(scope, store))
+    battles = rated_battles(scope, store, full)
+    # The previous run the plan compares with is the one its judging run recorded when it started; a plan that
+    # no judging run started (adaptive settings added to a finished run, then scored) compares with none, so
+    # that every later read replays the same plan.
+    _, previous_run = store.adaptive_previous(adaptive_key(scope, sets))
+    previous = previous_results(scope, store, previous_run)
     order = question_order([q.question_id for q in scope.questions], scope.config.rating.seed)
     return replay(order, [c.name for c in scope.contestants[1:]], battles, settled_questions(scope, store, sets, full),
                   scope.baseline.name, settings, scope.config.rating, previous, scope.config.regression.score_drop)
@@ -352,9 +355,13 @@ def judge_table(scope: RunScope, store: Store, by_judge: dict[str, list[Judgment
     return frame, warnings(frame)
 
 
-def rated_battles(scope: RunScope, by_judge: dict[str, list[Judgment]]) -> pd.DataFrame:
-    """The rated judges' battles (no style features), pooled."""
-    return _battles(scope.rated_judges, by_judge, None)
+def rated_battles(scope: RunScope, store: Store, tally: Tally) -> pd.DataFrame:
+    """The rated judges' battles on the counted games, pooled, with the style features when the rating uses
+    them: the battles an adaptive plan refits after each batch, as the leaderboard will."""
+    judgments = current_judgments(scope, store, tally)
+    by_judge = {j.name: [x for x in judgments if x.judge_config_id == j.config_id] for j in scope.rated_judges}
+    styles = answer_styles(judgments, store.answer_rows) if scope.config.rating.style_control else None
+    return _battles(scope.rated_judges, by_judge, styles)
 
 
 def _battles(judges: list[RunJudge], by_judge: dict[str, list[Judgment]], styles) -> pd.DataFrame:
@@ -595,8 +602,10 @@ def contestant_outcome(verdict: str, game: int) -> str:
 
 
 
-def judge_spend_per_game(board: Leaderboard) -> tuple[float | None, float | None, float | None]:
-    """The judges' average tokens, cost and Wh per stored game (None where unknown)."""
+def judge_spend_per_game(scope: RunScope, board: Leaderboard) -> tuple[float | None, float | None, float | None]:
+    """The judges' average tokens, cost and Wh per game (None where unknown): tokens and cost over the stored
+    games, Wh over the judges' measured windows (their energy over the requests they served, every window of
+    every run: the windows and the games they served go together)."""
     pooled = board.judges[board.judges.judge == "pooled"].iloc[0] if board.judges is not None else None
     games = float(pooled.games) if pooled is not None and pooled.games else 0.0
 
@@ -604,25 +613,33 @@ def judge_spend_per_game(board: Leaderboard) -> tuple[float | None, float | None
         return None if total is None or pd.isna(total) or not games else float(total) / games
 
     tokens = None if pooled is None else float(pooled.input_tokens) + float(pooled.output_tokens)
-    return (per_game(tokens), per_game(None if pooled is None else pooled.cost),
-            per_game(board.energy_overview.judge_wh))
+    lines = board.energy[board.energy.contestant.isin(set(judge_energy_lines(scope).values()))] \
+        if board.energy is not None and "contestant" in board.energy else pd.DataFrame()
+    wh = None
+    if len(lines) == len(scope.judges) and "requests" in lines and lines.energy_wh.notna().all() \
+            and (lines.get("windows_unknown", pd.Series(0, index=lines.index)).fillna(0) == 0).all() \
+            and lines.requests.sum() > 0:
+        wh = float(lines.energy_wh.sum()) / float(lines.requests.sum())
+    return per_game(tokens), per_game(None if pooled is None else pooled.cost), wh
 
 
 def _times(per_item: float | None, count: float) -> float | None:
     return None if per_item is None else per_item * count
 
 
-def adaptive_summary(scope: RunScope, plan: AdaptivePlan, board: Leaderboard) -> AdaptiveSummary:
-    """What adaptive judging saved against judging every game: games, and (estimated from the judged games'
-    average) the judges' tokens, cost and energy."""
-    per_question = 2 * len(scope.judges)
-    full = per_question * len(plan.order) * len(plan.contestants)
-    judged = per_question * sum(len(plan.judged_questions(c)) for c in plan.contestants)
-    saved = full - judged
-    tokens, cost, wh = judge_spend_per_game(board)
+def adaptive_summary(scope: RunScope, plan: AdaptivePlan, board: Leaderboard, tally: Tally) -> AdaptiveSummary:
+    """What adaptive judging judged (the stored games its plan calls for) against a full run, and once the plan
+    is done what that saved: games, and (from the judged games' averages) the judges' tokens, cost and energy.
+    An unfinished plan claims no saving yet."""
+    full = 2 * len(scope.judges) * len(plan.order) * len(plan.contestants)
+    judged = len(tally.judged_game_ids)
+    saved = full - judged if plan.done else None
+    tokens, cost, wh = judge_spend_per_game(scope, board)
     return AdaptiveSummary(
-        games_judged=judged, games_full=full, games_saved=saved, tokens_saved=_times(tokens, saved),
-        cost_saved=_times(cost, saved), wh_saved=_times(wh, saved),
+        games_judged=judged, games_full=full, games_saved=saved,
+        tokens_saved=_times(tokens, saved) if saved is not None else None,
+        cost_saved=_times(cost, saved) if saved is not None else None,
+        wh_saved=_times(wh, saved) if saved is not None else None,
         stopped={c: [len(plan.judged_questions(c)), reason] for c, reason in plan.stopped.items()},
         complete=plan.done,
     )
@@ -633,7 +650,7 @@ def pruning_savings(scope: RunScope, board: Leaderboard, dropped: int) -> dict[s
     averages) tokens, cost and Wh, each None where a figure behind it is unknown."""
     n = len(scope.questions)
     calls = 2 * len(scope.judges) * (len(scope.contestants) - 1) * dropped
-    tokens, cost, wh = judge_spend_per_game(board)
+    tokens, cost, wh = judge_spend_per_game(scope, board)
     rows = board.frame.set_index("model")
     answer_tokens = answer_cost = answer_wh = 0.0
     for c in scope.contestants:

@@ -22,15 +22,15 @@ import pandas as pd
 
 from .answer_sets import AnswerSets
 from .augment import Augmenter
+from .adaptive import AdaptivePlan, advance, question_order
 from .augment.guidance import build_guidance
 from .config import RunConfig
 from .errors import ArenaError, RunInterrupted, StoreError
 from .history import find_regressions
 from .judge import RunJudge
-from .adaptive import AdaptivePlan, advance, question_order
 from .leaderboard import (Leaderboard, RunScope, Tally, adaptive_key, adaptive_plan, adaptive_summary, build_leaderboard,
-                          count_missing, current_judgments, latest_comparable_run, previous_results, rated_battles,
-                          report_data, settled_questions, tally, write_leaderboard)
+                          count_missing, latest_comparable_run, previous_results, rated_battles, report_data,
+                          settled_questions, tally, write_leaderboard)
 from .progress import NullProgress, Progress
 from .questions import QuestionSet, load_questions
 from .records import Answer, GuidanceCounts, LeaderboardRow, RunSummary
@@ -287,7 +287,8 @@ class Arena:
                             [c.name for c in scope.contestants[1:]])
         by_id = {q.question_id: q for q in scope.questions}
         stream = CollectAndJudge(scope, store, sets, augmenter, run_id, summary, self.progress,
-                                 collect="answers" in stages and not collect_all, judge=True)
+                                 collect="answers" in stages and not collect_all, judge=True,
+                                 count_answers=not collect_all, passes=len(plan.order) // settings.batch + 1)
         await stream.open()
         try:
             while not plan.done:
@@ -295,9 +296,7 @@ class Arena:
                 batch = [by_id[q] for q in plan.order[start : start + settings.batch]]
                 await stream.stream(batch, [scope.baseline] + [c for c in scope.contestants[1:] if c.name in plan.active])
                 counted = tally(scope, store, sets)
-                judgments = current_judgments(scope, store, counted)
-                by_judge = {j.name: [x for x in judgments if x.judge_config_id == j.config_id] for j in scope.rated_judges}
-                if not advance(plan, rated_battles(scope, by_judge), settled_questions(scope, store, sets, counted),
+                if not advance(plan, rated_battles(scope, store, counted), settled_questions(scope, store, sets, counted),
                                scope.baseline.name, settings, self.config.rating, previous,
                                self.config.regression.score_drop):
                     break  # a game of this batch failed: the next run resumes here
@@ -309,7 +308,7 @@ class Arena:
         count_missing(counted, result.summary, STAGES)
         board = build_leaderboard(self.scope, store, sets, counted, plan)
         if plan is not None:
-            result.summary.adaptive = adaptive_summary(self.scope, plan, board)
+            result.summary.adaptive = adaptive_summary(self.scope, plan, board, counted)
         result.keep(board)
         result.summary.judge, result.summary.style, result.summary.energy = board.judge, board.style, board.energy_overview
         result.summary.judge_warnings, result.summary.unrated = board.warnings, board.unrated

@@ -507,6 +507,21 @@ def question_diagnostics(
     return frame.iloc[order].reset_index(drop=True)
 
 
+def fully_judged(battles: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The battles of the questions every contestant has battles on, and how many questions were left out.
+    Adaptive judging stops contestants early: a question judged for one contestant only says nothing about how
+    well it separates them, and comparing questions judged for different contestants would rank the plan's
+    order, not the questions."""
+    pairs = battles[battles["model_a"] != battles["model_b"]]
+    sides = pd.concat([pairs[["question_id", "model_a"]].set_axis(["question_id", "model"], axis=1),
+                       pairs[["question_id", "model_b"]].set_axis(["question_id", "model"], axis=1)])
+    per_question = sides.drop_duplicates().groupby("question_id")["model"].size()
+    if per_question.empty:
+        return battles, 0
+    complete = set(per_question.index[per_question == per_question.max()])
+    return battles[battles["question_id"].isin(complete)], int(len(per_question) - len(complete))
+
+
 def outcome_disagreement(battles: pd.DataFrame) -> dict[str, float]:
     """question_id → the share of its contestants whose verdicts disagree: the battle rows of one contestant on
     one question (two position-swapped games per judge) do not all name the same winner. It counts a judge that

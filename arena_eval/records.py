@@ -151,12 +151,13 @@ class GuidanceCounts:
 
 @dataclass
 class AdaptiveSummary:
-    """Adaptive judging's account: games judged against a full run, and what that saved (tokens, cost and Wh
-    estimated from the judged games' average); per stopped contestant, [questions judged, why it stopped]."""
+    """Adaptive judging's account: stored games its plan calls for against a full run, and once the plan is done
+    what that saved (tokens, cost and Wh estimated from the judged games' average); per stopped contestant,
+    [questions judged, why it stopped]."""
 
     games_judged: int
     games_full: int
-    games_saved: int
+    games_saved: int | None  # None (and no other saving) while the plan is unfinished
     tokens_saved: float | None = None
     cost_saved: float | None = None
     wh_saved: float | None = None

@@ -226,15 +226,16 @@ LEAST_USEFUL_SHOWN = 10
 
 def _benchmark(board, data: ReportData) -> dict[str, Any]:
     """Separability of this run's scores, adaptive judging's account, and the least useful questions."""
-    from .quality import outcome_disagreement, question_diagnostics, separability
+    from .quality import fully_judged, outcome_disagreement, question_diagnostics, separability
 
     scored = [r for r in board.rows if _num(r.ci_low) is not None and _num(r.ci_high) is not None]
     n = len(scored)
-    out: dict[str, Any] = {"pairs": n * (n - 1) // 2, "adaptive": data.summary.adaptive, "questions": []}
+    out: dict[str, Any] = {"pairs": n * (n - 1) // 2, "adaptive": data.summary.adaptive, "questions": [],
+                           "partly_judged": 0}
     if n >= 2:
         share = separability([r.ci_low for r in scored], [r.ci_high for r in scored])
         out.update(separability=share, separated=round(share * out["pairs"]))
-    battles = board.battles
+    battles, out["partly_judged"] = fully_judged(board.battles)
     if not battles.empty and len(data.contestants) >= 1:
         anchors = {q.id: i for i, q in enumerate(data.questions, start=1)}
         frame = question_diagnostics(battles, outcome_disagreement(battles), data.baseline)

@@ -514,6 +514,10 @@ class Store:
         rows = self.db.execute("SELECT DISTINCT config_id, question_id FROM errors WHERE stage='answer'")
         return {(r[0], r[1]) for r in rows}
 
+    def failed_games(self) -> set[str]:
+        """Game ids whose judging failed in some run (for good, or until a later run judges them)."""
+        return {r[0] for r in self.db.execute("SELECT DISTINCT game_id FROM errors WHERE stage='judge'")}
+
     def errors(self, run_id: str | None = None) -> list[dict[str, Any]]:
         query, args = "SELECT * FROM errors", ()
         if run_id is not None:

@@ -58,10 +58,12 @@ class CollectAndJudge:
     providers start once), `stream(questions, contestants)` per batch, `close()`."""
 
     def __init__(self, scope: RunScope, store: Store, sets: AnswerSets, augmenter: Augmenter, run_id: str,
-                 summary: RunSummary, progress: Progress, *, collect: bool, judge: bool):
+                 summary: RunSummary, progress: Progress, *, collect: bool, judge: bool, count_answers: bool = True,
+                 passes: int = 1):
         self.scope, self.store, self.sets, self.augmenter = scope, store, sets, augmenter
         self.run_id, self.summary, self.progress = run_id, summary, progress
         self.collect, self.judge = collect, judge
+        self.count_answers = count_answers  # False when a pass before this one counted the same answers already
         config = scope.config
         self.contestant_providers = ({c.name: make_provider(c, config.base_dir) for c in scope.contestants}
                                      if collect else {})
@@ -69,6 +71,16 @@ class CollectAndJudge:
         self.device_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.references = [j.reference_contestant for j in scope.judges if judge and j.reference_contestant]
         self.tracker = EnergyTracker(config.energy, store.db, run_id)
+        # Providers started once serve every pass, closed by close(): the judges', and (with several passes) each
+        # contestant's whose device no other local contestant needs. A local contestant that shares its device
+        # is started and stopped per pass, so that the contestants on the device take turns.
+        self.providers_open = contextlib.AsyncExitStack()
+        self.kept_open: set[str] = set()
+        if collect and passes > 1:
+            devices = [self.tracker_key(c) for c in scope.contestants if c.is_local]
+            self.kept_open = {c.name for c in scope.contestants
+                              if not c.is_local or devices.count(self.tracker_key(c)) == 1}
+        self.started: set[str] = set()
         self.energy_lines = judge_energy_lines(scope)
         # One pass's state (stream()): its questions and contestants, the dispatcher, who has work to do.
         self.questions: Sequence[Question] = scope.questions
@@ -94,14 +106,22 @@ class CollectAndJudge:
             await self.close()
 
     async def open(self) -> None:
-        """Check every credential, then start the judges' providers (they serve every pass)."""
+        """Check every credential, then start the judges' providers (they serve every pass). A judge that fails
+        to start closes those started before it."""
         self.check_credentials()
-        for lane in self.lanes:
-            await lane.provider.start()
+        try:
+            for lane in self.lanes:
+                await lane.provider.start()
+                self.providers_open.push_async_callback(lane.provider.close)
+        except BaseException:
+            await self.providers_open.aclose()
+            raise
 
     async def close(self) -> None:
-        for lane in self.lanes:
-            await lane.provider.close()
+        await self.providers_open.aclose()
+
+    def tracker_key(self, contestant: ContestantConfig) -> str:
+        return self.tracker.lock_key(contestant.device)
 
     async def stream(self, questions: Sequence[Question], contestants: Sequence[ContestantConfig]) -> None:
         """One pass: `contestants` (the baseline first) answer `questions` (or their stored answers stream in),
@@ -168,8 +188,13 @@ class CollectAndJudge:
         lock = self.device_locks[self.tracker.lock_key(contestant.device)] if contestant.is_local else None
         if lock is not None:
             await lock.acquire()
+        kept = contestant.name in self.kept_open
         try:
-            await provider.start()  # before the window: loading a model is not answering
+            if not kept or contestant.name not in self.started:
+                await provider.start()  # before the window: loading a model is not answering
+                if kept:
+                    self.started.add(contestant.name)
+                    self.providers_open.push_async_callback(provider.close)
             prepare = functools.partial(self.augmenter.prepare, contestant)
             metered = contestant.is_local and contestant.name in self.needs_work
             async with (self.tracker.window("contestant", contestant.name, set_id, contestant.device)
@@ -183,17 +208,17 @@ class CollectAndJudge:
                 await collect_into(contestant, provider, self.questions, self.store, prepare, count_and_deliver,
                                    self.run_id, set_id)
         finally:
-            await provider.close()
+            if not kept:
+                await provider.close()
             if lock is not None:
                 lock.release()
 
     async def deliver(self, item: Answer | AnswerError) -> None:
         summary = self.summary
         if isinstance(item, Answer):
-            if item.cached:
-                summary.answers_cached += 1
-            else:
-                summary.answers_new += 1
+            if self.count_answers:
+                summary.answers_cached += item.cached
+                summary.answers_new += not item.cached
             self.progress.advance("answers", cached=item.cached)
         else:
             summary.answer_errors += 1

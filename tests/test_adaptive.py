@@ -13,7 +13,8 @@ import yaml
 from conftest import write_config
 
 from arena_eval import Arena, load_config
-from arena_eval.adaptive import NOT_REGRESSED, PRECISE, REGRESSED, Previous, question_order, settle
+from arena_eval.adaptive import (NOT_REGRESSED, PRECISE, REGRESSED, Previous, battle_floor, question_order, settle,
+                                 wilson_half_width)
 from arena_eval.config import AdaptiveConfig
 from arena_eval.errors import ConfigError
 
@@ -153,3 +154,68 @@ def test_with_answers_false_collection_stops_with_judging(tmp_path, fake_server)
         assert server.requests[model] == a.stopped[name][0] < 200, (model, server.requests[model])
     assert server.requests["m-base"] == max(n for n, _ in a.stopped.values())
     assert result.summary.answers_missing == 0  # questions it was not judged on are not missing: not called for
+
+
+def test_a_unanimous_early_record_is_not_taken_for_a_precise_one():
+    """40 games, all won: every bootstrap resample wins everything, so the interval has width 0. The Wilson
+    bound of 40 out of 40 (scipy's, checked here) still leaves ±4.4 points open: W = 3 keeps judging, W = 5 stops."""
+    from scipy.stats import binomtest
+
+    low, high = binomtest(40, 40).proportion_ci(method="wilson")
+    assert wilson_half_width(40, 40) == pytest.approx(100 * (high - low) / 2, abs=1e-9)
+    assert wilson_half_width(40, 40) == pytest.approx(4.381, abs=1e-3)
+    battles = pd.DataFrame({"question_id": [f"q{i // 2}" for i in range(40)], "model_a": "base", "model_b": "a",
+                            "winner": "model_b", "weight": 1.0})
+    floor = battle_floor(battles)
+    board = pd.DataFrame({"model": ["a"], "score": [99.9998], "ci_low": [99.9998], "ci_high": [99.9998]})
+    assert settle(board, {"a": 20}, AdaptiveConfig(ci_half_width=3, min_questions=10), floor=floor) == {}
+    assert settle(board, {"a": 20}, AdaptiveConfig(ci_half_width=5, min_questions=10), floor=floor) == {"a": PRECISE}
+    # Ties count half: 20 wins and 20 ties is a share of 0.75 over 40 games.
+    mixed = battles.assign(winner=["model_b", "tie"] * 20)
+    assert battle_floor(mixed)["a"] == pytest.approx(wilson_half_width(30, 40))
+
+
+@pytest.mark.slow
+def test_scoring_replays_the_same_plan_every_time_when_no_judging_run_started_it(tmp_path, fake_server):
+    """A finished full run, then adaptive settings added and only scored: every read gives the same plan (no
+    previous run to compare with: none was recorded when a judging run started the plan)."""
+    strengths = {"m-base": 1000.0, "m-a": 1100.0, "m-b": 950.0, "m-c": 1300.0}
+    server = fake_server(judge_verdict="strength", strengths=strengths)
+    path = config(tmp_path / "replay", server, strengths)
+    assert Arena(load_config(path)).run_sync().exit_code == 0
+    data = yaml.safe_load(path.read_text())
+    data["rating"]["adaptive"] = {"ci_half_width": 4, "min_questions": 20, "batch": 10}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    plans = []
+    for _ in range(3):
+        scored = Arena(load_config(path)).run_sync(("score",), "score")
+        plans.append((scored.summary.adaptive.stopped, scored.leaderboard.judged_questions.fillna(-1).tolist()))
+    stored = Arena(load_config(path)).stored_leaderboard().frame
+    assert plans[0] == plans[1] == plans[2] and stored.judged_questions.fillna(-1).tolist() == plans[0][1]
+
+
+@pytest.mark.slow
+def test_a_game_that_keeps_failing_holds_back_no_plan_and_is_asked_again_next_run(tmp_path, fake_server):
+    strengths = {"m-base": 1000.0, "m-strong": 1400.0, "m-weak": 600.0}
+    server = fake_server(judge_verdict="strength", strengths=strengths)
+    order = question_order([f"q{i:04d}" for i in range(200)], 42)
+    broken = f"Question number {int(order[3][1:])}?"  # a question of the first batch
+
+    failing = {"on": True}
+
+    def pick_fault(model, body, original=server._pick_fault):  # weak's games on that question: HTTP 500, always
+        text = json.dumps(body.get("messages"))
+        if failing["on"] and model == "judge-model" and broken in text and "m-weak" in text:
+            return "500"
+        return original(model, body)
+
+    server._pick_fault = pick_fault
+    adaptive = {"ci_half_width": 5, "min_questions": 40, "batch": 20}
+    path = config(tmp_path / "failing", server, strengths, adaptive=adaptive)
+    first = Arena(load_config(path)).run_sync()
+    a = first.summary.adaptive
+    assert a.complete and set(a.stopped) == {"strong", "weak"}, a  # the other games went on
+    assert first.exit_code == 2 and first.summary.games_missing == 2  # the failing game's two positions
+    failing["on"] = False
+    second = Arena(load_config(path)).run_sync()
+    assert second.exit_code == 0 and second.summary.games_new >= 2 and second.summary.games_missing == 0
