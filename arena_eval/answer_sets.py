@@ -30,8 +30,9 @@ from .store import Store
 
 
 def question_digest(question: Question) -> str:
-    """Identifies the question text an answer answered."""
-    return hashlib.sha256(question.prompt.encode()).hexdigest()[:16]
+    """Identifies the question text an answer answered: its prompt, and a conversation's later user turns."""
+    text = question.prompt if not question.multi_turn else "\x1e".join(question.turns)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def current_among(candidates: Iterable[tuple], digest: str) -> str | None:

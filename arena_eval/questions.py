@@ -19,11 +19,25 @@ from .errors import ConfigError
 
 @dataclass(frozen=True)
 class Question:
+    """One question. `prompt` is the first user turn; a conversation's later user turns are `follow_ups` (empty
+    for a single-turn question, which is what nearly every set holds)."""
+
     question_id: str
     prompt: str
     category: str | None = None
     cluster: str | None = None
     reference: str | None = None
+    follow_ups: tuple[str, ...] = ()
+    subcategory: str | None = None
+
+    @property
+    def turns(self) -> tuple[str, ...]:
+        """Every user turn, the first one included."""
+        return (self.prompt, *self.follow_ups)
+
+    @property
+    def multi_turn(self) -> bool:
+        return bool(self.follow_ups)
 
 
 class QuestionSet:
@@ -115,11 +129,13 @@ class QuestionSet:
         return cls.from_records(records, name=name)
 
     def to_records(self) -> list[dict[str, Any]]:
-        """Simple records ({id, prompt, category?, cluster?, reference?}), e.g. to write a JSONL file."""
+        """Simple records ({id, prompt, category?, subcategory?, cluster?, reference?}), e.g. to write a JSONL file;
+        a multi-turn question's prompt is the list of its user turns."""
         out = []
         for q in self:
-            record = {"id": q.question_id, "prompt": q.prompt, "category": q.category, "cluster": q.cluster,
-                      "reference": q.reference}
+            prompt: str | list[str] = list(q.turns) if q.multi_turn else q.prompt
+            record = {"id": q.question_id, "prompt": prompt, "category": q.category, "subcategory": q.subcategory,
+                      "cluster": q.cluster, "reference": q.reference}
             out.append({k: v for k, v in record.items() if v is not None})
         return out
 
@@ -205,40 +221,83 @@ def _missing(value: Any) -> bool:
 
 
 def question_from_record(record: Mapping[str, Any], where: str) -> Question:
-    """Accept `{question_id, turns:[{content}], category?, cluster?}` or `{id, prompt, category?, reference?}`."""
+    """One question from a record in any of the forms we read:
+
+    - arena-hard v0.1: `{question_id, turns: [{content}, …], category?, cluster?}`
+    - arena-hard v2.0: `{uid, category, subcategory, prompt}`
+    - MT-bench: `{question_id, category, turns: [str, …], reference?: [str, …]}`
+    - simple: `{id, prompt, category?, reference?}`, where `prompt` may also be a list of user turns.
+
+    Every turn is a user turn: a question never holds an assistant's turn (the contestants write those).
+    """
     if not isinstance(record, Mapping):
         raise ConfigError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    qid = record.get("question_id", record.get("id"))
+    qid = next((record[k] for k in ("question_id", "uid", "id") if record.get(k) is not None), None)
     if qid is None or str(qid).strip() == "":
-        raise ConfigError(f"{where}: missing `question_id` (arena-hard form) or `id` (simple form)")
+        raise ConfigError(f"{where}: missing `question_id` (arena-hard v0.1, MT-bench), `uid` (arena-hard v2.0) or "
+                          "`id` (simple form)")
     if "turns" in record:
-        turns = record["turns"]
-        if not isinstance(turns, list) or not turns or not all(isinstance(t, Mapping) and "content" in t for t in turns):
-            raise ConfigError(f"{where}: `turns` must be a non-empty list of {{\"content\": ...}} objects")
-        if len(turns) > 1:
-            raise ConfigError(
-                f"{where}: question {qid!r} has {len(turns)} turns; multi-turn questions are not supported yet — "
-                "keep one turn per question"
-            )
-        prompt = turns[0]["content"]
+        turns = _user_turns(record["turns"], "turns", where, qid)
     elif "prompt" in record:
         prompt = record["prompt"]
+        turns = _user_turns(prompt, "prompt", where, qid) if isinstance(prompt, list) else [prompt]
     else:
         raise ConfigError(f"{where}: question {qid!r} has neither `prompt` nor `turns`")
-    if not isinstance(prompt, str) or not prompt.strip():
+    if not isinstance(turns[0], str) or not turns[0].strip():
         raise ConfigError(f"{where}: question {qid!r} has an empty prompt")
 
     def optional(key: str) -> str | None:
         value = record.get(key)
         return None if value is None or value == "" else str(value)
 
+    reference = record.get("reference")
+    if isinstance(reference, list):  # MT-bench: one reference answer per turn
+        reference = _joined_references(reference, where, qid)
     return Question(
         question_id=str(qid),
-        prompt=prompt,
+        prompt=turns[0],
         category=optional("category"),
         cluster=optional("cluster"),
-        reference=optional("reference"),
+        reference=None if reference is None or reference == "" else str(reference),
+        follow_ups=tuple(turns[1:]),
+        subcategory=optional("subcategory"),
     )
+
+
+def _user_turns(turns: Any, key: str, where: str, qid: Any) -> list[str]:
+    """The user turns of `turns`: strings (MT-bench, simple form) or `{content}` objects (arena-hard), each one
+    non-empty; a turn with a role other than `user` is refused."""
+    if not isinstance(turns, list) or not turns:
+        raise ConfigError(f"{where}: question {qid!r}: `{key}` must be a non-empty list of user turns (strings or "
+                          "{\"content\": ...} objects)")
+    out = []
+    for number, turn in enumerate(turns, start=1):
+        if isinstance(turn, Mapping):
+            role = turn.get("role", "user")
+            if role != "user":
+                raise ConfigError(f"{where}: question {qid!r}: `{key}` turn {number} has role {role!r}; a question "
+                                  "holds the user's turns only (the contestants write the assistant's)")
+            if "content" not in turn:
+                raise ConfigError(f"{where}: question {qid!r}: `{key}` turn {number} has no `content`")
+            turn = turn["content"]
+        if not isinstance(turn, str):
+            raise ConfigError(f"{where}: question {qid!r}: `{key}` turn {number} is {type(turn).__name__}, not text")
+        if not turn.strip():
+            raise ConfigError(f"{where}: question {qid!r}: `{key}` turn {number} is empty")
+        out.append(turn)
+    return out
+
+
+def _joined_references(references: list, where: str, qid: Any) -> str | None:
+    """MT-bench's per-turn references as one text: a single one as it is, several labelled by turn."""
+    texts = [r for r in references if isinstance(r, str) and r.strip()]
+    if len(texts) != len(references):
+        raise ConfigError(f"{where}: question {qid!r}: `reference` must be a list of non-empty strings")
+    if not texts:
+        return None
+    if len(texts) == 1:
+        return texts[0]
+    return "\n\n".join(f"Turn {i}: {text}" for i, text in enumerate(texts, start=1))
 
 
 def load_questions(path: str | Path) -> QuestionSet:

@@ -22,6 +22,10 @@ class Completion:
     ttft_s: float | None = None
     cost: float | None = None
     raw_model: str | None = None
+    # A reasoning model's thinking, returned beside the answer (never shown to a judge), and its tokens where the
+    # provider counts them apart (they are part of output_tokens, as providers bill them).
+    reasoning: str | None = None
+    reasoning_tokens: int | None = None
 
 
 @dataclass
@@ -45,8 +49,21 @@ class Answer:
     context_ids: list[str] | None = None
     # The question text it answers (answer_sets.question_digest): an edited question makes it stale.
     question_digest: str | None = None
+    # A conversation (a question with several user turns): one AnswerTurn dict per turn, in order. `text` is then
+    # the last turn's answer, and the tokens, cost and latency above are the sums over the turns.
+    turns: list[dict[str, Any]] | None = None
+    # A reasoning model's thinking (every turn's, for a conversation), kept apart from the answer: never judged.
+    reasoning: str | None = None
+    reasoning_tokens: int | None = None
+    # The id an imported answer had in its file (arena-hard v2.0's ans_id), written back on export.
+    source_id: str | None = None
     # True when the answer was already stored before this run (nothing was requested).
     cached: bool = field(default=False, compare=False)
+
+
+def answer_turns(answer: "Answer") -> list[str]:
+    """The assistant's text for each turn: one for a single-turn answer."""
+    return [t["text"] for t in answer.turns] if answer.turns else [answer.text]
 
 
 @dataclass

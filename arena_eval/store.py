@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at REAL, status TEXT NOT NULL, config_json TEXT NOT NULL, summary_json TEXT
 );
 CREATE TABLE IF NOT EXISTS questions (
-    question_id TEXT PRIMARY KEY, prompt TEXT NOT NULL, category TEXT, cluster TEXT, reference TEXT
+    question_id TEXT PRIMARY KEY, prompt TEXT NOT NULL, category TEXT, cluster TEXT, reference TEXT,
+    follow_ups TEXT, subcategory TEXT
 );
 CREATE TABLE IF NOT EXISTS contestants (
     name TEXT PRIMARY KEY, config_id TEXT NOT NULL, provider TEXT NOT NULL, model TEXT,
@@ -44,8 +45,14 @@ CREATE TABLE IF NOT EXISTS answers (
     answer_id TEXT PRIMARY KEY, contestant TEXT NOT NULL, config_id TEXT NOT NULL, question_id TEXT NOT NULL,
     prompt_hash TEXT NOT NULL, text TEXT NOT NULL, input_tokens INTEGER, output_tokens INTEGER,
     tokens_estimated INTEGER NOT NULL DEFAULT 0, finish_reason TEXT, latency_s REAL, ttft_s REAL, cost REAL,
-    created_at REAL NOT NULL, run_id TEXT, context_ids TEXT, question_digest TEXT,
+    created_at REAL NOT NULL, run_id TEXT, context_ids TEXT, question_digest TEXT, turns TEXT, reasoning TEXT,
+    reasoning_tokens INTEGER, source_id TEXT,
     UNIQUE (config_id, question_id, prompt_hash)
+);
+CREATE TABLE IF NOT EXISTS answer_turns (
+    config_id TEXT NOT NULL, question_id TEXT NOT NULL, prompt_hash TEXT NOT NULL, turn INTEGER NOT NULL,
+    record TEXT NOT NULL, created_at REAL NOT NULL, run_id TEXT,
+    PRIMARY KEY (config_id, question_id, prompt_hash, turn)
 );
 CREATE TABLE IF NOT EXISTS adaptive_plans (
     plan_key TEXT PRIMARY KEY, previous_run_id TEXT, started_run_id TEXT NOT NULL, created_at REAL NOT NULL
@@ -82,12 +89,16 @@ CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id, stage);
 
 # Columns added after a table was first created: (table, column, type). Applied to older databases on open.
 _ADDED_COLUMNS = [("answers", "context_ids", "TEXT"), ("judgments", "cost", "REAL"), ("judgments", "flags", "TEXT"),
-                  ("answers", "question_digest", "TEXT"), ("leaderboards", "judges", "TEXT")]
+                  ("answers", "question_digest", "TEXT"), ("leaderboards", "judges", "TEXT"),
+                  ("questions", "follow_ups", "TEXT"), ("questions", "subcategory", "TEXT"), ("answers", "turns", "TEXT"),
+                  ("answers", "reasoning", "TEXT"), ("answers", "reasoning_tokens", "INTEGER"),
+                  ("answers", "source_id", "TEXT")]
 
 _ANSWER_COLUMNS = [f.name for f in fields(Answer) if f.name != "cached"]
 _JUDGMENT_COLUMNS = [f.name for f in fields(Judgment) if f.name != "cached"]
 _TEXT = _ANSWER_COLUMNS.index("text")
 _JUDGE_TEXT = _JUDGMENT_COLUMNS.index("judge_text")
+_TURNS, _REASONING = _ANSWER_COLUMNS.index("turns"), _ANSWER_COLUMNS.index("reasoning")
 _INSERT_ANSWER = (f"INSERT OR IGNORE INTO answers ({','.join(_ANSWER_COLUMNS)}) "
                   f"VALUES ({','.join('?' * len(_ANSWER_COLUMNS))})")
 _INSERT_JUDGMENT = (f"INSERT OR IGNORE INTO judgments ({','.join(_JUDGMENT_COLUMNS)},created_at) "
@@ -334,12 +345,19 @@ class Store:
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany(
-                "INSERT OR REPLACE INTO questions VALUES (?,?,?,?,?)",
-                ((q.question_id, q.prompt, q.category, q.cluster, q.reference) for q in questions),
+                "INSERT OR REPLACE INTO questions (question_id, prompt, category, cluster, reference, follow_ups, "
+                "subcategory) VALUES (?,?,?,?,?,?,?)",
+                ((q.question_id, q.prompt, q.category, q.cluster, q.reference,
+                  json.dumps(q.follow_ups) if q.follow_ups else None, q.subcategory) for q in questions),
             )
 
     def questions(self) -> dict[str, Question]:
-        return {r["question_id"]: Question(**dict(r)) for r in self.db.execute("SELECT * FROM questions")}
+        return {r["question_id"]: _question(r) for r in self.db.execute("SELECT * FROM questions")}
+
+    def question(self, question_id: str) -> Question | None:
+        """One stored question, by primary key (the judge's look-up: no per-question index in memory)."""
+        row = self.db.execute("SELECT * FROM questions WHERE question_id=?", (question_id,)).fetchone()
+        return _question(row) if row else None
 
     def question_prompt(self, question_id: str) -> str | None:
         """One question's prompt, by primary key (the judge's look-up: no per-question index in memory)."""
@@ -396,8 +414,35 @@ class Store:
         values[_TEXT] = redact_values(values[_TEXT])  # whole values only: an answer may rightly hold "sk-proj-"
         if answer.context_ids is not None:
             values[_ANSWER_COLUMNS.index("context_ids")] = json.dumps(answer.context_ids)
+        if answer.turns is not None:
+            values[_TURNS] = redact_values(json.dumps(answer.turns, ensure_ascii=False))
+        if answer.reasoning is not None:
+            values[_REASONING] = redact_values(answer.reasoning)
         # OR IGNORE: the key is unique; a duplicate can only be the same work done twice.
         self.db.execute(_INSERT_ANSWER, values)
+
+    def save_answer_turn(self, config_id: str, question_id: str, p_hash: str, turn: int, record: dict[str, Any],
+                         run_id: str | None) -> None:
+        """One finished turn of a conversation not yet complete: a killed run goes on from the first missing turn."""
+        text = redact_values(json.dumps(record, ensure_ascii=False))
+        self.db.execute("INSERT OR REPLACE INTO answer_turns VALUES (?,?,?,?,?,?,?)",
+                        (config_id, question_id, p_hash, turn, text, time.time(), run_id))
+
+    def answer_turns(self, config_id: str, question_id: str, p_hash: str) -> list[dict[str, Any]]:
+        """The finished turns stored for one unfinished conversation, from the first turn up to the first gap."""
+        rows = self.db.execute("SELECT turn, record FROM answer_turns WHERE config_id=? AND question_id=? AND "
+                               "prompt_hash=? ORDER BY turn", (config_id, question_id, p_hash))
+        out = []
+        for turn, record in rows:
+            if turn != len(out):
+                break
+            out.append(json.loads(record))
+        return out
+
+    def drop_answer_turns(self, config_id: str, question_id: str, p_hash: str) -> None:
+        """Forget a conversation's partial turns once its whole answer is stored."""
+        self.db.execute("DELETE FROM answer_turns WHERE config_id=? AND question_id=? AND prompt_hash=?",
+                        (config_id, question_id, p_hash))
 
     def answer_ids(self, config_id: str) -> dict[tuple[str, str], str]:
         """(question_id, prompt_hash) → answer_id for one contestant configuration."""
@@ -617,7 +662,14 @@ def _answer(row: sqlite3.Row) -> Answer:
     values = {k: row[k] for k in _ANSWER_COLUMNS}
     values["tokens_estimated"] = bool(values["tokens_estimated"])
     values["context_ids"] = json.loads(values["context_ids"]) if values["context_ids"] else None
+    values["turns"] = json.loads(values["turns"]) if values["turns"] else None
     return Answer(**values)
+
+
+def _question(row: sqlite3.Row) -> Question:
+    values = dict(row)
+    values["follow_ups"] = tuple(json.loads(values["follow_ups"])) if values.get("follow_ups") else ()
+    return Question(**values)
 
 
 def _json_default(value: Any) -> Any:

@@ -38,7 +38,11 @@ def test_the_bundled_demo_set_loads():
         (['{"prompt": "x"}'], "q.jsonl:1: missing `question_id`"),
         (['{"id": "a"}'], "neither `prompt` nor `turns`"),
         (['{"id": "a", "prompt": "  "}'], "empty prompt"),
-        (['{"question_id": "a", "turns": [{"content": "1"}, {"content": "2"}]}'], "multi-turn"),
+        (['{"question_id": "a", "turns": [{"content": "1"}, {"content": " "}]}'], "q.jsonl:1: question 'a': `turns` turn 2 is empty"),
+        (['{"question_id": "a", "turns": ["1", 2]}'], "q.jsonl:1: question 'a': `turns` turn 2 is int, not text"),
+        (['{"question_id": "a", "turns": [{"content": "1"}, {"role": "assistant", "content": "2"}]}'],
+         "q.jsonl:1: question 'a': `turns` turn 2 has role 'assistant'"),
+        (['{"id": "a", "prompt": []}'], "`prompt` must be a non-empty list"),
         ([], "the question set is empty"),
     ],
 )
@@ -214,3 +218,28 @@ def test_a_jsonl_file_with_a_byte_order_mark_loads(tmp_path):
     path = tmp_path / "q.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + b'{"id": "a", "prompt": "Hi?"}\n{"id": "b", "prompt": "Why?"}\n')
     assert [(q.question_id, q.prompt) for q in load_questions(path)] == [("a", "Hi?"), ("b", "Why?")]
+
+
+def test_conversation_and_v2_and_mt_bench_forms_load(tmp_path):
+    """arena-hard v2.0 ({uid, category, subcategory, prompt}), MT-bench ({question_id, category, turns: [str],
+    reference: [str]}), arena-hard turns objects and a simple prompt list load as they are."""
+    path = tmp_path / "q.jsonl"
+    records = [
+        {"uid": "u1", "category": "hard_prompt", "subcategory": "coding", "prompt": "Write zig."},
+        {"question_id": 81, "category": "writing", "turns": ["Plan a trip.", "Now in verse."]},
+        {"question_id": 101, "category": "math", "turns": ["1+1?", "Times 3?"], "reference": ["2", "6"]},
+        {"question_id": "t", "turns": [{"content": "Hi"}, {"role": "user", "content": "More"}]},
+        {"id": "s", "prompt": ["first", "second", "third"]},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    questions = {q.question_id: q for q in QuestionSet.load(path)}
+    v2 = questions["u1"]
+    assert (v2.prompt, v2.category, v2.subcategory, v2.follow_ups, v2.multi_turn) == (
+        "Write zig.", "hard_prompt", "coding", (), False)
+    assert questions["81"].turns == ("Plan a trip.", "Now in verse.") and questions["81"].multi_turn
+    assert questions["101"].reference == "Turn 1: 2\n\nTurn 2: 6"
+    assert questions["t"].turns == ("Hi", "More")
+    assert questions["s"].turns == ("first", "second", "third")
+    # Written back as simple records, a conversation keeps its turns.
+    again = QuestionSet.from_records(QuestionSet.load(path).to_records())
+    assert [q for q in again] == list(questions.values())
