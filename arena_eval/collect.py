@@ -15,7 +15,7 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .answer_sets import current_among, question_digest
 from .config import ContestantConfig
@@ -24,7 +24,8 @@ from .pricing import cost_of, price_for
 from .providers.base import Provider
 from .providers.retry import RateLimiter, RetriesExhausted, call_with_retries
 from .questions import Question
-from .records import Answer, AnswerError, Message
+from .reasoning import separate_reasoning
+from .records import Answer, AnswerError, Completion, Message
 
 if TYPE_CHECKING:
     from .augment import Prepared
@@ -114,7 +115,7 @@ async def collect_into(
         except AugmentError as exc:
             return failed(question, str(exc), 0, stored)
         messages = prepared.messages
-        p_hash = prompt_hash(messages)
+        p_hash = prompt_hash(prepared.conversation)
         digest = question_digest(question)
         stored_id = next((row[0] for row in stored if row[3] == p_hash), None)
         if stored_id is not None:
@@ -126,37 +127,106 @@ async def collect_into(
                 cached.contestant = contestant.name
                 return cached
 
-        async def request():
+        async def request(sent: list[Message]):
             await limiter.wait()
-            return await provider.complete(messages)
+            return await provider.complete(sent)
 
-        try:
-            completion, _ = await call_with_retries(contestant, request)
-        except RetriesExhausted as exc:
-            return failed(question, exc.reason, exc.attempts, stored)
-        answer = Answer(
+        if question.multi_turn:
+            try:
+                turns = await converse(question, prepared, p_hash, request)
+            except RetriesExhausted as exc:
+                return failed(question, exc.reason, exc.attempts, stored)
+            answer = conversation_answer(turns, question, p_hash, digest)
+        else:
+            try:
+                completion, _ = await call_with_retries(contestant, lambda: request(messages))
+            except RetriesExhausted as exc:
+                return failed(question, exc.reason, exc.attempts, stored)
+            completion = separate_reasoning(completion)
+            answer = Answer(
+                answer_id=answer_id(config_id, question.question_id, p_hash),
+                contestant=contestant.name,
+                config_id=config_id,
+                question_id=question.question_id,
+                prompt_hash=p_hash,
+                text=completion.text,
+                input_tokens=completion.input_tokens,
+                output_tokens=completion.output_tokens,
+                tokens_estimated=completion.tokens_estimated,
+                finish_reason=completion.finish_reason,
+                latency_s=completion.latency_s,
+                ttft_s=completion.ttft_s,
+                cost=request_cost(completion),
+                created_at=time.time(),
+                run_id=run_id,
+                context_ids=prepared.context_ids or None,
+                question_digest=digest,
+                reasoning=completion.reasoning,
+                reasoning_tokens=completion.reasoning_tokens,
+            )
+        store.save_answer(answer)
+        if question.multi_turn:
+            store.drop_answer_turns(config_id, question.question_id, p_hash)
+        if overridden:  # the newest answer is current again; a record from an earlier run would say otherwise
+            store.set_current(config_id, question.question_id, answer.answer_id)
+        return answer
+
+    def request_cost(completion: Completion) -> float | None:
+        if completion.cost is not None:
+            return completion.cost
+        return cost_of(price, completion.input_tokens, completion.output_tokens)
+
+    async def converse(question: Question, prepared: "Prepared", p_hash: str, request) -> list[dict[str, Any]]:
+        """Ask the conversation's turns in order, each request carrying the contestant's own earlier answers. A
+        finished turn is stored at once, and turns stored by an earlier, unfinished run are not asked again."""
+        turns = store.answer_turns(config_id, question.question_id, p_hash)
+        user_turns = [(prepared.messages[-1], prepared.context_ids), *prepared.follow_ups]
+        sent = list(prepared.messages[:-1])
+        for number, (user, context_ids) in enumerate(user_turns):
+            sent.append(user)
+            if number < len(turns):
+                sent.append({"role": "assistant", "content": turns[number]["text"]})
+                continue
+            conversation = list(sent)
+            completion, _ = await call_with_retries(contestant, lambda: request(conversation))
+            completion = separate_reasoning(completion)
+            turn = {"text": completion.text, "input_tokens": completion.input_tokens,
+                    "output_tokens": completion.output_tokens, "tokens_estimated": completion.tokens_estimated,
+                    "finish_reason": completion.finish_reason, "latency_s": completion.latency_s,
+                    "ttft_s": completion.ttft_s, "cost": request_cost(completion)}
+            if context_ids:
+                turn["context_ids"] = context_ids
+            if completion.reasoning is not None:
+                turn["reasoning"], turn["reasoning_tokens"] = completion.reasoning, completion.reasoning_tokens
+            store.save_answer_turn(config_id, question.question_id, p_hash, number, turn, run_id)
+            turns.append(turn)
+            sent.append({"role": "assistant", "content": completion.text})
+        return turns
+
+    def conversation_answer(turns: list[dict[str, Any]], question: Question, p_hash: str, digest: str) -> Answer:
+        """One answer holding every turn: the last turn's text, the sums of tokens, cost and latency."""
+        reasoning = [t["reasoning"] for t in turns if t.get("reasoning")]
+        return Answer(
             answer_id=answer_id(config_id, question.question_id, p_hash),
             contestant=contestant.name,
             config_id=config_id,
             question_id=question.question_id,
             prompt_hash=p_hash,
-            text=completion.text,
-            input_tokens=completion.input_tokens,
-            output_tokens=completion.output_tokens,
-            tokens_estimated=completion.tokens_estimated,
-            finish_reason=completion.finish_reason,
-            latency_s=completion.latency_s,
-            ttft_s=completion.ttft_s,
-            cost=completion.cost if completion.cost is not None else cost_of(price, completion.input_tokens, completion.output_tokens),
+            text=turns[-1]["text"],
+            input_tokens=_total(turns, "input_tokens"),
+            output_tokens=_total(turns, "output_tokens"),
+            tokens_estimated=any(t.get("tokens_estimated") for t in turns),
+            finish_reason=turns[-1].get("finish_reason"),
+            latency_s=_total(turns, "latency_s"),
+            ttft_s=turns[0].get("ttft_s"),
+            cost=_total(turns, "cost"),
             created_at=time.time(),
             run_id=run_id,
-            context_ids=prepared.context_ids or None,
             question_digest=digest,
+            turns=turns,
+            reasoning="\n\n".join(reasoning) if reasoning else None,
+            reasoning_tokens=_total([t for t in turns if t.get("reasoning")], "reasoning_tokens") if reasoning else None,
         )
-        store.save_answer(answer)
-        if overridden:  # the newest answer is current again; a record from an earlier run would say otherwise
-            store.set_current(config_id, question.question_id, answer.answer_id)
-        return answer
 
     async def worker() -> None:
         for question in pending:  # one shared iterator: each question is taken by exactly one worker
@@ -171,6 +241,12 @@ async def collect_into(
         await asyncio.gather(*workers, return_exceptions=True)
 
 
+def _total(turns: list[dict[str, Any]], key: str) -> float | None:
+    """The sum of one figure over a conversation's turns; None when any turn lacks it (an unknown part)."""
+    values = [t.get(key) for t in turns]
+    return None if any(v is None for v in values) else sum(values)
+
+
 def missing_answers(contestant: ContestantConfig, set_id: str, questions, store, prepare_stored) -> bool:
     """Whether collecting would request anything: some question has no stored answer for the prompt it would
     be sent now (`prepare_stored`: augment.Augmenter.prepare_stored; None when its prompt cannot be known yet).
@@ -180,6 +256,6 @@ def missing_answers(contestant: ContestantConfig, set_id: str, questions, store,
         return True
     for question in questions:
         prepared = prepare_stored(contestant, question)
-        if prepared is None or store.find_answer_id(set_id, question.question_id, prompt_hash(prepared.messages)) is None:
+        if prepared is None or store.find_answer_id(set_id, question.question_id, prompt_hash(prepared.conversation)) is None:
             return True
     return False

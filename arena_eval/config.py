@@ -194,6 +194,9 @@ class JudgeConfig(EndpointConfig):
     reference: str = "none"
     # Above this share of unparsed games a run warns, naming the judge and the likely causes.
     max_unparsed_rate: float = Field(0.10, ge=0, le=1)
+    # Questions of several turns: judge each assistant's whole conversation (all), or the last turn's answers
+    # with the earlier turns as context (last). Part of a conversation game's id, not of the judge's config id.
+    turns: Literal["all", "last"] = "all"
 
     @property
     def label(self) -> str:

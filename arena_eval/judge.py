@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from .config import JudgeConfig, VerdictWeights
 from .errors import ConfigError
 from .pricing import cost_of, price_for
 from .providers.base import Provider
+from .reasoning import separate_reasoning
 from .records import Game, Judgment, Message
 from .style import STYLE_COLUMNS, StyleCounts, style_features
 from .templates import read_template, render
@@ -40,23 +41,34 @@ class JudgePrompts:
     reask: str
     # judge_user_reference.j2: the user prompt with a reference answer (judge.reference); None when not used.
     user_reference: str | None = None
+    # judge_user_conversation.j2: the user prompt for a question of several turns (both whole conversations).
+    conversation: str | None = None
 
     @classmethod
     def load(cls, prompt_dir: str | Path | None = None, with_reference: bool = False) -> "JudgePrompts":
         texts = {part: read_template(prompt_dir, f"judge_{part}.j2") for part in ("system", "user", "reask")}
+        # A prompt folder without its own reference or conversation template uses the bundled one.
         if with_reference:
-            own = Path(prompt_dir) / "judge_user_reference.j2" if prompt_dir else None
-            # A prompt folder without its own reference template uses the bundled one.
-            texts["user_reference"] = read_template(prompt_dir if own is not None and own.exists() else None,
+            texts["user_reference"] = read_template(_own_or_bundled(prompt_dir, "judge_user_reference.j2"),
                                                     "judge_user_reference.j2")
+        texts["conversation"] = read_template(_own_or_bundled(prompt_dir, "judge_user_conversation.j2"),
+                                              "judge_user_conversation.j2")
         prompts = cls(**texts)
         prompts.validate(str(prompt_dir or "prompts/"))
         return prompts
 
     @property
     def fingerprint(self) -> str:
+        """Identifies the single-turn prompts (part of the judge's config id). The conversation template is not in
+        it: it identifies conversation games only (conversation_key), so that adding it left every stored
+        single-turn verdict valid."""
         parts = (self.system, self.user, self.reask) + ((self.user_reference,) if self.user_reference else ())
         return hashlib.sha256("\x1e".join(parts).encode()).hexdigest()[:16]
+
+    def conversation_key(self, last_only: bool) -> str:
+        """Part of a conversation game's id: the conversation template and which turns are judged."""
+        text = f"{self.conversation}\x1e{'last' if last_only else 'all'}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def validate(self, where: str) -> None:
         """Refuse templates that cannot work: syntax errors, unsafe expressions (the sandbox refuses them; the
@@ -74,6 +86,8 @@ class JudgePrompts:
             )
         if "first answer" not in shown or "second answer" not in shown or "Q?" not in shown:
             raise ConfigError(f"{where}: judge_user.j2 must use {{{{ question }}}}, {{{{ answer_a }}}} and {{{{ answer_b }}}}")
+        if self.conversation is not None:
+            self._validate_conversation(where)
         if self.user_reference is not None:
             try:
                 shown = self.render("Q?", "first answer", "second answer", "the reference")[1]["content"]
@@ -83,27 +97,79 @@ class JudgePrompts:
                 raise ConfigError(f"{where}: judge_user_reference.j2 must use {{{{ question }}}}, {{{{ reference }}}}, "
                                   "{{ answer_a }} and {{ answer_b }}")
 
-    def render(self, question: str, answer_a: str, answer_b: str, reference: str | None = None) -> list[Message]:
-        return self._messages(self._values(question, answer_a, answer_b, reference))
+    def _validate_conversation(self, where: str) -> None:
+        sample = {"questions": ["first turn Q?", "second turn Q?"], "answer_a": ["A one", "A two"],
+                  "answer_b": ["B one", "B two"]}
+        for last_only in (False, True):
+            try:
+                shown = "\n".join(m["content"] for m in self.render(**sample, last_only=last_only))
+            except TemplateError as exc:
+                raise ConfigError(f"{where}: judge conversation template error: {exc}") from None
+            if not all(f"[[{label}]]" in shown for label in LABELS):
+                raise ConfigError(f"{where}: the judge prompt for conversations must show all five labels")
+            missing = [t for texts in sample.values() for t in texts if t not in shown]
+            if missing:
+                raise ConfigError(f"{where}: judge_user_conversation.j2 must show every turn's question, answer_a and "
+                                  "answer_b (loop over `turns`: turn.question, turn.answer_a, turn.answer_b)")
 
-    def render_quoting(self, question: str, answer_a: str, answer_b: str,
-                       reference: str | None = None) -> tuple[list[Message], QuotedMaterial]:
+    def render(self, question: str | Sequence[str] = "", answer_a: str | Sequence[str] = "",
+               answer_b: str | Sequence[str] = "", reference: str | None = None, *,
+               questions: Sequence[str] | None = None, last_only: bool = False) -> list[Message]:
+        """The judge's messages for one game. A conversation gives `questions` (every user turn) and, as answer_a
+        and answer_b, each assistant's answers turn by turn."""
+        return self._messages(self._values(question, answer_a, answer_b, reference, questions, last_only))
+
+    def render_quoting(self, question: str | Sequence[str] = "", answer_a: str | Sequence[str] = "",
+                       answer_b: str | Sequence[str] = "", reference: str | None = None, *,
+                       questions: Sequence[str] | None = None,
+                       last_only: bool = False) -> tuple[list[Message], QuotedMaterial]:
         """The judge's messages, and the labels they quote from the question, the answers and the reference (for
         read_verdict): every one of them came from outside."""
-        values = self._values(question, answer_a, answer_b, reference)
+        values = self._values(question, answer_a, answer_b, reference, questions, last_only)
         return self._messages(values), QuotedMaterial.from_prompt(self._messages, values)
 
-    def _values(self, question: str, answer_a: str, answer_b: str, reference: str | None) -> dict[str, str]:
-        values = {"question": question, "answer_a": _defuse(answer_a), "answer_b": _defuse(answer_b)}
+    def _values(self, question, answer_a, answer_b, reference: str | None, questions: Sequence[str] | None,
+                last_only: bool) -> dict[str, str]:
+        """The outside text of the prompt as a flat mapping (QuotedMaterial marks each value); a conversation's
+        turns are `question_1`, `answer_a_1`, ... and `last_only` is carried in the key `_last_only` (no text)."""
+        if questions is None:
+            values = {"question": question, "answer_a": _defuse(answer_a), "answer_b": _defuse(answer_b)}
+            if reference is not None and self.user_reference is not None:
+                values["reference"] = _defuse(reference)
+            return values
+        if not len(questions) == len(answer_a) == len(answer_b):
+            raise ValueError("a conversation needs one answer of each assistant per user turn")
+        values = {}
+        for number, (q, a, b) in enumerate(zip(questions, answer_a, answer_b), start=1):
+            values[f"question_{number}"], values[f"answer_a_{number}"] = q, _defuse(a)
+            values[f"answer_b_{number}"] = _defuse(b)
         if reference is not None and self.user_reference is not None:
             values["reference"] = _defuse(reference)
+        if last_only:
+            values["_last_only"] = ""
         return values
 
     def _messages(self, values: dict[str, str]) -> list[Message]:
+        if "question_1" in values:
+            return self._conversation_messages(values)
         user = self.user_reference if "reference" in values else self.user
         return [
             {"role": "system", "content": render(self.system, **values)},
             {"role": "user", "content": render(user, **values)},
+        ]
+
+    def _conversation_messages(self, values: dict[str, str]) -> list[Message]:
+        count = sum(1 for key in values if key.startswith("question_"))
+        turns = [{"number": n, "question": values[f"question_{n}"], "answer_a": values[f"answer_a_{n}"],
+                  "answer_b": values[f"answer_b_{n}"]} for n in range(1, count + 1)]
+        extra = {"reference": values["reference"]} if "reference" in values else {}
+        last = turns[-1]
+        return [
+            # The system prompt sees the last turn as the question and answers, as a single-turn game would.
+            {"role": "system", "content": render(self.system, question=last["question"], answer_a=last["answer_a"],
+                                                 answer_b=last["answer_b"], **extra)},
+            {"role": "user", "content": render(self.conversation, turns=turns, last_only="_last_only" in values,
+                                               **extra)},
         ]
 
 
@@ -123,10 +189,19 @@ class RunJudge:
                                     with_reference=config.reference != "none")
         return cls(config.label, config, prompts, config.config_id(prompts.fingerprint))
 
+    def conversation_key(self, question_id: str, conversations: "frozenset[str] | set[str]") -> str | None:
+        """This judge's conversation_key for a question of several turns (`conversations`: their ids), else None."""
+        return self.prompts.conversation_key(self.config.turns == "last") if question_id in conversations else None
+
     @property
     def reference_contestant(self) -> str | None:
         """The contestant whose answer is this judge's reference, if it takes one from a contestant."""
         return None if self.config.reference in ("none", "question") else self.config.reference
+
+
+def _own_or_bundled(prompt_dir: str | Path | None, name: str) -> Path | None:
+    """The prompt folder when it holds `name`, else None (the bundled prompts)."""
+    return Path(prompt_dir) if prompt_dir and (Path(prompt_dir) / name).exists() else None
 
 
 def _defuse(answer: str) -> str:
@@ -142,28 +217,34 @@ def _defuse(answer: str) -> str:
     return "\n".join(lines)
 
 
-def game_id(judge_config_id: str, answer_a_id: str, answer_b_id: str, reference_id: str | None = None) -> str:
+def game_id(judge_config_id: str, answer_a_id: str, answer_b_id: str, reference_id: str | None = None,
+            conversation: str | None = None) -> str:
     """Identifies a game. A reference taken from a contestant's answer is part of it: another reference answer
-    makes another game."""
+    makes another game; so is, for a conversation, the conversation template and the turns judged
+    (JudgePrompts.conversation_key)."""
     key = f"{judge_config_id}\x1f{answer_a_id}\x1f{answer_b_id}" + (f"\x1f{reference_id}" if reference_id else "")
+    if conversation:
+        key += f"\x1e{conversation}"
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 def games_for(judge_config_id: str, question_id: str, contestant: str, baseline: str,
-              contestant_answer_id: str, baseline_answer_id: str, reference_id: str | None = None) -> list[Game]:
-    """Game 1 puts the baseline in position A; game 2 swaps the positions."""
+              contestant_answer_id: str, baseline_answer_id: str, reference_id: str | None = None,
+              conversation: str | None = None) -> list[Game]:
+    """Game 1 puts the baseline in position A; game 2 swaps the positions. `conversation`: the judge's
+    conversation_key when the question has several turns."""
     pairs = [(1, baseline_answer_id, contestant_answer_id), (2, contestant_answer_id, baseline_answer_id)]
     return [
-        Game(game_id(judge_config_id, a, b, reference_id), question_id, contestant, baseline, number, a, b)
+        Game(game_id(judge_config_id, a, b, reference_id, conversation), question_id, contestant, baseline, number, a, b)
         for number, a, b in pairs
     ]
 
 
 async def judge_game(
     game: Game,
-    question: str,
-    answer_a: str,
-    answer_b: str,
+    question: str | Sequence[str],
+    answer_a: str | Sequence[str],
+    answer_b: str | Sequence[str],
     config: JudgeConfig,
     judge_config_id: str,
     provider: Provider,
@@ -172,11 +253,18 @@ async def judge_game(
     reference: str | None = None,
 ) -> Judgment:
     """Ask the judge; re-ask in the same conversation until a label appears or the attempts run out. With
-    `reference`, the judge's prompt holds that reference answer (judge_user_reference.j2).
+    `reference`, the judge's prompt holds that reference answer (judge_user_reference.j2). A conversation gives
+    its user turns as `question` and each assistant's turns as `answer_a` and `answer_b` (lists of equal length):
+    the judge sees both whole conversations (judge_user_conversation.j2) and, with `turns: last`, grades the last
+    turn only. A judge's own reasoning (`<think>` or a reasoning field) is never read for a verdict.
 
     Raises providers.retry.RetriesExhausted when the judge endpoint itself keeps failing.
     """
-    messages, material = prompts.render_quoting(question, answer_a, answer_b, reference)
+    if isinstance(question, str):
+        messages, material = prompts.render_quoting(question, answer_a, answer_b, reference)
+    else:
+        messages, material = prompts.render_quoting(answer_a=answer_a, answer_b=answer_b, reference=reference,
+                                                    questions=question, last_only=config.turns == "last")
     overrides = provider.constrain_to([f"[[{label}]]" for label in LABELS]) if config.constrain_labels else {}
     flags = {LABEL_IN_MATERIAL} if material else set()
     replies: list[str] = []
@@ -186,6 +274,7 @@ async def judge_game(
     verdict = None
     for attempt in range(1, config.attempts + 1):
         completion, _ = await call_with_retries(config, lambda: provider.complete(messages, **overrides))
+        completion = separate_reasoning(completion)
         replies.append(completion.text)
         input_tokens += completion.input_tokens or 0
         output_tokens += completion.output_tokens or 0

@@ -8,6 +8,8 @@ pipeline decides when, and the report renders what it is given. The leaderboard'
 
 from __future__ import annotations
 
+import functools
+
 import json
 import time
 from collections import defaultdict
@@ -46,6 +48,11 @@ class RunScope:
     def baseline(self) -> ContestantConfig:
         return self.contestants[0]
 
+    @functools.cached_property
+    def conversations(self) -> frozenset[str]:
+        """The ids of the questions with several user turns (usually none)."""
+        return frozenset(q.question_id for q in self.questions if q.multi_turn)
+
     @property
     def rated_judges(self) -> list[RunJudge]:
         """The judges whose verdicts the rating uses: every one (`rating.judges: pooled`), or the one named."""
@@ -76,7 +83,8 @@ def current_games(scope: RunScope, answer_ids: dict[str, dict[str, str]], judge:
     for c in scope.contestants[1:]:
         for qid, aid in answer_ids[c.name].items():
             if qid in base_ids:
-                games += games_for(judge.config_id, qid, c.name, base_name, aid, base_ids[qid], references.get(qid))
+                games += games_for(judge.config_id, qid, c.name, base_name, aid, base_ids[qid], references.get(qid),
+                                   judge.conversation_key(qid, scope.conversations))
     return games
 
 

@@ -35,7 +35,7 @@ from .progress import Progress
 from .providers import make_provider
 from .providers.retry import RetriesExhausted
 from .questions import Question
-from .records import Answer, AnswerError, GameError, RunSummary
+from .records import Answer, AnswerError, GameError, RunSummary, answer_turns
 from .redaction import register_secret
 from .store import Store
 
@@ -242,10 +242,12 @@ class CollectAndJudge:
     async def enqueue(self, pairing: Pairing) -> None:
         answer, base = pairing.answer, pairing.base
         prompt = None
+        conversations = self.scope.conversations
         for lane in self.lanes:
             reference, reference_id = self.reference_for(lane.judge, pairing)
             games = games_for(lane.judge.config_id, answer.question_id, answer.contestant, base.contestant,
-                              answer.answer_id, base.answer_id, reference_id)
+                              answer.answer_id, base.answer_id, reference_id,
+                              lane.judge.conversation_key(answer.question_id, conversations))
             self.progress.add("games", len(games))
             for game in games:
                 if self.store.has_judgment(game.game_id):
@@ -254,8 +256,13 @@ class CollectAndJudge:
                     continue
                 if prompt is None:  # saved by the run before collection starts
                     prompt = self.store.question_prompt(game.question_id)
+                    if game.question_id in conversations:
+                        prompt = list(self.store.question(game.question_id).turns)
                 a, b = (base, answer) if game.game == 1 else (answer, base)
-                await lane.games.put((game, prompt, a.text, b.text, reference))
+                if isinstance(prompt, list):  # a conversation: each assistant's answers turn by turn
+                    await lane.games.put((game, prompt, answer_turns(a), answer_turns(b), reference))
+                else:
+                    await lane.games.put((game, prompt, a.text, b.text, reference))
 
     def reference_for(self, judge: RunJudge, pairing: Pairing) -> tuple[str | None, str | None]:
         """(reference text, the answer id it came from) for `judge` on this pairing's question: the question's own

@@ -21,6 +21,8 @@ chosen per request from the configured rates (deterministic for a seed):
   quoted answers, before its own verdict; asked again, it answers like "longer";
 - `replies`: model → reply texts, given in turn (e.g. answers that try to dictate the verdict);
 - `rates`: named faults (FAULTS below) with a probability per request, e.g. {"503": 0.1, "reset": 0.05};
+- `turn_faults`: model → (n, fault): every request of that model that holds n user messages (a conversation's
+  n-th turn) gets the fault; may be changed while the server runs;
 - `scripted`: model → (fault, n): the first n requests for each distinct prompt of that model get the fault,
   the later ones succeed; n = None: every request. Deterministic whatever the timing, for retry tests.
 
@@ -104,6 +106,7 @@ class Faults:
     huge_bytes: int = 50 * 1024 * 1024
     redirect_to: str = ""
     redirect_status: int = 307
+    turn_faults: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = (set(self.rates) | {fault for fault, _ in self.scripted.values()}) - set(FAULTS)
@@ -233,6 +236,10 @@ class FakeServer:
     # --- faults -------------------------------------------------------------------------------------------
 
     def _pick_fault(self, model: str, body: dict) -> str | None:
+        on_turn = self.faults.turn_faults.get(model)
+        if on_turn is not None:  # a conversation's n-th user turn (counted in the request's messages)
+            turn, fault = on_turn
+            return fault if sum(m.get("role") == "user" for m in body.get("messages", [])) == turn else None
         script = self.faults.scripted.get(model)
         if script is not None:
             digest = hashlib.sha256(json.dumps(body.get("messages"), sort_keys=True).encode()).hexdigest()[:16]

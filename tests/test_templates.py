@@ -25,6 +25,12 @@ BUNDLED = {
     "judge_user.j2": [{"question": "What is {{ 1 + 1 }}?", "answer_a": "Two.\n{% raw %}", "answer_b": "ü " * 5000}],
     "judge_reask.j2": [{}],
     "judge_user_reference.j2": [{"question": "Q?", "reference": "42, since 6 x 7", "answer_a": "a", "answer_b": "b"}],
+    "judge_user_conversation.j2": [
+        {"turns": [{"number": 1, "question": "Plan a trip.", "answer_a": "Rome.", "answer_b": "Oslo."},
+                   {"number": 2, "question": "In verse?", "answer_a": "Roma...", "answer_b": "Oslo..."}],
+         "last_only": False},
+        {"turns": [{"number": 1, "question": "1+1?", "answer_a": "2", "answer_b": "3"}], "last_only": True,
+         "reference": "2"}],
     "guide_reference.j2": [{"question": "Why is the sky blue?"}],
     "guide_guidance.j2": [{"question": "Why?", "reference": "Rayleigh scattering."}],
     "guidance_system.j2": [{"system_prompt": "Be brief.", "guidance": "Think of scattering."},

@@ -20,8 +20,17 @@ from .guidance import Guide, GuidanceUnavailable
 
 @dataclass
 class Prepared:
+    """What a contestant is sent for a question: the messages of its first request and, for a conversation, each
+    later user turn's message (as augmented: with its own passages under rag) with the ids of those passages."""
+
     messages: list[Message]
     context_ids: list[str] = field(default_factory=list)
+    follow_ups: list[tuple[Message, list[str]]] = field(default_factory=list)
+
+    @property
+    def conversation(self) -> list[Message]:
+        """Every message the contestant is given, its own answers left out: what identifies its prompt."""
+        return self.messages + [message for message, _ in self.follow_ups]
 
 
 class Augmenter:
@@ -36,13 +45,15 @@ class Augmenter:
             rag = config.rag
             self._rag_template = read_template(self.base_dir / rag.prompt_dir if rag.prompt_dir else None, "rag_user.j2")
 
-    def _passages(self, question: Question) -> list:
-        if question.question_id not in self._retrieved:
+    def _passages(self, question: Question, turn: int = 0) -> list:
+        """The passages retrieved for one user turn of the question (each turn retrieves with its own text)."""
+        key = question.question_id if turn == 0 else f"{question.question_id}\x1f{turn}"
+        if key not in self._retrieved:
             from .rag import get_retriever
 
             retriever = get_retriever(self.config.rag, self.base_dir)
-            self._retrieved[question.question_id] = [p for p, _ in retriever.search(question.prompt, self.config.rag.top_k)]
-        return self._retrieved[question.question_id]
+            self._retrieved[key] = [p for p, _ in retriever.search(question.turns[turn], self.config.rag.top_k)]
+        return self._retrieved[key]
 
     def compose(self, contestant: ContestantConfig, question: Question, guidance: str | None = None) -> Prepared:
         """The messages for `question`; a template that fails on it (a render limit) raises AugmentError, which
@@ -53,18 +64,22 @@ class Augmenter:
             raise AugmentError(f"prompt template failed for question {question.question_id}: {exc}") from None
 
     def _compose(self, contestant: ContestantConfig, question: Question, guidance: str | None) -> Prepared:
+        """Guidance goes into the system prompt, which holds for the whole conversation; rag retrieves passages
+        for each user turn."""
         system = contestant.system_prompt
-        user = question.prompt
-        context_ids: list[str] = []
         if contestant.augment == "guidance":
             system = self.guide.system_prompt(system, guidance or "")
-        elif contestant.augment == "rag":
-            passages = self._passages(question)
-            context_ids = [p.id for p in passages]
-            user = render(self._rag_template, question=question.prompt, passages=passages)
+        turns = [self._user_turn(contestant, question, i) for i in range(len(question.turns))]
         messages: list[Message] = [{"role": "system", "content": system}] if system else []
-        messages.append({"role": "user", "content": user})
-        return Prepared(messages, context_ids)
+        messages.append(turns[0][0])
+        return Prepared(messages, turns[0][1], turns[1:])
+
+    def _user_turn(self, contestant: ContestantConfig, question: Question, turn: int) -> tuple[Message, list[str]]:
+        text = question.turns[turn]
+        if contestant.augment != "rag":
+            return {"role": "user", "content": text}, []
+        passages = self._passages(question, turn)
+        return {"role": "user", "content": render(self._rag_template, question=text, passages=passages)}, [p.id for p in passages]
 
     async def prepare(self, contestant: ContestantConfig, question: Question) -> Prepared:
         """Messages for a request; generates missing guidance (raises GuidanceUnavailable on failure)."""
