@@ -29,7 +29,7 @@ from .energy.energy_store import load_imports, load_windows
 from .errors import ArenaError
 from .judge import RunJudge, battle_outcome, battles_from_judgments, games_for, position_diagnostics
 from .questions import QuestionSet
-from .records import AdaptiveSummary, EnergyOverview, Game, JudgeDiagnostics, Judgment, LeaderboardRow, RunSummary, StyleEffect
+from .records import AdaptiveSummary, EnergyOverview, Game, JudgeDiagnostics, Judgment, LeaderboardRow, RunSummary, StyleEffect, answer_turns
 from .store import Store
 from .style import STYLE_COLUMNS, answer_styles
 
@@ -520,6 +520,8 @@ class ContestantAnswerView:
     name: str
     answer: str | None
     games: list[GameView]
+    turns: list[str] | None = None  # a conversation: the contestant's answer to each user turn
+    reasoning: str | None = None  # a reasoning model's thinking, shown folded (never judged)
 
 
 @dataclass(frozen=True)
@@ -529,6 +531,9 @@ class QuestionView:
     prompt: str
     baseline_answer: str | None
     contestants: list[ContestantAnswerView]
+    turns: list[str] | None = None  # a conversation: every user turn (prompt is the first)
+    baseline_turns: list[str] | None = None
+    baseline_reasoning: str | None = None
 
 
 @dataclass
@@ -576,11 +581,12 @@ def question_views(scope: RunScope, store: Store, tally: Tally) -> list[Question
                  for j in store.judgments(judge.config_id)}
     base = scope.baseline.name
 
-    def text(answer_id: str | None) -> str | None:
-        if answer_id is None:
-            return None
-        answer = store.get_answer(answer_id)
-        return answer.text if answer else None
+    def stored(answer_id: str | None) -> tuple[str | None, list[str] | None, str | None]:
+        """(text, each turn's text for a conversation, reasoning) of one answer; Nones when there is none."""
+        answer = store.get_answer(answer_id) if answer_id is not None else None
+        if answer is None:
+            return None, None, None
+        return answer.text, answer_turns(answer) if answer.turns else None, answer.reasoning
 
     out = []
     for q in scope.questions:
@@ -595,8 +601,11 @@ def question_views(scope: RunScope, store: Store, tally: Tally) -> list[Question
                     games.append(GameView(number, j.verdict if j else None, j is not None, j.judge_text if j else None,
                                           contestant_outcome(j.verdict, number) if j and j.verdict else None,
                                           j.flags if j else None, judge.name if several else None))
-            answers.append(ContestantAnswerView(c.name, text(aid), games))
-        out.append(QuestionView(q.question_id, q.category, q.prompt, text(base_id), answers))
+            answer, turns, reasoning = stored(aid)
+            answers.append(ContestantAnswerView(c.name, answer, games, turns, reasoning))
+        base_text, base_turns, base_reasoning = stored(base_id)
+        out.append(QuestionView(q.question_id, q.category, q.prompt, base_text, answers,
+                                list(q.turns) if q.multi_turn else None, base_turns, base_reasoning))
     return out
 
 

@@ -6,6 +6,8 @@ Pure functions; the pipeline reads answer texts from the store and passes them i
 
 from __future__ import annotations
 
+import json
+
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import astuple, dataclass
@@ -87,12 +89,18 @@ def answer_styles(
     judgments: Iterable[Judgment], read_answers: Callable[[list[str], tuple[str, ...]], list[tuple]]
 ) -> dict[str, StyleCounts]:
     """answer_id → StyleCounts of every answer the judgments compare. `read_answers(ids, columns)` returns
-    rows of the given columns (Store.answer_rows)."""
+    rows of the given columns (Store.answer_rows). A conversation's counts are over every turn it answered, as
+    its output tokens are."""
     ids = sorted({answer_id for j in judgments for answer_id in (j.answer_a_id, j.answer_b_id)})
-    styles = {answer_id: style_counts(text, tokens)
-              for answer_id, text, tokens in read_answers(ids, ("answer_id", "text", "output_tokens"))}
+    styles = {answer_id: style_counts(_every_turn(text, turns), tokens)
+              for answer_id, text, tokens, turns in read_answers(ids, ("answer_id", "text", "output_tokens", "turns"))}
     missing = [answer_id for answer_id in ids if answer_id not in styles]
     if missing:
         raise ArenaError(f"{len(missing)} judged answer(s) are not in the store (e.g. {missing[0]}): "
                          "style control needs their text")
     return styles
+
+
+def _every_turn(text: str, turns: str | None) -> str:
+    """The text a conversation's style is counted on: each turn's answer (`turns` as stored, JSON), in order."""
+    return text if not turns else "\n\n".join(turn["text"] for turn in json.loads(turns))

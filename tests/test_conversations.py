@@ -51,7 +51,8 @@ def test_each_turn_carries_the_contestants_own_answers_and_the_judge_sees_both_w
     server = fake_server()
     server.capture = True
     path = conversation_config(tmp_path, server)
-    summary = Arena(load_config(path)).run_sync().summary
+    result = Arena(load_config(path)).run_sync()
+    summary = result.summary
     assert summary.complete and summary.answers_new == 6 and summary.games_new == 2 * 3
 
     # c1 asked 1 + 2 + 3 requests; its later requests hold its own earlier answers, never the baseline's.
@@ -86,6 +87,11 @@ def test_each_turn_carries_the_contestants_own_answers_and_the_judge_sees_both_w
         assert prompt.count("Now make it rain-proof.") == 4  # the user's turn in each conversation, and each answer
     single = next(p for p in prompts if "Name a prime." in p)
     assert "Conversation with Assistant A" not in single  # a single-turn question keeps the single-turn prompt
+
+    # The report shows a conversation turn by turn.
+    report = (result.output_dir / "report.html").read_text()
+    assert "Conversation (3 user turns)" in report and "User, turn 3" in report
+    assert "Answer from model-c1 to: And halved?" in report
 
 
 def test_judging_the_last_turn_only_says_so_and_makes_other_games(tmp_path, fake_server):

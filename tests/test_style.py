@@ -1,3 +1,4 @@
+import json
 import math
 
 import pandas as pd
@@ -94,11 +95,14 @@ def test_answer_styles_reads_each_judged_answer_once_and_refuses_missing_ones():
 
     def read(ids, columns):
         asked.append((ids, columns))
-        return [(i, "# Head\n- item", 11 if i == "x" else None) for i in ids]
+        # y is a conversation: its style is counted over both turns' answers, as its tokens are.
+        return [(i, "# Head\n- item", 11, None) if i == "x" else
+                (i, "- item", None, json.dumps([{"text": "# Head"}, {"text": "- item"}])) for i in ids]
 
     styles = answer_styles(judgments, read)
-    assert asked == [(["x", "y"], ("answer_id", "text", "output_tokens"))]
-    assert styles["x"] == StyleCounts(11, 1, 1, 0) and styles["y"].length == estimate_tokens("# Head\n- item")
+    assert asked == [(["x", "y"], ("answer_id", "text", "output_tokens", "turns"))]
+    assert styles["x"] == StyleCounts(11, 1, 1, 0)
+    assert styles["y"] == StyleCounts(estimate_tokens("# Head\n\n- item"), 1, 1, 0)
     with pytest.raises(ArenaError, match="not in the store"):
         answer_styles(judgments, lambda ids, columns: [])
 
