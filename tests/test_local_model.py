@@ -6,6 +6,7 @@ A 135M judge is close to chance, so these tests check flow and formats, never gr
 from __future__ import annotations
 
 import importlib.util
+import json
 import sqlite3
 
 import pytest
@@ -29,7 +30,7 @@ def small_demo(tmp_path, n_questions: int = 3):
     questions.write_text(
         '{"id": "a", "prompt": "What is the capital of France?"}\n'
         '{"id": "b", "prompt": "Name a primary colour."}\n'
-        '{"id": "c", "prompt": "What is 2 plus 3?"}\n'
+        '{"id": "c", "prompt": ["What is 2 plus 3?", "And times 4?"]}\n'
     )
     data["questions"] = str(questions)
     for contestant in data["contestants"]:
@@ -48,9 +49,12 @@ def test_real_local_model_end_to_end(tmp_path):
     s = result.summary
     assert (s.answers_new, s.answer_errors, s.games_new, s.games_unparsed) == (6, 0, 6, 0)
     with sqlite3.connect(config.output_dir / "arena.db") as db:
-        answers = db.execute("SELECT text, input_tokens, output_tokens, tokens_estimated FROM answers").fetchall()
+        answers = db.execute("SELECT text, input_tokens, output_tokens, tokens_estimated, turns FROM answers").fetchall()
         verdicts = [r[0] for r in db.execute("SELECT verdict FROM judgments")]
-    assert all(text.strip() and inp > 0 and 0 < out <= 24 and not est for text, inp, out, est in answers)
+    # Question c is a conversation of two turns: its answers hold both, and count the tokens of both.
+    assert sorted(len(json.loads(turns)) if turns else 1 for *_, turns in answers) == [1, 1, 1, 1, 2, 2]
+    assert all(text.strip() and inp > 0 and 0 < out <= 24 * (len(json.loads(turns)) if turns else 1) and not est
+               for text, inp, out, est, turns in answers)
     # The label constraint (a llama.cpp grammar) makes every verdict one of the five labels.
     assert set(verdicts) <= {"A>>B", "A>B", "A=B", "B>A", "B>>A"}
     board = result.leaderboard.set_index("model")

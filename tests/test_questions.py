@@ -27,7 +27,8 @@ def test_both_jsonl_forms_and_csv(tmp_path):
 
 
 def test_the_bundled_demo_set_loads():
-    assert len(load_questions(bundled_path("question_sets/demo.jsonl"))) == 12
+    questions = list(load_questions(bundled_path("question_sets/demo.jsonl")))
+    assert len(questions) == 13 and [q.question_id for q in questions if q.multi_turn] == ["chat-1"]
 
 
 @pytest.mark.parametrize(
