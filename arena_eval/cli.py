@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -84,7 +85,8 @@ def print_table(board: pd.DataFrame, fmt: Format, title: str = "Leaderboard") ->
         board.to_csv(sys.stdout, index=False)
         return
     table = Table(title=title)
-    columns = [c for c in TERMINAL_COLUMNS if c in board.columns and (c != "tags" or board[c].notna().any())]
+    columns = [c for c in TERMINAL_COLUMNS if c in board.columns
+               and (c not in ("tags", "category_scores") or board[c].notna().any())]
     for column in columns:
         table.add_column(COLUMNS[column].metadata["label"] or column,
                          justify="left" if column in ("model", "method") else "right")
@@ -93,10 +95,20 @@ def print_table(board: pd.DataFrame, fmt: Format, title: str = "Leaderboard") ->
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
+def _baseline_words(cfg) -> str:
+    """The baseline as a title says it: one name, or each category's (the score is then their weighted mean)."""
+    if not cfg.category_baselines:
+        return f"baseline {cfg.baseline}"
+    pairs = ", ".join(f"{category}: {name}" for category, name in cfg.category_baselines.items())
+    return f"each category's baseline ({pairs}; overall: mean weighted by questions)"
+
+
 def _cell(column: str, value) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, dict):
+        if column == "category_scores":
+            return " · ".join(f"{k} {v:.1f}" for k, v in value.items()) or "-"
         return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
     if value is None or pd.isna(value):
         return "-"
@@ -129,7 +141,7 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
     s = result.summary
     _print_housekeeping(s)
     if result.leaderboard is not None:
-        print_table(result.leaderboard, fmt, title=f"{cfg.name}: score vs baseline {cfg.baseline} (95% CI)")
+        print_table(result.leaderboard, fmt, title=f"{cfg.name}: score vs {_baseline_words(cfg)} (95% CI)")
     err.print(
         f"run {s.run_id}: answers {s.answers_new} new, {s.answers_cached} stored before, {s.answer_errors} errors"
         f"{f', {s.answers_missing} missing' if s.answers_missing else ''}; "
@@ -350,7 +362,7 @@ def _run_stages_config(cfg, fmt: Format) -> None:
         _say_interrupted(exc)
     _print_housekeeping(result.summary)
     _print_judge_warnings(result.summary)
-    print_table(result.leaderboard, fmt, title=f"{cfg.name}: score vs baseline {cfg.baseline} (95% CI)")
+    print_table(result.leaderboard, fmt, title=f"{cfg.name}: score vs {_baseline_words(cfg)} (95% CI)")
     raise typer.Exit(result.exit_code)
 
 
@@ -694,7 +706,8 @@ def history(
         _fail(exc)
     if format is Format.table:
         table = Table(title=f"{cfg.name}: scores over time")
-        shown = [c for c in HISTORY_COLUMNS if c not in ("command",)]
+        shown = [c for c in HISTORY_COLUMNS
+                 if c != "command" and (c != "category_scores" or frame[c].map(lambda v: isinstance(v, dict)).any())]
         for column in shown:
             table.add_column(column, justify="left" if column in ("run_id", "time", "model", "baseline", "status") else "right")
         for row in frame.to_dict("records"):
@@ -716,6 +729,8 @@ def validate(config: Path = typer.Option(..., "--config", "-c", help="Run config
     try:
         cfg = load_config(config)
         questions = load_questions(cfg.questions_path)
+        if cfg.category_baselines or any(j.prompts_by_category for j in cfg.judges):
+            cfg.check_categories(Counter(q.category for q in questions), str(cfg.questions_path))
         for judge in cfg.judges:
             RunJudge.load(judge, cfg.resolve)
         for endpoint in [*cfg.contestants, *cfg.judges]:
@@ -726,7 +741,7 @@ def validate(config: Path = typer.Option(..., "--config", "-c", help="Run config
                        for j in cfg.judges)
     typer.echo(
         f"{config}: ok — {len(questions)} questions, {len(cfg.contestants)} contestants "
-        f"(baseline {cfg.baseline}), judge{'s' if len(cfg.judges) > 1 else ''} {judges}, results in {cfg.output_dir}"
+        f"({_baseline_words(cfg)}), judge{'s' if len(cfg.judges) > 1 else ''} {judges}, results in {cfg.output_dir}"
     )
 
 

@@ -197,6 +197,9 @@ class JudgeConfig(EndpointConfig):
     # Questions of several turns: judge each assistant's whole conversation (all), or the last turn's answers
     # with the earlier turns as context (last). Part of a conversation game's id, not of the judge's config id.
     turns: Literal["all", "last"] = "all"
+    # category → a prompt folder for that category's questions (arena-hard v2.0 judges creative writing with
+    # instructions of its own); other categories use prompt_dir. Part of those games' ids only.
+    prompts_by_category: dict[str, str] = Field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -292,7 +295,11 @@ class RunConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     questions: str
     output: str = "outputs"
+    # A contestant's name, or a mapping category → contestant with an optional `default` (each category's
+    # questions are judged against their own baseline). Held as the name of the main baseline (`default`, else the
+    # mapping's first) with the mapping in category_baselines.
     baseline: str
+    category_baselines: dict[str, str] = Field(default_factory=dict)
     # One judge (a mapping) or several (a list of mappings, each with a unique name): every game is judged by
     # every judge. Held as a list; `judges` reads it.
     judge: list[JudgeConfig] = Field(min_length=1)
@@ -343,6 +350,19 @@ class RunConfig(_Strict):
                                   f"none, question nor a contestant; contestants: {', '.join(names)}")
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _baseline_mapping(cls, data: Any) -> Any:
+        """`baseline:` as a mapping becomes the main baseline's name and category_baselines."""
+        if isinstance(data, dict) and isinstance(data.get("baseline"), dict):
+            mapping = data["baseline"]
+            if not mapping:
+                raise _KeyProblem(("baseline",), "the baseline mapping is empty; give `category: contestant` pairs "
+                                  "(and optionally `default: contestant`), or one contestant's name")
+            first = mapping.get("default", next(iter(mapping.values())))
+            data = {**data, "baseline": first, "category_baselines": dict(mapping)}
+        return data
+
     @model_validator(mode="after")
     def _names(self) -> "RunConfig":
         names = [c.name for c in self.contestants]
@@ -354,11 +374,45 @@ class RunConfig(_Strict):
                 raise _KeyProblem(("contestants", i, "augment"), f"contestant {c.name!r} has augment: guidance, but the config has no `guidance:` section naming the guide model")
             if c.augment == "rag" and self.rag is None:
                 raise _KeyProblem(("contestants", i, "augment"), f"contestant {c.name!r} has augment: rag, but the config has no `rag:` section naming the corpus")
+        if self.category_baselines and self.rating.adaptive is not None:
+            raise _KeyProblem(("rating", "adaptive"), "adaptive judging needs one baseline for every question; with a "
+                              "baseline per category, judge every question (remove rating.adaptive)")
+        for category, name in self.category_baselines.items():
+            if name not in names:
+                raise _KeyProblem(("baseline", category), f"baseline {name!r} for category {category!r} is not a "
+                                  f"contestant; use one of: {', '.join(names)}")
         if self.baseline not in names:
             raise _KeyProblem(
                 ("baseline",), f"baseline {self.baseline!r} is not a contestant; set baseline to one of: {', '.join(names)}"
             )
         return self
+
+    def baseline_for_category(self, category: str | None) -> str | None:
+        """The baseline of a category's questions: its own, else `default`, else (no mapping) the baseline; None
+        when a mapping leaves the category without one."""
+        if not self.category_baselines:
+            return self.baseline
+        mapping = self.category_baselines
+        return mapping.get(category) if category in mapping else mapping.get("default")
+
+    def check_categories(self, categories: dict[str | None, int], where: str) -> None:
+        """Refuse a baseline mapping that leaves a category of the question set (category → questions) without a
+        baseline, and judge prompts for a category the set does not have (a misspelt category)."""
+        if self.category_baselines:
+            orphans = sorted(str(c) if c is not None else "(no category)" for c in categories
+                             if self.baseline_for_category(c) is None)
+            if orphans:
+                raise ConfigError(
+                    f"baseline: {where} has questions in categor{'y' if len(orphans) == 1 else 'ies'} "
+                    f"{', '.join(orphans)} that the baseline mapping gives no baseline; add them to the mapping or "
+                    "give a `default:` baseline")
+        known = sorted(str(c) for c in categories if c is not None)
+        for judge in self.judge:
+            unknown = sorted(set(judge.prompts_by_category) - set(known))
+            if unknown:
+                raise ConfigError(f"judge {judge.label}: prompts_by_category names categor"
+                                  f"{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}, which {where} does not "
+                                  f"have; its categories: {', '.join(known) or 'none'}")
 
     def resolve(self, path: str) -> Path:
         candidate = Path(path).expanduser()

@@ -11,10 +11,15 @@ finished without one (judging stored answers delivers only the answers it finds)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .records import Answer, AnswerError
+
+
+def _same(name: str, _question_id: str) -> str:
+    return name
 
 
 @dataclass
@@ -23,6 +28,7 @@ class _OpenQuestion:
     waiting: list[Answer] = field(default_factory=list)  # contestants' answers that arrived before it could pair
     delivered: int = 0  # bit set of the contestants that delivered an answer or an error
     references: dict[str, Answer | None] = field(default_factory=dict)  # reference contestant → its answer
+    baseline: str = ""  # the question's baseline (a category may have its own)
 
 
 @dataclass(frozen=True)
@@ -39,14 +45,18 @@ class GameDispatcher:
     """Feed it every answer or error as it arrives (`deliver`) and every contestant's end (`finish`); each call
     returns the pairings that became ready. The baseline's own answers pair with nothing."""
 
-    def __init__(self, contestants: Sequence[str], baseline: str, references: Sequence[str] = (),
+    def __init__(self, contestants: Sequence[str], baseline: str | Callable[[str], str], references: Sequence[str] = (),
                  judged: Sequence[str] | None = None):
-        if baseline not in contestants:
-            raise ValueError(f"baseline {baseline!r} is not among the contestants")
+        """`baseline`: the baseline's name, or a function giving each question's (question_id → name) where a
+        category has a baseline of its own; a contestant is then the baseline on some questions only."""
+        if isinstance(baseline, str):
+            if baseline not in contestants:
+                raise ValueError(f"baseline {baseline!r} is not among the contestants")
+            baseline = functools.partial(_same, baseline)
         unknown = [name for name in references if name not in contestants]
         if unknown:
             raise ValueError(f"reference contestant(s) {', '.join(unknown)} are not among the contestants")
-        self.baseline = baseline
+        self.baseline_of = baseline
         # A judge that takes its reference from a contestant's answer needs it before the games can be posed: a
         # pairing waits for the baseline and for every reference contestant to deliver.
         self.references = tuple(dict.fromkeys(references))
@@ -66,16 +76,17 @@ class GameDispatcher:
         bit = self._bits[item.contestant]
         entry = self._open.get(item.question_id)
         if entry is None:
-            entry = self._open[item.question_id] = _OpenQuestion(delivered=self._finished)
+            entry = self._open[item.question_id] = _OpenQuestion(delivered=self._finished,
+                                                                 baseline=self.baseline_of(item.question_id))
         if entry.delivered & bit:
             return []  # a second delivery for the same question changes nothing
         entry.delivered |= bit
         is_answer = isinstance(item, Answer)
         if item.contestant in self.references:
             entry.references[item.contestant] = item if is_answer else None
-        if item.contestant == self.baseline:
+        if item.contestant == entry.baseline:
             entry.base = item if is_answer else None
-        if is_answer and item.contestant != self.baseline and (self.judged is None or item.contestant in self.judged):
+        if is_answer and item.contestant != entry.baseline and (self.judged is None or item.contestant in self.judged):
             entry.waiting.append(item)
         ready = self._release(entry)
         self._forget_if_done(item.question_id, entry)
@@ -83,7 +94,7 @@ class GameDispatcher:
 
     def _release(self, entry: _OpenQuestion) -> list[Pairing]:
         """The waiting answers, paired, once the baseline and every reference contestant delivered."""
-        if not entry.delivered & self._bits[self.baseline]:
+        if not entry.delivered & self._bits[entry.baseline]:
             return []
         if any(not entry.delivered & self._bits[name] for name in self.references):
             return []

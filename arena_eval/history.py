@@ -16,7 +16,7 @@ from .records import COLUMNS
 from .store import Store
 
 # A run's time and name around a few of its leaderboard's columns (records.LeaderboardRow defines those).
-_SCORES = ["model", "score", "ci_low", "ci_high", "elo", "battles", "wh_per_pass"]
+_SCORES = ["model", "score", "ci_low", "ci_high", "elo", "battles", "wh_per_pass", "category_scores"]
 assert set(_SCORES) <= set(COLUMNS), "history shows leaderboard columns: define them in records.LeaderboardRow"
 HISTORY_COLUMNS = ["run_id", "time", *_SCORES, "baseline", "command", "status"]
 
@@ -54,8 +54,10 @@ def find_regressions(store: Store, run_id: str, score_drop: float | None = None)
         # Scores are relative to the baseline and made by the judges: compare only like with like (rows stored
         # before the judges were recorded compare with any).
         same_judges = frame.judges.isna() | (frame.judges == row.judges) if pd.notna(row.judges) else True
+        # A score over categories with baselines of their own compares only with another such score.
+        by_category = frame.category_scores.map(lambda v: isinstance(v, dict)) == isinstance(row.category_scores, dict)
         earlier = frame[(frame.model == row.model) & (frame.run_id.map(order) < order[run_id])
-                        & (frame.baseline == row.baseline) & frame.score.notna() & same_judges]
+                        & (frame.baseline == row.baseline) & frame.score.notna() & same_judges & by_category]
         if earlier.empty or pd.isna(row.score):
             continue
         prev = earlier.iloc[-1]

@@ -10,7 +10,7 @@ import hashlib
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -181,17 +181,33 @@ class RunJudge:
     config: JudgeConfig
     prompts: JudgePrompts
     config_id: str
+    # category → the prompts for that category's questions (judge.prompts_by_category)
+    by_category: dict[str, JudgePrompts] = field(default_factory=dict)
 
     @classmethod
     def load(cls, config: JudgeConfig, resolve: Callable[[str], Path]) -> "RunJudge":
         """`resolve` turns the config's relative paths into real ones (RunConfig.resolve)."""
-        prompts = JudgePrompts.load(resolve(config.prompt_dir) if config.prompt_dir else None,
-                                    with_reference=config.reference != "none")
-        return cls(config.label, config, prompts, config.config_id(prompts.fingerprint))
+        with_reference = config.reference != "none"
+        prompts = JudgePrompts.load(resolve(config.prompt_dir) if config.prompt_dir else None, with_reference)
+        by_category = {category: JudgePrompts.load(resolve(folder), with_reference)
+                       for category, folder in config.prompts_by_category.items()}
+        return cls(config.label, config, prompts, config.config_id(prompts.fingerprint), by_category)
 
-    def conversation_key(self, question_id: str, conversations: "frozenset[str] | set[str]") -> str | None:
-        """This judge's conversation_key for a question of several turns (`conversations`: their ids), else None."""
-        return self.prompts.conversation_key(self.config.turns == "last") if question_id in conversations else None
+    def prompts_for(self, category: str | None) -> JudgePrompts:
+        """The prompts for a question of `category`: the category's own, else the judge's."""
+        return self.by_category.get(category, self.prompts) if category is not None else self.prompts
+
+    def game_variant(self, question_id: str, scope) -> str | None:
+        """What, beyond the judge's config id, identifies its games on one question (`scope`: the RunScope): the
+        category's own prompts where it has them, and for a conversation the conversation template and the turns
+        judged. None for the usual single-turn question under the judge's own prompts."""
+        prompts = self.prompts_for(scope.category_of(question_id)) if self.by_category else self.prompts
+        parts = []
+        if prompts is not self.prompts:
+            parts.append(f"prompts {prompts.fingerprint}")
+        if question_id in scope.conversations:
+            parts.append(prompts.conversation_key(self.config.turns == "last"))
+        return " ".join(parts) or None
 
     @property
     def reference_contestant(self) -> str | None:

@@ -49,6 +49,32 @@ class RunScope:
         return self.contestants[0]
 
     @functools.cached_property
+    def _categories(self) -> dict[str, str | None]:
+        """question_id → category, where a category has a baseline or judge prompts of its own (else empty)."""
+        if not (self.config.category_baselines or any(j.by_category for j in self.judges)):
+            return {}
+        return {q.question_id: q.category for q in self.questions}
+
+    @property
+    def by_category(self) -> bool:
+        """Whether the categories have baselines of their own (`baseline:` as a mapping)."""
+        return bool(self.config.category_baselines)
+
+    def category_of(self, question_id: str) -> str | None:
+        return self._categories.get(question_id)
+
+    def baseline_for(self, question_id: str) -> str:
+        """The name of the question's baseline: its category's own, where the config gives one."""
+        if not self.config.category_baselines:
+            return self.contestants[0].name
+        return self.config.baseline_for_category(self._categories.get(question_id)) or self.contestants[0].name
+
+    @property
+    def baselines(self) -> dict[str, str]:
+        """category → baseline name (`default` included) when the categories have their own; else empty."""
+        return dict(self.config.category_baselines)
+
+    @functools.cached_property
     def conversations(self) -> frozenset[str]:
         """The ids of the questions with several user turns (usually none)."""
         return frozenset(q.question_id for q in self.questions if q.multi_turn)
@@ -75,16 +101,26 @@ class Tally:
 
 def current_games(scope: RunScope, answer_ids: dict[str, dict[str, str]], judge: RunJudge) -> list[Game]:
     """Every game the current answers call for, for one judge: two per contestant and question both it and the
-    baseline answered."""
-    base_name = scope.baseline.name
-    base_ids = answer_ids[base_name]
+    question's baseline answered (with a baseline per category, a contestant meets each category's own, and a
+    category's baseline is a contestant on the other categories)."""
     references = answer_ids.get(judge.reference_contestant, {}) if judge.reference_contestant else {}
     games = []
-    for c in scope.contestants[1:]:
+    if not scope.by_category:
+        base_name = scope.baseline.name
+        base_ids = answer_ids[base_name]
+        for c in scope.contestants[1:]:
+            for qid, aid in answer_ids[c.name].items():
+                if qid in base_ids:
+                    games += games_for(judge.config_id, qid, c.name, base_name, aid, base_ids[qid],
+                                       references.get(qid), judge.game_variant(qid, scope))
+        return games
+    for c in scope.contestants:
         for qid, aid in answer_ids[c.name].items():
-            if qid in base_ids:
-                games += games_for(judge.config_id, qid, c.name, base_name, aid, base_ids[qid], references.get(qid),
-                                   judge.conversation_key(qid, scope.conversations))
+            base_name = scope.baseline_for(qid)
+            base_id = answer_ids[base_name].get(qid)
+            if base_name != c.name and base_id is not None:
+                games += games_for(judge.config_id, qid, c.name, base_name, aid, base_id, references.get(qid),
+                                   judge.game_variant(qid, scope))
     return games
 
 
@@ -223,7 +259,7 @@ def current_judgments(scope: RunScope, store: Store, tally: Tally,
     for judge in judges if judges is not None else scope.rated_judges:
         judgments += [j for j in store.judgments(judge.config_id) if j.game_id in wanted]
     for j in judgments:
-        j.contestant, j.baseline = wanted[j.game_id], scope.baseline.name
+        j.contestant, j.baseline = wanted[j.game_id], scope.baseline_for(j.question_id)
     return judgments
 
 
@@ -267,8 +303,6 @@ class Leaderboard:
 def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally,
                       plan: AdaptivePlan | None = None) -> Leaderboard:
     """Rate the current verdicts and join them with the counts, costs, judge diagnostics and energy."""
-    from .rating import compute_leaderboard  # here: scipy adds ~0.2 s to the start of every command otherwise
-
     config = scope.config
     baseline = scope.baseline.name
     per = tally.per_contestant
@@ -288,9 +322,8 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
             board[column] = float("nan")
         board.loc[board.model == baseline, ["score", "elo"]] = [50.0, 1000.0]
     else:
-        board = compute_leaderboard(battles, baseline, rounds=rating.rounds, seed=rating.seed, by=rating.bootstrap,
-                                    style=list(STYLE_COLUMNS) if rating.style_control else None)
-        if rating.style_control:
+        board = rate(scope, battles)
+        if rating.style_control and not scope.by_category:
             style = {name: StyleEffect(**effect) for name, effect in board.attrs["style_coefficients"].items()}
         missing = [c.name for c in scope.contestants if c.name not in set(board.model)]
         if missing:
@@ -299,7 +332,8 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
     board["unparsed_rate"] = board.model.map(lambda m: per[m]["unparsed"] / per[m]["games"] if per[m]["games"] else float("nan"))
     board["answers_missing"] = board.model.map(lambda m: per[m]["answers_missing"])
     board["games_missing"] = board.model.map(lambda m: per[m]["games_missing"])
-    board.loc[board.model == baseline, ["unparsed_rate", "games_missing"]] = [float("nan"), 0]
+    if not scope.by_category:  # with a baseline per category, every contestant plays games somewhere
+        board.loc[board.model == baseline, ["unparsed_rate", "games_missing"]] = [float("nan"), 0]
     answer_stats = {m: store.answer_stats(list(ids.values())) for m, ids in tally.answer_ids.items()}
     games_of: dict[str, list[str]] = defaultdict(list)
     for game_id, contestant in tally.judged_game_ids:
@@ -312,6 +346,9 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
     for column in ("consistency", "first_position_win_rate", "suspicious_rate"):
         board[column] = board.model.map(diagnostics[column])
     board["is_baseline"] = board.model == baseline
+    if scope.by_category:
+        scores = board.attrs.get("category_scores", {})
+        board["category_scores"] = board.model.map(lambda m: scores.get(m) or None)
     if plan is not None:  # adaptive judging: say how far each contestant was judged
         board["judged_questions"] = board.model.map(lambda m: len(plan.judged_questions(m)) if m in plan.judged else None)
         board["stopped_early"] = board.model.map(lambda m: (m in plan.stopped) if m in plan.judged else None)
@@ -324,10 +361,7 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
     if len(scope.judges) > 1:
         for j in scope.judges:
             own = _battles([j], by_judge, styles)
-            per_judge[j.name] = (compute_leaderboard(own, baseline, rounds=rating.rounds, seed=rating.seed,
-                                                     by=rating.bootstrap,
-                                                     style=list(STYLE_COLUMNS) if rating.style_control else None)
-                                 if not own.empty else pd.DataFrame(columns=["model"]))
+            per_judge[j.name] = rate(scope, own) if not own.empty else pd.DataFrame(columns=["model"])
     unrated = [c.name for c in scope.contestants[1:]
                if per[c.name]["games"] and c.name not in set(battles.model_b)]
     judges, concerns = judge_table(scope, store, by_judge, board, per_judge)
@@ -370,6 +404,27 @@ def rated_battles(scope: RunScope, store: Store, tally: Tally) -> pd.DataFrame:
     by_judge = {j.name: [x for x in judgments if x.judge_config_id == j.config_id] for j in scope.rated_judges}
     styles = answer_styles(judgments, store.answer_rows) if scope.config.rating.style_control else None
     return _battles(scope.rated_judges, by_judge, styles)
+
+
+def rate(scope: RunScope, battles: pd.DataFrame) -> pd.DataFrame:
+    """The rating of `battles` with the run's settings: against the baseline, or with a baseline per category
+    each category against its own and the overall score their question-weighted mean (§3.4.6)."""
+    from .rating import compute_category_leaderboard, compute_leaderboard
+
+    rating = scope.config.rating
+    style = list(STYLE_COLUMNS) if rating.style_control else None
+    if not scope.by_category:
+        return compute_leaderboard(battles, scope.baseline.name, rounds=rating.rounds, seed=rating.seed,
+                                   by=rating.bootstrap, style=style)
+    battles = battles.assign(category=battles.question_id.map(lambda q: _category_key(scope.category_of(q))))
+    baselines = {_category_key(c): scope.config.baseline_for_category(c) for c in {scope.category_of(q) for q in
+                                                                                     battles.question_id.unique()}}
+    return compute_category_leaderboard(battles, baselines, rounds=rating.rounds, seed=rating.seed,
+                                        by=rating.bootstrap, style=style)
+
+
+def _category_key(category: str | None) -> str:
+    return "(no category)" if category is None else category
 
 
 def _battles(judges: list[RunJudge], by_judge: dict[str, list[Judgment]], styles) -> pd.DataFrame:
@@ -534,6 +589,7 @@ class QuestionView:
     turns: list[str] | None = None  # a conversation: every user turn (prompt is the first)
     baseline_turns: list[str] | None = None
     baseline_reasoning: str | None = None
+    baseline: str | None = None  # the question's baseline, where categories have their own
 
 
 @dataclass
@@ -544,13 +600,14 @@ class ReportData:
     run_id: str
     baseline: str
     judge: str
-    contestants: list[str]  # without the baseline
+    contestants: list[str]  # without the baseline (with a baseline per category: every contestant)
     questions: list[QuestionView]
     categories: dict[str, str | None]  # question_id → category
     leaderboard: Leaderboard
     summary: RunSummary
     regressions: list[dict] = field(default_factory=list)
     rated: str = "the judge's verdicts"  # whose verdicts the leaderboard rates, in words
+    category_baselines: dict[str, str] = field(default_factory=dict)  # category → its baseline, where set
     generated: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %Z"))
 
 
@@ -562,12 +619,13 @@ def report_data(scope: RunScope, store: Store, tally: Tally, board: Leaderboard,
         baseline=scope.baseline.name,
         judge=", ".join(f"{j.config.provider}:{j.config.model or Path(j.config.model_path or '').name}"
                         + (f" ({j.name})" if len(scope.judges) > 1 else "") for j in scope.judges),
-        contestants=[c.name for c in scope.contestants[1:]],
+        contestants=[c.name for c in (scope.contestants if scope.by_category else scope.contestants[1:])],
         questions=question_views(scope, store, tally),
         categories={q.question_id: q.category for q in scope.questions},
         leaderboard=board,
         summary=summary,
         regressions=[] if regressions is None else regressions.to_dict("records"),
+        category_baselines=scope.baselines,
         rated=("every judge's verdicts, pooled" if scope.config.rating.judges == "pooled"
                else f"judge {scope.config.rating.judges}'s verdicts only"),
     )
@@ -579,7 +637,6 @@ def question_views(scope: RunScope, store: Store, tally: Tally) -> list[Question
     several = len(scope.judges) > 1
     judgments = {(judge.name, j.answer_a_id, j.answer_b_id): j for judge in scope.judges
                  for j in store.judgments(judge.config_id)}
-    base = scope.baseline.name
 
     def stored(answer_id: str | None) -> tuple[str | None, list[str] | None, str | None]:
         """(text, each turn's text for a conversation, reasoning) of one answer; Nones when there is none."""
@@ -590,9 +647,12 @@ def question_views(scope: RunScope, store: Store, tally: Tally) -> list[Question
 
     out = []
     for q in scope.questions:
+        base = scope.baseline_for(q.question_id)
         base_id = ids[base].get(q.question_id)
         answers = []
-        for c in scope.contestants[1:]:
+        for c in scope.contestants:
+            if c.name == base:
+                continue
             aid = ids[c.name].get(q.question_id)
             games = []
             for judge in scope.judges:
@@ -605,7 +665,8 @@ def question_views(scope: RunScope, store: Store, tally: Tally) -> list[Question
             answers.append(ContestantAnswerView(c.name, answer, games, turns, reasoning))
         base_text, base_turns, base_reasoning = stored(base_id)
         out.append(QuestionView(q.question_id, q.category, q.prompt, base_text, answers,
-                                list(q.turns) if q.multi_turn else None, base_turns, base_reasoning))
+                                list(q.turns) if q.multi_turn else None, base_turns, base_reasoning,
+                                base if scope.by_category else None))
     return out
 
 

@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import time
+from collections import Counter
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -171,6 +172,9 @@ class Arena:
         self.config = config
         self.progress = progress or NullProgress()
         self.questions = questions or load_questions(config.questions_path)
+        if config.category_baselines or any(j.prompts_by_category for j in config.judges):
+            # A category left without a baseline, or judge prompts for a category the set lacks: refused now.
+            config.check_categories(Counter(q.category for q in self.questions), str(config.questions_path))
         self.judges = [RunJudge.load(j, config.resolve) for j in config.judges]  # templates checked before any request
         # The first judge's, for code written when a run had one judge.
         self.prompts, self.judge_config_id = self.judges[0].prompts, self.judges[0].config_id

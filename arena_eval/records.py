@@ -295,6 +295,9 @@ class LeaderboardRow:
     first_position_win_rate: float | None = _column("run")
     suspicious_rate: float | None = _column("run")
     is_baseline: bool = _column("run", default=False)
+    # With a baseline per category: category → the score against that category's own baseline (a category's
+    # baseline has 50 there); `score` and its interval are then these scores' mean weighted by questions.
+    category_scores: dict | None = _column("category", "by category", terminal=True)
     # adaptive judging (rating.adaptive): the questions a contestant was judged on, and whether it stopped early
     judged_questions: int | None = _column("run", "judged q", fmt="g")
     stopped_early: bool | None = _column("run", "stopped")

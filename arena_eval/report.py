@@ -48,6 +48,7 @@ def render_report(data: ReportData) -> str:
         "generated": data.generated,
         "run_id": data.run_id,
         "baseline": data.baseline,
+        "category_baselines": data.category_baselines,
         "judge": data.judge,
         "n_questions": len(data.categories),
         "rows": rows,

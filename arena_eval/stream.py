@@ -131,8 +131,8 @@ class CollectAndJudge:
         helpers = [c for c in self.scope.contestants if c.name in self.references and c.name not in names]
         contestants = [*contestants, *helpers]
         self.questions = questions
-        self.dispatcher = GameDispatcher([c.name for c in contestants], contestants[0].name, self.references,
-                                         judged=names)
+        baseline = self.scope.baseline_for if self.scope.by_category else contestants[0].name
+        self.dispatcher = GameDispatcher([c.name for c in contestants], baseline, self.references, judged=names)
         self.open_producers = len(contestants)
         # No per-question state for the whole set here: questions stream from the set (a file set re-reads its
         # file), the judge looks a prompt up in the store by id, and dispatch keeps only unfinished questions.
@@ -247,7 +247,9 @@ class CollectAndJudge:
             reference, reference_id = self.reference_for(lane.judge, pairing)
             games = games_for(lane.judge.config_id, answer.question_id, answer.contestant, base.contestant,
                               answer.answer_id, base.answer_id, reference_id,
-                              lane.judge.conversation_key(answer.question_id, conversations))
+                              lane.judge.game_variant(answer.question_id, self.scope))
+            prompts = (lane.judge.prompts_for(self.scope.category_of(answer.question_id)) if lane.judge.by_category
+                       else lane.judge.prompts)
             self.progress.add("games", len(games))
             for game in games:
                 if self.store.has_judgment(game.game_id):
@@ -260,9 +262,9 @@ class CollectAndJudge:
                         prompt = list(self.store.question(game.question_id).turns)
                 a, b = (base, answer) if game.game == 1 else (answer, base)
                 if isinstance(prompt, list):  # a conversation: each assistant's answers turn by turn
-                    await lane.games.put((game, prompt, answer_turns(a), answer_turns(b), reference))
+                    await lane.games.put((game, prompt, answer_turns(a), answer_turns(b), reference, prompts))
                 else:
-                    await lane.games.put((game, prompt, a.text, b.text, reference))
+                    await lane.games.put((game, prompt, a.text, b.text, reference, prompts))
 
     def reference_for(self, judge: RunJudge, pairing: Pairing) -> tuple[str | None, str | None]:
         """(reference text, the answer id it came from) for `judge` on this pairing's question: the question's own
@@ -278,10 +280,10 @@ class CollectAndJudge:
     async def judge_worker(self, lane: _JudgeLane) -> None:
         summary, judge = self.summary, lane.judge
         while (work := await lane.games.get()) is not None:
-            game, question, text_a, text_b, reference = work
+            game, question, text_a, text_b, reference, prompts = work
             try:
                 judgment = await judge_game(game, question, text_a, text_b, judge.config, judge.config_id,
-                                            lane.provider, judge.prompts, self.run_id, reference)
+                                            lane.provider, prompts, self.run_id, reference)
             except (RetriesExhausted, TemplateError) as exc:
                 # A template that fails on this game's text (a render limit) is this game's error, as a judge
                 # endpoint that keeps failing is: recorded with its reason, the other games go on.

@@ -77,6 +77,33 @@ CASES = {
     "baseline not a contestant": (
         lambda config, questions, folder: edit(config, lambda d: d.update(baseline="nobody")),
         [r"config\.yaml:{line:nobody}: baseline: baseline 'nobody' is not a contestant", r"set baseline to one of: base, c1"]),
+    "category baseline not a contestant": (
+        lambda config, questions, folder: edit(config, lambda d: d.update(
+            baseline={"cat0": "base", "cat1": "nobody", "default": "base"})),
+        [r"config\.yaml:{line:nobody}: baseline\.cat1: baseline 'nobody' for category 'cat1' is not a contestant",
+         r"use one of: base, c1"]),
+    "category left without a baseline": (
+        lambda config, questions, folder: edit(config, lambda d: d.update(baseline={"cat0": "base", "cat1": "c1"})),
+        [r"baseline: \S*questions\.jsonl has questions in category cat2 that the baseline mapping gives no baseline",
+         r"add them to the mapping or give a `default:` baseline"]),
+    "judge prompts for an unknown category": (
+        lambda config, questions, folder: edit(config, lambda d: d["judge"].update(
+            prompts_by_category={"creative": "prompts"})),
+        [r"judge judge-model: prompts_by_category names category creative, which \S*questions\.jsonl does not have",
+         r"its categories: cat0, cat1, cat2"]),
+    "a question with an assistant turn": (
+        lambda config, questions, folder: questions.write_text(questions.read_text().splitlines()[0] + "\n"
+            + '{"question_id": "q1", "turns": [{"content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n'),
+        [r"questions\.jsonl:2: question 'q1': `turns` turn 2 has role 'assistant'",
+         r"a question holds the user's turns only"]),
+    "an empty turn": (
+        lambda config, questions, folder: questions.write_text(questions.read_text().splitlines()[0] + "\n"
+            + '{"id": "q1", "prompt": ["Hi", "  "]}\n'),
+        [r"questions\.jsonl:2: question 'q1': `prompt` turn 2 is empty"]),
+    "a turn that is not text": (
+        lambda config, questions, folder: questions.write_text(questions.read_text().splitlines()[0] + "\n"
+            + '{"question_id": "q1", "turns": ["Hi", {"content": 7}]}\n'),
+        [r"questions\.jsonl:2: question 'q1': `turns` turn 2 is int, not text"]),
     "judge template without labels": (
         lambda config, questions, folder: edit(config, lambda d: d["judge"].update(
             prompt_dir=str(label_less_prompts(folder / "label-less")))),

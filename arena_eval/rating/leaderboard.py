@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -10,6 +10,7 @@ import pandas as pd
 from ..records import columns_of
 from .problem import _participation, _prepare, _Problem, _validate
 from .solver import _LN10, BASELINE_ELO, _bootstrap, _fit, _sigmoid
+from .solver import bootstrap_elo as _bootstrap_elo
 
 # The rating's share of the leaderboard's columns, defined with the rest in records.LeaderboardRow.
 LEADERBOARD_COLUMNS = columns_of("model", "rating")
@@ -77,6 +78,74 @@ def compute_leaderboard(
     if problem.style:
         board.attrs["style_coefficients"] = _style_report(problem, point[1][0], boot_gamma if rounds > 0 else None)
     return board
+
+
+def compute_category_leaderboard(
+    battles: pd.DataFrame,
+    baselines: Mapping[str, str],
+    rounds: int = 1000,
+    seed: int = 42,
+    by: str = "questions",
+    style: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """A leaderboard over categories that each have their own baseline (arena-hard v2.0: one for hard prompts,
+    another for creative writing). ``battles`` has a ``category`` column and, in each category, that category's
+    baseline (``baselines``: category → name) as model_a.
+
+    Each category is rated on its own against its baseline (``compute_leaderboard``); ``attrs["category_scores"]``
+    gives model → {category: score}, a category's baseline holding 50 in it. A model's overall ``score`` is the mean
+    of its category scores weighted by each category's number of questions, over the categories it was rated in;
+    its interval takes the same weighted mean in each bootstrap round (categories resampled each on its own,
+    i.e. a bootstrap stratified by category) and reads the 2.5 and 97.5 percentiles. ``elo`` is that score on
+    the Elo scale against a baseline at 1000. ``battles`` and ``questions`` count across categories.
+    """
+    if "category" not in battles.columns:
+        raise ValueError("battles need a `category` column to be rated per category")
+    points: dict[str, pd.Series] = {}
+    boots: dict[str, pd.DataFrame] = {}
+    weights: dict[str, int] = {}
+    for index, (category, frame) in enumerate(sorted(battles.groupby("category", sort=True), key=lambda x: str(x[0]))):
+        if category not in baselines:
+            raise ValueError(f"category {category!r} has no baseline")
+        base = baselines[category]
+        frame = frame.drop(columns="category")
+        board = compute_leaderboard(frame, base, rounds=0, seed=seed, by=by, style=style)
+        points[category] = board.set_index("model")["score"]
+        if rounds > 0:
+            boots[category] = score_from_elo(_bootstrap_elo(frame, base, rounds, seed + index, by, style))
+        weights[category] = frame.loc[frame.weight > 0, "question_id"].nunique()
+    models = sorted(set().union(*(set(p.index) for p in points.values())))
+    category_scores = {m: {c: float(p[m]) for c, p in points.items() if m in p.index and np.isfinite(p[m])}
+                       for m in models}
+    score = np.full(len(models), np.nan)
+    low, high = score.copy(), score.copy()
+    for i, m in enumerate(models):
+        rated = category_scores[m]
+        if not rated:
+            continue
+        total = sum(weights[c] for c in rated)
+        score[i] = sum(weights[c] * s for c, s in rated.items()) / total
+        if boots:
+            rounds_m = sum(weights[c] * boots[c][m].to_numpy() for c in rated) / total
+            if np.isfinite(rounds_m).any():
+                low[i], high[i] = np.nanpercentile(rounds_m, CI_PERCENTILES)
+    battles_count, questions_count = _participation(_validate(battles.drop(columns="category"), need_questions=True,
+                                                              style=style), models)
+    board = pd.DataFrame({
+        "model": models, "score": score, "ci_low": low, "ci_high": high, "elo": elo_from_score(score),
+        "elo_ci_low": elo_from_score(low), "elo_ci_high": elo_from_score(high),
+        "battles": battles_count, "questions": questions_count,
+    })
+    board = board.sort_values("score", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    board = board[LEADERBOARD_COLUMNS]
+    board.attrs["category_scores"] = category_scores
+    return board
+
+
+def elo_from_score(score, baseline_elo: float = BASELINE_ELO):
+    """The inverse of score_from_elo: the Elo whose expected score against the baseline is `score` (0–100)."""
+    s = np.clip(np.asarray(score, dtype=float), 1e-9, 100 - 1e-9)
+    return baseline_elo + 400.0 * np.log10(s / (100.0 - s))
 
 
 def _style_report(problem: _Problem, gamma: np.ndarray, boot: np.ndarray | None) -> dict[str, dict[str, float]]:
