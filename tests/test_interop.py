@@ -1,0 +1,110 @@
+"""arena-hard answer and judgment files out and in (arena_eval/interop.py): the v0.1 layout pinned byte for byte,
+the v2.0 layout, conversations, and the round trip on arena-hard's own v2.0 data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import write_config
+from typer.testing import CliRunner
+
+from arena_eval.cli import app
+from arena_eval.config import load_config
+from arena_eval.leaderboard import current_games
+from arena_eval.pipeline import Arena
+from arena_eval.records import Judgment
+from arena_eval.store import Store
+
+DATA = Path(__file__).parent / "data"
+# Never called: these tests import answers and store verdicts by hand. Fixed, because it is part of the contestants'
+# config ids, and so of the answer ids the pinned files hold.
+UNUSED_URL = "http://127.0.0.1:9/v1"
+runner = CliRunner()
+
+JUDGE_SYSTEM = "Compare the answers. End with one of [[A>>B]], [[A>B]], [[A=B]], [[B>A]] or [[B>>A]].\n"
+JUDGE_USER = "Q: {{ question }}\nA: {{ answer_a }}\nB: {{ answer_b }}\n"
+JUDGE_REASK = "One label, please.\n"
+
+
+def cli(*args) -> str:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def offline_config(folder: Path, questions: list[dict]) -> Path:
+    """A config with contestants `base` and `c1`, the given questions and small judge templates of its own (so that
+    the pinned judgment files do not change with the bundled ones)."""
+    prompts = folder / "judge_prompts"
+    prompts.mkdir()
+    for name, text in (("system", JUDGE_SYSTEM), ("user", JUDGE_USER), ("reask", JUDGE_REASK)):
+        (prompts / f"judge_{name}.j2").write_text(text)
+    path = write_config(folder, UNUSED_URL, n_questions=1, judge={"prompt_dir": str(prompts)})
+    (folder / "questions.jsonl").write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in questions))
+    return path
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def judge_every_game(config: Path, verdict) -> None:
+    """Store a judgment for every game the current answers call for: `verdict(game)` gives its label (None:
+    unparsed), the judge's text says which game it was."""
+    arena = Arena(load_config(config))
+    with Store(arena.config.output_dir / "arena.db") as store:
+        sets = arena.answer_sets(store)
+        ids = {c.name: sets.current(c, arena.scope.questions) for c in arena.scope.contestants}
+        for judge in arena.scope.judges:
+            for game in current_games(arena.scope, ids, judge):
+                label = verdict(game)
+                store.save_judgment(Judgment(
+                    game.game_id, judge.config_id, game.question_id, game.contestant, game.baseline, game.game,
+                    game.answer_a_id, game.answer_b_id, label,
+                    f"game {game.game} on {game.question_id}: " + (f"[[{label}]]" if label else "no label"),
+                    attempts=1))
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# --- arena-hard v0.1, the default layout: pinned --------------------------------------------------------------
+
+V01_QUESTIONS = [
+    {"question_id": "q1", "category": "coding", "turns": [{"content": "Sort a list in Python?"}]},
+    {"question_id": "q2", "category": "writing", "turns": [{"content": "A haiku about été, please."}]},
+    {"question_id": "q3", "category": "coding", "turns": [{"content": "Reverse a string?"}]},
+]
+
+
+def v01_answer(qid: str, model: str, text: str, tstamp: float, token_len: int | None) -> dict:
+    return {"question_id": qid, "answer_id": f"{model}-{qid}", "model_id": model,
+            "choices": [{"index": 0, "turns": [{"content": text, "token_len": token_len}]}], "tstamp": tstamp}
+
+
+def test_the_default_export_writes_the_v01_files_it_always_wrote(tmp_path):
+    """The pinned files were written by the export before arena-hard v2.0 came in (commit f97a11f): answers with
+    and without a token count, non-ASCII text, a question only the baseline answered, a strong verdict (three
+    battles), an unparsed game (in the judgment file, not in the battles)."""
+    config = offline_config(tmp_path, V01_QUESTIONS)
+    base = write_jsonl(tmp_path / "base.jsonl", [
+        v01_answer("q1", "base", "Use `sorted(xs)`.", 1700000000.25, 5),
+        v01_answer("q2", "base", "Été —\nle soleil brûle\nles pierres", 1700000001.5, None),
+        v01_answer("q3", "base", "s[::-1]", 1700000002.0, 4),
+    ])
+    c1 = write_jsonl(tmp_path / "c1.jsonl", [
+        v01_answer("q1", "c1", "**sorted** returns a new list;\n- `list.sort()` sorts in place", 1700000003.0, 17),
+        v01_answer("q2", "c1", "Soleil d'été", 1700000004.0, 6),
+    ])
+    cli("import", base, "--contestant", "base", "--config", config)
+    cli("import", c1, "--contestant", "c1", "--config", config)
+    verdicts = {("q1", 1): "B>>A", ("q1", 2): "A>B", ("q2", 1): None, ("q2", 2): "A=B"}
+    judge_every_game(config, lambda game: verdicts[(game.question_id, game.game)])
+
+    cli("export", "--config", config, "--to", tmp_path / "ah")
+    assert files_under(tmp_path / "ah") == files_under(DATA / "arena_hard_v01_export")
