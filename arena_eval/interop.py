@@ -13,12 +13,12 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from .answer_sets import AnswerSets, question_digest
-from .collect import answer_id, prompt_hash
+from .collect import answer_id, conversation_hash
 from .config import ContestantConfig, VerdictWeights
 from .errors import ConfigError
 from .judge import battle_outcome
 from .leaderboard import RunScope, current_games
-from .questions import QuestionSet, read_jsonl
+from .questions import Question, QuestionSet, read_jsonl
 from .records import Answer
 from .store import Store
 from .verdict import LABELS, canonical_label
@@ -145,7 +145,9 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
     """Store an arena-hard answer file as `contestant`'s answers in answer set `set_id` (default: its
     configuration's own), keyed so that a run reuses them, and make them its current answers.
 
-    A guided contestant's prompts depend on its guidance, so that must be built first (`arena-eval guidance`).
+    Each record is read as v2.0 when it has `uid` and `messages`, else as v0.1 (`read_answer_record`). A
+    conversation becomes one answer with its turns. A guided contestant's prompts depend on its guidance, so that
+    must be built first (`arena-eval guidance`).
     """
     path = Path(path)
     set_id = set_id or contestant.base_config_id
@@ -153,27 +155,24 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
     counts = {"imported": 0, "already_stored": 0, "unknown_question": 0}
     stored = store.answer_ids(set_id)
     for number, record in _jsonl(path):
-        try:
-            qid = str(record["question_id"])
-            turn = record["choices"][0]["turns"][0]
-            text = turn["content"]
-        except (KeyError, IndexError, TypeError):
-            raise ConfigError(
-                f"{path}:{number}: not an arena-hard answer (needs question_id and choices[0].turns[0].content)"
-            ) from None
-        question = by_id.get(qid)
+        where = f"{path}:{number}"
+        found = read_answer_record(record, where)
+        question = by_id.get(found.question_id)
         if question is None:
             counts["unknown_question"] += 1
             continue
+        texts, tokens = _fit_turns(found, question, where)
+        qid = question.question_id
         prepared = augmenter.prepare_stored(contestant, question)
         if prepared is None:
             raise ConfigError(f"{contestant.name} is guided: run `arena-eval guidance` before importing its answers")
-        p_hash = prompt_hash(prepared.messages)
+        p_hash = conversation_hash(prepared.messages, question)
         if (qid, p_hash) in stored:
             counts["already_stored"] += 1
             store.set_current(set_id, qid, stored[(qid, p_hash)])
             continue
         key = answer_id(set_id, qid, p_hash)
+        known = [n for n in tokens if n is not None]
         store.save_answer(
             Answer(
                 answer_id=key,
@@ -181,18 +180,121 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
                 config_id=set_id,
                 question_id=qid,
                 prompt_hash=p_hash,
-                text=text,
-                output_tokens=turn.get("token_len"),
+                text=texts[-1],
+                output_tokens=sum(known) if known else None,
                 tokens_estimated=True,  # arena-hard counts tokens with its own tokenizer, not the model's
                 finish_reason="imported",
-                created_at=float(record.get("tstamp") or time.time()),
+                created_at=float(found.tstamp or time.time()),
                 question_digest=question_digest(question),
+                turns=[{"text": t, "output_tokens": n} for t, n in zip(texts, tokens)] if len(texts) > 1 else None,
+                source_id=found.source_id,
             )
         )
         # Its time stamp is the file's, maybe older than an answer stored since: say which one counts.
         store.set_current(set_id, qid, key)
         counts["imported"] += 1
     return counts
+
+
+class AnswerRecord(NamedTuple):
+    """One record of an arena-hard answer file, as read: the assistant's turns with their token counts (None where
+    the file has none), and the user's turns where the record holds them (v2.0)."""
+
+    question_id: str
+    texts: list[str]
+    tokens: list[int | None]
+    user_turns: list[str] | None
+    tstamp: float | None
+    source_id: str | None
+
+
+def read_answer_record(record: dict[str, Any], where: str) -> AnswerRecord:
+    """A v2.0 record (`uid` and `messages`) or a v0.1 one (`question_id` and `choices`); `where` (file:line) names
+    it in errors."""
+    if "uid" in record and "messages" in record:
+        return _v2_answer_record(record, where)
+    try:
+        qid = str(record["question_id"])
+        turns = record["choices"][0]["turns"]
+        texts = [turn["content"] for turn in turns]
+        tokens = [turn.get("token_len") for turn in turns]
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise ConfigError(
+            f"{where}: not an arena-hard answer (v0.1 needs question_id and choices[0].turns[0].content; "
+            "v2.0 needs uid and messages)"
+        ) from None
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ConfigError(f"{where}: choices[0].turns must hold one {{\"content\": text}} per turn")
+    return AnswerRecord(qid, texts, [_token_count(n, where) for n in tokens], None, _tstamp(record, where), None)
+
+
+def _v2_answer_record(record: dict[str, Any], where: str) -> AnswerRecord:
+    messages = record["messages"]
+    if not isinstance(messages, list):
+        raise ConfigError(f"{where}: `messages` must be a list of {{role, content}} objects")
+    # A system prompt (arena-hard's sys_prompt setting) is part of how the answer was made, not of the question.
+    start = next((i for i, m in enumerate(messages) if not (isinstance(m, dict) and m.get("role") == "system")),
+                 len(messages))
+    pairs = messages[start:]
+    if not pairs or len(pairs) % 2:
+        raise ConfigError(f"{where}: `messages` must hold user and assistant turns in pairs, the assistant's last "
+                          f"(found {len(pairs)} after any system message)")
+    user_turns, texts = [], []
+    for offset, message in enumerate(pairs):
+        number, role = start + offset + 1, "user" if offset % 2 == 0 else "assistant"
+        if not isinstance(message, dict) or message.get("role") != role:
+            got = message.get("role") if isinstance(message, dict) else type(message).__name__
+            raise ConfigError(f"{where}: message {number} should be the {role}'s turn, found {got!r}")
+        content = message.get("content")
+        if role == "assistant" and isinstance(content, dict):
+            content = content.get("answer")
+        if not isinstance(content, str):
+            shape = "text or {\"answer\": text}" if role == "assistant" else "text"
+            raise ConfigError(f"{where}: message {number} ({role}) has no {shape} content")
+        (user_turns if role == "user" else texts).append(content)
+    metadata = record.get("metadata")
+    token_len = metadata.get("token_len") if isinstance(metadata, dict) else None
+    # arena-hard's token_len counts the last answer only (its metadata describe messages[-1]).
+    tokens = [None] * (len(texts) - 1) + [_token_count(token_len, where)]
+    source_id = record.get("ans_id")
+    return AnswerRecord(str(record["uid"]), texts, tokens, user_turns, _tstamp(record, where),
+                        None if source_id is None else str(source_id))
+
+
+def _token_count(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where}: token_len {value!r} is not a count of tokens")
+    return value
+
+
+def _tstamp(record: dict[str, Any], where: str) -> float | None:
+    value = record.get("tstamp")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(f"{where}: tstamp {value!r} is not a time in seconds since 1970")
+    return value
+
+
+def _fit_turns(found: AnswerRecord, question: Question, where: str) -> tuple[list[str], list[int | None]]:
+    """The record's assistant turns and their token counts, checked against the question's user turns."""
+    qid = question.question_id
+    if found.user_turns is not None:
+        if len(found.user_turns) != len(question.turns):
+            raise ConfigError(f"{where}: {len(found.user_turns)} user turn(s), but question {qid!r} has "
+                              f"{len(question.turns)}; the answers belong to another version of the question")
+        for number, (theirs, ours) in enumerate(zip(found.user_turns, question.turns), start=1):
+            if theirs != ours:
+                raise ConfigError(f"{where}: user turn {number} differs from question {qid!r}'s (starts "
+                                  f"{theirs[:40]!r}, the question's {ours[:40]!r}); the answers belong to another "
+                                  "version of the question")
+        return found.texts, found.tokens
+    if not question.multi_turn:
+        return found.texts[:1], found.tokens[:1]  # v0.1 answers one turn; any more is not ours to judge
+    if len(found.texts) != len(question.turns):
+        raise ConfigError(f"{where}: {len(found.texts)} answer turn(s), but question {qid!r} is a conversation of "
+                          f"{len(question.turns)} user turns")
+    return found.texts, found.tokens
 
 
 def answer_record(answer: Answer) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import write_config
 from typer.testing import CliRunner
 
@@ -35,15 +34,19 @@ def cli(*args) -> str:
     return result.output
 
 
-def offline_config(folder: Path, questions: list[dict]) -> Path:
-    """A config with contestants `base` and `c1`, the given questions and small judge templates of its own (so that
-    the pinned judgment files do not change with the bundled ones)."""
+def offline_config(folder: Path, questions: list[dict] | Path, contestants: list[dict] | None = None) -> Path:
+    """A config with contestants `base` and `c1` (or `contestants`), the given questions (records, or a question
+    file) and small judge templates of its own (so that the pinned judgment files do not change with the bundled
+    ones)."""
     prompts = folder / "judge_prompts"
     prompts.mkdir()
     for name, text in (("system", JUDGE_SYSTEM), ("user", JUDGE_USER), ("reask", JUDGE_REASK)):
         (prompts / f"judge_{name}.j2").write_text(text)
-    path = write_config(folder, UNUSED_URL, n_questions=1, judge={"prompt_dir": str(prompts)})
-    (folder / "questions.jsonl").write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in questions))
+    top = {"questions": str(questions)} if isinstance(questions, Path) else {}
+    path = write_config(folder, UNUSED_URL, n_questions=1, contestants=contestants,
+                        judge={"prompt_dir": str(prompts)}, **top)
+    if not isinstance(questions, Path):
+        (folder / "questions.jsonl").write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in questions))
     return path
 
 
@@ -108,3 +111,62 @@ def test_the_default_export_writes_the_v01_files_it_always_wrote(tmp_path):
 
     cli("export", "--config", config, "--to", tmp_path / "ah")
     assert files_under(tmp_path / "ah") == files_under(DATA / "arena_hard_v01_export")
+
+
+# --- arena-hard v2.0 ------------------------------------------------------------------------------------------
+
+SHARED_V2 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "arena-hard-v2.0"
+
+CONVERSATION = {"id": "talk", "category": "chat", "prompt": ["Name a prime.", "And the next one?"]}
+SINGLE = {"uid": "one", "category": "hard_prompt", "subcategory": "math", "prompt": "What is 2 + 2?"}
+
+
+def v2_answer(uid: str, turns: list[tuple[str, object]], *, ans_id: str = "ans-1", model: str = "them",
+              tstamp: float = 1744155079.1383834, token_len: int | None = 7) -> dict:
+    """A v2.0 record: `turns` holds (user text, assistant content) pairs."""
+    messages = []
+    for user, assistant in turns:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    metadata = {"token_len": token_len, "header_count": {f"h{n}": 0 for n in range(1, 7)},
+                "list_count": {"ordered": 0, "unordered": 0}, "bold_count": {"**": 0, "__": 0}}
+    return {"uid": uid, "ans_id": ans_id, "model": model, "messages": messages, "tstamp": tstamp,
+            "metadata": metadata}
+
+
+def stored_answers(config: Path, contestant: str) -> dict[str, object]:
+    """question_id → the contestant's current Answer."""
+    arena = Arena(load_config(config))
+    with Store(arena.config.output_dir / "arena.db") as store:
+        current = arena.answer_sets(store).current(contestant, arena.scope.questions)
+        return {qid: store.get_answer(aid) for qid, aid in current.items()}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r["messages"][2].update(content="And the one before?"),
+     r"answers\.jsonl:2: user turn 2 differs from question 'talk''s \(starts 'And the one before\?', the question's "
+     r"'And the next one\?'\); the answers belong to another version of the question"),
+    (lambda r: r["messages"].__delitem__(slice(2, 4)),
+     r"answers\.jsonl:2: 1 user turn\(s\), but question 'talk' has 2"),
+    (lambda r: r["messages"].pop(),
+     r"answers\.jsonl:2: `messages` must hold user and assistant turns in pairs, the assistant's last \(found 3"),
+    (lambda r: r["messages"].reverse(),
+     r"answers\.jsonl:2: message 1 should be the user's turn, found 'assistant'"),
+    (lambda r: r["messages"][3].update(content={"text": "11"}),
+     r"answers\.jsonl:2: message 4 \(assistant\) has no text or \{\"answer\": text\} content"),
+    (lambda r: r.update(messages="7, 11"), r"answers\.jsonl:2: `messages` must be a list"),
+    (lambda r: r["metadata"].update(token_len="many"), r"answers\.jsonl:2: token_len 'many' is not a count"),
+    (lambda r: r.update(tstamp="yesterday"), r"answers\.jsonl:2: tstamp 'yesterday' is not a time"),
+    (lambda r: r.pop("uid"), r"answers\.jsonl:2: not an arena-hard answer \(v0\.1 needs question_id and "
+                             r"choices\[0\]\.turns\[0\]\.content; v2\.0 needs uid and messages\)"),
+])
+def test_a_bad_v2_record_is_refused_naming_its_file_line_and_what_is_wrong(tmp_path, change, message):
+    from arena_eval.errors import ConfigError
+    from arena_eval.interop import import_answers
+
+    config = offline_config(tmp_path, [CONVERSATION, SINGLE])
+    record = v2_answer("talk", [("Name a prime.", {"answer": "7"}), ("And the next one?", {"answer": "11"})])
+    change(record)
+    answers = write_jsonl(tmp_path / "answers.jsonl", [v2_answer("one", [("What is 2 + 2?", "4")]), record])
+    arena = Arena(load_config(config))
+    with Store(arena.config.output_dir / "arena.db") as store, pytest.raises(ConfigError, match=message):
+        import_answers(answers, arena.contestants[1], arena.questions, store, arena.augmenter(store))
