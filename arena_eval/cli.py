@@ -51,6 +51,17 @@ class Compat(str, Enum):
     arena_hard = "arena-hard"
 
 
+class ExportFormat(str, Enum):
+    """The arena-hard-auto layout `export` writes, and the interop version it stands for."""
+
+    arena_hard = "arena-hard"
+    arena_hard_v2 = "arena-hard-v2"
+
+    @property
+    def version(self) -> str:
+        return "v2.0" if self is ExportFormat.arena_hard_v2 else "v0.1"
+
+
 ConfigOption = typer.Option(None, "--config", "-c", help="Run config (YAML). Without it: the bundled offline demo.")
 FormatOption = typer.Option(Format.table, "--format", "-f", help="How to print tables: table, json or csv.")
 ProgressOption = typer.Option(True, "--progress/--no-progress", help="Progress bars (lines when not on a terminal).")
@@ -749,6 +760,8 @@ def validate(config: Path = typer.Option(..., "--config", "-c", help="Run config
 def export_(
     config: Optional[Path] = ConfigOption,
     to: Optional[Path] = typer.Option(None, "--to", help="Folder to write to (default: <output>/<name>/arena-hard)."),
+    format: ExportFormat = typer.Option(ExportFormat.arena_hard, "--format",
+                                        help="arena-hard (v0.1 files) or arena-hard-v2 (v2.0 files)."),
 ) -> None:
     """Write stored answers, judgments and battles in the arena-hard-auto formats."""
     from .interop import export_arena_hard
@@ -762,7 +775,8 @@ def export_(
             raise ArenaError(f"{db}: no results yet; run `arena-eval run` with this config first")
         arena = Arena(cfg)
         with Store(db) as store:
-            exported = export_arena_hard(arena.scope, store, arena.answer_sets(store), to or cfg.output_dir / "arena-hard")
+            exported = export_arena_hard(arena.scope, store, arena.answer_sets(store),
+                                         to or cfg.output_dir / "arena-hard", format.version)
     except ArenaError as exc:
         _fail(exc)
     for path in exported.paths:
@@ -773,7 +787,8 @@ def export_(
 
 @app.command("import")
 def import_(
-    answers_file: Path = typer.Argument(..., help="An arena-hard answer file (model_answer/<model>.jsonl)."),
+    answers_file: Path = typer.Argument(..., help="An arena-hard answer file (model_answer/<model>.jsonl), v0.1 "
+                                                  "or v2.0."),
     contestant: str = typer.Option(..., "--contestant", help="The contestant (in the config) these answers belong to."),
     config: Optional[Path] = ConfigOption,
 ) -> None:

@@ -6,20 +6,21 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import pandas as pd
 
 from .answer_sets import AnswerSets, question_digest
-from .collect import answer_id, prompt_hash
+from .collect import answer_id, conversation_hash
 from .config import ContestantConfig, VerdictWeights
-from .errors import ConfigError
+from .errors import ArenaError, ConfigError
 from .judge import battle_outcome
 from .leaderboard import RunScope, current_games
-from .questions import QuestionSet, read_jsonl
-from .records import Answer
+from .questions import Question, QuestionSet, read_jsonl
+from .providers.base import estimate_tokens
+from .records import Answer, Judgment, Message, answer_turns
 from .store import Store
 from .verdict import LABELS, canonical_label
 
@@ -145,7 +146,9 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
     """Store an arena-hard answer file as `contestant`'s answers in answer set `set_id` (default: its
     configuration's own), keyed so that a run reuses them, and make them its current answers.
 
-    A guided contestant's prompts depend on its guidance, so that must be built first (`arena-eval guidance`).
+    Each record is read as v2.0 when it has `uid` and `messages`, else as v0.1 (`read_answer_record`). A
+    conversation becomes one answer with its turns. A guided contestant's prompts depend on its guidance, so that
+    must be built first (`arena-eval guidance`).
     """
     path = Path(path)
     set_id = set_id or contestant.base_config_id
@@ -153,27 +156,24 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
     counts = {"imported": 0, "already_stored": 0, "unknown_question": 0}
     stored = store.answer_ids(set_id)
     for number, record in _jsonl(path):
-        try:
-            qid = str(record["question_id"])
-            turn = record["choices"][0]["turns"][0]
-            text = turn["content"]
-        except (KeyError, IndexError, TypeError):
-            raise ConfigError(
-                f"{path}:{number}: not an arena-hard answer (needs question_id and choices[0].turns[0].content)"
-            ) from None
-        question = by_id.get(qid)
+        where = f"{path}:{number}"
+        found = read_answer_record(record, where)
+        question = by_id.get(found.question_id)
         if question is None:
             counts["unknown_question"] += 1
             continue
+        texts, tokens = _fit_turns(found, question, where)
+        qid = question.question_id
         prepared = augmenter.prepare_stored(contestant, question)
         if prepared is None:
             raise ConfigError(f"{contestant.name} is guided: run `arena-eval guidance` before importing its answers")
-        p_hash = prompt_hash(prepared.messages)
+        p_hash = conversation_hash(prepared.messages, question)
         if (qid, p_hash) in stored:
             counts["already_stored"] += 1
             store.set_current(set_id, qid, stored[(qid, p_hash)])
             continue
         key = answer_id(set_id, qid, p_hash)
+        known = [n for n in tokens if n is not None]
         store.save_answer(
             Answer(
                 answer_id=key,
@@ -181,12 +181,14 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
                 config_id=set_id,
                 question_id=qid,
                 prompt_hash=p_hash,
-                text=text,
-                output_tokens=turn.get("token_len"),
+                text=texts[-1],
+                output_tokens=sum(known) if known else None,
                 tokens_estimated=True,  # arena-hard counts tokens with its own tokenizer, not the model's
                 finish_reason="imported",
-                created_at=float(record.get("tstamp") or time.time()),
+                created_at=float(found.tstamp or time.time()),
                 question_digest=question_digest(question),
+                turns=[{"text": t, "output_tokens": n} for t, n in zip(texts, tokens)] if len(texts) > 1 else None,
+                source_id=found.source_id,
             )
         )
         # Its time stamp is the file's, maybe older than an answer stored since: say which one counts.
@@ -195,14 +197,168 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
     return counts
 
 
+class AnswerRecord(NamedTuple):
+    """One record of an arena-hard answer file, as read: the assistant's turns with their token counts (None where
+    the file has none), and the user's turns where the record holds them (v2.0)."""
+
+    question_id: str
+    texts: list[str]
+    tokens: list[int | None]
+    user_turns: list[str] | None
+    tstamp: float | None
+    source_id: str | None
+
+
+def read_answer_record(record: dict[str, Any], where: str) -> AnswerRecord:
+    """A v2.0 record (`uid` and `messages`) or a v0.1 one (`question_id` and `choices`); `where` (file:line) names
+    it in errors."""
+    if "uid" in record and "messages" in record:
+        return _v2_answer_record(record, where)
+    try:
+        qid = str(record["question_id"])
+        turns = record["choices"][0]["turns"]
+        texts = [turn["content"] for turn in turns]
+        tokens = [turn.get("token_len") for turn in turns]
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise ConfigError(
+            f"{where}: not an arena-hard answer (v0.1 needs question_id and choices[0].turns[0].content; "
+            "v2.0 needs uid and messages)"
+        ) from None
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ConfigError(f"{where}: choices[0].turns must hold one {{\"content\": text}} per turn")
+    return AnswerRecord(qid, texts, [_token_count(n, where) for n in tokens], None, _tstamp(record, where), None)
+
+
+def _v2_answer_record(record: dict[str, Any], where: str) -> AnswerRecord:
+    messages = record["messages"]
+    if not isinstance(messages, list):
+        raise ConfigError(f"{where}: `messages` must be a list of {{role, content}} objects")
+    # A system prompt (arena-hard's sys_prompt setting) is part of how the answer was made, not of the question.
+    start = next((i for i, m in enumerate(messages) if not (isinstance(m, dict) and m.get("role") == "system")),
+                 len(messages))
+    pairs = messages[start:]
+    if not pairs or len(pairs) % 2:
+        raise ConfigError(f"{where}: `messages` must hold user and assistant turns in pairs, the assistant's last "
+                          f"(found {len(pairs)} after any system message)")
+    user_turns, texts = [], []
+    for offset, message in enumerate(pairs):
+        number, role = start + offset + 1, "user" if offset % 2 == 0 else "assistant"
+        if not isinstance(message, dict) or message.get("role") != role:
+            got = message.get("role") if isinstance(message, dict) else type(message).__name__
+            raise ConfigError(f"{where}: message {number} should be the {role}'s turn, found {got!r}")
+        content = message.get("content")
+        if role == "assistant" and isinstance(content, dict):
+            content = content.get("answer")
+        if not isinstance(content, str):
+            shape = "text or {\"answer\": text}" if role == "assistant" else "text"
+            raise ConfigError(f"{where}: message {number} ({role}) has no {shape} content")
+        (user_turns if role == "user" else texts).append(content)
+    metadata = record.get("metadata")
+    token_len = metadata.get("token_len") if isinstance(metadata, dict) else None
+    # arena-hard's token_len counts the last answer only (its metadata describe messages[-1]).
+    tokens = [None] * (len(texts) - 1) + [_token_count(token_len, where)]
+    source_id = record.get("ans_id")
+    return AnswerRecord(str(record["uid"]), texts, tokens, user_turns, _tstamp(record, where),
+                        None if source_id is None else str(source_id))
+
+
+def _token_count(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{where}: token_len {value!r} is not a count of tokens")
+    return value
+
+
+def _tstamp(record: dict[str, Any], where: str) -> float | None:
+    value = record.get("tstamp")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(f"{where}: tstamp {value!r} is not a time in seconds since 1970")
+    return value
+
+
+def _fit_turns(found: AnswerRecord, question: Question, where: str) -> tuple[list[str], list[int | None]]:
+    """The record's assistant turns and their token counts, checked against the question's user turns."""
+    qid = question.question_id
+    if found.user_turns is not None:
+        if len(found.user_turns) != len(question.turns):
+            raise ConfigError(f"{where}: {len(found.user_turns)} user turn(s), but question {qid!r} has "
+                              f"{len(question.turns)}; the answers belong to another version of the question")
+        for number, (theirs, ours) in enumerate(zip(found.user_turns, question.turns), start=1):
+            if theirs != ours:
+                raise ConfigError(f"{where}: user turn {number} differs from question {qid!r}'s (starts "
+                                  f"{theirs[:40]!r}, the question's {ours[:40]!r}); the answers belong to another "
+                                  "version of the question")
+        return found.texts, found.tokens
+    if not question.multi_turn:
+        return found.texts[:1], found.tokens[:1]  # v0.1 answers one turn; any more is not ours to judge
+    if len(found.texts) != len(question.turns):
+        raise ConfigError(f"{where}: {len(found.texts)} answer turn(s), but question {qid!r} is a conversation of "
+                          f"{len(question.turns)} user turns")
+    return found.texts, found.tokens
+
+
+ArenaHardVersion = Literal["v0.1", "v2.0"]
+ARENA_HARD_VERSIONS: tuple[ArenaHardVersion, ...] = ("v0.1", "v2.0")
+
+
 def answer_record(answer: Answer) -> dict[str, Any]:
+    """An answer as an arena-hard v0.1 record: one `turns` entry per turn of a conversation."""
+    turns = [{"content": text, "token_len": tokens} for text, tokens in zip(answer_turns(answer), _turn_tokens(answer))]
     return {
         "question_id": answer.question_id,
         "answer_id": answer.answer_id,
         "model_id": answer.contestant,
-        "choices": [{"index": 0, "turns": [{"content": answer.text, "token_len": answer.output_tokens}]}],
+        "choices": [{"index": 0, "turns": turns}],
         "tstamp": answer.created_at,
     }
+
+
+def answer_record_v2(answer: Answer, question: Question) -> dict[str, Any]:
+    """An answer as an arena-hard v2.0 record: the conversation as messages, the id it was imported with (else
+    ours), and arena-hard's metadata of the last answer: its tokens (the stored count; ~4 characters a token where
+    none is stored) and its markdown (`markdown_counts`)."""
+    texts = answer_turns(answer)
+    if len(texts) != len(question.turns):
+        raise ArenaError(f"answer {answer.answer_id} of {answer.contestant} to question {question.question_id!r} has "
+                         f"{len(texts)} turn(s), the question {len(question.turns)}")
+    messages: list[dict[str, Any]] = []
+    for user, text in zip(question.turns, texts):
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": {"answer": text}}]
+    tokens = _turn_tokens(answer)[-1]
+    return {
+        "uid": answer.question_id,
+        "ans_id": answer.source_id or answer.answer_id,
+        "model": answer.contestant,
+        "messages": messages,
+        "tstamp": answer.created_at,
+        "metadata": {"token_len": tokens if tokens is not None else estimate_tokens(texts[-1]),
+                     **markdown_counts(texts[-1])},
+    }
+
+
+def _turn_tokens(answer: Answer) -> list[int | None]:
+    return [t.get("output_tokens") for t in answer.turns] if answer.turns else [answer.output_tokens]
+
+
+# arena-hard's own counting (its utils/add_markdown_info.py), kept as it is so that the metadata equal those of its
+# files, quirks included: the text between each pair of ``` (none inside) is deleted wherever it occurs, fences
+# stay; then line patterns are counted on what is left. Not style.style_counts, which reads markdown more exactly.
+_CODE_SPAN = re.compile(r"```([^`]*)```")
+_MARKDOWN = {
+    "header_count": {f"h{level}": re.compile(rf"^#{{{level}}}\s", re.MULTILINE) for level in range(1, 7)},
+    "list_count": {"ordered": re.compile(r"^\s*\d+\.\s", re.MULTILINE),
+                   "unordered": re.compile(r"^\s*[-*+]\s", re.MULTILINE)},
+    "bold_count": {"**": re.compile(r"\*\*[^*\n]+\*\*"), "__": re.compile(r"__[^_\n]+__")},
+}
+
+
+def markdown_counts(text: str) -> dict[str, dict[str, int]]:
+    """arena-hard v2.0's `header_count` (h1–h6), `list_count` (ordered, unordered) and `bold_count` (**, __)."""
+    for code in _CODE_SPAN.findall(text):
+        text = text.replace(code, "")
+    return {group: {key: len(pattern.findall(text)) for key, pattern in patterns.items()}
+            for group, patterns in _MARKDOWN.items()}
 
 
 class Exported(NamedTuple):
@@ -210,46 +366,52 @@ class Exported(NamedTuple):
     notes: list[str]  # one per contestant whose file name is not its plain sanitised name, saying why
 
 
-def export_arena_hard(scope: RunScope, store: Store, sets: AnswerSets, folder: str | Path) -> Exported:
+def export_arena_hard(scope: RunScope, store: Store, sets: AnswerSets, folder: str | Path,
+                      version: ArenaHardVersion = "v0.1") -> Exported:
     """Write model_answer/<contestant>.jsonl, model_judgment/<judge>/<contestant>.jsonl (every judge) and
     battles.jsonl (the rated judges' battles, pooled as the leaderboard pools them): the current answers (`sets`),
     their verdicts and the battles they make.
 
+    `version` is the layout of the answer and judgment files: arena-hard "v0.1" (`question_id`, `choices`) or
+    "v2.0" (`uid`, `messages`, `metadata`; a judgment's missing game is null). Battles are the same in both.
     File names are contestant names with other characters than letters, digits, `.`, `_` and `-` replaced
     (`export_stems`); the records inside keep the real names."""
+    if version not in ARENA_HARD_VERSIONS:
+        raise ValueError(f"version must be one of {', '.join(ARENA_HARD_VERSIONS)}, not {version!r}")
     folder = Path(folder)
     ids = {c.name: sets.current(c, scope.questions) for c in scope.contestants}
     stems, notes = export_stems([c.name for c in scope.config.contestants] + list(ids))
+    questions = {q.question_id: q for q in scope.questions}
     written: list[Path] = []
     answers_dir = folder / "model_answer"
     answers_dir.mkdir(parents=True, exist_ok=True)
     texts: dict[str, str] = {}
+
+    def answer_records(contestant: str, by_question: dict[str, str]) -> Iterator[dict[str, Any]]:
+        for qid in sorted(by_question):
+            answer = store.get_answer(by_question[qid])
+            answer.contestant = contestant
+            texts[answer.answer_id] = answer.text
+            yield answer_record_v2(answer, questions[qid]) if version == "v2.0" else answer_record(answer)
+
     for contestant, by_question in ids.items():
         path = answers_dir / f"{stems[contestant]}.jsonl"
-        with path.open("w", encoding="utf-8") as handle:
-            for qid in sorted(by_question):
-                answer = store.get_answer(by_question[qid])
-                answer.contestant = contestant
-                texts[answer.answer_id] = answer.text
-                handle.write(json.dumps(answer_record(answer), ensure_ascii=False) + "\n")
-        written.append(path)
+        written.append(_write_jsonl(path, answer_records(contestant, by_question)))
 
-    questions = {q.question_id: q.prompt for q in scope.questions}
     rated = {j.name for j in scope.rated_judges}
     battles, judged = [], set()
     for judge in scope.judges:
         judge_name = _safe(judge.name)
         judgments = {j.game_id: j for j in store.judgments(judge.config_id)}
-        per_contestant: dict[str, dict[str, list]] = {}
+        per_contestant: dict[str, dict[str, dict[int, dict]]] = {}
         for game in current_games(scope, ids, judge):
             judgment = judgments.get(game.game_id)
             if judgment is None:
                 continue
-            user_prompt = judge.prompts.render(questions[game.question_id], texts[game.answer_a_id],
-                                               texts[game.answer_b_id])[1]["content"]
-            per_contestant.setdefault(game.contestant, {}).setdefault(game.question_id, []).append(
-                (game.game, {"user_prompt": user_prompt, "judgment": judgment.judge_text, "score": judgment.verdict})
-            )
+            messages = judge.prompts.render(questions[game.question_id].prompt, texts[game.answer_a_id],
+                                            texts[game.answer_b_id])
+            per_contestant.setdefault(game.contestant, {}).setdefault(game.question_id, {})[game.game] = \
+                _exported_game(judgment, messages, version)
             if judgment.verdict is not None and judge.name in rated:
                 winner, weight = battle_outcome(judgment.verdict, game.game, judge.config.weights)
                 row = {"question_id": game.question_id, "model_a": game.baseline, "model_b": game.contestant,
@@ -258,20 +420,37 @@ def export_arena_hard(scope: RunScope, store: Store, sets: AnswerSets, folder: s
         judgment_dir = folder / "model_judgment" / judge_name
         judgment_dir.mkdir(parents=True, exist_ok=True)
         for contestant, by_question in per_contestant.items():
-            path = judgment_dir / f"{stems[contestant]}.jsonl"
-            with path.open("w", encoding="utf-8") as handle:
-                for qid in sorted(by_question):
-                    games_sorted = [g for _, g in sorted(by_question[qid], key=lambda pair: pair[0])]
-                    record = {"question_id": qid, "model": contestant, "judge": judge_name, "games": games_sorted}
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            written.append(path)
+            records = (_exported_judgment(questions[qid], contestant, judge_name, scope.baseline.name, games, version)
+                       for qid, games in sorted(by_question.items()))
+            written.append(_write_jsonl(judgment_dir / f"{stems[contestant]}.jsonl", records))
         judged |= set(per_contestant)
-    battles_path = folder / "battles.jsonl"
-    with battles_path.open("w", encoding="utf-8") as handle:
-        for row in battles:
-            handle.write(json.dumps(row) + "\n")
-    written.append(battles_path)
+    written.append(_write_jsonl(folder / "battles.jsonl", battles, ensure_ascii=True))
     return Exported(written, [notes[name] for name in dict.fromkeys(list(ids) + sorted(judged)) if name in notes])
+
+
+def _exported_game(judgment: Judgment, messages: list[Message], version: ArenaHardVersion) -> dict[str, Any]:
+    if version == "v2.0":
+        return {"score": judgment.verdict, "judgment": {"answer": judgment.judge_text}, "prompt": messages}
+    return {"user_prompt": messages[1]["content"], "judgment": judgment.judge_text, "score": judgment.verdict}
+
+
+def _exported_judgment(question: Question, contestant: str, judge: str, baseline: str, games: dict[int, dict],
+                       version: ArenaHardVersion) -> dict[str, Any]:
+    """One contestant's games on one question (`games`: game number → game record)."""
+    if version == "v2.0":
+        # Game 1 has the baseline in position A: a game not judged keeps its place, as null (as arena-hard writes
+        # a failed judge call), so that the other one is read in its own position.
+        return {"uid": question.question_id, "category": question.category, "judge": judge, "model": contestant,
+                "baseline": baseline, "games": [games.get(1), games.get(2)]}
+    return {"question_id": question.question_id, "model": contestant, "judge": judge,
+            "games": [games[number] for number in sorted(games)]}
+
+
+def _write_jsonl(path: Path, records: Iterable[dict[str, Any]], ensure_ascii: bool = False) -> Path:
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=ensure_ascii) + "\n")
+    return path
 
 
 def _safe(name: str) -> str:
