@@ -35,10 +35,6 @@ def prompt_hash(messages: list[Message]) -> str:
     return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def conversation_hash(messages: list[Message], question: Question) -> str:
-    return prompt_hash(messages + [{"role": "user", "content": t} for t in question.follow_ups])
-
-
 def answer_id(config_id: str, question_id: str, p_hash: str) -> str:
     return hashlib.sha256(f"{config_id}\x1f{question_id}\x1f{p_hash}".encode()).hexdigest()[:20]
 

@@ -13,7 +13,7 @@ from typing import Any, Literal, NamedTuple
 import pandas as pd
 
 from .answer_sets import AnswerSets, question_digest
-from .collect import answer_id, conversation_hash
+from .collect import answer_id, prompt_hash
 from .config import ContestantConfig, VerdictWeights
 from .errors import ArenaError, ConfigError
 from .judge import battle_outcome
@@ -167,7 +167,7 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
         prepared = augmenter.prepare_stored(contestant, question)
         if prepared is None:
             raise ConfigError(f"{contestant.name} is guided: run `arena-eval guidance` before importing its answers")
-        p_hash = conversation_hash(prepared.messages, question)
+        p_hash = prompt_hash(prepared.conversation)
         if (qid, p_hash) in stored:
             counts["already_stored"] += 1
             store.set_current(set_id, qid, stored[(qid, p_hash)])

@@ -142,7 +142,7 @@ def stored_answers(config: Path, contestant: str) -> dict[str, object]:
 
 
 def test_a_two_turn_conversation_imports_as_one_answer_with_two_turns_and_exports_the_same_messages(tmp_path):
-    from arena_eval.collect import conversation_hash
+    from arena_eval.collect import prompt_hash
     from arena_eval.questions import question_from_record
 
     config = offline_config(tmp_path, [CONVERSATION, SINGLE])
@@ -161,7 +161,7 @@ def test_a_two_turn_conversation_imports_as_one_answer_with_two_turns_and_export
     with Store(arena.config.output_dir / "arena.db") as store:
         question = question_from_record(CONVERSATION, "test")
         prepared = arena.augmenter(store).prepare_stored(arena.contestants[1], question)
-    assert answer.prompt_hash == conversation_hash(prepared.messages, question)
+    assert answer.prompt_hash == prompt_hash(prepared.conversation)
 
     cli("export", "--config", config, "--to", tmp_path / "ah", "--format", "arena-hard-v2")
     exported = [json.loads(line) for line in (tmp_path / "ah" / "model_answer" / "c1.jsonl").read_text().splitlines()]
