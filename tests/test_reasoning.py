@@ -1,10 +1,45 @@
 """A reasoning model's thinking is kept apart from its answer: split_think and separate_reasoning on hand-made
-replies."""
+replies, and the providers over real HTTP on loopback (tests/fake_server.py for OpenAI-compatible servers),
+plain and streamed."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
+from arena_eval.config import EndpointConfig
+from arena_eval.providers import make_provider
+from arena_eval.providers.llama_cpp import LlamaCppProvider
+from arena_eval.providers.openai_compat import OpenAIProvider
+from arena_eval.providers.retry import RetriesExhausted, call_with_retries
+from arena_eval.providers.vllm import VLLMProvider
 from arena_eval.reasoning import separate_reasoning, split_think
 from arena_eval.records import Completion
+
+FAST = {"retry_initial_s": 0.01, "retry_max_s": 0.05, "max_attempts": 3}
+CHAT = [{"role": "user", "content": "What is two plus two?"}]
+THINKING = "The user asks for 2 + 2. That is 4."  # 10 words: 10 reasoning tokens to the fakes
+ANSWER = "Answer from thinker to: What is two plus two?"  # the fake OpenAI server's answer, 9 words
+
+
+def ask(config: EndpointConfig) -> Completion:
+    """One request through the pipeline's retry policy, with a provider made as the pipeline makes it."""
+
+    async def go() -> Completion:
+        provider = make_provider(config)
+        await provider.start()
+        try:
+            completion, _ = await call_with_retries(config, lambda: provider.complete(CHAT))
+            return completion
+        finally:
+            await provider.close()
+
+    return asyncio.run(go())
+
+
+def openai_config(server, model: str = "thinker", **fields) -> EndpointConfig:
+    return EndpointConfig(model=model, base_url=server.base_url, **{**FAST, **fields})
 
 
 # --- split_think and separate_reasoning ---------------------------------------------------------------------
@@ -51,3 +86,78 @@ def test_separate_reasoning_does_not_guess_reasoning_tokens():
 def test_separate_reasoning_returns_a_reply_without_think_block_unchanged():
     plain = Completion(text="Four.", reasoning="Field only.", reasoning_tokens=2)
     assert separate_reasoning(plain) is plain
+
+
+# --- OpenAI-compatible servers (also vLLM, llama.cpp, Ollama) -------------------------------------------------
+
+
+def test_vllm_and_llama_cpp_speak_through_the_openai_compatible_exchange():
+    # They start their own servers, then every request and reply goes through OpenAIProvider's code.
+    for provider in (VLLMProvider, LlamaCppProvider):
+        assert issubclass(provider, OpenAIProvider)
+        assert "_from_json" not in vars(provider) and "_read_stream" not in vars(provider)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_openai_reasoning_is_kept_out_of_the_text(fake_server, stream, field):
+    server = fake_server(reasoning={"thinker": THINKING}, reasoning_field=field)
+    completion = ask(openai_config(server, stream=stream))
+    assert completion.text == ANSWER
+    assert completion.reasoning == THINKING
+    assert (completion.output_tokens, completion.reasoning_tokens, completion.tokens_estimated) == (19, 10, False)
+    if stream:
+        assert 0 < completion.ttft_s < completion.latency_s
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_an_openai_reply_without_reasoning_has_none(fake_server, stream):
+    completion = ask(openai_config(fake_server(), model="plain-model", stream=stream))
+    assert completion.text.startswith("Answer from plain-model")
+    assert (completion.reasoning, completion.reasoning_tokens) == (None, None)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_think_tags_stay_in_the_text_until_separate_reasoning_joins_them_to_the_field(fake_server, stream):
+    server = fake_server(reasoning={"thinker": THINKING}, think_tags={"thinker": "Tagged thoughts."})
+    completion = ask(openai_config(server, stream=stream))
+    assert completion.text.startswith("<think>") and completion.reasoning == THINKING
+    separated = separate_reasoning(completion)
+    assert separated.text == ANSWER
+    assert separated.reasoning == THINKING + "\n\nTagged thoughts."
+    assert separated.reasoning_tokens == 10  # the server counted only the field's thinking apart
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_a_model_that_ran_out_of_tokens_thinking_is_an_error_not_retried(fake_server, stream):
+    server = fake_server(reasoning={"thinker": THINKING}, scripted={"thinker": ("overthought", None)})
+    with pytest.raises(RetriesExhausted) as caught:
+        ask(openai_config(server, stream=stream))
+    assert caught.value.attempts == 1 and server.requests["thinker"] == 1
+    assert "returned only reasoning" in caught.value.reason and "raise max_tokens" in caught.value.reason
+    assert "finish_reason=length" in caught.value.reason
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_hidden_reasoning_is_counted_and_running_out_of_tokens_on_it_says_so(fake_server, stream):
+    # OpenAI's o-series report the tokens of a thinking they never send.
+    server = fake_server(reasoning={"thinker": THINKING}, reasoning_field=None)
+    completion = ask(openai_config(server, stream=stream))
+    assert (completion.text, completion.reasoning, completion.reasoning_tokens) == (ANSWER, None, 10)
+
+    spent = fake_server(reasoning={"thinker": THINKING}, reasoning_field=None,
+                        scripted={"thinker": ("overthought", None)})
+    with pytest.raises(RetriesExhausted) as caught:
+        ask(openai_config(spent, stream=stream))
+    assert caught.value.attempts == 1 and "returned only reasoning" in caught.value.reason
+
+
+def test_reasoning_without_an_answer_that_did_stop_is_retried_and_says_so(fake_server):
+    server = fake_server(reasoning={"thinker": THINKING}, scripted={"thinker": ("empty", 1)})
+    assert ask(openai_config(server)).text == ANSWER  # the second attempt answered
+
+    always = fake_server(reasoning={"thinker": THINKING}, scripted={"thinker": ("empty", None)})
+    with pytest.raises(RetriesExhausted) as caught:
+        ask(openai_config(always))
+    assert caught.value.attempts == 3
+    assert caught.value.reason == "empty content: the model returned only reasoning (finish_reason=stop)"

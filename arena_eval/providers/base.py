@@ -103,6 +103,23 @@ def reply_too_large(endpoint: str, config: EndpointConfig, what: str = "reply") 
     )
 
 
+def no_answer_error(completion: Completion, where: str = "", reason_field: str = "finish_reason") -> ProviderError:
+    """The error for a reply without answer text (`where`: " from ENDPOINT", or ""). A reasoning model that spent
+    max_tokens thinking returned only its reasoning (its text, or only a count of its tokens where the provider
+    hides it): the same request would do the same again, so that is not retried, and the message says what to
+    change. Any other empty reply is retried."""
+    finish = f"{reason_field}={completion.finish_reason}"
+    if not (completion.reasoning or completion.reasoning_tokens):
+        return ProviderError(f"empty content{where} ({finish})", retryable=True)
+    if completion.finish_reason == "length":
+        return ProviderError(
+            f"empty content{where}: the model returned only reasoning and ran out of tokens before its answer "
+            f"({finish}); raise max_tokens to leave room for the answer",
+            retryable=False,
+        )
+    return ProviderError(f"empty content{where}: the model returned only reasoning ({finish})", retryable=True)
+
+
 def read_api_key(variable: str, purpose: str, unset: str | None = None) -> str:
     """The API key in environment variable `variable`, registered as a secret.
 
