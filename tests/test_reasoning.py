@@ -1,15 +1,17 @@
 """A reasoning model's thinking is kept apart from its answer: split_think and separate_reasoning on hand-made
-replies, and the providers over real HTTP on loopback (tests/fake_server.py for OpenAI-compatible servers),
-plain and streamed."""
+replies, and the providers over real HTTP on loopback (tests/fake_server.py for OpenAI-compatible servers,
+tests/fake_anthropic.py for Anthropic), plain and streamed."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from fake_anthropic import AnthropicFaults, FakeAnthropic
 
 from arena_eval.config import EndpointConfig
 from arena_eval.providers import make_provider
+from arena_eval.providers.base import ProviderError
 from arena_eval.providers.llama_cpp import LlamaCppProvider
 from arena_eval.providers.openai_compat import OpenAIProvider
 from arena_eval.providers.retry import RetriesExhausted, call_with_retries
@@ -17,10 +19,31 @@ from arena_eval.providers.vllm import VLLMProvider
 from arena_eval.reasoning import separate_reasoning, split_think
 from arena_eval.records import Completion
 
+KEY_VARIABLE = "ARENA_FAKE_KEY"
 FAST = {"retry_initial_s": 0.01, "retry_max_s": 0.05, "max_attempts": 3}
 CHAT = [{"role": "user", "content": "What is two plus two?"}]
 THINKING = "The user asks for 2 + 2. That is 4."  # 10 words: 10 reasoning tokens to the fakes
 ANSWER = "Answer from thinker to: What is two plus two?"  # the fake OpenAI server's answer, 9 words
+CLAUDE_ANSWER = "Claude-style answer from claude-thinker to: What is two plus two?"
+
+
+@pytest.fixture(autouse=True)
+def fake_key(monkeypatch):
+    monkeypatch.setenv(KEY_VARIABLE, "sk-fake-test-key")
+
+
+@pytest.fixture
+def fake_anthropic():
+    servers = []
+
+    def start(**faults) -> FakeAnthropic:
+        server = FakeAnthropic(AnthropicFaults(**faults)).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 def ask(config: EndpointConfig) -> Completion:
@@ -38,8 +61,30 @@ def ask(config: EndpointConfig) -> Completion:
     return asyncio.run(go())
 
 
+def first_error(config: EndpointConfig) -> ProviderError:
+    """The ProviderError of one attempt, retries aside."""
+
+    async def go() -> ProviderError:
+        provider = make_provider(config)
+        await provider.start()
+        try:
+            await provider.complete(CHAT)
+        except ProviderError as exc:
+            return exc
+        finally:
+            await provider.close()
+        raise AssertionError("the request succeeded")
+
+    return asyncio.run(go())
+
+
 def openai_config(server, model: str = "thinker", **fields) -> EndpointConfig:
     return EndpointConfig(model=model, base_url=server.base_url, **{**FAST, **fields})
+
+
+def anthropic_config(server: FakeAnthropic, model: str = "claude-thinker", **fields) -> EndpointConfig:
+    return EndpointConfig(provider="anthropic", model=model, base_url=server.base_url, api_key_env=KEY_VARIABLE,
+                          **{**FAST, **fields})
 
 
 # --- split_think and separate_reasoning ---------------------------------------------------------------------
@@ -161,3 +206,40 @@ def test_reasoning_without_an_answer_that_did_stop_is_retried_and_says_so(fake_s
         ask(openai_config(always))
     assert caught.value.attempts == 3
     assert caught.value.reason == "empty content: the model returned only reasoning (finish_reason=stop)"
+# --- Anthropic -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_anthropic_thinking_blocks_are_reasoning_and_redacted_ones_are_nothing(fake_anthropic, stream):
+    server = fake_anthropic(reasoning={"claude-thinker": THINKING}, redacted_thinking_models={"claude-thinker"})
+    completion = ask(anthropic_config(server, stream=stream))
+    assert completion.text == CLAUDE_ANSWER
+    assert completion.reasoning == THINKING
+    # The usage counts the thinking in output_tokens only: 10 words of it, 10 of the answer.
+    assert (completion.output_tokens, completion.reasoning_tokens, completion.tokens_estimated) == (20, None, False)
+    if stream:
+        assert 0 < completion.ttft_s < completion.latency_s
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_anthropic_redacted_thinking_alone_leaves_no_reasoning(fake_anthropic, stream):
+    server = fake_anthropic(redacted_thinking_models={"claude-thinker"})
+    completion = ask(anthropic_config(server, stream=stream))
+    assert (completion.text, completion.reasoning) == (CLAUDE_ANSWER, None)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+def test_anthropic_thinking_without_text_is_empty_content_that_says_so(fake_anthropic, stream):
+    server = fake_anthropic(reasoning={"claude-thinker": THINKING}, empty_models={"claude-thinker"})
+    error = first_error(anthropic_config(server, stream=stream))
+    assert error.retryable
+    assert error.reason == (f"empty content from {server.base_url}: the model returned only reasoning "
+                            "(stop_reason=stop)")
+
+
+def test_a_thinking_reply_counts_toward_max_response_bytes(fake_anthropic):
+    # The answer alone (65 bytes) fits in 90; with its thinking (35 bytes more) it does not.
+    server = fake_anthropic(reasoning={"claude-thinker": THINKING})
+    with pytest.raises(RetriesExhausted) as caught:
+        ask(anthropic_config(server, max_response_bytes=90))
+    assert "exceeds 90 bytes" in caught.value.reason

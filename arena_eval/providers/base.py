@@ -92,6 +92,11 @@ def reply_byte_cap(config: EndpointConfig) -> int:
     return REPLY_BASE_BYTES + REPLY_BYTES_PER_TOKEN * config.max_tokens
 
 
+def reply_text_bytes(completion: Completion) -> int:
+    """The bytes of a reply's text and thinking: what reply_byte_cap bounds where a client library parsed the reply."""
+    return len(completion.text.encode()) + len((completion.reasoning or "").encode())
+
+
 def reply_too_large(endpoint: str, config: EndpointConfig, what: str = "reply") -> ProviderError:
     """The error for a reply over reply_byte_cap: not retried, since the same request would get the same reply."""
     source = ("max_response_bytes" if config.max_response_bytes is not None
