@@ -1,6 +1,6 @@
 """A reasoning model's thinking is kept apart from its answer: split_think and separate_reasoning on hand-made
-replies, and the providers over real HTTP on loopback (tests/fake_server.py for OpenAI-compatible servers,
-tests/fake_anthropic.py for Anthropic), plain and streamed."""
+replies, and every provider over real HTTP on loopback (tests/fake_server.py for OpenAI-compatible servers and
+litellm, tests/fake_anthropic.py for Anthropic), plain and streamed."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from fake_anthropic import AnthropicFaults, FakeAnthropic
 from arena_eval.config import EndpointConfig
 from arena_eval.providers import make_provider
 from arena_eval.providers.base import ProviderError
+from arena_eval.providers.litellm import load_litellm
 from arena_eval.providers.llama_cpp import LlamaCppProvider
 from arena_eval.providers.openai_compat import OpenAIProvider
 from arena_eval.providers.retry import RetriesExhausted, call_with_retries
@@ -44,6 +45,12 @@ def fake_anthropic():
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def litellm_imported():
+    """litellm takes seconds to import: paid once for the module."""
+    load_litellm()
 
 
 def ask(config: EndpointConfig) -> Completion:
@@ -84,6 +91,11 @@ def openai_config(server, model: str = "thinker", **fields) -> EndpointConfig:
 
 def anthropic_config(server: FakeAnthropic, model: str = "claude-thinker", **fields) -> EndpointConfig:
     return EndpointConfig(provider="anthropic", model=model, base_url=server.base_url, api_key_env=KEY_VARIABLE,
+                          **{**FAST, **fields})
+
+
+def litellm_config(server, model: str = "openai/thinker", **fields) -> EndpointConfig:
+    return EndpointConfig(provider="litellm", model=model, base_url=server.base_url, api_key_env=KEY_VARIABLE,
                           **{**FAST, **fields})
 
 
@@ -206,6 +218,8 @@ def test_reasoning_without_an_answer_that_did_stop_is_retried_and_says_so(fake_s
         ask(openai_config(always))
     assert caught.value.attempts == 3
     assert caught.value.reason == "empty content: the model returned only reasoning (finish_reason=stop)"
+
+
 # --- Anthropic -------------------------------------------------------------------------------------------------
 
 
@@ -243,3 +257,16 @@ def test_a_thinking_reply_counts_toward_max_response_bytes(fake_anthropic):
     with pytest.raises(RetriesExhausted) as caught:
         ask(anthropic_config(server, max_response_bytes=90))
     assert "exceeds 90 bytes" in caught.value.reason
+
+
+# --- litellm ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_litellm_reasoning_is_kept_out_of_the_text(fake_server, litellm_imported, stream, field):
+    server = fake_server(reasoning={"thinker": THINKING}, reasoning_field=field)
+    completion = ask(litellm_config(server, stream=stream))
+    assert completion.text == ANSWER
+    assert completion.reasoning == THINKING
+    assert (completion.output_tokens, completion.reasoning_tokens) == (19, 10)
