@@ -1,9 +1,50 @@
-"""Placeholder until the reasoning branch lands: keeps the interface collect.py uses."""
+"""A reasoning model's thinking, kept apart from its answer: a judge must only ever see the answer.
+
+Providers put the thinking they are given in its own field (`reasoning_content`, Anthropic's thinking blocks) into
+`Completion.reasoning`. A server without a reasoning parser (llama.cpp, vLLM started without one) leaves it in the
+text instead, as a `<think>…</think>` block at its start; `separate_reasoning` moves it out.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 from .records import Completion
+
+# The tags around the thinking; `<thinking>` too, which some fine-tunes write.
+_OPEN = re.compile(r"<(think|thinking)>", re.IGNORECASE)
+_CLOSE = {tag: re.compile(rf"</{tag}\s*>", re.IGNORECASE) for tag in ("think", "thinking")}
+
+
+def split_think(text: str) -> tuple[str, str | None]:
+    """(answer, thinking) of a reply that starts with a `<think>` block; (text, None) for any other reply.
+
+    The answer is what follows `</think>`, its leading whitespace stripped; the thinking is stripped. A block that
+    is never closed (the reply was cut off while thinking) is all thinking, and the answer is "". A `<think>` later
+    in the text is part of the answer (a reply may well write about the tag)."""
+    head = text.lstrip()
+    if head[:1] != "<":  # nearly every reply: no regex at all
+        return text, None
+    opening = _OPEN.match(head)
+    if opening is None:
+        return text, None
+    rest = head[opening.end():]
+    closing = _CLOSE[opening.group(1).lower()].search(rest)
+    if closing is None:
+        return "", rest.strip()
+    return rest[closing.end():].lstrip(), rest[: closing.start()].strip()
 
 
 def separate_reasoning(completion: Completion) -> Completion:
-    return completion
+    """`completion` with its text holding the answer only: thinking found at the start of the text (split_think) is
+    appended, after a blank line, to the reasoning the provider returned in its own field.
+
+    `completion` itself when there is nothing to move; otherwise a copy (the argument is left as it was). The
+    tokens are not touched: the thinking stays counted in `output_tokens`, and `reasoning_tokens` is left as the
+    provider reported it (None when it did not; it is not guessed)."""
+    answer, thinking = split_think(completion.text)
+    if thinking is None:
+        return completion
+    parts = [part for part in (completion.reasoning, thinking) if part]
+    return dataclasses.replace(completion, text=answer, reasoning="\n\n".join(parts) if parts else None)

@@ -16,6 +16,10 @@ Faults, chosen per request:
   succeeds, the reply never ends in time); streamed, `message_start` and then the bytes of an event that never
   completes. `drip_held` records how long each such reply held its client. Stopping the server ends them at once;
 - `event_gap_s`: a pause before each text delta of a streamed reply (a slow but steady generation);
+- `reasoning`: model → the thinking of extended thinking: a `thinking` block (with its signature) before the text,
+  streamed as `thinking_delta`s and a `signature_delta`; its words count in `output_tokens`. With `empty_models`,
+  the reply is the thinking alone;
+- `redacted_thinking_models`: replies that begin with a `redacted_thinking` block (encrypted, nothing readable);
 - `judge_verdict`: the label a judge gets ("A>B" ...); "longer" prefers the longer answer.
 """
 
@@ -61,6 +65,8 @@ class AnthropicFaults:
     drip_interval_s: float = 0.5
     event_gap_s: float = 0.0
     hang_s: float = 5.0
+    reasoning: dict[str, str] = field(default_factory=dict)
+    redacted_thinking_models: set[str] = field(default_factory=set)
 
 
 def _text_of(content) -> str:
@@ -133,11 +139,12 @@ class FakeAnthropic:
         input_tokens = len(_text_of(body.get("system", "")).split()) + sum(
             len(_text_of(m.get("content")).split()) for m in body["messages"]
         )
-        usage = {"input_tokens": input_tokens, "output_tokens": len(text.split())}
+        thinking = f.reasoning.get(model)
+        usage = {"input_tokens": input_tokens, "output_tokens": len(text.split()) + len((thinking or "").split())}
         if body.get("stream"):
-            return await self._stream(request, model, text, stop_reason, usage)
+            return await self._stream(request, model, text, stop_reason, usage, self._thinking_blocks(model))
         self.successes[model] += 1
-        content = [{"type": "text", "text": text}] if text else []
+        content = self._thinking_blocks(model) + ([{"type": "text", "text": text}] if text else [])
         return web.json_response(
             {
                 "id": f"msg_fake{sum(self.requests.values())}",
@@ -164,11 +171,21 @@ class FakeAnthropic:
                         "(use the top-level system parameter for a system prompt)")
         return None
 
+    def _thinking_blocks(self, model: str) -> list[dict]:
+        """The content blocks before the text of `model`'s replies: redacted thinking, thinking, or none."""
+        blocks = []
+        if model in self.faults.redacted_thinking_models:
+            blocks.append({"type": "redacted_thinking", "data": "RW5jcnlwdGVkIHRoaW5raW5n"})
+        if self.faults.reasoning.get(model):
+            blocks.append({"type": "thinking", "thinking": self.faults.reasoning[model], "signature": "c2lnbmF0dXJl"})
+        return blocks
+
     def _fault(self, status: int) -> web.Response:
         headers = {"retry-after": str(self.faults.retry_after_s)} if status == 429 else None
         return _error(status, f"injected {_ERROR_TYPES.get(status, 'error')}", headers)
 
-    async def _stream(self, request: web.Request, model: str, text: str, stop_reason: str, usage: dict) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, model: str, text: str, stop_reason: str, usage: dict,
+                      before: list[dict] | None = None) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
 
@@ -183,14 +200,29 @@ class FakeAnthropic:
         if model in self.faults.midstream_overload_models:
             await send("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
             return response
-        await send("content_block_start", {"type": "content_block_start", "index": 0,
+        for index, block in enumerate(before or []):  # thinking blocks, as the real API streams them
+            if block["type"] != "thinking":
+                await send("content_block_start", {"type": "content_block_start", "index": index,
+                                                   "content_block": block})
+                await send("content_block_stop", {"type": "content_block_stop", "index": index})
+                continue
+            await send("content_block_start", {"type": "content_block_start", "index": index,
+                                               "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+            for i, word in enumerate(block["thinking"].split(" ")):
+                delta = {"type": "thinking_delta", "thinking": (" " if i else "") + word}
+                await send("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+            delta = {"type": "signature_delta", "signature": block["signature"]}
+            await send("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+            await send("content_block_stop", {"type": "content_block_stop", "index": index})
+        index = len(before or [])
+        await send("content_block_start", {"type": "content_block_start", "index": index,
                                            "content_block": {"type": "text", "text": ""}})
         for i, word in enumerate(text.split(" ") if text else []):
             if self.faults.event_gap_s:
                 await asyncio.sleep(self.faults.event_gap_s)
             delta = {"type": "text_delta", "text": (" " if i else "") + word}
-            await send("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
-        await send("content_block_stop", {"type": "content_block_stop", "index": 0})
+            await send("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+        await send("content_block_stop", {"type": "content_block_stop", "index": index})
         await send("message_delta", {"type": "message_delta",
                                      "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                                      "usage": {"output_tokens": usage["output_tokens"]}})

@@ -20,6 +20,12 @@ chosen per request from the configured rates (deterministic for a seed):
   "cutoff" starts like "quote" but is cut off (finish reason "length") right after the first label inside the
   quoted answers, before its own verdict; asked again, it answers like "longer";
 - `replies`: model → reply texts, given in turn (e.g. answers that try to dictate the verdict);
+- `reasoning`: model → thinking that its replies carry beside the answer, as reasoning models' do: in the message's
+  (or the stream deltas') `reasoning_field` ("reasoning_content" by default; "reasoning" as OpenRouter and Ollama
+  name it; None: not sent at all, as OpenAI's o-series hide it), with its words counted in `completion_tokens` and
+  in `completion_tokens_details.reasoning_tokens`;
+- `think_tags`: model → thinking that its replies begin with, between <think> tags in the content (a server
+  without a reasoning parser), counted in `completion_tokens` only;
 - `rates`: named faults (FAULTS below) with a probability per request, e.g. {"503": 0.1, "reset": 0.05};
 - `turn_faults`: model → (n, fault): every request of that model that holds n user messages (a conversation's
   n-th turn) gets the fault; may be changed while the server runs;
@@ -30,8 +36,10 @@ Named faults: "429" (with Retry-After), "401" (a bad key; the reply echoes nothi
 "529" (overloaded), "timeout" (the reply is held `hang_s`, longer than a client's timeout), "reset" (the
 connection is dropped with a TCP reset), "malformed" (200 with a JSON body, or a stream event, cut off), "truncated" (a stream
 that ends cleanly half-way, with no finish reason and no [DONE]; without streaming, like "malformed"),
-"empty" (200 with empty content), "content_filter" (finish reason content_filter), "refusal" (the message's
-`refusal` field set and no content), "drip" (200 and the start of a reply, then one byte every `drip_interval_s`
+"empty" (200 with empty content), "overthought" (a reasoning model that ran out of tokens thinking: the
+model's `reasoning`, or a default thinking, without content, finish reason "length"), "content_filter" (finish
+reason content_filter), "refusal" (the message's `refusal` field set and no content), "drip" (200 and the start
+of a reply, then one byte every `drip_interval_s`
 for `hang_s`, so every read succeeds but the reply never ends in time; streamed, the bytes of one event that
 never completes; the time until the client left is in `drip_held`), "huge" (200 and a reply of `huge_bytes`,
 50 MB by default, sent in 64 KiB blocks without a Content-Length: valid JSON whose content is that long, or a
@@ -71,7 +79,7 @@ def _model_of(answer: str) -> str:
 _ANSWER_FENCE = re.compile(r"BEGIN ANSWER ([AB]) =+\n(.*?)\n=+ END ANSWER", re.S)
 
 FAULTS = ("429", "401", "500", "503", "529", "timeout", "reset", "malformed", "truncated", "empty",
-          "content_filter", "refusal", "drip", "huge", "redirect")
+          "content_filter", "refusal", "drip", "huge", "redirect", "overthought")
 _HUGE_BLOCK = 64 * 1024
 _STATUS_MESSAGES = {
     "401": ("Incorrect API key provided. Check the key your client sends.", "invalid_api_key"),
@@ -107,6 +115,9 @@ class Faults:
     redirect_to: str = ""
     redirect_status: int = 307
     turn_faults: dict[str, tuple[int, str]] = field(default_factory=dict)
+    reasoning: dict[str, str] = field(default_factory=dict)
+    reasoning_field: str | None = "reasoning_content"
+    think_tags: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = (set(self.rates) | {fault for fault, _ in self.scripted.values()}) - set(FAULTS)
@@ -198,8 +209,14 @@ class FakeServer:
             await asyncio.sleep(f.slow_s)
         text = self.reply_text(body)
         finish, refusal = self.finish_reason_for(body), None
+        thinking = f.reasoning.get(model)
+        if model in f.think_tags:
+            text = f"<think>\n{f.think_tags[model]}\n</think>\n\n{text}"
         if fault == "empty":
             text = ""
+        elif fault == "overthought":
+            text, finish = "", "length"
+            thinking = thinking or "Let me weigh every reading of the question before I answer"
         elif fault == "content_filter":
             text, finish = text[: len(text) // 3], "content_filter"
         elif fault == "refusal":
@@ -212,11 +229,17 @@ class FakeServer:
                 self._replied.notify_all()
         prompt_tokens = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()), "total_tokens": 0}
+        if thinking:
+            usage["completion_tokens"] += len(thinking.split())
+            usage["completion_tokens_details"] = {"reasoning_tokens": len(thinking.split())}
         if body.get("stream"):
-            return await self._stream(request, model, text, usage, finish, refusal, truncated=fault == "truncated")
+            return await self._stream(request, model, text, usage, finish, refusal, truncated=fault == "truncated",
+                                      thinking=thinking)
         message = {"role": "assistant", "content": None if refusal else text}
         if refusal:
             message["refusal"] = refusal
+        if thinking and f.reasoning_field:
+            message[f.reasoning_field] = thinking
         return web.json_response(
             {
                 "id": "fake-1",
@@ -347,10 +370,16 @@ class FakeServer:
         return web.Response(status=500)  # never reaches the client: the connection is gone
 
     async def _stream(self, request: web.Request, model: str, text: str, usage: dict, finish: str = "stop",
-                      refusal: str | None = None, truncated: bool = False) -> web.StreamResponse:
+                      refusal: str | None = None, truncated: bool = False,
+                      thinking: str | None = None) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         base = {"id": "fake-1", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        shown = thinking if self.faults.reasoning_field else None
+        for i, word in enumerate(shown.split(" ") if shown else []):  # the thinking comes before the answer
+            delta = {self.faults.reasoning_field: (" " if i else "") + word}
+            chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
         words = text.split(" ") if text else []
         if truncated:
             words = words[: max(1, len(words) // 2)]

@@ -13,10 +13,16 @@ judge gets the same prompt, which lists the five labels, and the same re-ask whe
 
 Time and size are bounded around the SDK, not inside it. `timeout_s` bounds a plain request as a whole (an
 asyncio deadline around the SDK's call: its own httpx timeout restarts with every byte that arrives) and a stream's
-wait for its first event and between events. The reply's text is bounded by `reply_byte_cap` (max_response_bytes,
-or 1 MiB + 1 KiB per max_tokens): a stream stops, with an error, as soon as its text passes the cap; a plain reply
-whose text passes it is an error instead of an answer. What is not bounded: the bytes the SDK reads and parses
-before handing over a plain reply (the whole body is in memory by then), and a stream's events that carry no text.
+wait for its first event and between events. The reply's text, thinking included, is bounded by `reply_byte_cap`
+(max_response_bytes, or 1 MiB + 1 KiB per max_tokens): a stream stops, with an error, as soon as its text passes
+the cap; a plain reply whose text passes it is an error instead of an answer. What is not bounded: the bytes the
+SDK reads and parses before handing over a plain reply (the whole body is in memory by then), and a stream's events
+that carry no text.
+
+Extended thinking: `thinking` blocks (and `thinking_delta`s in a stream) go to `Completion.reasoning`, one block
+from the next by a blank line, never into the text, which only `text` blocks make up. `redacted_thinking` blocks
+hold nothing readable and are left out, as are the signatures. The usage counts the thinking in `output_tokens`
+and nowhere apart, so `reasoning_tokens` stays None.
 """
 
 from __future__ import annotations
@@ -25,14 +31,15 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import anthropic
 
 from ..config import EndpointConfig, redact_url
 from ..records import Completion, Message
-from .base import (REFUSALS, RETRYABLE_STATUS, ProviderError, estimate_tokens, read_api_key, register_url_password,
-                   reply_byte_cap, reply_too_large, retry_after_from_headers)
+from .base import (REFUSALS, RETRYABLE_STATUS, ProviderError, estimate_tokens, no_answer_error, read_api_key,
+                   register_url_password, reply_byte_cap, reply_text_bytes, reply_too_large, retry_after_from_headers)
 
 DEFAULT_ENDPOINT = "https://api.anthropic.com"
 DEFAULT_KEY_VARIABLE = "ANTHROPIC_API_KEY"
@@ -110,7 +117,7 @@ class AnthropicProvider:
                 else:
                     response = await self._client.messages.create(**request)
                     completion = _from_message(response)
-                    if len(completion.text.encode()) > self._reply_cap:
+                    if reply_text_bytes(completion) > self._reply_cap:
                         raise reply_too_large(self.endpoint, self.config, "reply text")
         except ProviderError:
             raise
@@ -135,6 +142,7 @@ class AnthropicProvider:
         loop = asyncio.get_running_loop()
         stream = await self._client.messages.create(**request, stream=True)
         parts: list[str] = []
+        thinking: dict[int, list[str]] = {}  # content block index → its thinking deltas
         text_bytes = 0
         ttft = stop_reason = model = None
         input_tokens = output_tokens = None
@@ -144,11 +152,16 @@ class AnthropicProvider:
                 if event.type == "message_start":
                     model = event.message.model
                     input_tokens = _input_tokens(event.message.usage)
-                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                    if ttft is None:
+                elif event.type == "content_block_delta" and event.delta.type in ("text_delta", "thinking_delta"):
+                    if ttft is None:  # the first token generated, thinking included
                         ttft = time.perf_counter() - started
-                    parts.append(event.delta.text)
-                    text_bytes += len(event.delta.text.encode())
+                    if event.delta.type == "text_delta":
+                        piece = event.delta.text
+                        parts.append(piece)
+                    else:
+                        piece = event.delta.thinking
+                        thinking.setdefault(event.index, []).append(piece)
+                    text_bytes += len(piece.encode())
                     if text_bytes > self._reply_cap:
                         raise reply_too_large(self.endpoint, self.config, "reply text")
                 elif event.type == "message_delta":
@@ -156,7 +169,8 @@ class AnthropicProvider:
                     output_tokens = getattr(event.usage, "output_tokens", None)  # cumulative: the last one is final
         if stop_reason is None:
             raise ProviderError("stream ended before a stop reason (truncated stream)", retryable=True)
-        return _completion("".join(parts), input_tokens, output_tokens, stop_reason, ttft, model)
+        reasoning = _join_thinking("".join(thinking[index]) for index in sorted(thinking))
+        return _completion("".join(parts), reasoning, input_tokens, output_tokens, stop_reason, ttft, model)
 
 
 def sampling_fields(config: EndpointConfig) -> dict[str, Any]:
@@ -199,10 +213,17 @@ def _sdk_base_url(base_url: str | None) -> str | None:
 
 
 def _from_message(message: Any) -> Completion:
-    text = "".join(block.text or "" for block in message.content or [] if getattr(block, "type", None) == "text")
+    blocks = message.content or []
+    text = "".join(block.text or "" for block in blocks if getattr(block, "type", None) == "text")
+    reasoning = _join_thinking(block.thinking or "" for block in blocks if getattr(block, "type", None) == "thinking")
     usage = message.usage
-    return _completion(text, _input_tokens(usage), getattr(usage, "output_tokens", None),
+    return _completion(text, reasoning, _input_tokens(usage), getattr(usage, "output_tokens", None),
                        message.stop_reason, None, message.model)
+
+
+def _join_thinking(blocks: Iterable[str]) -> str | None:
+    """The thinking blocks' text, a blank line between blocks; None when there is none."""
+    return "\n\n".join(block for block in blocks if block) or None
 
 
 def _input_tokens(usage: Any) -> int | None:
@@ -213,13 +234,14 @@ def _input_tokens(usage: Any) -> int | None:
     return usage.input_tokens + cached
 
 
-def _completion(text: str, input_tokens: int | None, output_tokens: int | None, stop_reason: str | None,
-                ttft: float | None, model: str | None) -> Completion:
+def _completion(text: str, reasoning: str | None, input_tokens: int | None, output_tokens: int | None,
+                stop_reason: str | None, ttft: float | None, model: str | None) -> Completion:
     estimated = output_tokens is None
     return Completion(
         text=text,
+        reasoning=reasoning,
         input_tokens=input_tokens,
-        output_tokens=estimate_tokens(text) if estimated else output_tokens,
+        output_tokens=estimate_tokens(text + (reasoning or "")) if estimated else output_tokens,
         tokens_estimated=estimated,
         finish_reason=_FINISH.get(stop_reason, stop_reason) if stop_reason else None,
         ttft_s=ttft,
@@ -233,7 +255,7 @@ def _check_usable(completion: Completion, endpoint: str) -> None:
             f"{endpoint} refused to answer (stop_reason={completion.finish_reason})", retryable=False
         )
     if not completion.text.strip():
-        raise ProviderError(f"empty content from {endpoint} (stop_reason={completion.finish_reason})", retryable=True)
+        raise no_answer_error(completion, f" from {endpoint}", "stop_reason")
 
 
 def _status_error(exc: anthropic.APIStatusError, endpoint: str) -> ProviderError:

@@ -92,6 +92,11 @@ def reply_byte_cap(config: EndpointConfig) -> int:
     return REPLY_BASE_BYTES + REPLY_BYTES_PER_TOKEN * config.max_tokens
 
 
+def reply_text_bytes(completion: Completion) -> int:
+    """The bytes of a reply's text and thinking: what reply_byte_cap bounds where a client library parsed the reply."""
+    return len(completion.text.encode()) + len((completion.reasoning or "").encode())
+
+
 def reply_too_large(endpoint: str, config: EndpointConfig, what: str = "reply") -> ProviderError:
     """The error for a reply over reply_byte_cap: not retried, since the same request would get the same reply."""
     source = ("max_response_bytes" if config.max_response_bytes is not None
@@ -101,6 +106,23 @@ def reply_too_large(endpoint: str, config: EndpointConfig, what: str = "reply") 
         "set max_response_bytes higher if replies this large are expected",
         retryable=False,
     )
+
+
+def no_answer_error(completion: Completion, where: str = "", reason_field: str = "finish_reason") -> ProviderError:
+    """The error for a reply without answer text (`where`: " from ENDPOINT", or ""). A reasoning model that spent
+    max_tokens thinking returned only its reasoning (its text, or only a count of its tokens where the provider
+    hides it): the same request would do the same again, so that is not retried, and the message says what to
+    change. Any other empty reply is retried."""
+    finish = f"{reason_field}={completion.finish_reason}"
+    if not (completion.reasoning or completion.reasoning_tokens):
+        return ProviderError(f"empty content{where} ({finish})", retryable=True)
+    if completion.finish_reason == "length":
+        return ProviderError(
+            f"empty content{where}: the model returned only reasoning and ran out of tokens before its answer "
+            f"({finish}); raise max_tokens to leave room for the answer",
+            retryable=False,
+        )
+    return ProviderError(f"empty content{where}: the model returned only reasoning ({finish})", retryable=True)
 
 
 def read_api_key(variable: str, purpose: str, unset: str | None = None) -> str:

@@ -16,10 +16,14 @@ closing them from one provider would break the others (litellm closes them itsel
 
 Time and size are bounded around litellm, not inside it. `timeout_s` bounds a plain request as a whole (an asyncio
 deadline around the call: the timeout litellm passes on restarts with every byte that arrives) and a stream's
-wait for its first chunk and between chunks. The reply's text is bounded by `reply_byte_cap`
+wait for its first chunk and between chunks. The reply's text, thinking included, is bounded by `reply_byte_cap`
 (max_response_bytes, or 1 MiB + 1 KiB per max_tokens): a stream stops, with an error, as soon as its text passes
 the cap; a plain reply whose text passes it is an error instead of an answer. What is not bounded: the bytes litellm
 and the vendor SDK under it read and parse before handing over a plain reply, and stream chunks without text.
+
+A reasoning model's thinking, which litellm hands over as `reasoning_content` whatever the vendor called it (or
+only as Anthropic-style `thinking_blocks`), goes to `Completion.reasoning`, never into the text; the usage's
+`completion_tokens_details.reasoning_tokens` to `reasoning_tokens`.
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ from typing import Any
 from ..config import EndpointConfig, redact_url
 from ..errors import ConfigError
 from ..records import Completion, Message
-from .base import (REFUSALS, RETRYABLE_STATUS, ProviderError, choice_response_format, estimate_tokens, read_api_key,
-                   register_url_password, reply_byte_cap, reply_too_large, retry_after_from_headers)
+from .base import (REFUSALS, RETRYABLE_STATUS, ProviderError, choice_response_format, estimate_tokens, no_answer_error,
+                   read_api_key, register_url_password, reply_byte_cap, reply_text_bytes, reply_too_large,
+                   retry_after_from_headers)
 
 
 def load_litellm() -> ModuleType:
@@ -119,7 +124,7 @@ class LiteLLMProvider:
                 else:
                     response = await litellm.acompletion(**request)
                     completion = _from_response(response)
-                    if len(completion.text.encode()) > self._reply_cap:
+                    if reply_text_bytes(completion) > self._reply_cap:
                         raise reply_too_large(self.endpoint, self.config, "reply text")
                     completion.cost = _cost(litellm, response)
         except ProviderError:
@@ -140,6 +145,7 @@ class LiteLLMProvider:
         loop = asyncio.get_running_loop()
         stream = await self._litellm.acompletion(**request, stream=True, stream_options={"include_usage": True})
         parts: list[str] = []
+        thinking: list[str] = []
         text_bytes = 0
         ttft = finish = usage = model = None
         try:
@@ -149,13 +155,15 @@ class LiteLLMProvider:
                 usage = getattr(chunk, "usage", None) or usage
                 for choice in chunk.choices or []:
                     content = choice.delta.content if choice.delta else None
-                    if content:
-                        if ttft is None:
-                            ttft = time.perf_counter() - started
-                        parts.append(content)
-                        text_bytes += len(content.encode())
-                        if text_bytes > self._reply_cap:
-                            raise reply_too_large(self.endpoint, self.config, "reply text")
+                    thought = getattr(choice.delta, "reasoning_content", None) if choice.delta else None
+                    if (content or thought) and ttft is None:
+                        ttft = time.perf_counter() - started  # the first token generated, thinking included
+                    for piece, pieces in ((content, parts), (thought, thinking)):
+                        if piece:
+                            pieces.append(piece)
+                            text_bytes += len(piece.encode())
+                    if text_bytes > self._reply_cap:
+                        raise reply_too_large(self.endpoint, self.config, "reply text")
                     if choice.finish_reason:
                         finish = choice.finish_reason
         finally:  # a stream left early (the cap, the deadline, an error) must not keep its connection
@@ -164,29 +172,48 @@ class LiteLLMProvider:
                 await close()
         if finish is None:
             raise ProviderError("stream ended before a finish reason (truncated stream)", retryable=True)
-        return _completion("".join(parts), usage, finish, ttft, model)
+        return _completion("".join(parts), "".join(thinking) or None, usage, finish, ttft, model)
 
 
 def _from_response(response: Any) -> Completion:
     if not response.choices:
         raise ProviderError("response holds no choices", retryable=True)
     choice = response.choices[0]
-    text = choice.message.content if choice.message else None
-    return _completion(text or "", getattr(response, "usage", None), choice.finish_reason, None, response.model)
+    message = choice.message
+    text = message.content if message else None
+    return _completion(text or "", _reasoning_of(message), getattr(response, "usage", None), choice.finish_reason,
+                       None, response.model)
 
 
-def _completion(text: str, usage: Any, finish: str | None, ttft: float | None, model: str | None) -> Completion:
+def _reasoning_of(message: Any) -> str | None:
+    """A message's thinking: `reasoning_content`, else the text of its Anthropic-style `thinking_blocks`
+    (redacted blocks hold none)."""
+    if message is None:
+        return None
+    reasoning = getattr(message, "reasoning_content", None)
+    if isinstance(reasoning, str) and reasoning:
+        return reasoning
+    thoughts = [block.get("thinking") for block in getattr(message, "thinking_blocks", None) or []
+                if isinstance(block, dict) and block.get("type") == "thinking"]
+    return "\n\n".join(thought for thought in thoughts if isinstance(thought, str) and thought) or None
+
+
+def _completion(text: str, reasoning: str | None, usage: Any, finish: str | None, ttft: float | None,
+                model: str | None) -> Completion:
     input_tokens = getattr(usage, "prompt_tokens", None) if usage is not None else None
     output_tokens = getattr(usage, "completion_tokens", None) if usage is not None else None
+    details = getattr(usage, "completion_tokens_details", None) if usage is not None else None
     estimated = output_tokens is None
     return Completion(
         text=text,
         input_tokens=input_tokens,
-        output_tokens=estimate_tokens(text) if estimated else output_tokens,
+        output_tokens=estimate_tokens(text + (reasoning or "")) if estimated else output_tokens,
         tokens_estimated=estimated,
         finish_reason=finish,
         ttft_s=ttft,
         raw_model=model,
+        reasoning=reasoning,
+        reasoning_tokens=getattr(details, "reasoning_tokens", None),
     )
 
 
@@ -206,7 +233,7 @@ def _check_usable(completion: Completion, endpoint: str) -> None:
     if completion.finish_reason in REFUSALS:
         raise ProviderError(f"{endpoint} refused to answer (finish_reason={completion.finish_reason})", retryable=False)
     if not completion.text.strip():
-        raise ProviderError(f"empty content from {endpoint} (finish_reason={completion.finish_reason})", retryable=True)
+        raise no_answer_error(completion, f" from {endpoint}")
 
 
 def _classes(litellm: ModuleType, *names: str) -> tuple[type, ...]:

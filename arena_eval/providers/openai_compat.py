@@ -20,6 +20,11 @@ What the exchange promises:
   port). aiohttp does not follow redirects; a 307/308 to the same origin is followed here (same method and body,
   at most 5 hops), and any other redirect is an error that is not retried: a redirect to another origin, or a
   301/302/303, which would turn the POST into a GET.
+
+A reasoning model's thinking, which servers return beside the answer (`reasoning_content` or `reasoning` in the
+message or the stream's deltas), goes to `Completion.reasoning`, never into the text, and the usage's
+`completion_tokens_details.reasoning_tokens` to `reasoning_tokens`. Thinking left in the text between <think> tags
+(a server without a reasoning parser) is the text's, for `reasoning.separate_reasoning` to move out.
 """
 
 from __future__ import annotations
@@ -42,8 +47,8 @@ from ..config import EndpointConfig, redact_url
 from ..errors import ConfigError
 from ..records import Completion, Message
 from ..redaction import register_basic_auth, register_secret
-from .base import (REFUSALS, RETRYABLE_STATUS, ProviderError, choice_response_format, estimate_tokens, read_api_key,
-                   reply_byte_cap, reply_too_large, retry_after_from_headers)
+from .base import (REFUSALS, RETRYABLE_STATUS, ProviderError, choice_response_format, estimate_tokens, no_answer_error,
+                   read_api_key, reply_byte_cap, reply_too_large, retry_after_from_headers)
 
 OPENAI_URL = "https://api.openai.com/v1"
 MAX_REDIRECTS = 5
@@ -347,6 +352,7 @@ class StreamedReply:
     def __init__(self, started: float) -> None:
         self.started = started
         self.parts: list[str] = []
+        self.thinking: list[str] = []
         self.refusal: list[str] = []
         self.ttft: float | None = None
         self.finish: str | None = None
@@ -369,10 +375,15 @@ class StreamedReply:
             self.usage = chunk["usage"]
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
-            if delta.get("content"):
-                if self.ttft is None:
-                    self.ttft = time.perf_counter() - self.started
-                self.parts.append(delta["content"])
+            content, thinking = delta.get("content"), _reasoning_of(delta)
+            if (content or thinking) and self.ttft is None:
+                # The first token the model generated, thinking included: the same time whether the server parses
+                # the thinking out or leaves it in the text between <think> tags.
+                self.ttft = time.perf_counter() - self.started
+            if content:
+                self.parts.append(content)
+            if thinking:
+                self.thinking.append(thinking)
             if delta.get("refusal"):
                 self.refusal.append(delta["refusal"])
             if choice.get("finish_reason"):
@@ -383,9 +394,8 @@ class StreamedReply:
         if self.finish is None:
             raise ProviderError("stream ended before a finish reason (truncated stream)", retryable=True)
         _check_refusal("".join(self.refusal))
-        usage = self.usage
-        return _completion("".join(self.parts), usage.get("prompt_tokens"), usage.get("completion_tokens"),
-                           self.finish, self.ttft, self.model)
+        return _completion("".join(self.parts), "".join(self.thinking) or None, self.usage, self.finish, self.ttft,
+                           self.model)
 
 
 def _from_json(response: Any) -> Completion:
@@ -395,26 +405,40 @@ def _from_json(response: Any) -> Completion:
     if not response.get("choices"):
         raise ProviderError("response holds no choices", retryable=True)
     choice = response["choices"][0]
-    _check_refusal((choice.get("message") or {}).get("refusal"))
-    text = (choice.get("message") or {}).get("content")
-    usage = response.get("usage") or {}
-    return _completion(text or "", usage.get("prompt_tokens"), usage.get("completion_tokens"),
+    message = choice.get("message") or {}
+    _check_refusal(message.get("refusal"))
+    return _completion(message.get("content") or "", _reasoning_of(message), response.get("usage") or {},
                        choice.get("finish_reason"), None, response.get("model"))
 
 
-def _completion(text: str, input_tokens: int | None, output_tokens: int | None, finish: str | None,
-                ttft: float | None, model: str | None) -> Completion:
+def _reasoning_of(fields: dict[str, Any]) -> str | None:
+    """A message's (or a stream delta's) thinking, under either name servers give it: `reasoning_content`
+    (DeepSeek, vLLM) or `reasoning` (OpenRouter, Ollama, recent vLLM). Only one is read: a server that sends both
+    sends the same text twice."""
+    for name in ("reasoning_content", "reasoning"):
+        value = fields.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _completion(text: str, reasoning: str | None, usage: dict[str, Any], finish: str | None, ttft: float | None,
+                model: str | None) -> Completion:
+    output_tokens = usage.get("completion_tokens")
     estimated = output_tokens is None
     if estimated:
-        output_tokens = estimate_tokens(text)
+        output_tokens = estimate_tokens(text + (reasoning or ""))  # the thinking is billed as output too
+    details = usage.get("completion_tokens_details")
     return Completion(
         text=text,
-        input_tokens=input_tokens,
+        input_tokens=usage.get("prompt_tokens"),
         output_tokens=output_tokens,
         tokens_estimated=estimated,
         finish_reason=finish,
         ttft_s=ttft,
         raw_model=model,
+        reasoning=reasoning,
+        reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None,
     )
 
 
@@ -429,7 +453,7 @@ def _check_usable(completion: Completion) -> None:
     if completion.finish_reason in REFUSALS:
         raise ProviderError(f"provider refused to answer (finish_reason={completion.finish_reason})", retryable=False)
     if not completion.text.strip():
-        raise ProviderError(f"empty content (finish_reason={completion.finish_reason})", retryable=True)
+        raise no_answer_error(completion)
 
 
 def _status_error(status: int, headers: Any, body: bytes, endpoint: str) -> ProviderError:
