@@ -21,7 +21,7 @@ from .answer_sets import current_among, question_digest
 from .config import ContestantConfig
 from .errors import AugmentError
 from .pricing import cost_of, price_for
-from .providers.base import Provider
+from .providers.base import Provider, no_answer_error
 from .providers.retry import RateLimiter, RetriesExhausted, call_with_retries
 from .questions import Question
 from .reasoning import separate_reasoning
@@ -127,9 +127,14 @@ async def collect_into(
                 cached.contestant = contestant.name
                 return cached
 
-        async def request(sent: list[Message]):
+        async def request(sent: list[Message]) -> Completion:
             await limiter.wait()
-            return await provider.complete(sent)
+            # The answer without the thinking: a reply that was all thinking is no answer (retried or failed as
+            # providers.base.no_answer_error says), never stored, judged or carried into the next turn.
+            completion = separate_reasoning(await provider.complete(sent))
+            if not completion.text.strip():
+                raise no_answer_error(completion)
+            return completion
 
         if question.multi_turn:
             try:
@@ -142,7 +147,6 @@ async def collect_into(
                 completion, _ = await call_with_retries(contestant, lambda: request(messages))
             except RetriesExhausted as exc:
                 return failed(question, exc.reason, exc.attempts, stored)
-            completion = separate_reasoning(completion)
             answer = Answer(
                 answer_id=answer_id(config_id, question.question_id, p_hash),
                 contestant=contestant.name,
@@ -189,7 +193,6 @@ async def collect_into(
                 continue
             conversation = list(sent)
             completion, _ = await call_with_retries(contestant, lambda: request(conversation))
-            completion = separate_reasoning(completion)
             turn = {"text": completion.text, "input_tokens": completion.input_tokens,
                     "output_tokens": completion.output_tokens, "tokens_estimated": completion.tokens_estimated,
                     "finish_reason": completion.finish_reason, "latency_s": completion.latency_s,

@@ -385,13 +385,13 @@ def export_arena_hard(scope: RunScope, store: Store, sets: AnswerSets, folder: s
     written: list[Path] = []
     answers_dir = folder / "model_answer"
     answers_dir.mkdir(parents=True, exist_ok=True)
-    texts: dict[str, str] = {}
+    texts: dict[str, list[str]] = {}  # answer id → each turn's text (one for a single-turn answer)
 
     def answer_records(contestant: str, by_question: dict[str, str]) -> Iterator[dict[str, Any]]:
         for qid in sorted(by_question):
             answer = store.get_answer(by_question[qid])
             answer.contestant = contestant
-            texts[answer.answer_id] = answer.text
+            texts[answer.answer_id] = answer_turns(answer)
             yield answer_record_v2(answer, questions[qid]) if version == "v2.0" else answer_record(answer)
 
     for contestant, by_question in ids.items():
@@ -408,8 +408,8 @@ def export_arena_hard(scope: RunScope, store: Store, sets: AnswerSets, folder: s
             judgment = judgments.get(game.game_id)
             if judgment is None:
                 continue
-            messages = judge.prompts.render(questions[game.question_id].prompt, texts[game.answer_a_id],
-                                            texts[game.answer_b_id])
+            messages = _judge_messages(judge, scope, questions[game.question_id], texts[game.answer_a_id],
+                                       texts[game.answer_b_id])
             per_contestant.setdefault(game.contestant, {}).setdefault(game.question_id, {})[game.game] = \
                 _exported_game(judgment, messages, version)
             if judgment.verdict is not None and judge.name in rated:
@@ -420,12 +420,21 @@ def export_arena_hard(scope: RunScope, store: Store, sets: AnswerSets, folder: s
         judgment_dir = folder / "model_judgment" / judge_name
         judgment_dir.mkdir(parents=True, exist_ok=True)
         for contestant, by_question in per_contestant.items():
-            records = (_exported_judgment(questions[qid], contestant, judge_name, scope.baseline.name, games, version)
+            records = (_exported_judgment(questions[qid], contestant, judge_name, scope.baseline_for(qid), games, version)
                        for qid, games in sorted(by_question.items()))
             written.append(_write_jsonl(judgment_dir / f"{stems[contestant]}.jsonl", records))
         judged |= set(per_contestant)
     written.append(_write_jsonl(folder / "battles.jsonl", battles, ensure_ascii=True))
     return Exported(written, [notes[name] for name in dict.fromkeys(list(ids) + sorted(judged)) if name in notes])
+
+
+def _judge_messages(judge, scope: RunScope, question: Question, a: list[str], b: list[str]) -> list[Message]:
+    """The judge's prompt for one game as the run rendered it (the category's prompts, a conversation's turns),
+    without a reference answer."""
+    prompts = judge.prompts_for(scope.category_of(question.question_id)) if judge.by_category else judge.prompts
+    if question.multi_turn:
+        return prompts.render(answer_a=a, answer_b=b, questions=list(question.turns), last_only=judge.config.turns == "last")
+    return prompts.render(question.prompt, a[-1], b[-1])
 
 
 def _exported_game(judgment: Judgment, messages: list[Message], version: ArenaHardVersion) -> dict[str, Any]:

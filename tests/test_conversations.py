@@ -150,3 +150,35 @@ def test_sigkill_between_turns_then_rerun_sends_only_the_missing_turns(tmp_path,
     assert sorted(len(m) for m in sent) == [3, 3, 5]
     assert rows(path, "SELECT COUNT(*) FROM answers WHERE contestant='c1'") == [(3,)]
     assert rows(path, "SELECT COUNT(*) FROM answer_turns") == [(0,)]
+
+
+def test_reasoning_is_stored_apart_and_never_reaches_a_judge_or_the_next_turn(tmp_path, fake_server):
+    """c1 returns reasoning_content beside its answers; the baseline starts its content with <think>...</think>."""
+    server = fake_server(reasoning={"model-c1": "FIELD-THOUGHT about it"},
+                         think_tags={"model-base": "TAG-THOUGHT about it"})
+    server.capture = True
+    path = conversation_config(tmp_path, server)
+    result = Arena(load_config(path)).run_sync()
+    assert result.summary.complete, result.summary
+
+    def sent(model: str) -> str:
+        return json.dumps([body["messages"] for body in server.captured if body["model"] == model])
+
+    judge = sent("judge-model")
+    assert "Answer from model-c1" in judge and "Answer from model-base" in judge
+    assert "THOUGHT" not in judge and "<think>" not in judge
+    # A conversation's next request carries the earlier answer without its thinking.
+    assert "THOUGHT" not in sent("model-c1") and "THOUGHT" not in sent("model-base")
+
+    stored = rows(path, "SELECT contestant, question_id, text, reasoning, reasoning_tokens, turns FROM answers")
+    for contestant, qid, text, reasoning, tokens, turns in stored:
+        thought = "FIELD-THOUGHT about it" if contestant == "c1" else "TAG-THOUGHT about it"
+        assert "THOUGHT" not in text and text.startswith("Answer from")
+        n_turns = len(json.loads(turns)) if turns else 1
+        assert reasoning == "\n\n".join([thought] * n_turns)
+        if contestant == "c1":  # counted apart where the provider reports it: 3 words a turn
+            assert tokens == 3 * n_turns
+        if turns:
+            assert all(t["reasoning"] == thought and "THOUGHT" not in t["text"] for t in json.loads(turns))
+    report = (result.output_dir / "report.html").read_text()
+    assert "Reasoning (not shown to the judge)" in report and "FIELD-THOUGHT about it" in report
