@@ -107,6 +107,32 @@ def test_rag_prompt_carries_the_passage_that_answers_and_ids_are_stored(tmp_path
     assert answers["cat"].context_ids == ["pets.md#0"] and answers["canteen"].context_ids == ["building.txt#0"]
 
 
+def test_a_conversation_retrieves_for_each_turn_and_stores_each_turns_passage_ids(tmp_path, fake_server):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "pets.md").write_text("# Pets\n\nThe office cat is called Bartholomew and sleeps on the printer.")
+    (corpus / "building.txt").write_text("The building has four floors.\n\nThe canteen opens at noon on weekdays.")
+    questions = tmp_path / "rag-questions.jsonl"
+    questions.write_text(json.dumps({"id": "chat", "prompt": ["What is the name of the office cat?",
+                                                              "And when does the canteen open?"]}) + "\n")
+    server = fake_server()
+    server.capture = True
+    contestants = [{"name": "base", "model": "m-base"}, {"name": "rag", "model": "m-rag", "augment": "rag"}]
+    path = write_config(tmp_path, server.base_url, contestants=contestants)
+    add(path, questions=str(questions), rag={"corpus": str(corpus), "top_k": 1, "chunk_chars": 100, "chunk_overlap": 10})
+    result = Arena(load_config(path)).run_sync()
+    assert result.exit_code == 0, result.summary
+
+    second = next(b["messages"] for b in bodies(server, "m-rag") if len(b["messages"]) == 3)
+    # The first turn keeps its passage; the second turn is sent with the passage its own text retrieved.
+    assert "Bartholomew" in second[0]["content"] and "noon" in second[2]["content"]
+    assert "Bartholomew" not in second[2]["content"]
+    answer = _answers(path, "rag")[0]
+    assert [t.get("context_ids") for t in answer.turns] == [["pets.md#0"], ["building.txt#0"]]
+    assert not any("Bartholomew" in m["content"] or "noon" in m["content"]
+                   for b in bodies(server, "judge-model") for m in b["messages"])
+
+
 def _answers(path, contestant):
     from arena_eval.store import Store
 
