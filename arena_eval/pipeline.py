@@ -37,7 +37,7 @@ from .questions import QuestionSet, load_questions
 from .records import Answer, GuidanceCounts, LeaderboardRow, RunSummary
 from .report import write_report
 from .store import RunLock, Store
-from .stream import CollectAndJudge
+from .stream import CollectAndJudge, judge_shares_a_meter
 
 T = TypeVar("T")
 STAGES = ("answers", "judge", "score")  # what `run` does; `guidance` is a stage of its own
@@ -230,6 +230,13 @@ class Arena:
                         summary.guidance_errors += summary.guidance.errors
                     if self.config.rating.adaptive is not None and "judge" in stages:
                         await self._judge_adaptively(store, sets, augmenter, run_id, summary, stages)
+                    elif "answers" in stages and "judge" in stages and judge_shares_a_meter(self.scope):
+                        # A judge on the machine (or GPU) a local contestant is metered on: its requests would fall
+                        # inside the contestants' windows and count twice, so it judges once collection is done.
+                        await CollectAndJudge(self.scope, store, sets, augmenter, run_id, summary, self.progress,
+                                              collect=True, judge=False).run()
+                        await CollectAndJudge(self.scope, store, sets, augmenter, run_id, summary, self.progress,
+                                              collect=False, judge=True, count_answers=False).run()
                     elif "answers" in stages or "judge" in stages:
                         await CollectAndJudge(self.scope, store, sets, augmenter, run_id, summary, self.progress,
                                               collect="answers" in stages, judge="judge" in stages).run()

@@ -40,6 +40,18 @@ from .redaction import register_secret
 from .store import Store
 
 
+def judge_shares_a_meter(scope: RunScope) -> bool:
+    """Whether a local judge is metered by the same meter as a local contestant: the same GPU under NVML, or the
+    whole machine under RAPL or CodeCarbon (which cannot tell processes apart). Its energy window would then
+    overlap theirs, and the run judges after collecting instead (docs/design.md §3.5.2)."""
+    judges = [j.config for j in scope.judges if j.config.is_local]
+    contestants = [c for c in scope.contestants if c.is_local]
+    if not judges or not contestants:
+        return False
+    keys = EnergyTracker.device_keys(scope.config.energy, [e.device for e in judges + contestants])
+    return bool({keys[j.device] for j in judges} & {keys[c.device] for c in contestants})
+
+
 class _JudgeLane:
     """One judge's share of the stream: its provider, its bounded queue of games, its energy counts."""
 

@@ -48,6 +48,12 @@ class EnergyTracker:
     def lock_key(self, device: str) -> str:
         return device if self.meter(device).method.startswith("nvml") else "machine"
 
+    @classmethod
+    def device_keys(cls, config: EnergyConfig, devices: list[str]) -> dict[str, str]:
+        """device → the lock key its windows are metered under (lock_key), without a run."""
+        tracker = cls(config, None, "")
+        return {device: tracker.lock_key(device) for device in devices}
+
     async def measure_idle(self, device: str) -> None:
         """Idle power before the first window on a device (stored as role 'idle', reported separately)."""
         key = self.lock_key(device)
