@@ -7,7 +7,9 @@ Exit codes: 0 complete, 1 usage or config error, 2 finished with missing items, 
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import sys
 from collections import Counter
 from enum import Enum
@@ -32,6 +34,27 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Judge model configurations against a baseline and weigh quality against energy.",
 )
+
+# Libraries that log on their own: quiet (errors only) unless --verbose. CodeCarbon alone logs a dozen lines per
+# energy window ("Multiple instances of codecarbon...", unknown CPU models, RAPL hints); the run's own energy line
+# says which meter measured what.
+THIRD_PARTY_LOGGERS = ("codecarbon", "litellm", "LiteLLM", "httpx", "httpcore", "openai", "anthropic", "urllib3",
+                       "asyncio", "xllamacpp")
+
+
+def quiet_third_party_logs(verbose: bool) -> None:
+    import logging
+
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
+    os.environ["ARENA_EVAL_VERBOSE"] = "1" if verbose else "0"
+
+
+@app.callback()
+def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the log lines of the libraries "
+                                          "arena-eval uses (CodeCarbon, litellm, HTTP clients); quiet by default.")) -> None:
+    quiet_third_party_logs(verbose)
+
 def echo(message: str) -> None:
     """typer.echo for messages that may quote stored text: never with a known secret in it."""
     typer.echo(redact(message))
@@ -64,6 +87,20 @@ class ExportFormat(str, Enum):
 
 ConfigOption = typer.Option(None, "--config", "-c", help="Run config (YAML). Without it: the bundled offline demo.")
 FormatOption = typer.Option(Format.table, "--format", "-f", help="How to print tables: table, json or csv.")
+ColumnsOption = typer.Option(None, "--columns", help="The leaderboard columns to print, comma-separated (the "
+                             "contestant's name comes first anyway); default: as many as fit the terminal, by priority.")
+
+
+def _columns(value: Optional[str]) -> list[str] | None:
+    """--columns a,b,c as a list, each a leaderboard column (records.LeaderboardRow); exit 1 naming an unknown one."""
+    if value is None:
+        return None
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [name for name in names if name not in COLUMNS]
+    if unknown or not names:
+        _fail(ArenaError(f"--columns: {', '.join(unknown) or 'no column given'} is not a leaderboard column; "
+                         f"columns: {', '.join(COLUMNS)}"))
+    return names
 ProgressOption = typer.Option(True, "--progress/--no-progress", help="Progress bars (lines when not on a terminal).")
 
 
@@ -84,9 +121,10 @@ def _fail(exc: ArenaError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-def print_table(board: pd.DataFrame, fmt: Format, title: str = "Leaderboard") -> None:
+def print_table(board: pd.DataFrame, fmt: Format, title: str = "Leaderboard", columns: list[str] | None = None) -> None:
     """A leaderboard (or history) frame: JSON and CSV carry every column; the terminal table shows the columns
-    records.LeaderboardRow marks for it, with their headers and number formats."""
+    records.LeaderboardRow marks for it, as many as fit the terminal by priority (records.TERMINAL_PRIORITY), or
+    `columns` (the contestant's name first in any case), with their headers and number formats."""
     if fmt is Format.json:
         from .leaderboard import leaderboard_records
 
@@ -95,15 +133,64 @@ def print_table(board: pd.DataFrame, fmt: Format, title: str = "Leaderboard") ->
     if fmt is Format.csv:
         board.to_csv(sys.stdout, index=False)
         return
+    width = _terminal_width()
+    available = [c for c in TERMINAL_COLUMNS if c in board.columns and board[c].map(_known).any()
+                 or c in ("model", "score", "ci_low", "ci_high") and c in board.columns]
+    if columns:
+        absent = [c for c in columns if c not in board.columns]
+        if absent:
+            err.print(f"no figures for column{'s' if len(absent) > 1 else ''} {', '.join(absent)} in this run", highlight=False)
+        shown = ["model", *[c for c in columns if c != "model" and c in board.columns]]
+    else:
+        shown = _fit_columns(board, available, width)
     table = Table(title=title)
-    columns = [c for c in TERMINAL_COLUMNS if c in board.columns
-               and (c not in ("tags", "category_scores") or board[c].notna().any())]
-    for column in columns:
-        table.add_column(COLUMNS[column].metadata["label"] or column,
-                         justify="left" if column in ("model", "method") else "right")
+    for column in shown:
+        table.add_column(_header(column), justify="left" if column in ("model", "method", "memory_source") else "right",
+                         no_wrap=column == "model",
+                         min_width=max(map(len, board.model.astype(str))) if column == "model" else len(_header(column)))
     for _, row in board.iterrows():
-        table.add_row(*(_cell(column, row[column]) for column in columns))
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+        table.add_row(*(_cell(column, row[column]) for column in shown))
+    Console(width=width).print(table)
+    hidden = [c for c in available if c not in shown]
+    if hidden and not columns:
+        err.print(f"{len(hidden)} more column{'s' if len(hidden) > 1 else ''} did not fit in {width} characters "
+                  f"({', '.join(hidden)}): choose with --columns {','.join(shown[1:4] + hidden[:2])}, or see them all "
+                  "with --format json or csv, and in the report", highlight=False)
+
+
+def _terminal_width() -> int:
+    """The terminal's width; 200 when the output is not a terminal (a file, a pipe) and COLUMNS does not say."""
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size((200, 24)).columns
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        return 200
+
+
+def _header(column: str) -> str:
+    return (COLUMNS[column].metadata["label"] if column in COLUMNS else None) or column
+
+
+def _known(value) -> bool:
+    if isinstance(value, dict):
+        return bool(value)
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _fit_columns(board: pd.DataFrame, available: list[str], width: int) -> list[str]:
+    """The columns that fit in `width` characters, by priority: the contestant's full name, its score and
+    interval always (a name is never cut), then each next column while it fits (docs/design.md §5.3)."""
+    def column_width(column: str) -> int:
+        cells = [_cell(column, value) for value in board[column]] if column in board.columns else []
+        return max([len(_header(column)), *map(len, cells)]) + 3  # the cell's padding and its border
+    shown, used = [], 1
+    for column in available:
+        needed = column_width(column)
+        if column in ("model", "score", "ci_low", "ci_high") or used + needed <= width:
+            shown.append(column)
+            used += needed
+    return shown
 
 
 def _baseline_words(cfg) -> str:
@@ -130,7 +217,8 @@ def _cell(column: str, value) -> str:
 
 
 def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, fmt: Format, progress: bool,
-                guided_demo: bool = False, refresh: tuple[str, ...] = ()) -> None:
+                guided_demo: bool = False, refresh: tuple[str, ...] = (), columns: list[str] | None = None,
+                max_cost: float | None = None) -> None:
     from .pipeline import Arena
     from .progress import make_progress
 
@@ -141,6 +229,16 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
 
             err.print(f"[yellow]{DISCLAIMER}[/yellow]", highlight=False)
         arena = Arena(cfg, progress=make_progress(progress), refresh=refresh)
+        if max_cost is not None:
+            if not max_cost > 0:
+                raise ArenaError(f"--max-cost must be a positive amount in USD, got {max_cost:g}")
+            plan = arena.plan()
+            if plan.cost > max_cost:
+                raise ArenaError(f"the plan's estimated cost is ${plan.cost:.4f}, above --max-cost ${max_cost:g}; "
+                                 "nothing was sent. See `arena-eval plan` for where it goes")
+            if plan.unpriced:
+                err.print(f"note: --max-cost checks priced requests only; no price for {', '.join(plan.unpriced)}",
+                          highlight=False)
         result = arena.run_sync(stages, command)
     except RunInterrupted as exc:
         _say_interrupted(exc)
@@ -152,7 +250,7 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
     s = result.summary
     _print_housekeeping(s)
     if result.leaderboard is not None:
-        print_table(result.leaderboard, fmt, title=f"{cfg.name}: score vs {_baseline_words(cfg)} (95% CI)")
+        print_table(result.leaderboard, fmt, title=f"{cfg.name}: score vs {_baseline_words(cfg)} (95% CI)", columns=columns)
     err.print(
         f"run {s.run_id}: answers {s.answers_new} new, {s.answers_cached} stored before, {s.answer_errors} errors"
         f"{f', {s.answers_missing} missing' if s.answers_missing else ''}; "
@@ -275,12 +373,16 @@ def run(
     demo_guided: bool = typer.Option(False, "--demo-guided", help="Demo only: add a SmolLM2 contestant with guidance."),
     refresh: list[str] = typer.Option([], "--refresh", help="Collect a fresh answer set for this contestant "
                                       "(repeatable; e.g. the baseline, which is otherwise kept)."),
+    columns: Optional[str] = ColumnsOption,
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Refuse to start (exit 1) when the plan's "
+                                             "estimated cost in USD is above this (see `arena-eval plan`)."),
 ) -> None:
     """Collect answers, judge them against the baseline and rate every contestant (resumes what is stored).
 
     Exit codes: 0 complete, 1 usage or config error, 2 finished with missing items, 3 regression detected,
     130/143 stopped by SIGINT/SIGTERM (stored work kept; run again to resume)."""
-    _run_stages(config, ("answers", "judge", "score"), "run", format, progress, demo_guided, tuple(refresh))
+    _run_stages(config, ("answers", "judge", "score"), "run", format, progress, demo_guided, tuple(refresh),
+                _columns(columns), max_cost)
 
 
 @app.command()
@@ -316,8 +418,10 @@ def score(
     seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default 42)."),
     compat: Optional[Compat] = typer.Option(None, "--compat", help="arena-hard: resample battle rows, 100 rounds, seed 42."),
     format: Format = FormatOption,
+    columns: Optional[str] = ColumnsOption,
 ) -> None:
     """Rate stored judgments (or an arena-hard battles file or judgment folder) and print the leaderboard."""
+    shown = _columns(columns)
     try:
         if battles is not None and judgments is not None:
             raise ArenaError("give --battles or --judgments, not both")
@@ -338,7 +442,7 @@ def score(
             if seed is not None:
                 updates["seed"] = seed
             cfg.rating = cfg.rating.model_copy(update=updates)
-            _run_stages_config(cfg, format)
+            _run_stages_config(cfg, format, shown)
             return
         source = battles if battles is not None else judgments
         if not baseline:
@@ -361,10 +465,10 @@ def score(
             raise ArenaError(f"{source}: {exc}") from None
     except ArenaError as exc:
         _fail(exc)
-    print_table(board, format, title=f"{title}: score vs baseline {baseline} (95% CI)")
+    print_table(board, format, title=f"{title}: score vs baseline {baseline} (95% CI)", columns=shown)
 
 
-def _run_stages_config(cfg, fmt: Format) -> None:
+def _run_stages_config(cfg, fmt: Format, columns: list[str] | None = None) -> None:
     from .pipeline import Arena
 
     try:
@@ -373,7 +477,7 @@ def _run_stages_config(cfg, fmt: Format) -> None:
         _say_interrupted(exc)
     _print_housekeeping(result.summary)
     _print_judge_warnings(result.summary)
-    print_table(result.leaderboard, fmt, title=f"{cfg.name}: score vs {_baseline_words(cfg)} (95% CI)")
+    print_table(result.leaderboard, fmt, title=f"{cfg.name}: score vs {_baseline_words(cfg)} (95% CI)", columns=columns)
     raise typer.Exit(result.exit_code)
 
 
@@ -730,6 +834,41 @@ def history(
 
 
 @app.command()
+def plan(
+    config: Optional[Path] = ConfigOption,
+    format: Format = FormatOption,
+) -> None:
+    """What `run` would do, sending nothing: requests still to make per contestant and judge, with estimated
+    tokens, cost, duration and energy (and which figures are estimates)."""
+    from .pipeline import Arena
+
+    try:
+        cfg = _load(config)
+        result = Arena(cfg).plan()
+    except ArenaError as exc:
+        _fail(exc)
+    frame = result.frame()
+    totals = result.totals()
+    if format is Format.json:
+        sys.stdout.write(json.dumps({"rows": json.loads(frame.to_json(orient="records")), "totals": totals},
+                                    indent=2) + "\n")
+        return
+    if format is Format.csv:
+        frame.to_csv(sys.stdout, index=False)
+        return
+    table = Table(title=f"{cfg.name}: plan (nothing sent)")
+    for column in frame.columns:
+        table.add_column(column, justify="left" if column in ("role", "name", "estimated") else "right",
+                         no_wrap=column == "name")
+    fmt = {"input_tokens": ".0f", "output_tokens": ".0f", "cost": ".4f", "duration_s": ".0f", "energy_wh": ".3g"}
+    for row in frame.to_dict("records"):
+        table.add_row(*("-" if v is None or (isinstance(v, float) and math.isnan(v)) else
+                        f"{v:{fmt[k]}}" if k in fmt else str(v) for k, v in row.items()))
+    Console(width=_terminal_width()).print(table)
+    err.print(result.summary(), highlight=False)
+
+
+@app.command()
 def validate(config: Path = typer.Option(..., "--config", "-c", help="Run config (YAML) to check.")) -> None:
     """Check a run config and its question set without sending any request."""
     from .config import load_config
@@ -750,10 +889,17 @@ def validate(config: Path = typer.Option(..., "--config", "-c", help="Run config
         _fail(exc)
     judges = ", ".join(f"{j.provider}:{j.model or j.model_path}" + (f" ({j.label})" if len(cfg.judges) > 1 else "")
                        for j in cfg.judges)
+    try:
+        from .pipeline import Arena
+
+        planned = Arena(cfg, questions=questions).plan().summary()
+    except ArenaError as exc:
+        _fail(exc)
     typer.echo(
         f"{config}: ok — {len(questions)} questions, {len(cfg.contestants)} contestants "
         f"({_baseline_words(cfg)}), judge{'s' if len(cfg.judges) > 1 else ''} {judges}, results in {cfg.output_dir}"
     )
+    typer.echo(planned)
 
 
 @app.command("export")

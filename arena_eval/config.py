@@ -157,6 +157,34 @@ class ContestantConfig(EndpointConfig):
     # never: stored answers are reused while the configuration is unchanged (incremental runs).
     # always: every `run` collects a fresh set of answers (API models drift); older sets stay stored.
     refresh: Literal["never", "always"] = "never"
+    # Efficiency figures (docs/design.md §3.5.7), none of them part of the configuration's id: the parameter count in
+    # billions (default: read from a GGUF model_path), the weights' size in GB (default: the model file's size), the
+    # accelerator it runs on (a name of efficiency.PEAK_TFLOPS) or its peak dense TFLOP/s, for MFU.
+    params_b: float | None = None
+    model_size_gb: float | None = None
+    accelerator: str | None = None
+    peak_tflops: float | None = None
+
+    @field_validator("params_b", "model_size_gb", "peak_tflops")
+    @classmethod
+    def _positive(cls, value: float | None, info) -> float | None:
+        if value is not None and not value > 0:
+            raise ValueError(f"{info.field_name} must be a positive number, got {value}")
+        return value
+
+    @field_validator("accelerator")
+    @classmethod
+    def _known_accelerator(cls, value: str | None) -> str | None:
+        from .efficiency import PEAK_TFLOPS
+
+        if value is None:
+            return None
+        key = value.strip().upper().replace(" ", "-")
+        if key not in PEAK_TFLOPS:
+            raise ValueError(f"unknown accelerator {value!r}; known: {', '.join(PEAK_TFLOPS)}; or give its "
+                             "peak dense TFLOP/s as peak_tflops")
+        return key
+
     @property
     def base_config_id(self) -> str:
         """Identifies what the configuration would answer; the same across refreshed answer sets (the set in use
@@ -263,6 +291,13 @@ class AdaptiveConfig(_Strict):
     answers: bool = True
 
 
+class EfficiencyConfig(_Strict):
+    """How the efficiency columns are read (docs/design.md §3.5.7)."""
+
+    # The contestant whose model size the others' compression_ratio divides by (e.g. the bf16 configuration).
+    reference: str | None = None
+
+
 class RatingConfig(_Strict):
     bootstrap: Literal["questions", "rows"] = "questions"
     rounds: int = Field(1000, ge=0, le=100_000)
@@ -305,6 +340,7 @@ class RunConfig(_Strict):
     judge: list[JudgeConfig] = Field(min_length=1)
     contestants: list[ContestantConfig] = Field(min_length=1)
     rating: RatingConfig = Field(default_factory=RatingConfig)
+    efficiency: EfficiencyConfig = Field(default_factory=EfficiencyConfig)
     guidance: GuideConfig | None = None
     rag: RagConfig | None = None
     energy: EnergyConfig = Field(default_factory=EnergyConfig)
@@ -377,6 +413,9 @@ class RunConfig(_Strict):
         if self.category_baselines and self.rating.adaptive is not None:
             raise _KeyProblem(("rating", "adaptive"), "adaptive judging needs one baseline for every question; with a "
                               "baseline per category, judge every question (remove rating.adaptive)")
+        if self.efficiency.reference is not None and self.efficiency.reference not in names:
+            raise _KeyProblem(("efficiency", "reference"), f"efficiency.reference {self.efficiency.reference!r} is not "
+                              f"a contestant; use one of: {', '.join(names)}")
         for category, name in self.category_baselines.items():
             if name not in names:
                 raise _KeyProblem(("baseline", category), f"baseline {name!r} for category {category!r} is not a "

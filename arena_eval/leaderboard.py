@@ -26,6 +26,8 @@ from .energy import summarise_runs
 from .energy.aggregate import energy_summary, join_leaderboard
 from .energy.ecologits_estimate import estimate_api_batch
 from .energy.energy_store import load_imports, load_windows
+from .efficiency import (PEAK_TFLOPS, GGUFError, efficiency_of, model_flops_utilisation, read_gguf_parameters,
+                         request_rows)
 from .errors import ArenaError
 from .judge import RunJudge, battle_outcome, battles_from_judgments, games_for, position_diagnostics
 from .questions import QuestionSet
@@ -352,6 +354,7 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
     if plan is not None:  # adaptive judging: say how far each contestant was judged
         board["judged_questions"] = board.model.map(lambda m: len(plan.judged_questions(m)) if m in plan.judged else None)
         board["stopped_early"] = board.model.map(lambda m: (m in plan.stopped) if m in plan.judged else None)
+    board = board.merge(efficiency_table(scope, store, sets, tally), on="model", how="left")
     board = board.sort_values("score", ascending=False, na_position="last").reset_index(drop=True)
     energy, overview = energy_table(scope, store, sets, tally)
     contestants = energy[energy.role == "contestant"].drop(columns=["role"])
@@ -449,6 +452,77 @@ def unparsed_warnings(scope: RunScope, by_judge: dict[str, list[Judgment]]) -> l
                 "judgments.judge_text and in the report"
             )
     return out
+
+
+def efficiency_table(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) -> pd.DataFrame:
+    """One row per contestant: the efficiency columns (records.LeaderboardRow, group "efficiency"; §3.5.7)."""
+    windows = load_windows(store.db, role="contestant")
+    rows, sizes = [], {}
+    for c in scope.contestants:
+        set_id = sets.set_id(c)
+        ids = list(tally.answer_ids[c.name].values())
+        answers = store.answer_rows(ids, ("latency_s", "ttft_s", "output_tokens", "tokens_estimated", "turns",
+                                          "created_at", "run_id"))
+        window_s, window_tokens = _collection_window(c, set_id, windows, answers)
+        figures = efficiency_of(request_rows(a[:5] for a in answers), window_s, window_tokens)
+        params, size, peak = _model_facts(c, scope.config.base_dir)
+        if c.is_local:
+            figures.peak_memory_gb, figures.memory_source = store.latest_resources(set_id)
+            figures.mfu = model_flops_utilisation(params, figures.throughput_tokens_per_s, peak)
+        figures.model_size_gb, sizes[c.name] = size, size
+        rows.append({"model": c.name, **vars(figures), "params_b": params / 1e9 if params else None,
+                     "peak_tflops": peak})
+    frame = pd.DataFrame(rows)
+    reference = scope.config.efficiency.reference
+    base = sizes.get(reference) if reference else None
+    frame["compression_ratio"] = frame.model_size_gb.map(lambda s: s / base if s and base else None)
+    return frame
+
+
+def _collection_window(c: ContestantConfig, set_id: str, windows: pd.DataFrame,
+                       answers: list[tuple]) -> tuple[float | None, int | None]:
+    """(seconds, output tokens) of the contestant's collection: its energy windows where it is local (the time it
+    held its device), else the span of its latest collecting run, from the first request sent to the last
+    answer stored."""
+    if c.is_local and not windows.empty:
+        own = windows[windows.config_id == set_id]
+        if not own.empty and own.duration_s.notna().all():
+            return float(own.duration_s.sum()), int(own.output_tokens.fillna(0).sum())
+    latest: dict[str, float] = {}
+    for *_, created, run in answers:
+        if run is not None and created is not None:
+            latest[run] = max(latest.get(run, 0.0), created)
+    if not latest:
+        return None, None
+    run = max(latest, key=latest.get)
+    batch = [a for a in answers if a[6] == run]
+    started = min(a[5] - (a[0] or 0.0) for a in batch)
+    span = max(a[5] for a in batch) - started
+    tokens = [a[2] for a in batch]
+    return (span, sum(tokens)) if span > 0 and None not in tokens else (None, None)
+
+
+def _model_facts(c: ContestantConfig, base_dir: str) -> tuple[float | None, float | None, float | None]:
+    """(parameters, weights' size in GB, peak TFLOP/s) of a contestant: configured, else read from its GGUF model
+    file; None where neither tells."""
+    params = c.params_b * 1e9 if c.params_b else None
+    size = c.model_size_gb
+    if c.model_path and (params is None or size is None):
+        from .providers.llama_cpp import resolve_model_path
+
+        try:
+            path = resolve_model_path(c.model_path, base_dir)
+        except ArenaError:
+            path = None
+        if path is not None:
+            size = size if size is not None else path.stat().st_size / 1e9
+            if params is None:
+                try:
+                    params = float(read_gguf_parameters(path))
+                except (GGUFError, OSError):
+                    params = None
+    peak = c.peak_tflops or (PEAK_TFLOPS.get(c.accelerator) if c.accelerator else None)
+    return params, size, peak
 
 
 def energy_table(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) -> tuple[pd.DataFrame, EnergyOverview]:

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 
@@ -38,6 +38,9 @@ from .records import Answer, GuidanceCounts, LeaderboardRow, RunSummary
 from .report import write_report
 from .store import RunLock, Store
 from .stream import CollectAndJudge, judge_shares_a_meter
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 T = TypeVar("T")
 STAGES = ("answers", "judge", "score")  # what `run` does; `guidance` is a stage of its own
@@ -188,6 +191,16 @@ class Arena:
             raise ArenaError(f"--refresh names unknown contestants: {', '.join(sorted(self.refresh - names))}; "
                              f"known: {', '.join(sorted(names))}")
         self._augmenters: dict[int, Augmenter] = {}
+
+    def plan(self) -> "Plan":
+        """What `run` would send now, with its estimated tokens, cost, duration and energy (plan.py). Sends
+        nothing and writes nothing: a folder without results is planned against an empty store in memory."""
+        from .plan import build_plan
+
+        db = self.config.output_dir / "arena.db"
+        with Store(db if db.exists() else ":memory:") as store:
+            sets = AnswerSets.open(store, self.contestants, None, self.refresh)
+            return build_plan(self.scope, store, sets, Augmenter(self.config, store))
 
     @property
     def scope(self) -> RunScope:

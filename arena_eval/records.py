@@ -301,6 +301,23 @@ class LeaderboardRow:
     # adaptive judging (rating.adaptive): the questions a contestant was judged on, and whether it stopped early
     judged_questions: int | None = _column("run", "judged q", fmt="g")
     stopped_early: bool | None = _column("run", "stopped")
+    # efficiency beside energy (leaderboard.efficiency_table, docs/design.md §3.5.7): per request, the latency
+    # percentiles, time to first token (streamed) and output tokens per second; over the collection window, the
+    # delivered throughput; for local contestants the memory used (and how it was read), the weights' size, the
+    # size relative to efficiency.reference, and model FLOPs utilisation where parameters and peak FLOP/s are known
+    latency_p50_s: float | None = _column("efficiency", "lat p50 s", fmt=".2f", terminal=True)
+    latency_p95_s: float | None = _column("efficiency", "lat p95 s", fmt=".2f", terminal=True)
+    ttft_p50_s: float | None = _column("efficiency", "ttft s", fmt=".2f", terminal=True)
+    output_tokens_per_s: float | None = _column("efficiency", "tok/s req", fmt=".1f", terminal=True)
+    throughput_tokens_per_s: float | None = _column("efficiency", "tok/s", fmt=".1f", terminal=True)
+    peak_memory_gb: float | None = _column("efficiency", "mem GB", fmt=".2f", terminal=True)
+    memory_source: str | None = _column("efficiency")
+    model_size_gb: float | None = _column("efficiency", "size GB", fmt=".3g", terminal=True)
+    compression_ratio: float | None = _column("efficiency", "size ratio", fmt=".2f", terminal=True)
+    mfu: float | None = _column("efficiency", "MFU", fmt="%", terminal=True)
+    params_b: float | None = _column("efficiency", fmt=".3g")
+    peak_tflops: float | None = _column("efficiency", fmt="g")
+    efficiency_estimated: bool | None = _column("efficiency")
     # energy.energy_summary joined by contestant, or a CodeCarbon import (energy.summarise_runs)
     windows: int | None = _column("energy")
     windows_unknown: int | None = _column("energy")
@@ -341,9 +358,21 @@ COLUMNS = {f.name: f for f in fields(LeaderboardRow)}
 COLUMN_NAMES = list(COLUMNS)
 
 
+# The terminal table's columns by priority (docs/design.md §5.3): the name, score and interval always; then, as the
+# terminal's width allows, quality, energy, the efficiency figures, cost and the rest.
+TERMINAL_PRIORITY = [
+    "model", "score", "ci_low", "ci_high", "category_scores", "wh_per_pass", "is_estimated", "unparsed_rate",
+    "latency_p50_s", "throughput_tokens_per_s", "answer_cost", "elo", "mfu", "peak_memory_gb", "model_size_gb",
+    "compression_ratio", "latency_p95_s", "ttft_p50_s", "output_tokens_per_s", "co2_g_per_pass", "wh_per_1k_tokens",
+    "avg_output_tokens", "avg_input_tokens", "battles", "method", "pareto", "tags",
+]
+
+
 def terminal_columns() -> list[str]:
-    """The columns the terminal table shows, in order."""
-    return [name for name, f in COLUMNS.items() if f.metadata["terminal"]]
+    """The columns the terminal table may show, by priority (TERMINAL_PRIORITY)."""
+    marked = {name for name, f in COLUMNS.items() if f.metadata["terminal"]}
+    assert marked == set(TERMINAL_PRIORITY), "records.TERMINAL_PRIORITY must list every terminal column once"
+    return list(TERMINAL_PRIORITY)
 
 
 def columns_of(*groups: str) -> list[str]:

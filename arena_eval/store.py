@@ -84,6 +84,10 @@ CREATE TABLE IF NOT EXISTS answer_epochs (
     base_config_id TEXT NOT NULL, epoch TEXT NOT NULL, contestant TEXT NOT NULL, run_id TEXT NOT NULL,
     started_at REAL NOT NULL, PRIMARY KEY (base_config_id, epoch)
 );
+CREATE TABLE IF NOT EXISTS resources (
+    run_id TEXT NOT NULL, contestant TEXT NOT NULL, config_id TEXT NOT NULL, peak_memory_gb REAL,
+    memory_source TEXT, created_at REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id, stage);
 """
 
@@ -443,6 +447,18 @@ class Store:
         """Forget a conversation's partial turns once its whole answer is stored."""
         self.db.execute("DELETE FROM answer_turns WHERE config_id=? AND question_id=? AND prompt_hash=?",
                         (config_id, question_id, p_hash))
+
+    def save_resources(self, run_id: str, contestant: str, config_id: str, peak_memory_gb: float | None,
+                       memory_source: str | None) -> None:
+        """What a local contestant's collection used (docs/design.md §3.5.7)."""
+        self.db.execute("INSERT INTO resources VALUES (?,?,?,?,?,?)",
+                        (run_id, contestant, config_id, peak_memory_gb, memory_source, time.time()))
+
+    def latest_resources(self, config_id: str) -> tuple[float | None, str | None]:
+        """(peak memory in GB, how it was read) of the latest collection of one answer set; Nones when none."""
+        row = self.db.execute("SELECT peak_memory_gb, memory_source FROM resources WHERE config_id=? "
+                              "ORDER BY created_at DESC LIMIT 1", (config_id,)).fetchone()
+        return (row[0], row[1]) if row else (None, None)
 
     def answer_ids(self, config_id: str) -> dict[tuple[str, str], str]:
         """(question_id, prompt_hash) → answer_id for one contestant configuration."""

@@ -28,6 +28,7 @@ from .collect import collect_into, missing_answers
 from .config import ContestantConfig
 from .dispatch import GameDispatcher, Pairing
 from .energy.tracking import EnergyTracker, WindowCounts
+from .efficiency import peak_resident_gb
 from .errors import ArenaError, StoreError
 from .judge import RunJudge, games_for, judge_game
 from .leaderboard import RunScope, judge_energy_lines
@@ -219,11 +220,24 @@ class CollectAndJudge:
 
                 await collect_into(contestant, provider, self.questions, self.store, prepare, count_and_deliver,
                                    self.run_id, set_id)
+                if metered and counts.requests:
+                    self.record_memory(contestant, provider, set_id)
         finally:
             if not kept:
                 await provider.close()
             if lock is not None:
                 lock.release()
+
+    def record_memory(self, contestant: ContestantConfig, provider, set_id: str) -> None:
+        """The memory a local contestant's collection used: the accelerator's (NVML) where the meter reads it, else
+        the peak resident memory of the process serving the model, saying which (docs/design.md §3.5.7)."""
+        reading = self.tracker.memory_gb(contestant.device)
+        if reading is None and hasattr(provider, "server_pid"):
+            served = provider.server_pid()
+            peak = peak_resident_gb(served[0]) if served else None
+            reading = (peak, served[1]) if peak is not None else None
+        if reading is not None:
+            self.store.save_resources(self.run_id, contestant.name, set_id, *reading)
 
     async def deliver(self, item: Answer | AnswerError) -> None:
         summary = self.summary

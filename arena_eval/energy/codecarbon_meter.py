@@ -9,6 +9,7 @@ by arena-eval's carbon maths.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from importlib import metadata
@@ -28,11 +29,12 @@ class CodeCarbonMeter:
     method = "codecarbon"
 
     def __init__(self, country_iso_code: str = "USA", measure_power_secs: float = 15.0,
-                 log_level: str = "warning", tracking_mode: str = "machine"):
+                 log_level: str | None = None, tracking_mode: str = "machine"):
         self.tool_version = f"codecarbon {_codecarbon_version()}"
         self.country_iso_code = country_iso_code.upper()
         self.measure_power_secs = measure_power_secs
-        self.log_level = log_level
+        # Quiet unless the CLI's --verbose asked for the libraries' own log lines (cli.quiet_third_party_logs).
+        self.log_level = log_level or ("info" if os.environ.get("ARENA_EVAL_VERBOSE") == "1" else "error")
         self.tracking_mode = tracking_mode
 
     def start(self) -> "CodeCarbonWindow":

@@ -123,6 +123,13 @@ class NVMLMeter:
     def start(self) -> "NVMLWindow":
         return NVMLWindow(self)
 
+    def memory_used_gb(self) -> float | None:
+        """Accelerator memory in use now on the metered GPUs, in GB (None when NVML cannot tell)."""
+        try:
+            return sum(self._nvml.nvmlDeviceGetMemoryInfo(d.handle).used for d in self.devices) / 1e9
+        except (AttributeError, self._error):
+            return None
+
     def close(self) -> None:
         try:
             self._nvml.nvmlShutdown()

@@ -48,6 +48,12 @@ class EnergyTracker:
     def lock_key(self, device: str) -> str:
         return device if self.meter(device).method.startswith("nvml") else "machine"
 
+    def memory_gb(self, device: str) -> tuple[float, str] | None:
+        """(GB, what it is) of accelerator memory in use on `device` when its meter can tell (NVML), else None."""
+        meter = self.meter(device)
+        used = meter.memory_used_gb() if hasattr(meter, "memory_used_gb") else None
+        return (used, "nvml: accelerator memory in use at the end of collection") if used is not None else None
+
     @classmethod
     def device_keys(cls, config: EnergyConfig, devices: list[str]) -> dict[str, str]:
         """device → the lock key its windows are metered under (lock_key), without a run."""

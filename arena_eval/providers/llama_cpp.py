@@ -108,6 +108,11 @@ class LlamaCppProvider(OpenAIProvider):
                     # Dropping the last reference stops the server and frees the model.
                     await asyncio.to_thread(_drop, server)
 
+    def server_pid(self) -> tuple[int, str]:
+        """The process serving the model and what it is: llama.cpp runs inside this process (xllamacpp), so its
+        memory is this process's, arena-eval's own included."""
+        return os.getpid(), "rss-peak of this process (llama.cpp in process)"
+
     def constrain_to(self, choices: list[str]) -> dict[str, Any]:
         alternatives = " | ".join('"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in choices)
         return {"extra_body": {"grammar": f"root ::= {alternatives}"}}

@@ -114,6 +114,10 @@ class VLLMProvider(OpenAIProvider):
             return super().api_key()  # the server is started with it, and requests carry it
         return "not-needed"
 
+    def server_pid(self) -> tuple[int, str] | None:
+        """The vLLM server's process (its API server; the GPU memory is NVML's to report) and what it is."""
+        return (self._server.process.pid, "rss-peak of the vLLM server process") if self._server else None
+
     async def start(self) -> None:
         if self.started:
             return
