@@ -52,7 +52,7 @@ def render_report(data: ReportData) -> str:
         "judge": data.judge,
         "n_questions": len(data.categories),
         "rows": rows,
-        "scatter": _scatter(rows),
+        "scatters": _scatters(rows),
         "categories": _category_scores(board.battles, data.categories, data.contestants),
         "diagnostics": _diagnostics(board.rows, board.diagnostics, data.contestants, data.baseline),
         **_judges(board, data.rated),
@@ -87,6 +87,8 @@ def _leaderboard_rows(rows: list[LeaderboardRow]) -> list[dict[str, Any]]:
             "battles": _num(r.battles), "unparsed_rate": _num(r.unparsed_rate),
             "avg_output_tokens": _num(r.avg_output_tokens),
             "wh_per_pass": _num(r.wh_per_pass), "co2_g_per_pass": _num(r.co2_g_per_pass),
+            "latency_p50_s": _num(r.latency_p50_s), "throughput_tokens_per_s": _num(r.throughput_tokens_per_s),
+            "mfu": _num(r.mfu), "peak_memory_gb": _num(r.peak_memory_gb), "memory_source": r.memory_source,
             "cost": _num(r.answer_cost), "method": r.method,
             "is_estimated": r.is_estimated, "pareto": bool(r.pareto), "is_baseline": bool(r.is_baseline),
             # CI bar on a 0-100 axis, as percentages of the cell's width
@@ -110,14 +112,50 @@ class _Point:
     estimated: bool
 
 
-def _scatter(rows: list[dict[str, Any]]) -> dict[str, Any]:
+# The scatter's x-axes (the report switches between them): key, axis title, unit in a tooltip, whether lower is
+# better, whether the figure is estimated when the row's energy is.
+_AXES = [
+    ("wh_per_pass", "Wh per benchmark pass", "Wh/pass", True),
+    ("latency_p50_s", "median latency per request (s)", "s median latency", True),
+    ("throughput_tokens_per_s", "delivered throughput (output tokens/s)", "tokens/s", False),
+]
+
+
+def _scatters(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Score against each x-axis of _AXES that some contestant has a figure for (energy always, to say so)."""
+    out = []
+    for key, title, unit, lower in _AXES:
+        if key != "wh_per_pass" and not any(r[key] for r in rows):
+            continue
+        out.append({**_scatter(rows, key, lower), "key": key, "title": title, "unit": unit, "lower": lower})
+    return out
+
+
+def _pareto(points: list["_Point"], lower: bool) -> set[str]:
+    """The models no other point beats on both axes: a score at least as high and an x at least as good, one of
+    them strictly (for energy this is the leaderboard's own front)."""
+    def better_x(a: float, b: float) -> bool:
+        return a <= b if lower else a >= b
+
+    front = set()
+    for p in points:
+        if not any(q is not p and q.y >= p.y and better_x(q.x, p.x) and (q.y > p.y or q.x != p.x) for q in points):
+            front.add(p.model)
+    return front
+
+
+def _scatter(rows: list[dict[str, Any]], key: str = "wh_per_pass", lower: bool = True) -> dict[str, Any]:
     points, missing = [], []
     for r in rows:
-        if r["wh_per_pass"] is None or r["wh_per_pass"] <= 0 or r["score"] is None:
+        if r[key] is None or r[key] <= 0 or r["score"] is None:
             missing.append(r["model"])
             continue
-        points.append(_Point(r["model"], r["wh_per_pass"], r["score"], r["bar"]["low"], r["bar"]["high"], r["pareto"],
-                             bool(r["is_estimated"])))
+        points.append(_Point(r["model"], r[key], r["score"], r["bar"]["low"], r["bar"]["high"], r["pareto"],
+                             bool(r["is_estimated"]) if key == "wh_per_pass" else False))
+    if key != "wh_per_pass":
+        front = _pareto(points, lower)
+        for p in points:
+            p.pareto = p.model in front
     if not points:
         return {"points": [], "missing": missing}
     xs = [p.x for p in points]

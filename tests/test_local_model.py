@@ -36,6 +36,7 @@ def small_demo(tmp_path, n_questions: int = 3):
     for contestant in data["contestants"]:
         contestant["max_tokens"] = 24
     data["contestants"] = data["contestants"][:2]
+    data["contestants"][1]["peak_tflops"] = 0.15  # stated for the MFU column (a 2-core CPU's order of magnitude)
     data["rating"]["rounds"] = 100
     data["energy"] = {"idle_seconds": 1}
     return config_from_dict(data)
@@ -60,6 +61,16 @@ def test_real_local_model_end_to_end(tmp_path):
     board = result.leaderboard.set_index("model")
     assert board.loc["smollm2-greedy", "score"] == 50.0
     assert 0 <= board.loc["smollm2-sampled", "score"] <= 100
+    # Efficiency: llama.cpp runs in this process, so memory is this process's peak RSS, and says so; the GGUF file
+    # gives the size and the parameter count; MFU only where a peak FLOP/s is stated (the sampled contestant).
+    for name in ("smollm2-greedy", "smollm2-sampled"):
+        row = board.loc[name]
+        assert row.peak_memory_gb > 0.05 and "rss-peak of this process" in row.memory_source
+        assert row.model_size_gb == pytest.approx(0.0984, abs=0.001) and row.params_b == pytest.approx(0.1345, abs=1e-4)
+        assert row.latency_p50_s > 0 and row.throughput_tokens_per_s > 0
+    assert board.loc["smollm2-greedy", "mfu"] != board.loc["smollm2-greedy", "mfu"]  # no peak stated: unknown
+    assert board.loc["smollm2-sampled", "mfu"] == pytest.approx(
+        2 * 134_515_008 * board.loc["smollm2-sampled", "throughput_tokens_per_s"] / 0.15e12)
 
     # Energy: one window per contestant's batch, never overlapping on the shared device, plus the judge's line.
     from arena_eval.energy.aggregate import overlapping_windows

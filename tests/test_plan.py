@@ -6,7 +6,6 @@ import json
 import sqlite3
 
 import pytest
-import yaml
 from conftest import write_config
 from typer.testing import CliRunner
 

@@ -136,5 +136,14 @@ def test_report_in_headless_chromium(report_run):
         shot = ARTIFACTS / "report.png"
         browser.execute_script("window.scrollTo(0, 0)")
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+        # The scatter's x-axis switches from energy to latency: one chart shown at a time.
+        charts = {c.get_attribute("data-axis"): c for c in browser.find_elements(By.CLASS_NAME, "scatter")}
+        assert {"wh_per_pass", "latency_p50_s", "throughput_tokens_per_s"} <= set(charts)
+        Select(browser.find_element(By.ID, "scatter-axis")).select_by_value("latency_p50_s")
+        assert charts["latency_p50_s"].is_displayed() and not charts["wh_per_pass"].is_displayed()
+        assert "median latency per request" in charts["latency_p50_s"].text
+        browser.execute_script("arguments[0].scrollIntoView()", browser.find_element(By.ID, "tradeoff"))
+        shot = ARTIFACTS / "report-latency-axis.png"
+        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     finally:
         browser.quit()

@@ -1,4 +1,5 @@
-// Filters the per-question view by contestant and by text. No network, no external code.
+// Filters the per-question view by contestant and by text, and switches the scatter's x-axis. No network,
+// no external code.
 (function () {
   "use strict";
   var select = document.getElementById("contestant-filter");
@@ -23,4 +24,11 @@
   if (select) { select.addEventListener("change", apply); }
   if (search) { search.addEventListener("input", apply); }
   apply();
+  // The quality/efficiency scatter: one chart per x-axis, the chosen one shown.
+  var axis = document.getElementById("scatter-axis");
+  var charts = Array.prototype.slice.call(document.querySelectorAll(".scatter"));
+  function showAxis() {
+    charts.forEach(function (c) { c.hidden = c.getAttribute("data-axis") !== axis.value; });
+  }
+  if (axis) { axis.addEventListener("change", showAxis); showAxis(); }
 })();
