@@ -280,8 +280,8 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
         methods = ", ".join(e.methods) or "none available"
         idle = f"{e.idle_power_w:.1f} W" if e.idle_power_w is not None else "not measured"
         judge_wh = f"{e.judge_wh:.3g} Wh" if e.judge_wh is not None else "unknown"
-        err.print(f"energy: measured/estimated by {methods}; idle power {idle}; judge {judge_wh}; carbon {e.carbon}",
-                  highlight=False)
+        meters = "; ".join(METER_WORDS.get(m, m) for m in e.methods) or "no meter could read anything"
+        err.print(f"energy: {meters}. Idle power {idle}; judge {judge_wh}; carbon {e.carbon}", highlight=False)
     if s.guidance is not None:
         g = s.guidance
         err.print(f"guidance: {g.new} new, {g.stored} stored before, {g.errors} errors", highlight=False)
@@ -345,6 +345,19 @@ def _print_judge_warnings(s) -> None:
     if s.unrated:
         err.print(f"[red]no parsed verdict at all for {', '.join(s.unrated)}: no score (exit 2); see the warnings "
                   "above and the judge's replies in the report[/red]", highlight=False)
+
+
+# Which meter measured what, in our words (the run's energy line; third-party logs stay quiet).
+METER_WORDS = {
+    "nvml": "NVML measured the GPUs' energy counters for local models",
+    "nvml-power-poll": "NVML sampled the GPUs' power for local models (no energy counter on these GPUs)",
+    "rapl": "RAPL measured this machine's CPU and memory energy for local models",
+    "codecarbon": "CodeCarbon estimated this machine's energy for local models from CPU load and a default "
+                  "power per core (no sensor could be read), so it is an estimate",
+    "ecologits": "EcoLogits estimated API models' energy per request from the model's size and the tokens",
+    "codecarbon-import": "imported CodeCarbon logs gave the energy of their runs",
+    "none": "no meter could be read for local models, so their energy is unknown",
+}
 
 
 def _print_housekeeping(s) -> None:

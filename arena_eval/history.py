@@ -31,6 +31,9 @@ def history_frame(store: Store, contestant: str | None = None) -> pd.DataFrame:
     baseline_of = dict(zip(baselines.run_id, baselines.model))
     if contestant is not None:  # the baseline row is filtered out: read it from the unfiltered history
         baseline_of = {r["run_id"]: r["model"] for r in store.leaderboard_history() if r.get("is_baseline")}
+    # With a baseline per category, the baseline is the whole mapping: runs compare only under the same one.
+    mappings = {r: m for r, m in zip(frame.run_id, frame.get("category_baselines", [None] * len(frame))) if m}
+    baseline_of.update({r: ", ".join(f"{c}: {n}" for c, n in m.items()) for r, m in mappings.items()})
     frame["baseline"] = frame.run_id.map(baseline_of)
     frame["time"] = frame.started_at.map(lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)))
     for column in [*HISTORY_COLUMNS, "judges"]:

@@ -20,6 +20,7 @@ from .judge import battle_outcome
 from .leaderboard import RunScope, current_games
 from .questions import Question, QuestionSet, read_jsonl
 from .providers.base import estimate_tokens
+from .reasoning import split_think
 from .records import Answer, Judgment, Message, answer_turns
 from .store import Store
 from .verdict import LABELS, canonical_label
@@ -174,6 +175,10 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
             continue
         key = answer_id(set_id, qid, p_hash)
         known = [n for n in tokens if n is not None]
+        # A reasoning model's file may hold its thinking in the text: it is kept apart, never shown to a judge.
+        split = [split_think(text) for text in texts]
+        texts = [answer for answer, _ in split]
+        thinking = [t for _, t in split if t]
         store.save_answer(
             Answer(
                 answer_id=key,
@@ -187,8 +192,10 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
                 finish_reason="imported",
                 created_at=float(found.tstamp or time.time()),
                 question_digest=question_digest(question),
-                turns=[{"text": t, "output_tokens": n} for t, n in zip(texts, tokens)] if len(texts) > 1 else None,
+                turns=([{"text": t, "output_tokens": n, **({"reasoning": r} if r else {})}
+                        for t, n, (_, r) in zip(texts, tokens, split)] if len(texts) > 1 else None),
                 source_id=found.source_id,
+                reasoning="\n\n".join(thinking) if thinking else None,
             )
         )
         # Its time stamp is the file's, maybe older than an answer stored since: say which one counts.

@@ -106,7 +106,9 @@ class JudgePrompts:
             except TemplateError as exc:
                 raise ConfigError(f"{where}: judge conversation template error: {exc}") from None
             if not all(f"[[{label}]]" in shown for label in LABELS):
-                raise ConfigError(f"{where}: the judge prompt for conversations must show all five labels")
+                raise ConfigError(f"{where}: the judge prompt for conversations (judge_system.j2 with "
+                                  "judge_user_conversation.j2, from this folder or the bundled one) must show all five "
+                                  "labels; add them to judge_user_conversation.j2 in this folder")
             missing = [t for texts in sample.values() for t in texts if t not in shown]
             if missing:
                 raise ConfigError(f"{where}: judge_user_conversation.j2 must show every turn's question, answer_a and "
@@ -302,7 +304,8 @@ async def judge_game(
         if verdict is not None or attempt == config.attempts:
             break
         messages = messages + [
-            {"role": "assistant", "content": completion.text},
+            # A reply that was all thinking has no text: an empty assistant message is refused by some APIs.
+            {"role": "assistant", "content": completion.text or "(no verdict given)"},
             {"role": "user", "content": render(prompts.reask)},
         ]
     return Judgment(

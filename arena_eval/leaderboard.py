@@ -262,6 +262,9 @@ def current_judgments(scope: RunScope, store: Store, tally: Tally,
         judgments += [j for j in store.judgments(judge.config_id) if j.game_id in wanted]
     for j in judgments:
         j.contestant, j.baseline = wanted[j.game_id], scope.baseline_for(j.question_id)
+        # A game's id does not say which side is the baseline: a stored verdict reused after the baseline changed
+        # (another baseline, or a category's) has the old game number. Today's is where today's baseline sits.
+        j.game = 1 if j.answer_a_id == tally.answer_ids[j.baseline].get(j.question_id) else 2
     return judgments
 
 

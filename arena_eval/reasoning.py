@@ -22,10 +22,18 @@ def split_think(text: str) -> tuple[str, str | None]:
 
     The answer is what follows `</think>`, its leading whitespace stripped; the thinking is stripped. A block that
     is never closed (the reply was cut off while thinking) is all thinking, and the answer is "". A `<think>` later
-    in the text is part of the answer (a reply may well write about the tag)."""
+    in the text is part of the answer (a reply may well write about the tag). A reply with a closing `</think>` and
+    no opening one (the chat template opened it: DeepSeek-R1, QwQ) has everything before that tag as thinking."""
     head = text.lstrip()
-    if head[:1] != "<":  # nearly every reply: no regex at all
-        return text, None
+    if head[:1] != "<":  # nearly every reply: no closing tag either, found without a regex
+        if "</think" not in text and "</THINK" not in text and "</Think" not in text:
+            return text, None
+        # DeepSeek-R1 and its distills (QwQ too) put `<think>` in the chat template: a server without a reasoning
+        # parser returns the thinking with the closing tag only. Everything before the first one is thinking.
+        closing = _CLOSE["think"].search(text) or _CLOSE["thinking"].search(text)
+        if closing is None or _OPEN.search(text, 0, closing.start()):  # a reply that writes about the tags
+            return text, None
+        return text[closing.end():].lstrip(), text[: closing.start()].strip()
     opening = _OPEN.match(head)
     if opening is None:
         return text, None

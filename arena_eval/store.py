@@ -660,7 +660,8 @@ class Store:
     def leaderboard_history(self, contestant: str | None = None) -> list[dict[str, Any]]:
         """Every stored leaderboard row, oldest run first, with the run's name, command, status and times."""
         sql = ("SELECT l.run_id, l.model, l.created_at, l.row_json, l.judges, r.name, r.command, r.status, "
-               "r.started_at FROM leaderboards l JOIN runs r ON r.run_id = l.run_id")
+               "r.started_at, json_extract(r.config_json, '$.category_baselines') AS category_baselines "
+               "FROM leaderboards l JOIN runs r ON r.run_id = l.run_id")
         args: tuple = ()
         if contestant is not None:
             sql += " WHERE l.model = ?"
@@ -669,7 +670,8 @@ class Store:
         for r in self.db.execute(sql + " ORDER BY r.started_at, l.run_id", args):
             row = json.loads(r["row_json"])
             row.update(run_id=r["run_id"], run_name=r["name"], command=r["command"], status=r["status"],
-                       started_at=r["started_at"], scored_at=r["created_at"], judges=r["judges"])
+                       started_at=r["started_at"], scored_at=r["created_at"], judges=r["judges"],
+                       category_baselines=json.loads(r["category_baselines"]) if r["category_baselines"] else None)
             rows.append(row)
         return rows
 

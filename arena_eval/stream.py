@@ -301,7 +301,12 @@ class CollectAndJudge:
         if name is None:
             return None, None
         answer = pairing.references.get(name)
-        return (answer.text, answer.answer_id) if answer is not None else (None, None)
+        if answer is None:
+            return None, None
+        if answer.turns:  # a conversation: the reference answers every turn
+            text = "\n\n".join(f"Turn {i}: {turn}" for i, turn in enumerate(answer_turns(answer), start=1))
+            return text, answer.answer_id
+        return answer.text, answer.answer_id
 
     async def judge_worker(self, lane: _JudgeLane) -> None:
         summary, judge = self.summary, lane.judge

@@ -138,3 +138,38 @@ def test_the_terminal_table_and_history_show_the_categories(tmp_path, fake_serve
     assert "category_scores" in table.stdout and "creative_writing" in table.stdout
     validate = runner.invoke(app, ["validate", "--config", str(path)])
     assert validate.exit_code == 0 and "each category's baseline" in validate.stdout
+
+
+def test_verdicts_reused_after_the_baseline_changes_are_read_from_the_new_baseline_side(tmp_path, fake_server):
+    """A game's id is the same whichever answer is the baseline: after a swap, the stored verdicts are reused, and
+    their winner must be read with today's positions (a weak contestant must not inherit the strong one's wins)."""
+    server = fake_server(judge_verdict="better", strengths={"m-strong": 1000.0, "m-weak": 0.0})
+    contestants = [{"name": "strong", "model": "m-strong"}, {"name": "weak", "model": "m-weak"}]
+    path = write_config(tmp_path, server.base_url, n_questions=6, contestants=contestants,
+                        rating={"rounds": 50, "seed": 1})
+    first = Arena(load_config(path)).run_sync()
+    assert first.leaderboard.set_index("model").loc["weak", "score"] < 1
+    data = yaml.safe_load(path.read_text())
+    data["baseline"] = "weak"
+    data["contestants"] = [data["contestants"][1], data["contestants"][0]]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    swapped = Arena(load_config(path)).run_sync()
+    assert swapped.summary.games_new == 0 and swapped.summary.games_cached == 12  # every verdict reused
+    assert swapped.leaderboard.set_index("model").loc["strong", "score"] > 99
+
+
+def test_a_changed_mapping_is_another_baseline_for_regressions_and_history(tmp_path, fake_server):
+    server = fake_server(judge_verdict="better", strengths={"m-hard": 0.0, "m-creative": 1000.0, "m-c": 500.0})
+    path = category_run(tmp_path, server)
+    assert Arena(load_config(path)).run_sync().exit_code == 0
+    data = yaml.safe_load(path.read_text())
+    data["baseline"] = {"hard_prompt": "b-hard", "creative_writing": "c"}  # scores move: not a regression
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    second = Arena(load_config(path)).run_sync()
+    assert second.exit_code == 0 and second.summary.regressions == []
+    from arena_eval.history import history_frame
+    from arena_eval.store import Store
+
+    with Store(second.output_dir / "arena.db") as store:
+        baselines = set(history_frame(store).baseline)
+    assert baselines == {"creative_writing: b-creative, hard_prompt: b-hard", "creative_writing: c, hard_prompt: b-hard"}

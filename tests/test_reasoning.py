@@ -124,6 +124,13 @@ def test_text_that_does_not_start_with_think_is_left_as_it_is():
     assert split_think("  Four.")[0] == "  Four."  # not even its whitespace is touched
 
 
+def test_thinking_closed_without_an_opening_tag_is_thinking():
+    """DeepSeek-R1's chat template opens <think> itself: a server without a reasoning parser returns the rest."""
+    assert split_think("Let me add: 2 + 2.\n</think>\n\nFour.") == ("Four.", "Let me add: 2 + 2.")
+    assert split_think("Hmm.</THINKING> Four.") == ("Four.", "Hmm.")
+    assert split_think("No tags here, just an answer.") == ("No tags here, just an answer.", None)
+
+
 def test_separate_reasoning_appends_the_think_block_to_the_providers_reasoning():
     original = Completion(text="<think>From the tags.</think>\nFour.", output_tokens=12, reasoning="From the field.",
                           reasoning_tokens=3)

@@ -54,10 +54,11 @@ class CodeCarbonWindow(Window):
         self._error: str | None = None
         self._tracker = None
         try:
-            # Its logger speaks at INFO before the tracker's own log_level applies.
-            cc_logger = logging.getLogger("codecarbon")
-            cc_logger.setLevel(max(cc_logger.getEffectiveLevel(), logging.getLevelName(meter.log_level.upper())))
             from codecarbon import OfflineEmissionsTracker
+
+            # Its logger speaks at INFO before the tracker's own log_level applies, and importing codecarbon sets
+            # that level: set ours after the import.
+            logging.getLogger("codecarbon").setLevel(logging.getLevelName(meter.log_level.upper()))
 
             self._tracker = OfflineEmissionsTracker(
                 country_iso_code=meter.country_iso_code,
