@@ -27,7 +27,8 @@ CONTESTANTS = ("base", "c1", "c2")
 TOTAL_ANSWERS = len(CONTESTANTS) * N_QUESTIONS
 TOTAL_GAMES = 2 * (len(CONTESTANTS) - 1) * N_QUESTIONS
 # Leaderboard columns that may differ between two correct runs: time and energy measurements.
-VARYING = ("latency", "ttft", "duration", "wh", "energy", "power", "co2", "joule", "tokens_per_j")
+VARYING = ("latency", "ttft", "duration", "wh", "energy", "power", "co2", "joule", "tokens_per_j", "_per_s", "mfu",
+           "memory")
 
 
 def make_config(folder: Path, base_url: str) -> Path:
