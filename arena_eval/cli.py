@@ -287,6 +287,7 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
         err.print(f"guidance: {g.new} new, {g.stored} stored before, {g.errors} errors", highlight=False)
         for line in g.error_lines[:10]:
             err.print(f"  {line}", highlight=False)
+    _print_replicas(s)
     _print_judge_warnings(s)
     if s.errors_by_contestant:
         err.print("errors by contestant: " + ", ".join(f"{k}: {v}" for k, v in sorted(s.errors_by_contestant.items())))
@@ -312,6 +313,18 @@ def _say_interrupted(exc: RunInterrupted) -> None:
     err.print(f"[yellow]interrupted by {exc.signal_name}: {kept}; everything stored is kept{where}. Run the same "
               "command again to resume: stored work is not redone.[/yellow]", highlight=False)
     raise typer.Exit(exc.exit_code)
+
+
+def _print_replicas(s) -> None:
+    """Each replica's share of an endpoint with several base_urls: a line per replica (URLs shown without their
+    passwords, as config.redact_url writes them)."""
+    for endpoint in s.replicas:
+        err.print(f"replicas of {endpoint.role} {endpoint.name!r}:", highlight=False, markup=False)
+        for r in endpoint.replicas:
+            latency = f", median latency {r.latency_p50_s:.3g} s" if r.latency_p50_s is not None else ""
+            rested = f", rested {r.rests} time{'s' if r.rests != 1 else ''}" if r.rests else ""
+            err.print(f"  {r.url}: {r.requests} requests, {r.errors} errors{latency}{rested}", highlight=False,
+                      markup=False)
 
 
 def _print_judge_warnings(s) -> None:

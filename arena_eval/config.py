@@ -23,6 +23,9 @@ from .redaction import register_basic_auth
 
 PROVIDERS = ("openai", "anthropic", "litellm", "llama_cpp", "vllm")
 LOCAL_PROVIDERS = ("llama_cpp", "vllm")
+# What a list of base_url replicas contributes to a configuration's id, whatever its URLs, their number and order:
+# replicas serve one model, so which of them answered does not change an answer (docs/design.md §2.2).
+REPLICAS_ID = "replicas"
 
 
 class _Strict(BaseModel):
@@ -49,7 +52,8 @@ class EndpointConfig(_Strict):
 
     provider: str = "openai"
     model: str | None = None
-    base_url: str | None = None
+    # One URL, or a list of the URLs of replicas that serve the same model (provider openai; docs/design.md §3.1.5).
+    base_url: str | list[str] | None = None
     api_key_env: str | None = None
     model_path: str | None = None
     concurrency: int = Field(8, ge=1, le=4096)
@@ -99,12 +103,31 @@ class EndpointConfig(_Strict):
             return value
         raise ValueError(f"unknown provider {value!r}; known providers: {', '.join(PROVIDERS)}")
 
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _replica_urls(cls, value: Any) -> Any:
+        """A list names replicas: at least one, each an http(s) URL, none twice. A plain string is taken as it is."""
+        if not isinstance(value, list):
+            return value
+        if not value:
+            raise ValueError("the list is empty, so it names no replica; give one URL, or the URLs of the replicas "
+                             "that serve this model (e.g. [http://gpu1:8000/v1, http://gpu2:8000/v1])")
+        for i, entry in enumerate(value):
+            if not _is_http_url(entry):
+                shown = repr(redact_url(entry)) if isinstance(entry, str) else f"{entry!r} ({type(entry).__name__})"
+                raise _KeyProblem((i,), f"replica {shown} is not an http(s) URL; give each replica as "
+                                        "http://HOST:PORT/v1 (the address of its OpenAI-compatible API)")
+            if value.index(entry) != i:
+                raise _KeyProblem((i,), f"replica {redact_url(entry)!r} is listed twice (entries {value.index(entry) + 1} "
+                                        f"and {i + 1}); list each replica once")
+        return value
+
     @field_validator("base_url")
     @classmethod
-    def _remember_url_password(cls, value: str | None) -> str | None:
-        """A password in the URL becomes a known secret at once, before anything could print or store it."""
-        if value:
-            parts = urllib.parse.urlsplit(value)
+    def _remember_url_password(cls, value: str | list[str] | None) -> str | list[str] | None:
+        """A password in a URL becomes a known secret at once, before anything could print or store it."""
+        for url in [value] if isinstance(value, str) else value or []:
+            parts = urllib.parse.urlsplit(url)
             if parts.password:
                 for user, password in {(parts.username or "", parts.password),
                                        (urllib.parse.unquote(parts.username or ""), urllib.parse.unquote(parts.password))}:
@@ -126,6 +149,9 @@ class EndpointConfig(_Strict):
             raise ValueError("provider llama_cpp needs model_path (a .gguf file, or package:NAME for a model package)")
         if self.provider in ("openai", "anthropic", "litellm", "vllm") and not self.model:
             raise ValueError(f"provider {self.provider} needs model (the model name the endpoint serves)")
+        if isinstance(self.base_url, list) and self.provider != "openai":
+            raise _KeyProblem(("base_url",), f"a list of replicas needs provider openai (any OpenAI-compatible "
+                              f"server); provider {self.provider} takes one base_url")
         return self
 
     @property
@@ -133,11 +159,13 @@ class EndpointConfig(_Strict):
         return self.local or self.provider in LOCAL_PROVIDERS
 
     def answer_fields(self) -> dict[str, Any]:
-        """The fields that change what the model answers; they make up the config_id."""
+        """The fields that change what the model answers; they make up the config_id. A list of replicas is one
+        endpoint: it counts as REPLICAS_ID, so that adding, removing or reordering replicas keeps the id."""
+        base_url = REPLICAS_ID if isinstance(self.base_url, list) else self.base_url
         return {
             "provider": self.provider,
             "model": self.model,
-            "base_url": self.base_url if self.provider in ("openai", "anthropic", "litellm") else None,
+            "base_url": base_url if self.provider in ("openai", "anthropic", "litellm") else None,
             "model_path": Path(self.model_path).name if self.model_path else None,
             "dtype": self.dtype,
             "quantization": self.quantization,
@@ -487,6 +515,17 @@ def _secret_key(name: str) -> bool:
     variable name (`api_key_env`) nor a count (`max_tokens`)."""
     words = re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower().replace("-", "_").split("_")
     return words[-1] != "env" and bool(_SECRET_WORDS & set(words))
+
+
+def _is_http_url(value: Any) -> bool:
+    if not isinstance(value, str) or value != value.strip():
+        return False
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # a port that is not a number raises here
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def redact_url(text: str) -> str:

@@ -33,6 +33,7 @@ from .leaderboard import (Leaderboard, RunScope, Tally, adaptive_key, adaptive_p
                           count_missing, latest_comparable_run, previous_results, rated_battles, report_data,
                           settled_questions, tally, write_leaderboard)
 from .progress import NullProgress, Progress
+from .providers.replicas import replica_counts
 from .questions import QuestionSet, load_questions
 from .records import Answer, GuidanceCounts, LeaderboardRow, RunSummary
 from .report import write_report
@@ -255,6 +256,10 @@ class Arena:
                                               collect="answers" in stages, judge="judge" in stages).run()
                 finally:
                     await augmenter.close()
+                    guide = augmenter.guide
+                    if guide is not None and (counts := replica_counts("guide", guide.config.model or "guide",
+                                                                       guide.provider)) is not None:
+                        summary.replicas.append(counts)
                 result = Result(run_id, summary, None, out, _arena=self)
                 if "score" in stages:
                     self._score(store, sets, result)

@@ -183,6 +183,28 @@ class AdaptiveSummary:
 
 
 @dataclass
+class ReplicaCounts:
+    """One replica of an endpoint with several base_urls, over one run: the requests sent to it (every attempt,
+    retries included), how many of them failed, the median latency of those it answered, and how often it was
+    rested for failing (providers.replicas)."""
+
+    url: str  # as config.redact_url shows it: never with a password
+    requests: int = 0
+    errors: int = 0
+    latency_p50_s: float | None = None
+    rests: int = 0
+
+
+@dataclass
+class EndpointReplicas:
+    """The replicas of one endpoint: `role` contestant, judge or guide, and its name."""
+
+    role: str
+    name: str
+    replicas: list[ReplicaCounts] = field(default_factory=list)
+
+
+@dataclass
 class RunSummary:
     run_id: str
     questions: int
@@ -218,6 +240,8 @@ class RunSummary:
     # Judges that take a reference answer: games judged without one (the question had none).
     games_without_reference: dict[str, int] = field(default_factory=dict)
     adaptive: AdaptiveSummary | None = None  # with rating.adaptive
+    # Endpoints whose base_url lists replicas, and that sent requests: each replica's share (docs/design.md §3.1.5).
+    replicas: list[EndpointReplicas] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -242,11 +266,13 @@ class RunSummary:
             out["regressions"] = list(self.regressions)
         if self.adaptive is not None:
             out["adaptive"] = asdict(self.adaptive)
+        if self.replicas:
+            out["replicas"] = [asdict(endpoint) for endpoint in self.replicas]
         return out
 
     def to_json_dict(self) -> dict[str, Any]:
         """What `runs.summary_json` holds: the counts, and the stage results under "extra"."""
-        typed = {"judge", "style", "energy", "guidance", "regressions", "adaptive"}
+        typed = {"judge", "style", "energy", "guidance", "regressions", "adaptive", "replicas"}
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in typed}
         out["extra"] = self.extra
         return out

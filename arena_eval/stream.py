@@ -34,6 +34,7 @@ from .judge import RunJudge, games_for, judge_game
 from .leaderboard import RunScope, judge_energy_lines
 from .progress import Progress
 from .providers import make_provider
+from .providers.replicas import replica_counts
 from .providers.retry import RetriesExhausted
 from .questions import Question
 from .records import Answer, AnswerError, GameError, RunSummary, answer_turns
@@ -132,6 +133,12 @@ class CollectAndJudge:
 
     async def close(self) -> None:
         await self.providers_open.aclose()
+        # Each endpoint sends its requests through one provider in a run (collecting and judging each happen in
+        # one stream), so its replicas' counts are complete here.
+        used = [*(("contestant", name, p) for name, p in self.contestant_providers.items()),
+                *(("judge", lane.judge.name, lane.provider) for lane in self.lanes)]
+        self.summary.replicas += [replicas for role, name, provider in used
+                                  if (replicas := replica_counts(role, name, provider)) is not None]
 
     def tracker_key(self, contestant: ContestantConfig) -> str:
         return self.tracker.lock_key(contestant.device)

@@ -498,7 +498,8 @@ class FakeServer:
         return self
 
     def stop(self) -> None:
-        if self._loop is not None:
+        """Stop serving (the port then refuses connections, as a dead server's would); a second stop does nothing."""
+        if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake_hung)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)

@@ -12,6 +12,10 @@ def make_provider(config: EndpointConfig, base_dir: str | Path = ".") -> Provide
     if config.provider == "openai":
         from .openai_compat import OpenAIProvider
 
+        if isinstance(config.base_url, list):  # replicas of one endpoint
+            from .replicas import ReplicaSet
+
+            return ReplicaSet(config, [OpenAIProvider(config, url) for url in config.base_url])
         return OpenAIProvider(config)
     if config.provider == "anthropic":
         from .anthropic import AnthropicProvider

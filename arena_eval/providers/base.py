@@ -49,6 +49,8 @@ class ProviderError(Exception):
         self.reason = reason
         self.retryable = retryable
         self.retry_after = retry_after
+        # Which replica of an endpoint failed (its index in replicas.ReplicaSet), so that a retry goes elsewhere.
+        self.replica: int | None = None
 
 
 class Provider(Protocol):

@@ -2,7 +2,9 @@
 
 Exponential backoff with full jitter, a server's Retry-After honoured when it asks for longer, then a recorded
 error. Providers only say whether a failure is worth retrying (ProviderError.retryable) and for how long the
-server asked to wait; collection, guidance and judging all retry through `call_with_retries`.
+server asked to wait; collection, guidance and judging all retry through `call_with_retries`. An endpoint with
+replicas also says which replica failed (ProviderError.replica); the retries of a request remember those replicas
+(`failed_replicas`), so that the next attempt goes to another one.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Set
+from contextvars import ContextVar
 from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -19,6 +22,15 @@ from ..config import EndpointConfig
 from .base import ProviderError
 
 T = TypeVar("T")
+
+# The replicas the request being retried has failed on. Set for the retries only: a first attempt, which most
+# requests never get past, costs nothing here.
+_FAILED_ON: ContextVar[Set[int]] = ContextVar("arena_eval_failed_on", default=frozenset())
+
+
+def failed_replicas() -> Set[int]:
+    """The replicas (indices in replicas.ReplicaSet) on which the current request's earlier attempts failed."""
+    return _FAILED_ON.get()
 
 
 class RetriesExhausted(Exception):
@@ -61,22 +73,32 @@ async def call_with_retries(config: EndpointConfig, call: Callable[[], Awaitable
         if not exc.retryable or config.max_attempts == 1:
             raise RetriesExhausted(_exhausted_reason(exc), 1) from None
         first_error = exc
-    await asyncio.sleep(backoff_delay(config, 1, first_error))
-    attempts = 1
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(config.max_attempts - 1),
-        wait=_backoff(config, attempts_before=1),
-        retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
-        reraise=True,
-    )
+    failed_on = {first_error.replica} if first_error.replica is not None else set()
+    remembered = _FAILED_ON.set(failed_on)
     try:
-        async for attempt in retrying:
-            with attempt:
-                attempts = 1 + attempt.retry_state.attempt_number
-                result = await call()
-        return result, attempts
-    except ProviderError as exc:
-        raise RetriesExhausted(_exhausted_reason(exc), attempts) from None
+        await asyncio.sleep(backoff_delay(config, 1, first_error))
+        attempts = 1
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(config.max_attempts - 1),
+            wait=_backoff(config, attempts_before=1),
+            retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts = 1 + attempt.retry_state.attempt_number
+                    try:
+                        result = await call()
+                    except ProviderError as exc:
+                        if exc.replica is not None:
+                            failed_on.add(exc.replica)
+                        raise
+            return result, attempts
+        except ProviderError as exc:
+            raise RetriesExhausted(_exhausted_reason(exc), attempts) from None
+    finally:
+        _FAILED_ON.reset(remembered)
 
 
 def _exhausted_reason(exc: ProviderError) -> str:
