@@ -218,6 +218,10 @@ class RunSummary:
     # Judges that take a reference answer: games judged without one (the question had none).
     games_without_reference: dict[str, int] = field(default_factory=dict)
     adaptive: AdaptiveSummary | None = None  # with rating.adaptive
+    # Batch mode (docs/design.md §3.9): the batches still at the provider when the run ended (`run --no-wait`, or
+    # a batch that could not be polled), and results that matched no request (recorded and skipped).
+    batches_waiting: list[str] = field(default_factory=list)
+    batch_notes: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
