@@ -93,3 +93,145 @@ def test_a_run_with_batch_contestants_and_a_batch_judge_stores_answers_and_verdi
     again = Arena(load_config(path)).run_sync()
     assert (again.summary.answers_new, again.summary.answers_cached, again.summary.games_new) == (0, 18, 0)
     assert server.submissions == {"openai": 2, "anthropic": 2}
+
+
+def test_a_batch_that_expires_half_done_stores_half_and_the_next_run_submits_only_the_failed_half(
+        tmp_path, batches, fake_server):
+    server, chat = batches(expire_half=True), fake_server()
+    path = batch_config(tmp_path, server, chat.base_url, n_questions=8)
+    first = Arena(load_config(path)).run_sync()
+
+    # OpenAI's baseline batch expired after 4 of 8 and Anthropic's two batches of 4 after 2 each: half answered.
+    assert first.exit_code == 2
+    assert rows(path, "SELECT contestant, COUNT(*) FROM answers GROUP BY 1 ORDER BY 1") == [
+        ("base", 4), ("claude", 4), ("plain", 8)]
+    errors = rows(path, "SELECT contestant, reason FROM errors WHERE stage='answer'")
+    assert len(errors) == 8 and all("expired" in reason for _, reason in errors)
+    failed = {qid for (qid,) in rows(path, "SELECT question_id FROM errors WHERE stage='answer' AND contestant='base'")}
+    submitted_before = {name: list(ids) for name, ids in server.submitted.items()}
+
+    server.set_faults(expire_half=False)
+    second = Arena(load_config(path)).run_sync()
+
+    assert second.exit_code == 0, second.summary
+    assert second.summary.answers_new == 8 and second.summary.answer_errors == 0
+    # Exactly the failed half was submitted again: 4 answers per API, then the judge's games.
+    again = {name: ids[len(submitted_before[name]):] for name, ids in server.submitted.items()}
+    assert len(again["anthropic"]) == 4
+    base_ids = {custom_id for (custom_id, qid) in rows(path, "SELECT i.custom_id, i.question_id FROM batch_items i "
+                                                             "JOIN batch_jobs j USING (batch_id) WHERE j.name='base'")
+                if qid in failed}
+    assert set(again["openai"]) & base_ids == base_ids and len(set(again["openai"]) - base_ids) == second.summary.games_new
+    assert rows(path, "SELECT COUNT(*) FROM answers") == [(24,)]
+
+
+def test_a_run_killed_after_submitting_resumes_polling_and_never_submits_the_same_work_twice(
+        tmp_path, batches, fake_server, monkeypatch):
+    server, chat = batches(polls=2), fake_server()
+    path = batch_config(tmp_path, server, chat.base_url)
+
+    async def killed(self, job, config):  # the process dies right after the batch ids are stored
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Batches, "_finish", killed)
+        with pytest.raises(BaseException):
+            Arena(load_config(path)).run_sync()
+    assert server.submissions == {"openai": 1, "anthropic": 2}
+    assert rows(path, "SELECT kind, status, COUNT(*) FROM batch_jobs GROUP BY 1, 2") == [("answers", "pending", 3)]
+    assert not any(server.polls_seen.values())
+
+    result = Arena(load_config(path)).run_sync()
+
+    assert result.exit_code == 0, result.summary
+    # The answers were not submitted again: only the judge's batch is new.
+    assert server.submissions == {"openai": 2, "anthropic": 2}
+    assert len(server.submitted["anthropic"]) == 6 and len(server.submitted["openai"]) == 6 + 24
+    assert result.summary.answers_new == 18 and result.summary.games_new == 24
+    assert rows(path, "SELECT status, COUNT(*) FROM batch_jobs GROUP BY 1") == [("collected", 4)]
+
+
+@pytest.mark.slow
+def test_run_no_wait_submits_exits_0_naming_the_batches_and_the_next_run_collects_and_scores(
+        tmp_path, batches, fake_server):
+    server, chat = batches(polls=2), fake_server()
+    path = batch_config(tmp_path, server, chat.base_url)
+
+    first = subprocess.run([*CLI, "run", "--config", str(path), "--no-wait"], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "submitted without waiting: 3 batch(es)" in first.stderr
+    for batch_id in [b for b in server.batches]:
+        assert batch_id in first.stderr
+    assert rows(path, "SELECT status FROM runs") == [("waiting",)]
+    # Polled once, not ended: nothing stored from the batches yet, and no leaderboard.
+    assert rows(path, "SELECT contestant, COUNT(*) FROM answers GROUP BY 1") == [("plain", 6)]
+    assert not (load_config(path).output_dir / "leaderboard.csv").exists()
+
+    second = subprocess.run([*CLI, "run", "--config", str(path), "--no-wait"], capture_output=True, text=True)
+    # The answer batches ended at this poll and were stored; the judge's batch was submitted and left waiting.
+    assert second.returncode == 0, second.stderr
+    assert server.submissions == {"openai": 2, "anthropic": 2}
+
+    third = subprocess.run([*CLI, "run", "--config", str(path)], capture_output=True, text=True)
+    assert third.returncode == 0, third.stderr
+    assert server.submissions == {"openai": 2, "anthropic": 2}
+    assert len(server.submitted["openai"]) == 6 + 24
+    assert rows(path, "SELECT COUNT(*) FROM judgments") == [(24,)]
+    assert (load_config(path).output_dir / "leaderboard.csv").exists()
+
+
+def test_a_result_for_an_unknown_custom_id_is_recorded_and_skipped(tmp_path, batches, fake_server):
+    server, chat = batches(unknown_ids=["not-ours-1"]), fake_server()
+    path = batch_config(tmp_path, server, chat.base_url)
+    result = Arena(load_config(path)).run_sync()
+
+    assert result.exit_code == 0, result.summary
+    # Every batch (2 OpenAI, 2 Anthropic) gave one line for the unknown id: recorded, nothing else disturbed.
+    notes = rows(path, "SELECT contestant, reason FROM errors WHERE stage='batch'")
+    assert len(notes) == 4 and all("'not-ours-1'" in reason and "skipped" in reason for _, reason in notes)
+    assert len(result.summary.batch_notes) == 4
+    assert rows(path, "SELECT COUNT(*) FROM errors WHERE stage IN ('answer', 'judge')") == [(0,)]
+    assert rows(path, "SELECT COUNT(*) FROM answers") == [(18,)]
+
+
+def test_a_failed_item_is_an_error_for_that_item_alone(tmp_path, batches, fake_server):
+    server, chat = batches(), fake_server()
+    path = batch_config(tmp_path, server, chat.base_url)
+    config = load_config(path)
+    from arena_eval.collect import answer_id, prompt_hash
+
+    base = config.contestants[0]
+    question = "Question number 2?" + " pad" * 2
+    doomed = answer_id(base.base_config_id, "q0002", prompt_hash([{"role": "user", "content": question}]))
+    server.set_faults(error_ids={doomed})
+    result = Arena(config).run_sync()
+
+    assert result.exit_code == 2
+    assert rows(path, "SELECT contestant, question_id, reason FROM errors WHERE stage='answer'") == [
+        ("base", "q0002", "batch batch_2: HTTP 500: injected batch item failure")]
+    assert rows(path, "SELECT COUNT(*) FROM answers WHERE contestant='base'") == [(5,)]
+
+
+@pytest.mark.parametrize("provider, extra", [("llama_cpp", {"model_path": "m.gguf"}), ("litellm", {"model": "x"}),
+                                             ("vllm", {"model": "x"})])
+def test_batch_on_a_provider_without_a_batch_api_is_a_config_error_naming_the_field(tmp_path, provider, extra):
+    path = write_config(tmp_path, "http://127.0.0.1:9/v1")
+    data = yaml.safe_load(path.read_text())
+    data["contestants"][1] = {"name": "c1", "provider": provider, "batch": True, **extra}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "contestants[1].batch" in message and f"provider {provider} has none" in message
+
+
+def test_batch_does_not_change_the_config_id_and_halves_the_price():
+    from arena_eval.config import ContestantConfig
+    from arena_eval.pricing import price_for
+
+    plain = ContestantConfig(name="a", model="gpt-x", price=PRICE)
+    batch = ContestantConfig(name="a", model="gpt-x", price=PRICE, batch=True, batch_poll_s=5)
+    assert plain.config_id == batch.config_id
+    assert price_for(batch, batch=True).model_dump() == {"input_per_mtok": 1.0, "output_per_mtok": 4.0}
+    with pytest.raises(ValueError, match="above provider anthropic's limit of 100,000"):
+        ContestantConfig(name="a", provider="anthropic", model="c", batch=True, batch_max_requests=200_000)
