@@ -113,8 +113,10 @@ class Batches:
         set_id = self.sets.set_id(contestant)
         pending = self.store.pending_custom_ids(ANSWERS, set_id)
         requests = []
+        conversations = 0
         for question in self.scope.questions:
             if question.multi_turn:
+                conversations += 1
                 continue  # asked in the stream, turn by turn
             try:
                 prepared = await self.augmenter.prepare(contestant, question)
@@ -128,6 +130,9 @@ class Batches:
             item = {"prompt_hash": p_hash, "question_digest": question_digest(question),
                     "context_ids": prepared.context_ids or None}
             requests.append((custom_id, question.question_id, prepared.messages, item))
+        if conversations:
+            self.progress.status(f"{contestant.name}: {conversations} question(s) of several turns are asked with "
+                                 "ordinary requests, at the list price: a conversation needs its answers turn by turn")
         return requests
 
     # --- 4. judgments -------------------------------------------------------------------------------------
@@ -139,9 +144,9 @@ class Batches:
             pending = self.store.pending_custom_ids(JUDGMENTS, judge.config_id)
             overrides = (self.client(judge.name, judge.config).chat.constrain_to([f"[[{label}]]" for label in LABELS])
                          if judge.config.constrain_labels and judge.config.provider == "openai" else {})
-            requests = []
+            requests, taken = [], set()
             for game, question, text_a, text_b, reference, prompts in works:
-                if game.game_id in pending:
+                if game.game_id in pending or game.game_id in taken:
                     self.progress.advance("games", cached=True)
                     continue
                 try:
@@ -153,6 +158,7 @@ class Batches:
                                  game.answer_a_id, game.answer_b_id],
                         "material": {label: [list(o) for o in found] for label, found in material.labels.items()}}
                 requests.append((game.game_id, game.question_id, messages, item))
+                taken.add(game.game_id)  # a custom id appears once in a batch
             jobs += await self._submit(JUDGMENTS, judge.name, judge.config, judge.config_id, requests, overrides)
         await asyncio.gather(*(self._finish(job, config) for job, config in jobs))
 

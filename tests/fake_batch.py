@@ -18,6 +18,7 @@ What a test can set (BatchFaults), for every batch submitted from then on:
 - `error_ids`: custom ids whose requests fail (OpenAI: status 500 in the output file; Anthropic: errored).
 
 Counts: `submissions[api]` (batches created), `submitted[api]` (custom ids, every submission), `polls_seen`.
+Ordinary OpenAI chat requests (`POST /v1/chat/completions`) are served too, by `openai_chat`, which counts them.
 """
 
 from __future__ import annotations
@@ -242,6 +243,7 @@ class FakeBatches:
         app.router.add_post("/v1/batches", self.create_openai)
         app.router.add_get("/v1/batches/{batch_id}", self.get_openai)
         app.router.add_get("/v1/files/{file_id}/content", self.content)
+        app.router.add_post("/v1/chat/completions", self.openai_chat.chat)  # ordinary requests (conversations)
         app.router.add_post("/v1/messages/batches", self.create_anthropic)
         app.router.add_get("/v1/messages/batches/{batch_id}", self.get_anthropic)
         app.router.add_get("/v1/messages/batches/{batch_id}/results", self.anthropic_results)

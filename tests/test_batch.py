@@ -235,3 +235,21 @@ def test_batch_does_not_change_the_config_id_and_halves_the_price():
     assert price_for(batch, batch=True).model_dump() == {"input_per_mtok": 1.0, "output_per_mtok": 4.0}
     with pytest.raises(ValueError, match="above provider anthropic's limit of 100,000"):
         ContestantConfig(name="a", provider="anthropic", model="c", batch=True, batch_max_requests=200_000)
+
+
+def test_a_batch_contestants_conversations_are_asked_turn_by_turn_with_ordinary_requests(tmp_path, batches, fake_server):
+    server, chat = batches(), fake_server()
+    path = batch_config(tmp_path, server, chat.base_url, n_questions=3)
+    questions = Path(load_config(path).questions_path)
+    with questions.open("a") as handle:
+        handle.write('{"question_id": "talk", "turns": [{"content": "Hello?"}, {"content": "And then?"}]}\n')
+    data = yaml.safe_load(path.read_text())
+    data["contestants"] = data["contestants"][:1] + data["contestants"][2:]  # the OpenAI batch baseline and `plain`
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = Arena(load_config(path)).run_sync()
+
+    assert result.exit_code == 0, result.summary
+    # Three single-turn answers went into the batch; the conversation's two turns were ordinary requests.
+    assert [len(ids) for ids in server.submitted.values()] == [3 + 8, 0]
+    assert server.openai_chat.requests["m-base"] == 2
+    assert rows(path, "SELECT COUNT(*) FROM answers WHERE contestant='base' AND turns IS NOT NULL") == [(1,)]
