@@ -218,7 +218,7 @@ def _cell(column: str, value) -> str:
 
 def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, fmt: Format, progress: bool,
                 guided_demo: bool = False, refresh: tuple[str, ...] = (), columns: list[str] | None = None,
-                max_cost: float | None = None) -> None:
+                max_cost: float | None = None, wait: bool = True) -> None:
     from .pipeline import Arena
     from .progress import make_progress
 
@@ -228,7 +228,7 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
             from .demo import DISCLAIMER
 
             err.print(f"[yellow]{DISCLAIMER}[/yellow]", highlight=False)
-        arena = Arena(cfg, progress=make_progress(progress), refresh=refresh)
+        arena = Arena(cfg, progress=make_progress(progress), refresh=refresh, wait=wait)
         if max_cost is not None:
             if not max_cost > 0:
                 raise ArenaError(f"--max-cost must be a positive amount in USD, got {max_cost:g}")
@@ -249,6 +249,13 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
         raise typer.Exit(130)
     s = result.summary
     _print_housekeeping(s)
+    for note in s.batch_notes:
+        err.print(f"note: {note}", highlight=False)
+    if result.waiting:
+        err.print(f"submitted without waiting: {len(s.batches_waiting)} batch(es) at the provider "
+                  f"({', '.join(s.batches_waiting)}); run the same command again to collect their results and score "
+                  "(a batch ends within 24 hours)", highlight=False)
+        raise typer.Exit(result.exit_code)
     if result.leaderboard is not None:
         print_table(result.leaderboard, fmt, title=f"{cfg.name}: score vs {_baseline_words(cfg)} (95% CI)", columns=columns)
     err.print(
@@ -402,13 +409,15 @@ def run(
     columns: Optional[str] = ColumnsOption,
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Refuse to start (exit 1) when the plan's "
                                              "estimated cost in USD is above this (see `arena-eval plan`)."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Batch mode: submit the batches, store their ids and exit "
+                                 "0 without waiting for them; the next run collects them and scores."),
 ) -> None:
     """Collect answers, judge them against the baseline and rate every contestant (resumes what is stored).
 
     Exit codes: 0 complete, 1 usage or config error, 2 finished with missing items, 3 regression detected,
     130/143 stopped by SIGINT/SIGTERM (stored work kept; run again to resume)."""
     _run_stages(config, ("answers", "judge", "score"), "run", format, progress, demo_guided, tuple(refresh),
-                _columns(columns), max_cost)
+                _columns(columns), max_cost, wait=not no_wait)
 
 
 @app.command()

@@ -85,10 +85,15 @@ async def collect_into(
     deliver: Callable[[Answer | AnswerError], Awaitable[None]],
     run_id: str | None = None,
     set_id: str | None = None,
+    ask: Callable[[Question], bool] | None = None,
 ) -> None:
     """collect_answers without the generator: each worker hands its result to `deliver` itself, so a consumer
     sees an answer in the same turn of the event loop as it arrived (no queue in between), and `deliver`
     blocking holds that worker back (backpressure). Returns when every question is answered or errored.
+
+    `ask`: which questions may be requested (default all). Another question's stored answer is delivered, and
+    nothing when it has none: a batch contestant's answers come from its batches (batch.py), which record their
+    own errors; an answer stored earlier in this run (by its batch round) is delivered as new, not as cached.
 
     Collection also keeps the set's current answers right (answer_sets.py): where the answer it used is not the
     one the rule would find, or a question it failed on still has an older answer, it says so in the store."""
@@ -108,12 +113,12 @@ async def collect_into(
             store.set_current(config_id, question.question_id, None)
         return error
 
-    async def one(question: Question) -> Answer | AnswerError:
+    async def one(question: Question) -> Answer | AnswerError | None:
         stored = store.question_answers(config_id, question.question_id) if look_up else []
         try:
             prepared = await prepare(question)
         except AugmentError as exc:
-            return failed(question, str(exc), 0, stored)
+            return failed(question, str(exc), 0, stored) if ask is None or ask(question) else None
         messages = prepared.messages
         p_hash = prompt_hash(prepared.conversation)
         digest = question_digest(question)
@@ -123,9 +128,11 @@ async def collect_into(
             if cached is not None:
                 if current_among(stored, digest) != stored_id or overridden:
                     store.set_current(config_id, question.question_id, stored_id)
-                cached.cached = True
+                cached.cached = ask is None or ask(question) or cached.run_id != run_id
                 cached.contestant = contestant.name
                 return cached
+        if ask is not None and not ask(question):
+            return None
 
         async def request(sent: list[Message]) -> Completion:
             await limiter.wait()
@@ -233,7 +240,9 @@ async def collect_into(
 
     async def worker() -> None:
         for question in pending:  # one shared iterator: each question is taken by exactly one worker
-            await deliver(await one(question))
+            item = await one(question)
+            if item is not None:
+                await deliver(item)
 
     workers = [asyncio.create_task(worker()) for _ in range(contestant.concurrency)]
     try:

@@ -26,6 +26,8 @@ LOCAL_PROVIDERS = ("llama_cpp", "vllm")
 # What a list of base_url replicas contributes to a configuration's id, whatever its URLs, their number and order:
 # replicas serve one model, so which of them answered does not change an answer (docs/design.md §2.2).
 REPLICAS_ID = "replicas"
+BATCH_PROVIDERS = ("openai", "anthropic")
+BATCH_LIMITS = {"openai": 50_000, "anthropic": 100_000}  # requests per batch (providers.batch_api.MAX_REQUESTS)
 
 
 class _Strict(BaseModel):
@@ -95,6 +97,14 @@ class EndpointConfig(_Strict):
     local: bool = False
     extra_body: dict[str, Any] = Field(default_factory=dict)
     price: Price | None = None
+    # The provider's batch API instead of one request each (openai, anthropic; docs/design.md §3.9): half the price,
+    # results within a day. Not part of the config id: the same model answers the same either way.
+    batch: bool = False
+    # The first wait between polls of a batch; each later wait is 1.5 times longer, up to batch_poll_max_s.
+    batch_poll_s: float = Field(30.0, gt=0)
+    batch_poll_max_s: float = Field(600.0, gt=0)
+    # The most requests in one batch; default: the provider's limit (OpenAI 50,000, Anthropic 100,000).
+    batch_max_requests: int | None = Field(None, ge=1)
 
     @field_validator("provider")
     @classmethod
@@ -120,6 +130,26 @@ class EndpointConfig(_Strict):
             if value.index(entry) != i:
                 raise _KeyProblem((i,), f"replica {redact_url(entry)!r} is listed twice (entries {value.index(entry) + 1} "
                                         f"and {i + 1}); list each replica once")
+        return value
+
+    @field_validator("batch")
+    @classmethod
+    def _has_a_batch_api(cls, value: bool, info) -> bool:
+        provider = info.data.get("provider")
+        if value and provider not in BATCH_PROVIDERS:
+            raise ValueError(f"batch: true needs a provider with a batch API ({' or '.join(BATCH_PROVIDERS)}); "
+                             f"provider {provider} has none: remove batch, or reach the model through openai or anthropic")
+        if value and info.data.get("local"):
+            raise ValueError("batch: true is for the providers' batch APIs, not a model on this machine (local: true)")
+        return value
+
+    @field_validator("batch_max_requests")
+    @classmethod
+    def _within_the_provider_limit(cls, value: int | None, info) -> int | None:
+        limit = BATCH_LIMITS.get(info.data.get("provider"))
+        if value is not None and limit is not None and value > limit:
+            raise ValueError(f"batch_max_requests {value} is above provider {info.data.get('provider')}'s limit of "
+                             f"{limit:,} requests per batch")
         return value
 
     @field_validator("base_url")
@@ -285,6 +315,13 @@ class GuideConfig(EndpointConfig):
     def config_id(self, template_text: str) -> str:
         return stable_hash(self.answer_fields() | {"templates": template_text, "use_ref": self.use_question_reference})
 
+    @field_validator("batch")
+    @classmethod
+    def _guidance_is_asked_directly(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("guidance is built with ordinary requests before collection; remove batch here")
+        return value
+
 
 class RagConfig(_Strict):
     """Retrieval for contestants with `augment: rag`."""
@@ -438,6 +475,10 @@ class RunConfig(_Strict):
                 raise _KeyProblem(("contestants", i, "augment"), f"contestant {c.name!r} has augment: guidance, but the config has no `guidance:` section naming the guide model")
             if c.augment == "rag" and self.rag is None:
                 raise _KeyProblem(("contestants", i, "augment"), f"contestant {c.name!r} has augment: rag, but the config has no `rag:` section naming the corpus")
+        for i, j in enumerate(self.judge):
+            if j.batch and self.rating.adaptive is not None:
+                raise _KeyProblem(("judge", i, "batch"), f"judge {j.label!r} has batch: true, but adaptive judging "
+                                  "decides after each few games what to judge next; remove rating.adaptive or batch")
         if self.category_baselines and self.rating.adaptive is not None:
             raise _KeyProblem(("rating", "adaptive"), "adaptive judging needs one baseline for every question; with a "
                               "baseline per category, judge every question (remove rating.adaptive)")

@@ -258,6 +258,16 @@ def games_for(judge_config_id: str, question_id: str, contestant: str, baseline:
     ]
 
 
+def judge_messages(question: str | Sequence[str], answer_a: str | Sequence[str], answer_b: str | Sequence[str],
+                   config: JudgeConfig, prompts: JudgePrompts,
+                   reference: str | None = None) -> tuple[list[Message], QuotedMaterial]:
+    """The judge's first messages for one game and the material they quote (judge_game; a batch judge's request)."""
+    if isinstance(question, str):
+        return prompts.render_quoting(question, answer_a, answer_b, reference)
+    return prompts.render_quoting(answer_a=answer_a, answer_b=answer_b, reference=reference, questions=question,
+                                  last_only=config.turns == "last")
+
+
 async def judge_game(
     game: Game,
     question: str | Sequence[str],
@@ -278,11 +288,7 @@ async def judge_game(
 
     Raises providers.retry.RetriesExhausted when the judge endpoint itself keeps failing.
     """
-    if isinstance(question, str):
-        messages, material = prompts.render_quoting(question, answer_a, answer_b, reference)
-    else:
-        messages, material = prompts.render_quoting(answer_a=answer_a, answer_b=answer_b, reference=reference,
-                                                    questions=question, last_only=config.turns == "last")
+    messages, material = judge_messages(question, answer_a, answer_b, config, prompts, reference)
     overrides = provider.constrain_to([f"[[{label}]]" for label in LABELS]) if config.constrain_labels else {}
     flags = {LABEL_IN_MATERIAL} if material else set()
     replies: list[str] = []

@@ -25,6 +25,7 @@ from .answer_sets import AnswerSets
 from .augment import Augmenter
 from .adaptive import AdaptivePlan, advance, question_order
 from .augment.guidance import build_guidance
+from .batch import Batches
 from .config import RunConfig
 from .errors import ArenaError, RunInterrupted, StoreError
 from .history import find_regressions
@@ -65,13 +66,16 @@ class Result:
     _arena: "Arena | None" = field(default=None, repr=False)
     _tally: Tally | None = field(default=None, repr=False)
     _answers: pd.DataFrame | None = field(default=None, repr=False)
+    # `--no-wait` left batches at the provider (summary.batches_waiting): nothing was scored, and that is no failure.
+    waiting: bool = False
 
     @property
     def exit_code(self) -> int:
-        """0 complete, 2 finished with missing items, 3 a contestant regressed (takes precedence)."""
+        """0 complete (or batches submitted without waiting), 2 finished with missing items, 3 a contestant
+        regressed (takes precedence)."""
         if self.regressions is not None and len(self.regressions):
             return 3
-        return 0 if self.summary.complete else 2
+        return 0 if self.summary.complete or self.waiting else 2
 
     @property
     def answers(self) -> pd.DataFrame:
@@ -168,12 +172,14 @@ class Arena:
     """
 
     def __init__(self, config: RunConfig | None = None, progress: Progress | None = None,
-                 questions: QuestionSet | None = None, *, refresh: Iterable[str] = (), **parts: Any):
+                 questions: QuestionSet | None = None, *, refresh: Iterable[str] = (), wait: bool = True,
+                 **parts: Any):
         if config is None:
             config = _config_from_parts(questions, parts)
         elif parts:
             raise ArenaError(f"pass either a config or its parts, not both (got {', '.join(sorted(parts))})")
         self.config = config
+        self.wait = wait  # False: batches are submitted and polled once, never waited for (`run --no-wait`)
         self.progress = progress or NullProgress()
         self.questions = questions or load_questions(config.questions_path)
         if config.category_baselines or any(j.prompts_by_category for j in config.judges):
@@ -237,11 +243,19 @@ class Arena:
                 for c in self.contestants:
                     store.save_contestant(c.name, sets.set_id(c), c.provider, c.model, c.model_dump(mode="json"))
                 augmenter = self.augmenter(store, run_id)
+                batches = Batches(self.scope, store, sets, augmenter, run_id, summary, self.progress, self.wait)
                 try:
                     if "guidance" in stages and augmenter.guide is not None:
                         summary.guidance = GuidanceCounts()
                         await build_guidance(augmenter.guide, self.questions, self.progress, summary.guidance)
                         summary.guidance_errors += summary.guidance.errors
+                    if batches.in_use and ("answers" in stages or "judge" in stages):
+                        # Batch mode goes in rounds (batch.py): what earlier runs left at the provider, then the
+                        # batch contestants' answers, before the stream below hands every answer on.
+                        await batches.resume()
+                        if "answers" in stages:
+                            await batches.collect()
+                    judging = None
                     if self.config.rating.adaptive is not None and "judge" in stages:
                         await self._judge_adaptively(store, sets, augmenter, run_id, summary, stages)
                     elif "answers" in stages and "judge" in stages and judge_shares_a_meter(self.scope):
@@ -249,18 +263,31 @@ class Arena:
                         # inside the contestants' windows and count twice, so it judges once collection is done.
                         await CollectAndJudge(self.scope, store, sets, augmenter, run_id, summary, self.progress,
                                               collect=True, judge=False).run()
-                        await CollectAndJudge(self.scope, store, sets, augmenter, run_id, summary, self.progress,
-                                              collect=False, judge=True, count_answers=False).run()
+                        judging = CollectAndJudge(self.scope, store, sets, augmenter, run_id, summary, self.progress,
+                                                  collect=False, judge=True, count_answers=False)
+                        await judging.run()
                     elif "answers" in stages or "judge" in stages:
-                        await CollectAndJudge(self.scope, store, sets, augmenter, run_id, summary, self.progress,
-                                              collect="answers" in stages, judge="judge" in stages).run()
+                        judging = CollectAndJudge(self.scope, store, sets, augmenter, run_id, summary, self.progress,
+                                                  collect="answers" in stages, judge="judge" in stages)
+                        await judging.run()
+                    if judging is not None and judging.judge:
+                        await batches.judge(judging.batched_games())  # the batch judges' games, gathered above
                 finally:
-                    await augmenter.close()
+                    try:
+                        await batches.close()
+                    finally:
+                        await augmenter.close()
                     guide = augmenter.guide
                     if guide is not None and (counts := replica_counts("guide", guide.config.model or "guide",
                                                                        guide.provider)) is not None:
                         summary.replicas.append(counts)
+                summary.batches_waiting = batches.waiting
                 result = Result(run_id, summary, None, out, _arena=self)
+                if summary.batches_waiting and not self.wait:
+                    # `--no-wait`: what could be sent is at the provider; the next run collects it and scores.
+                    result.waiting = True
+                    status = "waiting"
+                    return result
                 if "score" in stages:
                     self._score(store, sets, result)
                 elif "judge" in stages:

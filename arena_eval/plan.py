@@ -148,7 +148,7 @@ def _contestant_row(scope: RunScope, store, sets, augmenter, c) -> tuple[PlanRow
     energy = _energy(scope, store, c, set_id, requests, output_tokens, latency, estimated)
     row = PlanRow("contestant", c.name, requests, input_tokens if requests else 0.0,
                   output_tokens if requests else 0.0,
-                  cost_of(price_for(c), input_tokens, output_tokens) if requests else 0.0, duration,
+                  cost_of(price_for(c, batch=c.batch), input_tokens, output_tokens) if requests else 0.0, duration,
                   energy if requests else 0.0, estimated if requests else [])
     return row, missing
 
@@ -212,5 +212,5 @@ def _judge_row(scope: RunScope, store, sets, judge, new_answers: dict[str, set[s
     duration = pending * latency / config.concurrency if latency is not None and pending else (0.0 if not pending else None)
     energy = _energy(scope, store, config, judge.config_id, pending, output_tokens, latency, estimated)
     return PlanRow("judge", judge.name, pending, input_tokens if pending else 0.0, output_tokens if pending else 0.0,
-                   cost_of(price_for(config), input_tokens, output_tokens) if pending else 0.0, duration,
+                   cost_of(price_for(config, batch=config.batch), input_tokens, output_tokens) if pending else 0.0, duration,
                    energy if pending else 0.0, estimated if pending else [])

@@ -26,7 +26,16 @@ def _bundled_price_map() -> dict:
         return {}
 
 
-def price_for(endpoint: EndpointConfig) -> Price | None:
+def price_for(endpoint: EndpointConfig, batch: bool = False) -> Price | None:
+    """The endpoint's price per million tokens; with `batch`, the batch APIs' price: half of it (OpenAI and
+    Anthropic both take half the price in effect, a configured `price` included)."""
+    price = _list_price(endpoint)
+    if batch and price is not None:
+        return Price(input_per_mtok=price.input_per_mtok / 2, output_per_mtok=price.output_per_mtok / 2)
+    return price
+
+
+def _list_price(endpoint: EndpointConfig) -> Price | None:
     if endpoint.price is not None:
         return endpoint.price
     # A custom base_url (vLLM, llama.cpp, Ollama) serves its own weights: a vendor's list price would be wrong.

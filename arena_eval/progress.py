@@ -15,6 +15,9 @@ class Progress(Protocol):
     def advance(self, stage: str, *, error: bool = False, cached: bool = False) -> None:
         """One item of `stage` is done."""
 
+    def status(self, line: str) -> None:
+        """A line about work that has no count of its own to advance (a batch at a provider being polled)."""
+
     def close(self) -> None: ...
 
 
@@ -22,6 +25,8 @@ class NullProgress:
     def add(self, stage: str, total: int) -> None: ...
 
     def advance(self, stage: str, *, error: bool = False, cached: bool = False) -> None: ...
+
+    def status(self, line: str) -> None: ...
 
     def close(self) -> None: ...
 
@@ -73,6 +78,9 @@ class LineProgress:
             flush=True,
         )
 
+    def status(self, line: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {line}", file=self.stream, flush=True)
+
     def close(self) -> None:
         pass
 
@@ -110,6 +118,9 @@ class RichProgress:
         c.errors += error
         c.cached += cached
         self.bars.update(self.tasks[stage], advance=1, errors=c.errors, cached=c.cached)
+
+    def status(self, line: str) -> None:
+        self.bars.console.print(line, highlight=False)
 
     def close(self) -> None:
         self.bars.stop()

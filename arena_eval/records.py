@@ -242,6 +242,10 @@ class RunSummary:
     adaptive: AdaptiveSummary | None = None  # with rating.adaptive
     # Endpoints whose base_url lists replicas, and that sent requests: each replica's share (docs/design.md §3.1.5).
     replicas: list[EndpointReplicas] = field(default_factory=list)
+    # Batch mode (docs/design.md §3.9): the batches still at the provider when the run ended (`run --no-wait`, or
+    # a batch that could not be polled), and results that matched no request (recorded and skipped).
+    batches_waiting: list[str] = field(default_factory=list)
+    batch_notes: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:

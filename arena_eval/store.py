@@ -88,6 +88,15 @@ CREATE TABLE IF NOT EXISTS resources (
     run_id TEXT NOT NULL, contestant TEXT NOT NULL, config_id TEXT NOT NULL, peak_memory_gb REAL,
     memory_source TEXT, created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    batch_id TEXT PRIMARY KEY, kind TEXT NOT NULL, provider TEXT NOT NULL, endpoint TEXT NOT NULL, name TEXT NOT NULL,
+    config_id TEXT NOT NULL, status TEXT NOT NULL, provider_status TEXT, done INTEGER NOT NULL DEFAULT 0,
+    total INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL, run_id TEXT, collected_run_id TEXT
+);
+CREATE TABLE IF NOT EXISTS batch_items (
+    batch_id TEXT NOT NULL, custom_id TEXT NOT NULL, question_id TEXT NOT NULL, item TEXT NOT NULL,
+    PRIMARY KEY (batch_id, custom_id)
+);
 CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id, stage);
 """
 
@@ -584,6 +593,59 @@ class Store:
         if run_id is not None:
             query, args = query + " WHERE run_id=?", (run_id,)
         return [dict(r) for r in self.db.execute(query + " ORDER BY id", args)]
+
+    def save_batch_error(self, name: str, config_id: str, reason: str, run_id: str) -> None:
+        """A batch result that matches no request of its batch (stage `batch`): kept for the record, not an item's
+        error, so nothing is retried because of it."""
+        self.db.execute(
+            "INSERT INTO errors (run_id, stage, contestant, config_id, question_id, reason, attempts, created_at)"
+            " VALUES (?,?,?,?,?,?,?,?)", (run_id, "batch", name, config_id, "", redact(reason), 0, time.time()))
+
+    # --- batches at a provider (docs/design.md §3.9) -------------------------------------------------------
+
+    def save_batch_job(self, batch_id: str, kind: str, provider: str, endpoint: str, name: str, config_id: str,
+                       items: list[tuple[str, str, dict[str, Any]]], run_id: str) -> None:
+        """A batch the provider just accepted, with what each custom id in it stands for ((custom_id, question_id,
+        item)), in one transaction: from now on a killed run resumes it instead of submitting its work again."""
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("INSERT INTO batch_jobs (batch_id, kind, provider, endpoint, name, config_id, status, "
+                            "total, created_at, updated_at, run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                            (batch_id, kind, provider, redact(endpoint), name, config_id, "pending", len(items), now,
+                             now, run_id))
+            self.db.executemany("INSERT INTO batch_items VALUES (?,?,?,?)",
+                                ((batch_id, custom_id, question_id, json.dumps(item))
+                                 for custom_id, question_id, item in items))
+
+    def update_batch_job(self, batch_id: str, provider_status: str, done: int, collected_run_id: str | None = None) -> None:
+        """The provider's latest word on a batch; with `collected_run_id`, its results are all stored."""
+        if collected_run_id is None:
+            self.db.execute("UPDATE batch_jobs SET provider_status=?, done=?, updated_at=? WHERE batch_id=?",
+                            (provider_status, done, time.time(), batch_id))
+        else:
+            self.db.execute("UPDATE batch_jobs SET status='collected', provider_status=?, done=?, updated_at=?, "
+                            "collected_run_id=? WHERE batch_id=?",
+                            (provider_status, done, time.time(), collected_run_id, batch_id))
+
+    def batch_jobs(self, pending_only: bool = False) -> list[dict[str, Any]]:
+        query = "SELECT * FROM batch_jobs" + (" WHERE status='pending'" if pending_only else "")
+        return [dict(r) for r in self.db.execute(query + " ORDER BY created_at, batch_id")]
+
+    def batch_job(self, batch_id: str) -> dict[str, Any]:
+        return dict(self.db.execute("SELECT * FROM batch_jobs WHERE batch_id=?", (batch_id,)).fetchone())
+
+    def batch_items(self, batch_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
+        """custom_id → (question_id, what it stands for) of one batch."""
+        rows = self.db.execute("SELECT custom_id, question_id, item FROM batch_items WHERE batch_id=?", (batch_id,))
+        return {r[0]: (r[1], json.loads(r[2])) for r in rows}
+
+    def pending_custom_ids(self, kind: str, config_id: str) -> set[str]:
+        """The custom ids of one answer set's (or one judge's) batches still at the provider: work not to submit
+        again."""
+        rows = self.db.execute("SELECT i.custom_id FROM batch_items i JOIN batch_jobs j ON j.batch_id = i.batch_id "
+                               "WHERE j.status='pending' AND j.kind=? AND j.config_id=?", (kind, config_id))
+        return {r[0] for r in rows}
 
     # --- judgments --------------------------------------------------------------------------------------
 

@@ -54,6 +54,10 @@ def judge_shares_a_meter(scope: RunScope) -> bool:
     return bool({keys[j.device] for j in judges} & {keys[c.device] for c in contestants})
 
 
+def _multi_turn(question: Question) -> bool:
+    return question.multi_turn
+
+
 class _JudgeLane:
     """One judge's share of the stream: its provider, its bounded queue of games, its energy counts."""
 
@@ -62,6 +66,8 @@ class _JudgeLane:
         self.provider = make_provider(judge.config, base_dir)
         self.games: asyncio.Queue = asyncio.Queue(maxsize=max(64, 2 * judge.config.concurrency))
         self.counts = WindowCounts()
+        # A batch judge (judge.batch) asks nothing here: its games wait in this list for batch.Batches.judge.
+        self.batched: list[tuple] = []
 
 
 class CollectAndJudge:
@@ -101,6 +107,10 @@ class CollectAndJudge:
         self.dispatcher = GameDispatcher([c.name for c in scope.contestants], scope.baseline.name, self.references)
         self.open_producers = 0
         self.needs_work: set[str] = set()
+
+    def batched_games(self) -> list[tuple[RunJudge, list[tuple]]]:
+        """Each batch judge's games that this stream posed, for batch.Batches.judge to submit."""
+        return [(lane.judge, lane.batched) for lane in self.lanes if lane.judge.config.batch]
 
     def check_credentials(self) -> None:
         """Errors before work: every credential is checked before the first request goes out, and each key is
@@ -225,8 +235,10 @@ class CollectAndJudge:
                         counts.add(item.output_tokens)
                     await self.deliver(item)
 
+                # A batch contestant's single-turn answers come from its batches (batch.py): only a conversation,
+                # which needs its answers turn by turn, is asked here.
                 await collect_into(contestant, provider, self.questions, self.store, prepare, count_and_deliver,
-                                   self.run_id, set_id)
+                                   self.run_id, set_id, ask=_multi_turn if contestant.batch else None)
                 if metered and counts.requests:
                     self.record_memory(contestant, provider, set_id)
         finally:
@@ -318,6 +330,9 @@ class CollectAndJudge:
     async def judge_worker(self, lane: _JudgeLane) -> None:
         summary, judge = self.summary, lane.judge
         while (work := await lane.games.get()) is not None:
+            if judge.config.batch:
+                lane.batched.append(work)
+                continue
             game, question, text_a, text_b, reference, prompts = work
             try:
                 judgment = await judge_game(game, question, text_a, text_b, judge.config, judge.config_id,
