@@ -284,7 +284,6 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
                   "(positive: the judge favours more of it; removed from the scores)", highlight=False)
     if s.energy is not None:
         e = s.energy
-        methods = ", ".join(e.methods) or "none available"
         idle = f"{e.idle_power_w:.1f} W" if e.idle_power_w is not None else "not measured"
         judge_wh = f"{e.judge_wh:.3g} Wh" if e.judge_wh is not None else "unknown"
         meters = "; ".join(METER_WORDS.get(m, m) for m in e.methods) or "no meter could read anything"
