@@ -337,3 +337,14 @@ def test_a_source_in_use_by_a_run_is_refused(tmp_path):
     with RunLock(tmp_path / "a"), pytest.raises(ArenaError, match="a run .* is using it"):
         merge_stores([tmp_path / "a"], tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_the_merge_commands_in_docs_scale_md_use_options_the_cli_has():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "scale.md").read_text()
+    options = cli("merge", "--help").stdout
+    used = re.findall(r"arena-eval merge [^\n#]*", doc)
+    assert len(used) >= 2
+    for line in used:
+        for option in re.findall(r"\s(--?[a-z][a-z-]*)", line):
+            assert option in options, f"{line!r}: merge has no {option}"
