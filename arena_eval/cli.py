@@ -1003,6 +1003,10 @@ def merge(
         result = merge_stores(sources, target)
     except ArenaError as exc:
         _fail(exc)
+    except KeyboardInterrupt:  # the transaction of the source being merged was rolled back
+        err.print("interrupted: the source being merged was left out whole, the sources merged before it are kept; "
+                  "run the same command again to finish (what is merged already is skipped as duplicates)")
+        raise typer.Exit(130)
     rows = [count.__dict__ for count in result.counts]
     if format is Format.json:
         sys.stdout.write(json.dumps({"into": str(result.into), "tables": rows,

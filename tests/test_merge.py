@@ -295,7 +295,11 @@ def test_a_store_of_an_older_schema_merges_with_its_missing_columns_empty(tmp_pa
         assert store.get_answer("ans1").text == "an answer" and store.get_answer("ans1").reasoning is None
 
 
-def test_a_failure_half_way_leaves_dir_as_it_was(tmp_path, monkeypatch):
+@pytest.mark.parametrize("failure, expected", [
+    (StoreError("reading or writing arena.db failed (SQLite: disk I/O error)"), "nothing of it was merged"),
+    (KeyboardInterrupt(), None),  # Ctrl-C
+])
+def test_a_failure_half_way_leaves_dir_as_it_was(tmp_path, monkeypatch, failure, expected):
     import arena_eval.merge as merge
 
     merge_stores([fill(tmp_path / "a")], tmp_path / "m")
@@ -304,13 +308,15 @@ def test_a_failure_half_way_leaves_dir_as_it_was(tmp_path, monkeypatch):
 
     def fail_at_judgments(con, rule, *args):
         if rule.table == "judgments":  # after the answers of this source went in
-            raise StoreError("reading or writing arena.db failed (SQLite: disk I/O error)")
+            raise failure
         return real(con, rule, *args)
 
     monkeypatch.setattr(merge, "_merge_table", fail_at_judgments)
-    with pytest.raises(ArenaError, match="nothing of it was merged"):
+    with pytest.raises(type(failure), match=expected):
         merge_stores([fill(tmp_path / "b", "r2", text="b's answer")], tmp_path / "m")
     assert counts(tmp_path / "m" / "arena.db") == before
+    monkeypatch.undo()
+    assert merge_stores([tmp_path / "b"], tmp_path / "m").counts  # and the folder is usable: nothing left attached
 
 
 @pytest.mark.parametrize("make, message", [
@@ -348,3 +354,37 @@ def test_the_merge_commands_in_docs_scale_md_use_options_the_cli_has():
     for line in used:
         for option in re.findall(r"\s(--?[a-z][a-z-]*)", line):
             assert option in options, f"{line!r}: merge has no {option}"
+
+
+@pytest.mark.slow
+def test_a_merge_killed_mid_transaction_leaves_dir_unchanged_and_a_rerun_finishes(tmp_path):
+    import os
+    import signal
+    import time
+
+    with Store(tmp_path / "big" / "arena.db") as store:  # large enough that its merge spills into DIR's WAL
+        store.db.execute("BEGIN")
+        store.db.executemany(
+            "INSERT INTO answers (answer_id, contestant, config_id, question_id, prompt_hash, text, created_at) "
+            "VALUES (?,?,?,?,?,?,?)", ((f"a{i:07d}", "c", "cfg", f"q{i}", "p", "x" * 2000, 1.0) for i in range(60000)))
+        store.db.execute("COMMIT")
+    merged = tmp_path / "m"
+    fill(merged)  # DIR holds something already
+    before = counts(merged / "arena.db")
+    child = subprocess.Popen([*CLI, "merge", str(tmp_path / "big"), "--into", str(merged)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wal = merged / "arena.db-wal"
+    deadline = time.monotonic() + 60
+    while child.poll() is None and time.monotonic() < deadline:
+        if wal.exists() and wal.stat().st_size > 20 * 2**20:  # well into the source's transaction
+            break
+        time.sleep(0.01)
+    assert child.poll() is None, "the merge ended before it could be killed"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert counts(merged / "arena.db") == before
+    with sqlite3.connect(merged / "arena.db") as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    again = cli("merge", str(tmp_path / "big"), "--into", str(merged))  # the lock died with the process
+    assert again.returncode == 0, again.stderr
+    assert counts(merged / "arena.db")["answers"] == before["answers"] + 60000
