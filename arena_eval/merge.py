@@ -206,26 +206,27 @@ def _merge_one(store: Store, label: str, db: Path, schema: dict[str, list[str]],
     try:
         source_tables = {r[0] for r in con.execute("SELECT name FROM src.sqlite_master WHERE type='table'")}
         epochs_before = set(map(tuple, con.execute("SELECT base_config_id, epoch FROM main.answer_epochs")))
-        con.execute("BEGIN IMMEDIATE")
+        counts, conflicts = [], []
         try:
-            counts, conflicts = [], []
-            for rule in RULES:
-                if rule.table not in source_tables:  # an older store, without this table: nothing to bring
-                    continue
-                present = {r[1] for r in con.execute(f"PRAGMA src.table_info({rule.table})")}
-                count = TableCount(label, rule.table)
-                conflicts += _merge_table(con, rule, schema[rule.table], present, count)
-                counts.append(count)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for rule in RULES:
+                    if rule.table not in source_tables:  # an older store, without this table: nothing to bring
+                        continue
+                    present = {r[1] for r in con.execute(f"PRAGMA src.table_info({rule.table})")}
+                    count = TableCount(label, rule.table)
+                    conflicts += _merge_table(con, rule, schema[rule.table], present, count)
+                    counts.append(count)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        except StoreError as exc:
+            raise StoreError(f"merging {label} stopped, and nothing of it was merged (each source is one "
+                             f"transaction; sources merged before it are kept): {exc}") from None
         result.counts += counts
         result.conflicts += [_with_origin(c, con, store.path, merged) for c in conflicts]
         result.notes += _epoch_notes(con, label, epochs_before)
-    except StoreError as exc:
-        raise StoreError(f"merging {label} stopped, and nothing of it was merged (each source is one transaction; "
-                         f"sources merged before it are kept): {exc}") from None
     finally:
         con.execute("DETACH DATABASE src")
 
