@@ -1,7 +1,7 @@
 """The `arena-eval` command line.
 
-Exit codes: 0 complete, 1 usage or config error, 2 finished with missing items, 3 a contestant regressed,
-130 / 143 stopped by SIGINT / SIGTERM (what was stored is kept; run again to resume).
+Exit codes: 0 complete, 1 usage or config error, 2 finished with missing items (`merge`: with conflicting rows),
+3 a contestant regressed, 130 / 143 stopped by SIGINT / SIGTERM (what was stored is kept; run again to resume).
 """
 
 from __future__ import annotations
@@ -998,6 +998,67 @@ def import_(
         f"{answers_file}: {counts['imported']} answers imported for {contestant}, {counts['already_stored']} already "
         f"stored, {counts['unknown_question']} for questions not in the set (skipped)"
     )
+
+
+MAX_CONFLICT_LINES = 100  # on the terminal; --format json lists every conflict
+
+
+@app.command()
+def merge(
+    sources: list[Path] = typer.Argument(..., help="Output folders (or their arena.db files) to merge."),
+    into: Optional[Path] = typer.Option(None, "--into", help="The output folder to merge into (created if new)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Merge into this run config's output folder "
+                                          "instead of --into."),
+    format: Format = FormatOption,
+) -> None:
+    """Merge the stores of several output folders into one: same key and content is skipped as a duplicate, same
+    key and other content is a conflict (reported; the row already there is kept). Exit 0, or 2 on conflicts.
+
+    Each source is merged in one transaction while DIR's run lock is held; merging a source again adds nothing."""
+    from .merge import merge_stores
+
+    try:
+        if (into is None) == (config is None):
+            raise ArenaError("merge needs where to merge into: --into DIR or --config F (its output folder), one of them")
+        target = into if into is not None else _load(config).output_dir
+        result = merge_stores(sources, target)
+    except ArenaError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:  # the transaction of the source being merged was rolled back
+        err.print("interrupted: the source being merged was left out whole, the sources merged before it are kept; "
+                  "run the same command again to finish (what is merged already is skipped as duplicates)")
+        raise typer.Exit(130)
+    rows = [count.__dict__ for count in result.counts]
+    if format is Format.json:
+        sys.stdout.write(json.dumps({"into": str(result.into), "tables": rows,
+                                     "conflicts": [{"table": c.table, "key": dict(c.key), "source": c.source,
+                                                    "kept_from": c.kept_from, "columns": list(c.columns)}
+                                                   for c in result.conflicts], "notes": result.notes},
+                                    indent=2, default=str) + "\n")
+    elif format is Format.csv:
+        pd.DataFrame(rows, columns=["source", "table", "added", "duplicates", "conflicts"]).to_csv(sys.stdout, index=False)
+    else:
+        table = Table(title=f"merged into {result.into}")
+        for column in ("source", "table", "added", "duplicates", "conflicts"):
+            table.add_column(column, justify="left" if column in ("source", "table") else "right")
+        for row in rows:
+            if row["added"] or row["duplicates"] or row["conflicts"]:
+                table.add_row(redact(row["source"]), row["table"], *(str(row[k]) for k in ("added", "duplicates",
+                                                                                          "conflicts")))
+        Console(width=_terminal_width()).print(table)
+    if format is not Format.json:
+        for conflict in result.conflicts[:MAX_CONFLICT_LINES]:
+            err.print(f"conflict: {conflict.describe()}", highlight=False, markup=False)
+        if len(result.conflicts) > MAX_CONFLICT_LINES:
+            err.print(f"… and {len(result.conflicts) - MAX_CONFLICT_LINES} more conflicts: --format json lists them "
+                      "all", highlight=False)
+    for note in result.notes:
+        err.print(f"note: {note}", highlight=False, markup=False)
+    added = sum(c.added for c in result.counts)
+    err.print(f"{added} rows added, {sum(c.duplicates for c in result.counts)} duplicates skipped, "
+              f"{len(result.conflicts)} conflicts"
+              + (" (the rows already there were kept)" if result.conflicts else ""), highlight=False)
+    raise typer.Exit(result.exit_code)
 
 
 def main() -> None:
