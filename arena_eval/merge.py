@@ -67,6 +67,11 @@ RULES = (
     # An import is replaced by re-importing its file in the source; the re-imported rows differ from the merged
     # ones only in imported_at, so they are not added a second time.
     TableRule("energy_imports", ignored=("id", "imported_at")),
+    # A batch at a provider (batch mode) is one batch wherever it was recorded; how far a folder got in collecting
+    # it (its status and counts) is that folder's progress, not a different batch: DIR's row is kept.
+    TableRule("batch_jobs", (("batch_id",),),
+              ignored=("status", "provider_status", "done", "created_at", "updated_at", "run_id", "collected_run_id")),
+    TableRule("batch_items", (("batch_id", "custom_id"),)),
 )
 
 

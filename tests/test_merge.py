@@ -205,6 +205,10 @@ def fill(folder: Path, run_id: str = "r1", text: str = "an answer") -> Path:
         save_imports(store.db, pd.DataFrame([{"contestant": "base", "line": 2, "energy_wh": 1.0, "tags": {}}]),
                      folder / "emissions.csv", imported_at=1.0)
         store.save_leaderboard(run_id, [{"model": "base", "score": 50.0}])
+        # A batch at a provider (batch mode) and one item of it, as batch.py records them.
+        store.db.execute("INSERT INTO batch_jobs VALUES ('batch_1', 'answers', 'openai', 'http://x/v1', 'base', 'cfg', "
+                         "'pending', 'in_progress', 0, 1, 1.0, 1.0, ?, NULL)", (run_id,))
+        store.db.execute("INSERT INTO batch_items VALUES ('batch_1', 'ans1', 'q1', '{}')")
         store.finish_run(run_id, "complete", {})
     return folder / "arena.db"
 
