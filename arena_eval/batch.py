@@ -70,9 +70,11 @@ class Batches:
             await client.close()
 
     def client(self, name: str, config: EndpointConfig):
-        if name not in self.clients:
-            self.clients[name] = batch_client(config)
-        return self.clients[name]
+        """The batch client of one endpoint. Keyed by the endpoint's settings object, not its name: a judge is often
+        named after the model a contestant also is, and must never send through the contestant's settings."""
+        if id(config) not in self.clients:
+            self.clients[id(config)] = batch_client(config)
+        return self.clients[id(config)]
 
     # --- 1. batches left by earlier runs ------------------------------------------------------------------
 
@@ -81,9 +83,11 @@ class Batches:
         for job in self.store.batch_jobs(pending_only=True):
             config = self._endpoint_of(job)
             if config is None:
-                self.waiting.append(job["batch_id"])
-                self.progress.status(f"batch {job['batch_id']} ({job['kind']} of {job['name']}) belongs to an "
-                                     "endpoint this config no longer has; left at the provider")
+                # Not waited for (it would stop every `--no-wait` run before scoring, for good): said, and left.
+                note = (f"batch {job['batch_id']} ({job['kind']} of {job['name']}) belongs to an endpoint this config "
+                        "no longer has; it is left at the provider and not collected")
+                self.summary.batch_notes.append(note)
+                self.progress.status(note)
                 continue
             jobs.append(self._finish(job, config))
         await asyncio.gather(*jobs)

@@ -141,6 +141,9 @@ class EndpointConfig(_Strict):
                              f"provider {provider} has none: remove batch, or reach the model through openai or anthropic")
         if value and info.data.get("local"):
             raise ValueError("batch: true is for the providers' batch APIs, not a model on this machine (local: true)")
+        if value and isinstance(info.data.get("base_url"), list):
+            raise ValueError("batch: true sends to one provider's batch API; a list of replicas in base_url has no "
+                             "meaning there: give one base_url, or remove batch")
         return value
 
     @field_validator("batch_max_requests")

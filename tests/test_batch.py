@@ -253,3 +253,34 @@ def test_a_batch_contestants_conversations_are_asked_turn_by_turn_with_ordinary_
     assert [len(ids) for ids in server.submitted.values()] == [3 + 8, 0]
     assert server.openai_chat.requests["m-base"] == 2
     assert rows(path, "SELECT COUNT(*) FROM answers WHERE contestant='base' AND turns IS NOT NULL") == [(1,)]
+
+
+def test_a_judge_named_like_a_batch_contestant_gets_its_own_client():
+    """Self-judging names the judge after the contestant's model: the judge's batch must still go out with the
+    judge's own endpoint and settings, never the contestant's."""
+    from arena_eval.config import ContestantConfig, JudgeConfig
+
+    contestant = ContestantConfig(name="gpt-4o-mini", provider="openai", model="gpt-4o-mini", batch=True,
+                                  base_url="http://contestant-proxy:8000/v1", max_tokens=256, temperature=0.9)
+    judge = JudgeConfig(provider="openai", model="gpt-4o-mini", batch=True, base_url="http://judge-proxy:8000/v1")
+    import asyncio
+
+    async def clients():
+        batches = Batches.__new__(Batches)
+        batches.clients = {}
+        first, second = batches.client("gpt-4o-mini", contestant), batches.client(judge.label, judge)
+        again = batches.client("gpt-4o-mini", contestant)
+        await batches.close()
+        return first, second, again
+
+    first, second, again = asyncio.run(clients())
+    assert first is not second and second.config is judge and first.config is contestant and again is first
+
+
+def test_batch_with_a_list_of_replicas_is_a_config_error():
+    from arena_eval.config import ContestantConfig
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="a list of replicas in base_url has no meaning there"):
+        ContestantConfig(name="c", provider="openai", model="m", batch=True,
+                         base_url=["http://a:8000/v1", "http://b:8000/v1"])
