@@ -43,6 +43,8 @@ class BatchFaults:
     unknown_ids: list[str] = field(default_factory=list)
     error_ids: set[str] = field(default_factory=set)
     judge_verdict: str = "longer"
+    # Creates whose reply is lost: the batch is made, then the client gets a 502 (as after a proxy timeout).
+    lost_create_replies: int = 0
 
 
 @dataclass
@@ -51,6 +53,7 @@ class _Batch:
     requests: list[dict]  # OpenAI: the file's lines; Anthropic: {custom_id, params}
     faults: BatchFaults
     polls: int = 0
+    input_file_id: str | None = None
 
 
 class FakeBatches:
@@ -92,10 +95,20 @@ class FakeBatches:
         if len(set(ids)) != len(ids) or any(line.get("url") != "/v1/chat/completions" for line in lines):
             return _openai_error(400, "custom ids must be unique, urls /v1/chat/completions")
         batch_id = f"batch_{next(self._ids)}"
-        self.batches[batch_id] = _Batch("openai", lines, self.faults)
+        self.batches[batch_id] = _Batch("openai", lines, self.faults, input_file_id=body["input_file_id"])
         self.submissions["openai"] += 1
         self.submitted["openai"] += ids
+        if self.faults.lost_create_replies > 0:
+            self.faults.lost_create_replies -= 1
+            return _openai_error(502, "bad gateway (the batch was created)")
         return web.json_response(self._openai_view(batch_id, poll=False))
+
+    async def list_openai(self, request: web.Request) -> web.Response:
+        newest = [b for b in reversed(self.batches) if self.batches[b].api == "openai"]
+        limit = int(request.query.get("limit", "20"))
+        return web.json_response({"object": "list", "data": [
+            {**self._openai_view(b, poll=False), "input_file_id": self.batches[b].input_file_id}
+            for b in newest[:limit]]})
 
     async def get_openai(self, request: web.Request) -> web.Response:
         batch_id = request.match_info["batch_id"]
@@ -241,6 +254,7 @@ class FakeBatches:
         app = web.Application(client_max_size=64 * 2**20)
         app.router.add_post("/v1/files", self.upload)
         app.router.add_post("/v1/batches", self.create_openai)
+        app.router.add_get("/v1/batches", self.list_openai)
         app.router.add_get("/v1/batches/{batch_id}", self.get_openai)
         app.router.add_get("/v1/files/{file_id}/content", self.content)
         app.router.add_post("/v1/chat/completions", self.openai_chat.chat)  # ordinary requests (conversations)

@@ -284,3 +284,15 @@ def test_batch_with_a_list_of_replicas_is_a_config_error():
     with pytest.raises(ValidationError, match="a list of replicas in base_url has no meaning there"):
         ContestantConfig(name="c", provider="openai", model="m", batch=True,
                          base_url=["http://a:8000/v1", "http://b:8000/v1"])
+
+
+def test_a_create_whose_reply_was_lost_is_found_not_made_twice(tmp_path, batches, fake_server):
+    """The provider made the batch but its reply was lost (a 502 from a proxy): the retry finds the batch over the
+    same input file instead of creating, and billing, a second one."""
+    server, chat = batches(lost_create_replies=1), fake_server()
+    path = batch_config(tmp_path, server, chat.base_url)
+    result = Arena(load_config(path)).run_sync()
+    assert result.exit_code == 0, result.summary
+    # The answers' batch and the judge's: two OpenAI batches, as without the lost reply.
+    assert server.submissions["openai"] == 2 and len(server.submitted["openai"]) == 6 + 24
+    assert result.summary.answers_new == 18 and result.summary.games_new == 24

@@ -73,13 +73,15 @@ class _Http:
         return target
 
     async def json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        async def once() -> dict[str, Any]:
-            async with self.session.request(method, self.url(path), **kwargs) as response:
-                body = await response.read()
-                self._check(response.status, body)
-                return json.loads(body)
+        return (await call_with_retries(self.config, lambda: self._guarded(
+            lambda: self.json_once(method, path, **kwargs))))[0]
 
-        return (await call_with_retries(self.config, lambda: self._guarded(once)))[0]
+    async def json_once(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """One request, not retried (its caller decides what a retry must check first)."""
+        async with self.session.request(method, self.url(path), **kwargs) as response:
+            body = await response.read()
+            self._check(response.status, body)
+            return json.loads(body)
 
     async def lines(self, path: str) -> AsyncIterator[dict[str, Any]]:
         """The JSON lines of a results file, read as it arrives (a line may be far longer than aiohttp's limit).
@@ -152,9 +154,25 @@ class OpenAIBatches:
         form.add_field("purpose", "batch")
         form.add_field("file", lines.encode(), filename="arena-eval-batch.jsonl", content_type="application/jsonl")
         uploaded = await self.http.json("POST", "/files", data=form)
-        created = await self.http.json("POST", "/batches", json={
-            "input_file_id": uploaded["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"})
+        request = {"input_file_id": uploaded["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+        tried = False
+
+        async def create() -> dict[str, Any]:
+            # A create whose reply was lost (a timeout, a 5xx after the batch was made) may have made the batch:
+            # before asking again, look for a batch over this very input file, so the work is not billed twice.
+            nonlocal tried
+            if tried and (existing := await self._batch_over(uploaded["id"])) is not None:
+                return existing
+            tried = True
+            return await self.http.json_once("POST", "/batches", json=request)
+
+        created, _ = await call_with_retries(self.config, lambda: self.http._guarded(create))
         return created["id"]
+
+    async def _batch_over(self, input_file_id: str) -> dict[str, Any] | None:
+        """The most recent batch over `input_file_id`, if one exists (the newest 100 batches are looked at)."""
+        listed = await self.http.json_once("GET", "/batches", params={"limit": "100"})
+        return next((b for b in listed.get("data") or [] if b.get("input_file_id") == input_file_id), None)
 
     async def poll(self, batch_id: str) -> BatchState:
         batch = await self.http.json("GET", f"/batches/{batch_id}")
