@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import sys
+import time
 from collections import Counter
 from enum import Enum
 from pathlib import Path
@@ -865,6 +866,46 @@ def history(
         Console(width=None if sys.stdout.isatty() else 200).print(table)
     else:
         print_table(frame, format)
+
+
+@app.command()
+def batches(
+    config: Optional[Path] = ConfigOption,
+    forget: list[str] = typer.Option([], "--forget", help="Stop waiting for this pending batch (repeatable): the next "
+                                     "run submits its work again. It is not cancelled at the provider."),
+    format: Format = FormatOption,
+) -> None:
+    """The provider batches stored for this output folder (batch mode), and forgetting one that will never end."""
+    from .store import Store
+
+    try:
+        cfg = _load(config)
+        db = cfg.output_dir / "arena.db"
+        if not db.exists():
+            raise ArenaError(f"{db}: no results yet; run `arena-eval run` with this config first")
+        with Store(db) as store:
+            for batch_id in forget:
+                if not store.forget_batch(batch_id):
+                    pending = ", ".join(j["batch_id"] for j in store.batch_jobs(pending_only=True)) or "none"
+                    raise ArenaError(f"--forget {batch_id}: no pending batch has that id; pending: {pending}")
+                err.print(f"forgot batch {batch_id}: the next run submits its work again (cancel it at the "
+                          "provider yourself if it is still running there)", highlight=False)
+            jobs = store.batch_jobs()
+    except ArenaError as exc:
+        _fail(exc)
+    columns = ["batch_id", "kind", "name", "provider", "status", "provider_status", "done", "total", "run_id"]
+    frame = pd.DataFrame(jobs, columns=[*columns, "created_at"])
+    frame["created"] = frame.created_at.map(lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t)))
+    frame = frame[[*columns, "created"]]
+    if format is not Format.table:
+        print_table(frame, format)
+        return
+    table = Table(title=f"{cfg.name}: provider batches")
+    for column in frame.columns:
+        table.add_column(column, justify="right" if column in ("done", "total") else "left", no_wrap=column == "batch_id")
+    for row in frame.itertuples(index=False):
+        table.add_row(*("-" if v is None else str(v) for v in row))
+    Console(width=_terminal_width()).print(table)
 
 
 @app.command()

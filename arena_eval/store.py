@@ -632,6 +632,13 @@ class Store:
         query = "SELECT * FROM batch_jobs" + (" WHERE status='pending'" if pending_only else "")
         return [dict(r) for r in self.db.execute(query + " ORDER BY created_at, batch_id")]
 
+    def forget_batch(self, batch_id: str) -> bool:
+        """Stop waiting for a pending batch (its work is submitted again by the next run); False when no pending
+        batch has that id."""
+        done = self.db.execute("UPDATE batch_jobs SET status='forgotten', updated_at=? WHERE batch_id=? AND "
+                               "status='pending'", (time.time(), batch_id))
+        return done.rowcount == 1
+
     def batch_job(self, batch_id: str) -> dict[str, Any]:
         return dict(self.db.execute("SELECT * FROM batch_jobs WHERE batch_id=?", (batch_id,)).fetchone())
 

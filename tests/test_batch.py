@@ -3,6 +3,7 @@ Batches (tests/fake_batch.py): submission, polling, results matched by custom id
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -296,3 +297,25 @@ def test_a_create_whose_reply_was_lost_is_found_not_made_twice(tmp_path, batches
     # The answers' batch and the judge's: two OpenAI batches, as without the lost reply.
     assert server.submissions["openai"] == 2 and len(server.submitted["openai"]) == 6 + 24
     assert result.summary.answers_new == 18 and result.summary.games_new == 24
+
+
+def test_batches_lists_the_stored_batches_and_forgets_a_pending_one(tmp_path):
+    from typer.testing import CliRunner
+
+    from arena_eval.cli import app
+    from arena_eval.store import Store
+
+    path = write_config(tmp_path, "http://127.0.0.1:9/v1")
+    with Store(load_config(path).output_dir / "arena.db") as store:
+        store.db.execute("INSERT INTO batch_jobs VALUES ('batch_old', 'answers', 'openai', 'https://api.openai.com/v1', "
+                         "'gone', 'cfg', 'pending', 'in_progress', 3, 10, 1.0, 1.0, 'r1', NULL)")
+    runner = CliRunner()
+    listed = runner.invoke(app, ["batches", "--config", str(path), "--format", "json"])
+    assert listed.exit_code == 0, listed.output
+    (job,) = json.loads(listed.stdout)
+    assert (job["batch_id"], job["status"], job["done"], job["total"]) == ("batch_old", "pending", 3, 10)
+    forgot = runner.invoke(app, ["batches", "--config", str(path), "--forget", "batch_old", "--format", "json"])
+    assert forgot.exit_code == 0 and "the next run submits its work again" in forgot.stderr
+    assert json.loads(forgot.stdout)[0]["status"] == "forgotten"
+    again = runner.invoke(app, ["batches", "--config", str(path), "--forget", "batch_old"])
+    assert again.exit_code == 1 and "no pending batch has that id; pending: none" in again.stderr
