@@ -35,7 +35,7 @@ from .collect import answer_id, prompt_hash
 from .config import EndpointConfig
 from .errors import AugmentError
 from .judge import RunJudge, judge_messages
-from .pricing import cost_of, price_for
+from .pricing import completion_cost, price_for
 from .progress import Progress
 from .providers.base import ProviderError, no_answer_error
 from .providers.batch_api import MAX_BATCH_BYTES, BatchResult, BatchState, batch_client, max_requests
@@ -251,8 +251,7 @@ class Batches:
         if completion is None:
             self._item_failed(kind, name, config_id, result.custom_id, question_id, item, reason, 1)
             return
-        cost = completion.cost if completion.cost is not None else cost_of(price, completion.input_tokens,
-                                                                            completion.output_tokens)
+        cost = completion_cost(completion, price)
         if kind == ANSWERS:
             self._store_answer(name, config_id, question_id, item, completion, cost)
         else:

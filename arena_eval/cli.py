@@ -896,16 +896,7 @@ def batches(
     columns = ["batch_id", "kind", "name", "provider", "status", "provider_status", "done", "total", "run_id"]
     frame = pd.DataFrame(jobs, columns=[*columns, "created_at"])
     frame["created"] = frame.created_at.map(lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t)))
-    frame = frame[[*columns, "created"]]
-    if format is not Format.table:
-        print_table(frame, format)
-        return
-    table = Table(title=f"{cfg.name}: provider batches")
-    for column in frame.columns:
-        table.add_column(column, justify="right" if column in ("done", "total") else "left", no_wrap=column == "batch_id")
-    for row in frame.itertuples(index=False):
-        table.add_row(*("-" if v is None else str(v) for v in row))
-    Console(width=_terminal_width()).print(table)
+    _print_frame(frame[[*columns, "created"]], format, f"{cfg.name}: provider batches")
 
 
 @app.command()

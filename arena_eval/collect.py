@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .answer_sets import current_among, question_digest
 from .config import ContestantConfig
 from .errors import AugmentError
-from .pricing import cost_of, price_for
+from .pricing import completion_cost, price_for
 from .providers.base import Provider, no_answer_error
 from .providers.retry import RateLimiter, RetriesExhausted, call_with_retries
 from .questions import Question
@@ -167,7 +167,7 @@ async def collect_into(
                 finish_reason=completion.finish_reason,
                 latency_s=completion.latency_s,
                 ttft_s=completion.ttft_s,
-                cost=request_cost(completion),
+                cost=completion_cost(completion, price),
                 created_at=time.time(),
                 run_id=run_id,
                 context_ids=prepared.context_ids or None,
@@ -181,11 +181,6 @@ async def collect_into(
         if overridden:  # the newest answer is current again; a record from an earlier run would say otherwise
             store.set_current(config_id, question.question_id, answer.answer_id)
         return answer
-
-    def request_cost(completion: Completion) -> float | None:
-        if completion.cost is not None:
-            return completion.cost
-        return cost_of(price, completion.input_tokens, completion.output_tokens)
 
     async def converse(question: Question, prepared: "Prepared", p_hash: str, request) -> list[dict[str, Any]]:
         """Ask the conversation's turns in order, each request carrying the contestant's own earlier answers. A
@@ -203,7 +198,7 @@ async def collect_into(
             turn = {"text": completion.text, "input_tokens": completion.input_tokens,
                     "output_tokens": completion.output_tokens, "tokens_estimated": completion.tokens_estimated,
                     "finish_reason": completion.finish_reason, "latency_s": completion.latency_s,
-                    "ttft_s": completion.ttft_s, "cost": request_cost(completion)}
+                    "ttft_s": completion.ttft_s, "cost": completion_cost(completion, price)}
             if context_ids:
                 turn["context_ids"] = context_ids
             if completion.reasoning is not None:

@@ -19,7 +19,7 @@ from jinja2 import TemplateError
 from .providers.retry import call_with_retries
 from .config import JudgeConfig, VerdictWeights
 from .errors import ConfigError
-from .pricing import cost_of, price_for
+from .pricing import completion_cost, price_for
 from .providers.base import Provider
 from .reasoning import separate_reasoning
 from .records import Game, Judgment, Message
@@ -302,7 +302,7 @@ async def judge_game(
         replies.append(completion.text)
         input_tokens += completion.input_tokens or 0
         output_tokens += completion.output_tokens or 0
-        call_cost = completion.cost if completion.cost is not None else cost_of(price_for(config), completion.input_tokens, completion.output_tokens)
+        call_cost = completion_cost(completion, price_for(config))
         cost = None if cost is None or call_cost is None else cost + call_cost
         reading = read_verdict(completion.text, material, completion.finish_reason)
         verdict = reading.verdict

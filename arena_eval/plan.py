@@ -95,17 +95,8 @@ def build_plan(scope: RunScope, store, sets, augmenter) -> Plan:
 
 
 def _latency(store, table: str, key: str, ids: list[str]) -> float | None:
-    values = [r[0] for r in _rows(store, table, key, ids, ("latency_s",)) if r[0] is not None]
+    values = [r[0] for r in store.rows_by_key(table, key, ids, ("latency_s",)) if r[0] is not None]
     return statistics.median(values) if values else None
-
-
-def _rows(store, table: str, key: str, ids: list[str], columns: tuple[str, ...]) -> list[tuple]:
-    out: list[tuple] = []
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        out += [tuple(r) for r in store.db.execute(
-            f"SELECT {','.join(columns)} FROM {table} WHERE {key} IN ({','.join('?' * len(chunk))})", chunk)]
-    return out
 
 
 def _contestant_row(scope: RunScope, store, sets, augmenter, c) -> tuple[PlanRow, set[str]]:
@@ -135,8 +126,9 @@ def _contestant_row(scope: RunScope, store, sets, augmenter, c) -> tuple[PlanRow
         input_tokens = stats["avg_input_tokens"] * len(missing)
         estimated.append("tokens: measured averages")
     else:
-        input_tokens = prompt_tokens + (unknown_prompts and prompt_tokens / max(1, len(missing) - unknown_prompts)
-                                        * unknown_prompts)
+        known = len(missing) - unknown_prompts
+        # A prompt not known yet (its guidance is not written) counts as the average of the known ones.
+        input_tokens = prompt_tokens + (prompt_tokens / known if known else 0.0) * unknown_prompts
         estimated.append("input tokens: prompt length / 4")
     if stats["avg_output_tokens"] is not None:
         output_tokens = stats["avg_output_tokens"] * len(missing)

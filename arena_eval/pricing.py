@@ -52,6 +52,13 @@ def _list_price(endpoint: EndpointConfig) -> Price | None:
     return None
 
 
+def completion_cost(completion, price: Price | None) -> float | None:
+    """What one reply cost: the provider's own figure where it gives one, else its tokens at `price`."""
+    if completion.cost is not None:
+        return completion.cost
+    return cost_of(price, completion.input_tokens, completion.output_tokens)
+
+
 def cost_of(price: Price | None, input_tokens: int | None, output_tokens: int | None) -> float | None:
     if price is None or input_tokens is None or output_tokens is None:
         return None

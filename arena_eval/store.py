@@ -527,11 +527,15 @@ class Store:
 
     def answer_rows(self, answer_ids: list[str], columns: tuple[str, ...]) -> list[tuple]:
         """The given columns of the given answers (order not guaranteed)."""
+        return self.rows_by_key("answers", "answer_id", answer_ids, columns)
+
+    def rows_by_key(self, table: str, key: str, ids: list[str], columns: tuple[str, ...]) -> list[tuple]:
+        """The given columns of the rows of `table` whose `key` is one of `ids` (order not guaranteed)."""
         out: list[tuple] = []
-        for start in range(0, len(answer_ids), 500):
-            chunk = answer_ids[start : start + 500]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
             out += [tuple(r) for r in self.db.execute(
-                f"SELECT {','.join(columns)} FROM answers WHERE answer_id IN ({','.join('?' * len(chunk))})", chunk)]
+                f"SELECT {','.join(columns)} FROM {table} WHERE {key} IN ({','.join('?' * len(chunk))})", chunk)]
         return out
 
     def answer_stats(self, answer_ids: list[str]) -> dict[str, float | None]:

@@ -9,6 +9,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from fake_anthropic import AnthropicFaults, FakeAnthropic  # noqa: E402
 from fake_server import FakeServer, Faults  # noqa: E402
 
 
@@ -28,6 +29,21 @@ def fake_server():
 
     def start(**faults) -> FakeServer:
         server = FakeServer(Faults(**faults)).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def fake_anthropic():
+    """Start loopback fake Anthropic servers (fake_anthropic.py) with the given faults; stopped after the test."""
+    servers = []
+
+    def start(**faults) -> FakeAnthropic:
+        server = FakeAnthropic(AnthropicFaults(**faults)).start()
         servers.append(server)
         return server
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_config
-from fake_anthropic import AnthropicFaults, FakeAnthropic
+from fake_anthropic import FakeAnthropic
 
 from arena_eval import Arena, load_config
 from arena_eval.providers.retry import RetriesExhausted, call_with_retries
@@ -37,20 +37,6 @@ CHAT = [{"role": "system", "content": "You are terse."}, {"role": "user", "conte
 @pytest.fixture(autouse=True)
 def fake_key(monkeypatch):
     monkeypatch.setenv(KEY_VARIABLE, "sk-fake-test-key")
-
-
-@pytest.fixture
-def fake_anthropic():
-    servers = []
-
-    def start(**faults) -> FakeAnthropic:
-        server = FakeAnthropic(AnthropicFaults(**faults)).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def anthropic_config(server: FakeAnthropic, model: str = "claude-fake", **fields) -> EndpointConfig:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fake_anthropic import AnthropicFaults, FakeAnthropic
+from fake_anthropic import FakeAnthropic
 
 from arena_eval.config import EndpointConfig
 from arena_eval.providers import make_provider
@@ -31,20 +31,6 @@ CLAUDE_ANSWER = "Claude-style answer from claude-thinker to: What is two plus tw
 @pytest.fixture(autouse=True)
 def fake_key(monkeypatch):
     monkeypatch.setenv(KEY_VARIABLE, "sk-fake-test-key")
-
-
-@pytest.fixture
-def fake_anthropic():
-    servers = []
-
-    def start(**faults) -> FakeAnthropic:
-        server = FakeAnthropic(AnthropicFaults(**faults)).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
