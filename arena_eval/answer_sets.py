@@ -65,12 +65,12 @@ class AnswerSets:
             base = c.base_config_id
             latest = store.latest_epoch(base)
             fresh = run_id is not None and (c.refresh == "always" or c.name in refresh)
-            if fresh and not (latest and latest["status"] in ("running", "interrupted", "failed", "waiting")
+            if fresh and not (latest and latest.status in ("running", "interrupted", "failed", "waiting")
                               and c.name not in refresh):
                 store.open_epoch(base, run_id, c.name, run_id)
                 ids[c.name] = f"{base}@{run_id}"
             else:
-                ids[c.name] = f"{base}@{latest['epoch']}" if latest else base
+                ids[c.name] = f"{base}@{latest.epoch}" if latest else base
         return cls(store, ids)
 
     def set_id(self, contestant: ContestantConfig | str) -> str:

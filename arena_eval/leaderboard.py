@@ -25,7 +25,6 @@ from .config import ContestantConfig, RunConfig, VerdictWeights
 from .energy import summarise_runs
 from .energy.aggregate import energy_summary, join_leaderboard
 from .energy.ecologits_estimate import estimate_api_batch
-from .energy.energy_store import load_imports, load_windows
 from .efficiency import (PEAK_TFLOPS, GGUFError, efficiency_of, model_flops_utilisation, read_gguf_parameters,
                          request_rows)
 from .errors import ArenaError
@@ -459,7 +458,7 @@ def unparsed_warnings(scope: RunScope, by_judge: dict[str, list[Judgment]]) -> l
 
 def efficiency_table(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) -> pd.DataFrame:
     """One row per contestant: the efficiency columns (records.LeaderboardRow, group "efficiency"; §3.5.7)."""
-    windows = load_windows(store.db, role="contestant")
+    windows = store.energy_windows(role="contestant")
     rows, sizes = [], {}
     for c in scope.contestants:
         set_id = sets.set_id(c)
@@ -535,7 +534,7 @@ def energy_table(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) 
     cfg = scope.config.energy
     by_set = {sets.set_id(c): c.name for c in scope.contestants}  # a window records the answer set it measured
     judge_lines = judge_energy_lines(scope)
-    windows = load_windows(store.db)
+    windows = store.energy_windows()
     rows: list[dict] = []
     for w in windows.to_dict("records"):
         if w["role"] == "contestant" and w["config_id"] in by_set:
@@ -557,7 +556,7 @@ def energy_table(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) 
         frame["energy_source"], frame["tags"] = "measured", None
     else:
         frame = pd.DataFrame(columns=columns)
-    imported = summarise_runs(load_imports(store.db))
+    imported = summarise_runs(store.energy_imports())
     imported = imported[imported.contestant.isin(set(by_set.values()))]
     if not imported.empty:
         # One imported CodeCarbon run is one pass over the question set on that configuration.

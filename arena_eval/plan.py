@@ -20,6 +20,7 @@ from .collect import prompt_hash
 from .leaderboard import RunScope, current_games
 from .pricing import cost_of, price_for
 from .providers import estimate_tokens
+from .store import UsageStats
 
 PLAN_COLUMNS = ["role", "name", "requests", "input_tokens", "output_tokens", "cost", "duration_s", "energy_wh",
                 "estimated"]
@@ -94,8 +95,7 @@ def build_plan(scope: RunScope, store, sets, augmenter) -> Plan:
     return Plan(rows)
 
 
-def _latency(store, table: str, key: str, ids: list[str]) -> float | None:
-    values = [r[0] for r in store.rows_by_key(table, key, ids, ("latency_s",)) if r[0] is not None]
+def _latency(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
@@ -120,22 +120,22 @@ def _contestant_row(scope: RunScope, store, sets, augmenter, c) -> tuple[PlanRow
         requests += len(q.turns) - done
         prompt_tokens += sum(estimate_tokens(m["content"]) for m in prepared.conversation)
     stored = list(store.answer_ids(set_id).values())
-    stats = store.answer_stats(stored) if stored else {"avg_input_tokens": None, "avg_output_tokens": None}
+    stats = store.answer_stats(stored) if stored else UsageStats(None, None, None)
     estimated = []
-    if stats["avg_input_tokens"] is not None:
-        input_tokens = stats["avg_input_tokens"] * len(missing)
+    if stats.avg_input_tokens is not None:
+        input_tokens = stats.avg_input_tokens * len(missing)
         estimated.append("tokens: measured averages")
     else:
         known = len(missing) - unknown_prompts
         # A prompt not known yet (its guidance is not written) counts as the average of the known ones.
         input_tokens = prompt_tokens + (prompt_tokens / known if known else 0.0) * unknown_prompts
         estimated.append("input tokens: prompt length / 4")
-    if stats["avg_output_tokens"] is not None:
-        output_tokens = stats["avg_output_tokens"] * len(missing)
+    if stats.avg_output_tokens is not None:
+        output_tokens = stats.avg_output_tokens * len(missing)
     else:
         output_tokens = float(c.max_tokens * requests)
         estimated.append("output tokens: max_tokens (an upper bound)")
-    latency = _latency(store, "answers", "answer_id", stored)
+    latency = _latency(store.answer_latencies(stored))
     duration = requests * latency / c.concurrency if latency is not None and requests else (0.0 if not requests else None)
     energy = _energy(scope, store, c, set_id, requests, output_tokens, latency, estimated)
     row = PlanRow("contestant", c.name, requests, input_tokens if requests else 0.0,
@@ -150,12 +150,11 @@ def _energy(scope: RunScope, store, endpoint, set_id: str | None, requests: int,
     if not requests:
         return 0.0
     if endpoint.is_local:
-        row = store.db.execute("SELECT SUM(energy_j), SUM(requests), COUNT(*) - COUNT(energy_j) FROM energy_windows "
-                               "WHERE config_id=? AND role IN ('contestant', 'judge')", (set_id,)).fetchone()
-        if row[0] is None or not row[1] or row[2]:
+        totals = store.energy_totals(set_id)
+        if totals.energy_j is None or not totals.requests or totals.unmeasured:
             return None
         estimated.append("energy: earlier windows' Wh per request")
-        return row[0] / row[1] * requests / 3600.0
+        return totals.energy_j / totals.requests * requests / 3600.0
     if not scope.config.energy.estimate_api or output_tokens is None:
         return None
     from .energy.ecologits_estimate import estimate_api_batch
@@ -186,13 +185,12 @@ def _judge_row(scope: RunScope, store, sets, judge, new_answers: dict[str, set[s
             else:
                 games = stored_games.get((c.name, q.question_id), [])
                 pending += sum(g not in verdicts for g in games)
-    stored = [g for g, _ in store.db.execute("SELECT game_id, 1 FROM judgments WHERE judge_config_id=?",
-                                             (judge.config_id,))]
-    stats = store.judgment_stats(stored) if stored else {"avg_input_tokens": None, "avg_output_tokens": None}
+    stored = store.judged_games(judge.config_id)
+    stats = store.judgment_stats(stored) if stored else UsageStats(None, None, None)
     config = judge.config
     estimated = []
-    if stats["avg_input_tokens"] is not None:
-        input_tokens, output_tokens = stats["avg_input_tokens"] * pending, (stats["avg_output_tokens"] or 0) * pending
+    if stats.avg_input_tokens is not None:
+        input_tokens, output_tokens = stats.avg_input_tokens * pending, (stats.avg_output_tokens or 0) * pending
         estimated.append("tokens: measured averages")
     else:
         prompt = sum(estimate_tokens(m["content"]) for m in judge.prompts.render("", "", ""))
@@ -200,7 +198,7 @@ def _judge_row(scope: RunScope, store, sets, judge, new_answers: dict[str, set[s
         input_tokens = float((prompt + answers) * pending)
         output_tokens = float(config.max_tokens * pending)
         estimated.append("tokens: the prompt, two answers of max_tokens, and max_tokens out (upper bounds)")
-    latency = _latency(store, "judgments", "game_id", stored)
+    latency = _latency(store.judgment_latencies(stored))
     duration = pending * latency / config.concurrency if latency is not None and pending else (0.0 if not pending else None)
     energy = _energy(scope, store, config, judge.config_id, pending, output_tokens, latency, estimated)
     return PlanRow("judge", judge.name, pending, input_tokens if pending else 0.0, output_tokens if pending else 0.0,

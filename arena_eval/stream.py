@@ -90,7 +90,7 @@ class CollectAndJudge:
         self.lanes = [_JudgeLane(j, config.base_dir) for j in scope.judges] if judge else []
         self.device_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.references = [j.reference_contestant for j in scope.judges if judge and j.reference_contestant]
-        self.tracker = EnergyTracker(config.energy, store.db, run_id)
+        self.tracker = EnergyTracker(config.energy, store, run_id)
         # Providers started once serve every pass, closed by close(): the judges', and (with several passes) each
         # contestant's whose device no other local contestant needs. A local contestant that shares its device
         # is started and stopped per pass, so that the contestants on the device take turns.

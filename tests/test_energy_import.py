@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from arena_eval.energy import read_codecarbon_csv, summarise_runs
 from arena_eval.energy.codecarbon_import import UnmatchedRow
-from arena_eval.energy.energy_store import create_energy_tables, load_imports, load_windows, save_imports, save_window
+from arena_eval.store.energy import create_energy_tables, load_imports, load_windows, save_imports, save_window
 from arena_eval.energy.meters import EnergyReading
 from arena_eval.energy.cli import energy_app
 from arena_eval.errors import ArenaError, ConfigError

@@ -74,7 +74,7 @@ def test_real_local_model_end_to_end(tmp_path):
 
     # Energy: one window per contestant's batch, never overlapping on the shared device, plus the judge's line.
     from arena_eval.energy.aggregate import overlapping_windows
-    from arena_eval.energy.energy_store import load_windows
+    from arena_eval.store.energy import load_windows
     from arena_eval.store import Store
 
     with Store(config.output_dir / "arena.db") as store:

@@ -19,7 +19,7 @@ from conftest import write_config
 from fake_server import FakeServer, Faults
 
 from arena_eval import Arena, load_config
-from arena_eval.energy.energy_store import save_imports, save_window
+from arena_eval.store.energy import save_imports, save_window
 from arena_eval.energy.meters import EnergyReading
 from arena_eval.errors import ArenaError, StoreError
 from arena_eval.merge import RULES, merge_stores

@@ -4,7 +4,7 @@ The public names are re-exported here: the energy settings (`EnergyConfig`, the 
 config), the CodeCarbon import behind `arena-eval energy import-codecarbon` and `show`
 (`read_codecarbon_csv`, `summarise_runs`), and what the EcoLogits warning names (`ECOLOGITS_MODELS`, which
 users extend, and `UnknownModelWarning`). Everything else is imported from its module (`meters`, `nvml`,
-`rapl`, `codecarbon_meter`, `ecologits_estimate`, `aggregate`, `carbon`, `energy_store`, `tracking`), which
+`rapl`, `codecarbon_meter`, `ecologits_estimate`, `aggregate`, `carbon`, `tracking`), which
 are internal. The typer app lives in `arena_eval.energy.cli` (imported on demand, not here).
 """
 

@@ -48,13 +48,11 @@ def import_codecarbon(
     """Store CodeCarbon runs as energy for contestants (re-importing a file replaces its earlier import)."""
     from ..store import RunLock, Store
     from .codecarbon_import import read_codecarbon_csv, summarise_runs
-    from .energy_store import create_energy_tables, save_imports
 
     try:
         runs = read_codecarbon_csv(file, pattern, column)
         with RunLock(output), Store(output / "arena.db") as store:
-            create_energy_tables(store.db)
-            stored, replaced = save_imports(store.db, runs, file)
+            stored, replaced = store.save_energy_imports(runs, file)
     except ArenaError as exc:
         _fail(exc)
     unmatched = runs.attrs["unmatched"]
@@ -80,15 +78,13 @@ def show(
     """One row per contestant and tags from the imported runs: means per run and their spread."""
     from ..store import Store
     from .codecarbon_import import summarise_runs
-    from .energy_store import create_energy_tables, load_imports
 
     db = output / "arena.db"
     try:
         if not db.exists():
             raise ArenaError(f"{db}: no results yet; import a CodeCarbon file with `arena-eval energy import-codecarbon`")
         with Store(db) as store:
-            create_energy_tables(store.db)
-            summary = summarise_runs(load_imports(store.db))
+            summary = summarise_runs(store.energy_imports())
     except ArenaError as exc:
         _fail(exc)
     print_summary(summary, format)

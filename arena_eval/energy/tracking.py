@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from .config import EnergyConfig
-from .energy_store import save_window
 from .available import available_meter
 from .meters import Meter
 from .nvml import gpu_indices
@@ -29,9 +28,9 @@ class WindowCounts:
 
 
 class EnergyTracker:
-    def __init__(self, config: EnergyConfig, db, run_id: str):
+    def __init__(self, config: EnergyConfig, store, run_id: str):
         self.config = config
-        self.db = db
+        self.store = store  # the run's Store: windows are saved through it
         self.run_id = run_id
         self._meters: dict[str, Meter] = {}
         self._idle_measured: set[str] = set()
@@ -69,7 +68,8 @@ class EnergyTracker:
         window = await asyncio.to_thread(self.meter(device).start)
         await asyncio.sleep(self.config.idle_seconds)
         reading = await asyncio.to_thread(window.stop)
-        save_window(self.db, reading, role="idle", run_id=self.run_id, device=key, requests=0, output_tokens=0)
+        self.store.save_energy_window(reading, role="idle", run_id=self.run_id, device=key, requests=0,
+                                      output_tokens=0)
 
     @contextlib.asynccontextmanager
     async def window(self, role: str, name: str, config_id: str | None, device: str) -> AsyncIterator[WindowCounts]:
@@ -81,7 +81,8 @@ class EnergyTracker:
         finally:
             reading = await asyncio.to_thread(window.stop)
             if counts.requests:
-                save_window(self.db, reading, role=role, run_id=self.run_id, contestant=name, config_id=config_id,
-                            device=self.lock_key(device), output_tokens=counts.output_tokens, requests=counts.requests)
+                self.store.save_energy_window(reading, role=role, run_id=self.run_id, contestant=name,
+                                              config_id=config_id, device=self.lock_key(device),
+                                              output_tokens=counts.output_tokens, requests=counts.requests)
 
 

@@ -1,69 +1,43 @@
-"""Energy tables in the output folder's SQLite database: measured windows and imported CodeCarbon runs.
-
-Functions take a `sqlite3.Connection` (e.g. `Store.db`). Every write is its own transaction. Unknown energy is
-stored as NULL, never 0.
+"""Energy windows and imported CodeCarbon runs (docs/design.md §3.5, §4.2): the functions over a connection,
+and `EnergyQueries`, the store's methods that call them. Every write is its own transaction (BEGIN IMMEDIATE,
+refused while another is open). Unknown energy is stored as NULL, never 0. pandas is imported only when a frame
+is built or a value checked, so opening the store does not load it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+from .base import Queries
+from .connection import immediate_transaction
+from .schema import create_energy_tables
 
-from ..errors import ArenaError
-from .codecarbon_import import RUN_COLUMNS
-from .meters import EnergyReading
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..energy.meters import EnergyReading
+
+__all__ = ["ROLES", "EnergyQueries", "create_energy_tables", "load_imports", "load_windows", "save_imports",
+           "save_window"]
 
 ROLES = ("contestant", "judge", "idle")
-
-ENERGY_SCHEMA = """
-CREATE TABLE IF NOT EXISTS energy_windows (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT, contestant TEXT, config_id TEXT, device TEXT,
-    role TEXT NOT NULL CHECK (role IN ('contestant', 'judge', 'idle')),
-    method TEXT NOT NULL, is_estimated INTEGER NOT NULL, tool_version TEXT, devices TEXT NOT NULL,
-    started_at REAL, ended_at REAL, duration_s REAL, energy_j REAL, gpu_j REAL, cpu_j REAL, ram_j REAL,
-    output_tokens INTEGER, requests INTEGER, error TEXT
-);
-CREATE INDEX IF NOT EXISTS energy_windows_by_run ON energy_windows (run_id, contestant);
-CREATE TABLE IF NOT EXISTS energy_imports (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, imported_at REAL NOT NULL, line INTEGER,
-    contestant TEXT NOT NULL, tags TEXT NOT NULL, energy_wh REAL, cpu_wh REAL, gpu_wh REAL, ram_wh REAL,
-    duration_s REAL, co2_g REAL, source_run_id TEXT, source_timestamp TEXT
-);
-CREATE INDEX IF NOT EXISTS energy_imports_by_source ON energy_imports (source);
-"""
 
 _WINDOW_COLUMNS = ["run_id", "contestant", "config_id", "device", "role", "method", "is_estimated", "tool_version", "devices",
                    "started_at", "ended_at", "duration_s", "energy_j", "gpu_j", "cpu_j", "ram_j", "output_tokens",
                    "requests", "error"]
-_IMPORT_COLUMNS = ["source", "imported_at", "line", "contestant", "tags", *RUN_COLUMNS, "source_run_id",
-                   "source_timestamp"]
-
-
-def create_energy_tables(db: sqlite3.Connection) -> None:
-    db.executescript(ENERGY_SCHEMA)
-
-
-@contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    if db.in_transaction:
-        raise ArenaError("energy tables: a transaction is already open on this connection; commit it first")
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
 
 
 def _nullable(value: float | None) -> float | None:
-    return None if value is None or pd.isna(value) else float(value)
+    if value is None or isinstance(value, float):  # what meters report: no need to load pandas for it
+        return None if value is None or math.isnan(value) else float(value)
+    import pandas as pd
+
+    return None if pd.isna(value) else float(value)
 
 
 def save_window(db: sqlite3.Connection, reading: EnergyReading, *, role: str, run_id: str | None = None,
@@ -81,7 +55,7 @@ def save_window(db: sqlite3.Connection, reading: EnergyReading, *, role: str, ru
         "cpu_j": _nullable(reading.cpu_j), "ram_j": _nullable(reading.ram_j), "output_tokens": output_tokens,
         "requests": requests, "error": reading.error,
     }
-    with _transaction(db):
+    with immediate_transaction(db, "energy tables"):
         cursor = db.execute(
             f"INSERT INTO energy_windows ({','.join(_WINDOW_COLUMNS)}) VALUES ({','.join('?' * len(_WINDOW_COLUMNS))})",
             [row[c] for c in _WINDOW_COLUMNS],
@@ -96,6 +70,8 @@ def load_windows(db: sqlite3.Connection, run_id: str | None = None, role: str | 
         query, args = query + " AND run_id=?", [*args, run_id]
     if role is not None:
         query, args = query + " AND role=?", [*args, role]
+    import pandas as pd
+
     frame = pd.read_sql_query(query + " ORDER BY started_at, id", db, params=args)
     frame["devices"] = [json.loads(d) for d in frame["devices"]]
     frame["is_estimated"] = frame["is_estimated"].astype(bool)
@@ -106,6 +82,9 @@ def save_imports(db: sqlite3.Connection, runs: pd.DataFrame, source: str | Path,
                  imported_at: float | None = None) -> tuple[int, int]:
     """Store the runs read from one CodeCarbon file, replacing an earlier import of the same file
     (CodeCarbon appends to its CSV, so the latest import holds every run). Returns (stored, replaced)."""
+    from ..energy.codecarbon_import import RUN_COLUMNS
+
+    columns = ["source", "imported_at", "line", "contestant", "tags", *RUN_COLUMNS, "source_run_id", "source_timestamp"]
     source = str(Path(source).resolve())
     imported_at = time.time() if imported_at is None else imported_at
     rows = []
@@ -114,11 +93,11 @@ def save_imports(db: sqlite3.Connection, runs: pd.DataFrame, source: str | Path,
                "contestant": record["contestant"], "tags": json.dumps(record.get("tags") or {}, sort_keys=True),
                "source_run_id": record.get("source_run_id"), "source_timestamp": record.get("source_timestamp")}
         row.update({c: _nullable(record.get(c)) for c in RUN_COLUMNS})
-        rows.append([row[c] for c in _IMPORT_COLUMNS])
-    with _transaction(db):
+        rows.append([row[c] for c in columns])
+    with immediate_transaction(db, "energy tables"):
         replaced = db.execute("DELETE FROM energy_imports WHERE source=?", (source,)).rowcount
         db.executemany(
-            f"INSERT INTO energy_imports ({','.join(_IMPORT_COLUMNS)}) VALUES ({','.join('?' * len(_IMPORT_COLUMNS))})",
+            f"INSERT INTO energy_imports ({','.join(columns)}) VALUES ({','.join('?' * len(columns))})",
             rows,
         )
     return len(rows), max(replaced, 0)
@@ -126,6 +105,32 @@ def save_imports(db: sqlite3.Connection, runs: pd.DataFrame, source: str | Path,
 
 def load_imports(db: sqlite3.Connection) -> pd.DataFrame:
     """Every imported run; `tags` as a dict."""
+    import pandas as pd
+
     frame = pd.read_sql_query("SELECT * FROM energy_imports ORDER BY contestant, source, line", db)
     frame["tags"] = [json.loads(t) for t in frame["tags"]]
     return frame
+
+
+class EnergyQueries(Queries):
+    """The store's energy methods: the functions above on its connection."""
+
+    def save_energy_window(self, reading: EnergyReading, *, role: str, run_id: str | None = None,
+                           contestant: str | None = None, config_id: str | None = None, device: str | None = None,
+                           output_tokens: int | None = None, requests: int | None = None) -> int:
+        """One closed window (see save_window); returns its row id."""
+        return save_window(self.db, reading, role=role, run_id=run_id, contestant=contestant, config_id=config_id,
+                           device=device, output_tokens=output_tokens, requests=requests)
+
+    def energy_windows(self, run_id: str | None = None, role: str | None = None) -> pd.DataFrame:
+        """Stored windows in time order, of one run and one role when given (see load_windows)."""
+        return load_windows(self.db, run_id=run_id, role=role)
+
+    def save_energy_imports(self, runs: pd.DataFrame, source: str | Path,
+                            imported_at: float | None = None) -> tuple[int, int]:
+        """The runs read from one CodeCarbon file, replacing its earlier import: (stored, replaced)."""
+        return save_imports(self.db, runs, source, imported_at)
+
+    def energy_imports(self) -> pd.DataFrame:
+        """Every imported CodeCarbon run; `tags` as a dict."""
+        return load_imports(self.db)
