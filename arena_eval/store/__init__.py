@@ -10,7 +10,7 @@
 No connection leaves the package: everything else calls `Store` methods.
 """
 
-from .connection import GuardedConnection, RunLock, lock_holder, store_error
+from .connection import RunLock, lock_holder, store_error
 from .database import Store
 from .rows import (
     AdaptiveStart,
@@ -40,7 +40,6 @@ __all__ = [
     "EpochKey",
     "EpochRow",
     "ErrorRow",
-    "GuardedConnection",
     "Resources",
     "RunLock",
     "RunRow",

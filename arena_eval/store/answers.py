@@ -46,7 +46,7 @@ class AnswerQueries(Queries):
         return _answer(row) if row else None
 
     def answers(self, contestant: str | None = None) -> Iterator[Answer]:
-        query, args = "SELECT * FROM answers", ()
+        query, args = "SELECT * FROM answers", ()  # type: str, tuple[str, ...]
         if contestant is not None:
             query, args = query + " WHERE contestant=?", (contestant,)
         for row in self.db.execute(query + " ORDER BY contestant, question_id", args):
@@ -54,7 +54,8 @@ class AnswerQueries(Queries):
 
     def answer_ids(self, config_id: str) -> dict[tuple[str, str], str]:
         """(question_id, prompt_hash) → answer_id for one contestant configuration."""
-        rows = self.db.execute("SELECT question_id, prompt_hash, answer_id FROM answers WHERE config_id=?", (config_id,))
+        rows = self.db.execute("SELECT question_id, prompt_hash, answer_id FROM answers WHERE config_id=?",
+                               (config_id,))
         return {(r[0], r[1]): r[2] for r in rows}
 
     def find_answer_id(self, config_id: str, question_id: str, p_hash: str) -> str | None:
@@ -102,7 +103,7 @@ class AnswerQueries(Queries):
         """The finished turns stored for one unfinished conversation, from the first turn up to the first gap."""
         rows = self.db.execute("SELECT turn, record FROM answer_turns WHERE config_id=? AND question_id=? AND "
                                "prompt_hash=? ORDER BY turn", (config_id, question_id, p_hash))
-        out = []
+        out: list[dict[str, Any]] = []
         for turn, record in rows:
             if turn != len(out):
                 break
@@ -127,7 +128,8 @@ class AnswerQueries(Queries):
         return CurrentOverride(True, row[0]) if row else CurrentOverride(False, None)
 
     def has_current_overrides(self, config_id: str) -> bool:
-        return self.db.execute("SELECT 1 FROM current_answers WHERE config_id=? LIMIT 1", (config_id,)).fetchone() is not None
+        row = self.db.execute("SELECT 1 FROM current_answers WHERE config_id=? LIMIT 1", (config_id,)).fetchone()
+        return row is not None
 
     def set_current(self, config_id: str, question_id: str, answer_id: str | None) -> None:
         self.db.execute("INSERT OR REPLACE INTO current_answers VALUES (?,?,?)", (config_id, question_id, answer_id))
@@ -151,8 +153,8 @@ class AnswerQueries(Queries):
         self.db.execute(
             "INSERT INTO errors (run_id, stage, contestant, config_id, question_id, reason, attempts, created_at)"
             " VALUES (?,?,?,?,?,?,?,?)",
-            (run_id, "answer", error.contestant, error.config_id, error.question_id, redact(error.reason), error.attempts,
-             time.time()),
+            (run_id, "answer", error.contestant, error.config_id, error.question_id, redact(error.reason),
+             error.attempts, time.time()),
         )
 
     def failed_answers(self) -> set[tuple[str, str]]:

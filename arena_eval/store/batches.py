@@ -28,7 +28,8 @@ class BatchQueries(Queries):
                                 ((batch_id, custom_id, question_id, json.dumps(item))
                                  for custom_id, question_id, item in items))
 
-    def update_batch_job(self, batch_id: str, provider_status: str, done: int, collected_run_id: str | None = None) -> None:
+    def update_batch_job(self, batch_id: str, provider_status: str, done: int,
+                         collected_run_id: str | None = None) -> None:
         """The provider's latest word on a batch; with `collected_run_id`, its results are all stored."""
         if collected_run_id is None:
             self.db.execute("UPDATE batch_jobs SET provider_status=?, done=?, updated_at=? WHERE batch_id=?",

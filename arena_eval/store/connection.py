@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import quote
 
 from ..errors import ArenaError, StoreError, StoreLockedError
@@ -41,7 +41,7 @@ class GuardedCursor(sqlite3.Cursor):
 
     def executescript(self, *args: Any) -> "GuardedCursor":
         try:
-            return super().executescript(*args)
+            return super().executescript(*args)  # type: ignore[return-value]  # the factory makes it a GuardedCursor
         except sqlite3.Error as exc:
             raise store_error(self.connection, exc) from None
 
@@ -145,7 +145,7 @@ class RunLock:
 
     def __init__(self, folder: Path):
         self.path = folder / ".arena.lock"
-        self._handle = None
+        self._handle: TextIO | None = None
 
     def acquire(self) -> "RunLock":
         try:

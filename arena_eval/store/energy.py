@@ -27,9 +27,9 @@ __all__ = ["ROLES", "EnergyQueries", "create_energy_tables", "load_imports", "lo
 
 ROLES = ("contestant", "judge", "idle")
 
-_WINDOW_COLUMNS = ["run_id", "contestant", "config_id", "device", "role", "method", "is_estimated", "tool_version", "devices",
-                   "started_at", "ended_at", "duration_s", "energy_j", "gpu_j", "cpu_j", "ram_j", "output_tokens",
-                   "requests", "error"]
+_WINDOW_COLUMNS = ["run_id", "contestant", "config_id", "device", "role", "method", "is_estimated", "tool_version",
+                   "devices", "started_at", "ended_at", "duration_s", "energy_j", "gpu_j", "cpu_j", "ram_j",
+                   "output_tokens", "requests", "error"]
 
 
 def _nullable(value: float | None) -> float | None:
@@ -60,12 +60,12 @@ def save_window(db: sqlite3.Connection, reading: EnergyReading, *, role: str, ru
             f"INSERT INTO energy_windows ({','.join(_WINDOW_COLUMNS)}) VALUES ({','.join('?' * len(_WINDOW_COLUMNS))})",
             [row[c] for c in _WINDOW_COLUMNS],
         )
-    return int(cursor.lastrowid)
+    return int(cursor.lastrowid or 0)  # an INSERT always sets it
 
 
 def load_windows(db: sqlite3.Connection, run_id: str | None = None, role: str | None = None) -> pd.DataFrame:
     """Stored windows in time order; `devices` as a list, `is_estimated` as bool."""
-    query, args = "SELECT * FROM energy_windows WHERE 1=1", []
+    query, args = "SELECT * FROM energy_windows WHERE 1=1", []  # type: str, list[str]
     if run_id is not None:
         query, args = query + " AND run_id=?", [*args, run_id]
     if role is not None:

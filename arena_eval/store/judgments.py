@@ -34,7 +34,7 @@ class JudgmentQueries(Queries):
         return {r[0]: r[1] for r in rows}
 
     def judgments(self, judge_config_id: str | None = None) -> Iterator[Judgment]:
-        query, args = "SELECT * FROM judgments", ()
+        query, args = "SELECT * FROM judgments", ()  # type: str, tuple[str, ...]
         if judge_config_id is not None:
             query, args = query + " WHERE judge_config_id=?", (judge_config_id,)
         for row in self.db.execute(query + " ORDER BY contestant, question_id, game", args):
@@ -59,7 +59,7 @@ class JudgmentQueries(Queries):
         return {r[0] for r in self.db.execute("SELECT DISTINCT game_id FROM errors WHERE stage='judge'")}
 
     def errors(self, run_id: str | None = None) -> list[ErrorRow]:
-        query, args = "SELECT * FROM errors", ()
+        query, args = "SELECT * FROM errors", ()  # type: str, tuple[str, ...]
         if run_id is not None:
             query, args = query + " WHERE run_id=?", (run_id,)
         return [ErrorRow(**r) for r in self.db.execute(query + " ORDER BY id", args)]
@@ -76,6 +76,6 @@ class JudgmentQueries(Queries):
                       input_tokens: int, output_tokens: int, created_at: float, run_id: str | None) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO guidance VALUES (?,?,?,?,?,?,?,?)",
-            (question_id, guide_config_id, redact_values(reference), redact_values(guidance), input_tokens, output_tokens,
-             created_at, run_id),
+            (question_id, guide_config_id, redact_values(reference), redact_values(guidance), input_tokens,
+             output_tokens, created_at, run_id),
         )

@@ -129,29 +129,29 @@ class AttachedSource:
     """Another folder's store, attached read-only to this one as `src` (see MergeQueries.attached)."""
 
     def __init__(self, con: GuardedConnection):
-        self.con = con
+        self._con = con
 
     def tables(self) -> set[str]:
-        return {r[0] for r in self.con.execute("SELECT name FROM src.sqlite_master WHERE type='table'")}
+        return {r[0] for r in self._con.execute("SELECT name FROM src.sqlite_master WHERE type='table'")}
 
     def columns(self, table: str) -> set[str]:
-        return {r[1] for r in self.con.execute(f"PRAGMA src.table_info({table})")}
+        return {r[1] for r in self._con.execute(f"PRAGMA src.table_info({table})")}
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """The source's one transaction: committed when the block ends, rolled back on any exception (Ctrl-C
         too), so a failure or a kill leaves this store as it was before the source."""
-        self.con.execute("BEGIN IMMEDIATE")
+        self._con.execute("BEGIN IMMEDIATE")
         try:
             yield
-            self.con.execute("COMMIT")
+            self._con.execute("COMMIT")
         except BaseException:
-            self.con.execute("ROLLBACK")
+            self._con.execute("ROLLBACK")
             raise
 
     def merge_table(self, rule: TableRule, columns: list[str], present: set[str]) -> TableMerge:
         """Merge src.<table> into main.<table> by `rule`: `columns` are this version's, `present` the source's."""
-        con, table, out = self.con, rule.table, TableMerge()
+        con, table, out = self._con, rule.table, TableMerge()
         copied = [c for c in columns if c != "id" or rule.keys]  # an autoincrement id is DIR's own
         compared = [c for c in copied if c not in rule.ignored]
         exprs = dict(rule.source_values)
@@ -186,7 +186,7 @@ class AttachedSource:
     def kept_row(self, table: str, key: tuple[tuple[str, Any], ...], columns: tuple[str, ...]) -> tuple | None:
         """Some columns of the row this store kept under `key`."""
         where = " AND ".join(f"{name} = ?" for name, _ in key)
-        row = self.con.execute(f"SELECT {', '.join(columns)} FROM main.{table} WHERE {where}",
+        row = self._con.execute(f"SELECT {', '.join(columns)} FROM main.{table} WHERE {where}",
                                [value for _, value in key]).fetchone()
         return None if row is None else tuple(row)
 
@@ -198,7 +198,8 @@ class MergeQueries(Queries):
 
     def answer_epoch_keys(self) -> list[EpochKey]:
         """Every refreshed answer set: configuration, epoch, the contestant that opened it."""
-        return [EpochKey(*r) for r in self.db.execute("SELECT base_config_id, epoch, contestant FROM main.answer_epochs")]
+        rows = self.db.execute("SELECT base_config_id, epoch, contestant FROM main.answer_epochs")
+        return [EpochKey(*r) for r in rows]
 
     @contextmanager
     def attached(self, db: Path) -> Iterator[AttachedSource]:

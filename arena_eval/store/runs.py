@@ -24,7 +24,8 @@ class RunQueries(Queries):
     def start_run(self, run_id: str, name: str, command: str, config: dict[str, Any]) -> None:
         self.db.execute(
             "INSERT INTO runs (run_id, name, command, started_at, status, config_json) VALUES (?,?,?,?,?,?)",
-            (run_id, name, command, time.time(), "running", json.dumps(redact_tree(redact_secrets(config)), sort_keys=True)),
+            (run_id, name, command, time.time(), "running",
+             json.dumps(redact_tree(redact_secrets(config)), sort_keys=True)),
         )
 
     def finish_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
@@ -78,7 +79,8 @@ class RunQueries(Queries):
         self.db.execute(
             "INSERT OR REPLACE INTO contestants VALUES (?,?,?,?,?,?)",
             # Redacted here, where every caller's config meets the database (docs/design.md §4.7: no secrets stored).
-            (name, config_id, provider, model, json.dumps(redact_tree(redact_secrets(config)), sort_keys=True), time.time()),
+            (name, config_id, provider, model, json.dumps(redact_tree(redact_secrets(config)), sort_keys=True),
+             time.time()),
         )
 
     def stored_contestants(self) -> dict[str, str]:
@@ -123,9 +125,9 @@ class RunQueries(Queries):
         now = time.time()
         with transaction(self.db):
             self.db.execute("DELETE FROM leaderboards WHERE run_id=?", (run_id,))
-            self.db.executemany("INSERT INTO leaderboards (run_id, model, created_at, row_json, judges) VALUES (?,?,?,?,?)",
-                                ((run_id, model, now, json.dumps(record, default=_json_default), judges)
-                                 for model, record in records))
+            self.db.executemany(
+                "INSERT INTO leaderboards (run_id, model, created_at, row_json, judges) VALUES (?,?,?,?,?)",
+                ((run_id, model, now, json.dumps(record, default=_json_default), judges) for model, record in records))
 
     def leaderboard_history(self, contestant: str | None = None) -> list[dict[str, Any]]:
         """Every stored leaderboard row, oldest run first, with the run's name, command, status and times."""

@@ -84,10 +84,10 @@ CREATE INDEX IF NOT EXISTS errors_by_run ON errors (run_id, stage);
 # Columns added after a table was first created: (table, column, type). Applied to older databases on open
 # (docs/design.md §4.6): new columns are added this way, never renamed or dropped.
 ADDED_COLUMNS = [("answers", "context_ids", "TEXT"), ("judgments", "cost", "REAL"), ("judgments", "flags", "TEXT"),
-                  ("answers", "question_digest", "TEXT"), ("leaderboards", "judges", "TEXT"),
-                  ("questions", "follow_ups", "TEXT"), ("questions", "subcategory", "TEXT"), ("answers", "turns", "TEXT"),
-                  ("answers", "reasoning", "TEXT"), ("answers", "reasoning_tokens", "INTEGER"),
-                  ("answers", "source_id", "TEXT")]
+                 ("answers", "question_digest", "TEXT"), ("leaderboards", "judges", "TEXT"),
+                 ("questions", "follow_ups", "TEXT"), ("questions", "subcategory", "TEXT"),
+                 ("answers", "turns", "TEXT"), ("answers", "reasoning", "TEXT"),
+                 ("answers", "reasoning_tokens", "INTEGER"), ("answers", "source_id", "TEXT")]
 
 ENERGY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS energy_windows (
