@@ -74,8 +74,8 @@ def test_real_local_model_end_to_end(tmp_path):
 
     # Energy: one window per contestant's batch, never overlapping on the shared device, plus the judge's line.
     from arena_eval.energy.aggregate import overlapping_windows
-    from arena_eval.store.energy import load_windows
     from arena_eval.store import Store
+    from arena_eval.store.energy import load_windows
 
     with Store(config.output_dir / "arena.db") as store:
         windows = load_windows(store.db)
