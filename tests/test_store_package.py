@@ -55,6 +55,13 @@ def test_each_store_module_stays_small():
     assert len(sizes) >= 8 and max(sizes.values()) < 400, sizes
 
 
+def test_the_stored_energy_import_columns_are_those_codecarbon_imports_read():
+    from arena_eval.energy.codecarbon_import import RUN_COLUMNS
+    from arena_eval.store import energy
+
+    assert energy.RUN_COLUMNS == RUN_COLUMNS
+
+
 def test_look_ups_return_typed_rows_that_still_read_by_column_name(tmp_path):
     with Store(tmp_path / "arena.db") as store:
         store.start_run("r1", "t", "run", {})

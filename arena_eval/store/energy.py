@@ -26,6 +26,9 @@ __all__ = ["ROLES", "EnergyQueries", "create_energy_tables", "load_imports", "lo
            "save_window"]
 
 ROLES = ("contestant", "judge", "idle")
+# The figures of an imported run, columns of energy_imports: energy/codecarbon_import.py reads the same ones
+# (RUN_COLUMNS there; tests/test_store_package.py checks that they agree).
+RUN_COLUMNS = ["energy_wh", "cpu_wh", "gpu_wh", "ram_wh", "duration_s", "co2_g"]
 
 _WINDOW_COLUMNS = ["run_id", "contestant", "config_id", "device", "role", "method", "is_estimated", "tool_version",
                    "devices", "started_at", "ended_at", "duration_s", "energy_j", "gpu_j", "cpu_j", "ram_j",
@@ -82,8 +85,6 @@ def save_imports(db: sqlite3.Connection, runs: pd.DataFrame, source: str | Path,
                  imported_at: float | None = None) -> tuple[int, int]:
     """Store the runs read from one CodeCarbon file, replacing an earlier import of the same file
     (CodeCarbon appends to its CSV, so the latest import holds every run). Returns (stored, replaced)."""
-    from ..energy.codecarbon_import import RUN_COLUMNS
-
     columns = ["source", "imported_at", "line", "contestant", "tags", *RUN_COLUMNS, "source_run_id", "source_timestamp"]
     source = str(Path(source).resolve())
     imported_at = time.time() if imported_at is None else imported_at
