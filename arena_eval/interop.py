@@ -176,7 +176,7 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
         key = answer_id(set_id, qid, p_hash)
         known = [n for n in tokens if n is not None]
         # A reasoning model's file may hold its thinking in the text: it is kept apart, never shown to a judge.
-        split = [split_think(text) for text in texts]
+        split = [split_think(text, leading_only=True) for text in texts]  # a stray </think> hides nothing
         texts = [answer for answer, _ in split]
         thinking = [t for _, t in split if t]
         store.save_answer(

@@ -19,6 +19,9 @@ chosen per request from the configured rates (deterministic for a seed):
   "echo" repeats the judge's user prompt (a broken judge) and states no label of its own;
   "cutoff" starts like "quote" but is cut off (finish reason "length") right after the first label inside the
   quoted answers, before its own verdict; asked again, it answers like "longer";
+  "quote-only" quotes both answers and states no label of its own; asked again, it answers like "longer";
+  "think-quote" is a reasoning model without a reasoning parser: it quotes both answers inside a leading
+  <think>…</think> block, then gives the "longer" label;
 - `replies`: model → reply texts, given in turn (e.g. answers that try to dictate the verdict);
 - `reasoning`: model → thinking that its replies carry beside the answer, as reasoning models' do: in the message's
   (or the stream deltas') `reasoning_field` ("reasoning_content" by default; "reasoning" as OpenRouter and Ollama
@@ -450,7 +453,7 @@ class FakeServer:
             if verdict == "echo":
                 return messages[1]["content"]
             first_ask = len(messages) <= 2
-            if verdict in ("longer", "second-try", "quote", "cutoff"):
+            if verdict in ("longer", "second-try", "quote", "cutoff", "quote-only", "think-quote"):
                 answers = dict(_ANSWER_FENCE.findall(messages[1]["content"]))
                 a, b = len(answers.get("A", "")), len(answers.get("B", ""))
                 label = "A>B" if a > b else "B>A" if b > a else "A=B"
@@ -461,6 +464,11 @@ class FakeServer:
                 if verdict == "quote":
                     return (f"Assistant A wrote: \"{answers.get('A')}\" Assistant B wrote: \"{answers.get('B')}\" "
                             f"My final verdict: [[{label}]]")
+                quoted = f"Assistant A wrote: \"{answers.get('A')}\" Assistant B wrote: \"{answers.get('B')}\""
+                if verdict == "quote-only" and first_ask:
+                    return quoted + " Both have merits."
+                if verdict == "think-quote":
+                    return f"<think>\n{quoted}\n</think>\n\nMy final verdict: [[{label}]]"
                 verdict = label
             elif verdict == "hash":
                 answers = dict(_ANSWER_FENCE.findall(messages[1]["content"]))
