@@ -327,6 +327,6 @@ def test_an_imported_answer_with_a_stray_closing_think_tag_is_kept_whole_and_a_l
                                              v01_answer("q2", "c1", "<think>Hmm.</think>\nÉté.", 1.0, 5)])
     cli("import", c1, "--contestant", "c1", "--config", config)
     with Store(Arena(load_config(config)).config.output_dir / "arena.db") as store:
-        rows = dict((q, (t, r)) for q, t, r in store.db.execute(
-            "SELECT question_id, text, reasoning FROM answers WHERE contestant = 'c1'"))
+        rows = {q: (t, r) for q, t, r in store.db.execute(
+            "SELECT question_id, text, reasoning FROM answers WHERE contestant = 'c1'")}
     assert rows == {"q1": (stray, None), "q2": ("Été.", "Hmm.")}
