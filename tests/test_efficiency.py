@@ -80,6 +80,10 @@ CRAFTED_HEADERS = {
                                      "a count of 18,446,744,073,709,551,615 array items"),
     "an array of 2^62 strings": (lambda: gguf_header(0, 1, struct.pack("<Q", 1) + b"k" + struct.pack("<IIQ", 9, 8, 2**62)),
                                  "a count of 4,611,686,018,427,387,904 strings"),
+    "a vocabulary string of 2^64 - 1 bytes": (
+        lambda: gguf_header(0, 1, struct.pack("<Q", 1) + b"k" + struct.pack("<IIQ", 9, 8, 3) + struct.pack("<Q", 1)
+                            + b"a" + struct.pack("<Q", U64_MAX) + bytes(16)),
+        "a string of 18,446,744,073,709,551,615 bytes runs past the end"),
     "2^64 - 1 metadata entries": (lambda: gguf_header(0, U64_MAX, bytes(64)), "metadata entries"),
     "2^64 - 1 tensors": (lambda: gguf_header(U64_MAX, 0, bytes(64)), "tensors"),
     "an array of arrays": (lambda: gguf_header(0, 1, struct.pack("<Q", 1) + b"k" + struct.pack("<IIQ", 9, 9, 1) + bytes(16)),
@@ -97,6 +101,15 @@ def test_a_crafted_gguf_header_is_refused_with_a_message_naming_the_file(tmp_pat
     with pytest.raises(GGUFError) as info:
         read_gguf_parameters(path)
     assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+
+
+def test_a_vocabulary_longer_than_the_read_window_is_walked_to_the_tensors_behind_it(tmp_path):
+    words = [f"token{i}".encode() for i in range(200_000)]  # 2.7 MB of strings: the 1 MiB window refills
+    vocabulary = struct.pack("<Q", 16) + b"tokenizer.tokens" + struct.pack("<IIQ", 9, 8, len(words))
+    vocabulary += b"".join(struct.pack("<Q", len(w)) + w for w in words)
+    path = tmp_path / "vocabulary.gguf"
+    path.write_bytes(gguf_header(2, 1, vocabulary + tensor_info([64, 32_000]) + tensor_info([64])))
+    assert read_gguf_parameters(path) == 64 * 32_000 + 64
 
 
 def test_a_model_file_with_a_crafted_header_leaves_its_columns_empty_with_a_warning_not_a_traceback(tmp_path, fake_server):
