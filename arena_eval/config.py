@@ -526,8 +526,11 @@ class RunConfig(_Strict):
 
     def check_categories(self, categories: dict[str | None, int], where: str) -> None:
         """Refuse a baseline mapping that leaves a category of the question set (category → questions) without a
-        baseline, and judge prompts for a category the set does not have (a misspelt category)."""
+        baseline, and a baseline or judge prompts for a category the set does not have (a misspelt category)."""
+        known = sorted(str(c) for c in categories if c is not None)
         if self.category_baselines:
+            _refuse_unknown_categories("baseline", set(self.category_baselines) - {"default"}, known, where,
+                                       "(`default:` names the baseline of every other category)")
             orphans = sorted(str(c) if c is not None else "(no category)" for c in categories
                              if self.baseline_for_category(c) is None)
             if orphans:
@@ -535,13 +538,9 @@ class RunConfig(_Strict):
                     f"baseline: {where} has questions in categor{'y' if len(orphans) == 1 else 'ies'} "
                     f"{', '.join(orphans)} that the baseline mapping gives no baseline; add them to the mapping or "
                     "give a `default:` baseline")
-        known = sorted(str(c) for c in categories if c is not None)
         for judge in self.judge:
-            unknown = sorted(set(judge.prompts_by_category) - set(known))
-            if unknown:
-                raise ConfigError(f"judge {judge.label}: prompts_by_category names categor"
-                                  f"{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}, which {where} does not "
-                                  f"have; its categories: {', '.join(known) or 'none'}")
+            _refuse_unknown_categories(f"judge {judge.label}: prompts_by_category", set(judge.prompts_by_category),
+                                       known, where)
 
     def resolve(self, path: str) -> Path:
         candidate = Path(path).expanduser()
@@ -562,6 +561,15 @@ class RunConfig(_Strict):
     def snapshot(self) -> dict[str, Any]:
         """The resolved config as stored with a run. Holds variable names, never secret values (see redact_secrets)."""
         return redact_secrets(self.model_dump(mode="json"))
+
+
+def _refuse_unknown_categories(what: str, named: set[str], known: list[str], where: str, hint: str = "") -> None:
+    """A mapping keyed by category (`baseline:`, `prompts_by_category`) that names a category the question set
+    does not have is a misspelling: refused, with the set's categories."""
+    unknown = sorted(named - set(known))
+    if unknown:
+        raise ConfigError(f"{what} names categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}, which "
+                          f"{where} does not have; its categories: {', '.join(known) or 'none'}" + (f" {hint}" if hint else ""))
 
 
 def first_shared_configuration(ids: list[str]) -> tuple[int, int] | None:
