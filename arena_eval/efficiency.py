@@ -120,7 +120,7 @@ class _GGUFHeader:
         if n > self.room:
             raise self.past_end(f"a field of {n} bytes")
         offset = self.pos - self.base
-        if offset < 0 or offset + n > len(self.window):
+        if offset + n > len(self.window):
             self.handle.seek(self.pos)
             self.window, self.base, offset = self.handle.read(min(max(n, _WINDOW_BYTES), self.room)), self.pos, 0
             if len(self.window) < n:

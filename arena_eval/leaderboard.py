@@ -522,7 +522,7 @@ def _model_facts(c: ContestantConfig, base_dir: str) -> tuple[float | None, floa
             try:
                 params = float(read_gguf_parameters(path))
             except (GGUFError, OSError) as exc:  # a damaged or crafted header: empty columns, a warning naming the file
-                warnings.warn(GGUFWarning(f"contestant {c.name}: {exc}; its parameter count and MFU are left empty "
+                warnings.warn(GGUFWarning(f"contestant {c.name!r}: {exc}; its parameter count and MFU are left empty "
                                           "(set params_b in its config to give them)"), stacklevel=2)
         if path is not None and size is None:
             try:

@@ -121,7 +121,7 @@ def test_a_model_file_with_a_crafted_header_leaves_its_columns_empty_with_a_warn
     path = write_config(tmp_path, server.base_url, n_questions=3, contestants=[
         {"name": "base", "model": "m-base"}, {"name": "local", "provider": "llama_cpp", "model_path": str(model),
                                               "accelerator": "H100-SXM"}])
-    with pytest.warns(GGUFWarning, match=rf"contestant local: {model}: a tensor with 20 dimensions .*left empty"):
+    with pytest.warns(GGUFWarning, match=rf"contestant 'local': {model}: a tensor with 20 dimensions .*left empty"):
         result = Arena(load_config(path)).run_sync(("score",), "score")  # scores what is stored: the model never starts
     board = result.leaderboard.set_index("model")
     assert pd.isna(board.loc["local", "params_b"]) and pd.isna(board.loc["local", "mfu"])
