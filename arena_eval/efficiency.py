@@ -39,9 +39,11 @@ GGUF_MAX_DIMS = 4
 # 6 MB); a header said to run longer is refused rather than walked.
 GGUF_MAX_HEADER_BYTES = 64 * 1024 * 1024
 # The fewest bytes a metadata entry (key length, empty key, value type, a one-byte value) and a tensor description
-# (name length, dimension count, one dimension, type, offset) take: a count that could not fit is refused at once.
+# (name length, dimension count, type, offset) take: a count that could not fit is refused at once.
 _MIN_ENTRY_BYTES = 8 + 4 + 1
-_MIN_TENSOR_BYTES = 8 + 4 + 8 + 4 + 8
+_MIN_TENSOR_BYTES = 8 + 4 + 4 + 8
+_U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
+_WINDOW_BYTES = 1 << 20
 
 
 class GGUFError(ValueError):
@@ -57,6 +59,8 @@ def read_gguf_parameters(path: str | Path) -> int:
     weights themselves are not read). Raises GGUFError for a file that is not GGUF version 2 or 3, or whose header
     is damaged or crafted: every count and length is checked against the file's size before it is used, and a tensor
     has at most GGUF_MAX_DIMS dimensions, so the work is bounded by the header's size and the arithmetic is small."""
+    if not Path(path).is_file():  # a pipe would block the read, a device never end it
+        raise GGUFError(f"{path}: not a regular file")
     with open(path, "rb") as handle:
         header = _GGUFHeader(handle, path)
         if header.take(4) != _GGUF_MAGIC:
@@ -86,10 +90,6 @@ def read_gguf_parameters(path: str | Path) -> int:
         if total > 8 * header.size:
             raise header.fail(f"{total:,} parameters in a file of {header.size:,} bytes")
         return total
-
-
-_U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
-_WINDOW_BYTES = 1 << 20
 
 
 class _GGUFHeader:

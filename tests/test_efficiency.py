@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import struct
 
 import numpy as np
@@ -101,6 +102,13 @@ def test_a_crafted_gguf_header_is_refused_with_a_message_naming_the_file(tmp_pat
     with pytest.raises(GGUFError) as info:
         read_gguf_parameters(path)
     assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+
+
+def test_a_model_path_that_is_a_pipe_is_refused_without_waiting_for_a_writer(tmp_path):
+    pipe = tmp_path / "model.gguf"
+    os.mkfifo(pipe)
+    with pytest.raises(GGUFError, match="not a regular file"):
+        read_gguf_parameters(pipe)
 
 
 def test_a_vocabulary_longer_than_the_read_window_is_walked_to_the_tensors_behind_it(tmp_path):
