@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from .console import err
+from .console import Table, echo, err
 from .errors import ArenaError, RunInterrupted
 from .records import COLUMNS, terminal_columns
 from .redaction import redact
@@ -55,10 +54,6 @@ def quiet_third_party_logs(verbose: bool) -> None:
 def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the log lines of the libraries "
                                           "arena-eval uses (CodeCarbon, litellm, HTTP clients); quiet by default.")) -> None:
     quiet_third_party_logs(verbose)
-
-def echo(message: str) -> None:
-    """typer.echo for messages that may quote stored text: never with a known secret in it."""
-    typer.echo(redact(message))
 
 from .energy.cli import energy_app  # noqa: E402  (loads no meter library)
 
@@ -961,11 +956,11 @@ def validate(config: Path = typer.Option(..., "--config", "-c", help="Run config
         planned = Arena(cfg, questions=questions).plan().summary()
     except ArenaError as exc:
         _fail(exc)
-    typer.echo(
+    echo(
         f"{config}: ok — {len(questions)} questions, {len(cfg.contestants)} contestants "
         f"({_baseline_words(cfg)}), judge{'s' if len(cfg.judges) > 1 else ''} {judges}, results in {cfg.output_dir}"
     )
-    typer.echo(planned)
+    echo(planned)
 
 
 @app.command("export")
@@ -1026,7 +1021,7 @@ def import_(
             counts = import_answers(answers_file, target, questions, store, arena.augmenter(store), set_id)
     except ArenaError as exc:
         _fail(exc)
-    typer.echo(
+    echo(
         f"{answers_file}: {counts['imported']} answers imported for {contestant}, {counts['already_stored']} already "
         f"stored, {counts['unknown_question']} for questions not in the set (skipped)"
     )

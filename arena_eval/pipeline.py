@@ -26,8 +26,8 @@ from .augment import Augmenter
 from .adaptive import AdaptivePlan, advance, question_order
 from .augment.guidance import build_guidance
 from .batch import Batches
-from .config import RunConfig
-from .errors import ArenaError, RunInterrupted, StoreError
+from .config import RunConfig, first_shared_configuration, shared_configuration_message
+from .errors import ArenaError, ConfigError, RunInterrupted, StoreError
 from .history import find_regressions
 from .judge import RunJudge
 from .leaderboard import (Leaderboard, RunScope, Tally, adaptive_key, adaptive_plan, adaptive_summary, build_leaderboard,
@@ -186,6 +186,10 @@ class Arena:
             # A category left without a baseline, or judge prompts for a category the set lacks: refused now.
             config.check_categories(Counter(q.category for q in self.questions), str(config.questions_path))
         self.judges = [RunJudge.load(j, config.resolve) for j in config.judges]  # templates checked before any request
+        shared = first_shared_configuration([j.config_id for j in self.judges])
+        if shared:  # two prompt folders with the same templates: config loading compared the folders' paths only
+            raise ConfigError(shared_configuration_message("judge", self.judges[shared[0]].name,
+                                                           self.judges[shared[1]].name, *shared))
         # The first judge's, for code written when a run had one judge.
         self.prompts, self.judge_config_id = self.judges[0].prompts, self.judges[0].config_id
         self.baseline = config.baseline_contestant

@@ -86,6 +86,11 @@ CASES = {
         lambda config, questions, folder: edit(config, lambda d: d.update(baseline={"cat0": "base", "cat1": "c1"})),
         [r"baseline: \S*questions\.jsonl has questions in category cat2 that the baseline mapping gives no baseline",
          r"add them to the mapping or give a `default:` baseline"]),
+    "baseline for an unknown category": (
+        lambda config, questions, folder: edit(config, lambda d: d.update(
+            baseline={"cat0": "base", "cat_1": "c1", "default": "base"})),
+        [r"baseline names category cat_1, which \S*questions\.jsonl does not have; its categories: cat0, cat1, cat2",
+         r"`default:` names the baseline of every other category"]),
     "judge prompts for an unknown category": (
         lambda config, questions, folder: edit(config, lambda d: d["judge"].update(
             prompts_by_category={"creative": "prompts"})),
