@@ -1025,7 +1025,7 @@ def import_(
         from .pipeline import Arena
 
         arena = Arena(cfg, questions=questions)
-        with RunLock(cfg.output_dir), Store(cfg.output_dir / "arena.db") as store:
+        with RunLock(cfg.output_dir), Store(cfg.output_dir / "arena.db", verify=True) as store:
             set_id = arena.answer_sets(store).set_id(contestant)  # the set in use, if its answers were refreshed
             target = next(c for c in arena.contestants if c.name == contestant)
             store.save_questions(questions)

@@ -234,7 +234,7 @@ class Arena:
     async def run(self, stages: Iterable[str] = STAGES, command: str = "run") -> Result:
         stages = tuple(stages)
         out = self.config.output_dir
-        with RunLock(out), Store(out / "arena.db") as store:
+        with RunLock(out), Store(out / "arena.db", verify=True) as store:
             run_id = new_run_id()
             summary = RunSummary(run_id, len(self.questions), [c.name for c in self.contestants])
             self.last_summary = summary  # what an interrupted run did, for the caller's message
