@@ -774,6 +774,9 @@ def prune(
             raise ArenaError(f"--size {size}: keep at least 2 questions and fewer than the set's {n}")
         if out.resolve() == cfg.questions_path.resolve():
             raise ArenaError(f"--out {out} is the run's own question file; write the smaller set elsewhere")
+        from .output_paths import refuse_results_target
+
+        refuse_results_target(out, cfg.output_dir, config, "--out")  # the store, the config, the output folder
         if out.exists() and not force:
             raise ArenaError(f"--out {out} exists; pass --force to overwrite it")
         board = arena.stored_leaderboard()
