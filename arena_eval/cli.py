@@ -1105,7 +1105,18 @@ def merge(
 
 def main() -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    app()
+    from .launch import STARTUP_INTERRUPTED, interrupted_silently
+
+    try:
+        app()
+    except KeyboardInterrupt:  # outside a command (typer turns one inside a command into exit 130)
+        err.print(STARTUP_INTERRUPTED, highlight=False)
+        sys.exit(130)
+    except SystemExit as exc:
+        if interrupted_silently(exc):  # a command without its own Ctrl-C message: one line instead of nothing
+            err.print("interrupted (SIGINT) before the command finished; what was stored before is kept",
+                      highlight=False)
+        raise
 
 
 if __name__ == "__main__":

@@ -168,3 +168,54 @@ def test_real_arena_hard_answers_import(tmp_path, fake_server):
     run = cli("import", str(SHARED / "model_answer" / "gpt-4-0314.jsonl"), "--contestant", "base", "--config", str(path))
     assert run.returncode == 0, run.stderr
     assert "500 answers imported for base" in run.stdout
+
+
+def _interrupted(args: list[str], started, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run the `arena-eval` command (`python -m arena_eval`), wait for `started()`, then press Ctrl-C (SIGINT)."""
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "arena_eval", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    handle = started()
+    time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    if handle is not None:
+        handle.close()
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_command_starts_up_is_one_line_and_exit_130(tmp_path):
+    """Ctrl-C while the command line loads (its imports take seconds on a busy machine) printed a KeyboardInterrupt
+    traceback; Ctrl-C in a command without a handler of its own (here: blocked opening the question file) was
+    silent. Both now say so in one line and exit 130."""
+    import os
+    import time
+
+    config = write_config(tmp_path, "http://127.0.0.1:9/v1", n_questions=3)
+    questions = tmp_path / "questions.jsonl"
+    questions.unlink()
+    os.mkfifo(questions)  # opening it blocks until the test opens the other end
+    # sitecustomize runs when the interpreter starts, before the command line is imported: it says when.
+    hooks, marker = tmp_path / "hooks", tmp_path / "started"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hooks), root])}
+
+    def interpreter_started():
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    loading = _interrupted(["plan", "--config", str(config)], interpreter_started, env)
+    assert "Traceback" not in loading.stderr and loading.returncode == 130, loading.stderr
+    assert "interrupted while starting up; nothing was changed" in loading.stderr
+
+    for command in ("plan", "score", "report"):
+        marker.unlink(missing_ok=True)
+        waiting = _interrupted([command, "--config", str(config)], lambda: questions.open("w"), env)
+        assert "Traceback" not in waiting.stderr and waiting.returncode == 130, (command, waiting.stderr)
+        assert "interrupted (SIGINT) before the command finished" in waiting.stderr, (command, waiting.stderr)
