@@ -147,4 +147,5 @@ def test_run_and_score_leave_a_damaged_store_byte_for_byte_untouched(tmp_path, f
             assert done.exit_code == 1, (command, done.output)
             assert f"the result database {db_path} is damaged" in done.stderr, done.stderr
             assert hashlib.sha256(db_path.read_bytes()).hexdigest() == digest, command
+            assert not any(p.stat().st_size for p in db_path.parent.glob("arena.db-wal")), command  # nor pending
     assert sum(server.requests.values()) == requests  # nothing was sent either
