@@ -1,7 +1,8 @@
 """The `arena-eval` command line.
 
 Exit codes: 0 complete, 1 usage or config error, 2 finished with missing items (`merge`: with conflicting rows),
-3 a contestant regressed, 130 / 143 stopped by SIGINT / SIGTERM (what was stored is kept; run again to resume).
+3 a contestant regressed, 4 `run --max-cost` reached (stored work kept, nothing scored), 130 / 143 stopped by
+SIGINT / SIGTERM (what was stored is kept; run again to resume).
 """
 
 from __future__ import annotations
@@ -224,7 +225,7 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
             from .demo import DISCLAIMER
 
             err.print(f"[yellow]{DISCLAIMER}[/yellow]", highlight=False)
-        arena = Arena(cfg, progress=make_progress(progress), refresh=refresh, wait=wait)
+        arena = Arena(cfg, progress=make_progress(progress), refresh=refresh, wait=wait, max_cost=max_cost)
         if max_cost is not None:
             if not max_cost > 0:
                 raise ArenaError(f"--max-cost must be a positive amount in USD, got {max_cost:g}")
@@ -297,7 +298,12 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
         err.print(f"wrote {path}", highlight=False)
     if cfg.demo:
         err.print(f"[yellow]Reminder: {cfg.name} used a 135M judge — the pipeline is demonstrated, not real quality.[/yellow]")
-    if not s.complete:
+    if s.capped:
+        from .spending import capped_message
+
+        err.print(capped_message(s.max_cost, s.spent, s.requests_held_back, s.unpriced_replies, result.output_dir),
+                  style="red", markup=False, highlight=False)
+    elif not s.complete:
         err.print(f"[red]incomplete: results are stored in {result.output_dir}; fix the causes above and run again "
                   "to fill in only what is missing[/red]")
     _print_regressions(result.regressions)
@@ -403,14 +409,15 @@ def run(
                                       "(repeatable; e.g. the baseline, which is otherwise kept)."),
     columns: Optional[str] = ColumnsOption,
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Refuse to start (exit 1) when the plan's "
-                                             "estimated cost in USD is above this (see `arena-eval plan`)."),
+                                             "estimated cost in USD is above this (see `arena-eval plan`); stop "
+                                             "sending (exit 4) once the replies' priced cost reaches it."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Batch mode: submit the batches, store their ids and exit "
                                  "0 without waiting for them; the next run collects them and scores."),
 ) -> None:
     """Collect answers, judge them against the baseline and rate every contestant (resumes what is stored).
 
     Exit codes: 0 complete, 1 usage or config error, 2 finished with missing items, 3 regression detected,
-    130/143 stopped by SIGINT/SIGTERM (stored work kept; run again to resume)."""
+    4 stopped by --max-cost, 130/143 stopped by SIGINT/SIGTERM (stored work kept; run again to resume)."""
     _run_stages(config, ("answers", "judge", "score"), "run", format, progress, demo_guided, tuple(refresh),
                 _columns(columns), max_cost, wait=not no_wait)
 
@@ -762,6 +769,9 @@ def prune(
             raise ArenaError(f"--size {size}: keep at least 2 questions and fewer than the set's {n}")
         if out.resolve() == cfg.questions_path.resolve():
             raise ArenaError(f"--out {out} is the run's own question file; write the smaller set elsewhere")
+        from .output_paths import refuse_results_target
+
+        refuse_results_target(out, cfg.output_dir, config, "--out")  # the store, the config, the output folder
         if out.exists() and not force:
             raise ArenaError(f"--out {out} exists; pass --force to overwrite it")
         board = arena.stored_leaderboard()
@@ -1013,7 +1023,7 @@ def import_(
         from .pipeline import Arena
 
         arena = Arena(cfg, questions=questions)
-        with RunLock(cfg.output_dir), Store(cfg.output_dir / "arena.db") as store:
+        with RunLock(cfg.output_dir), Store(cfg.output_dir / "arena.db", verify=True) as store:
             set_id = arena.answer_sets(store).set_id(contestant)  # the set in use, if its answers were refreshed
             target = next(c for c in arena.contestants if c.name == contestant)
             store.save_questions(questions)
@@ -1090,7 +1100,18 @@ def merge(
 
 def main() -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    app()
+    from .launch import STARTUP_INTERRUPTED, interrupted_silently
+
+    try:
+        app()
+    except KeyboardInterrupt:  # outside a command (typer turns one inside a command into exit 130)
+        err.print(STARTUP_INTERRUPTED, highlight=False)
+        sys.exit(130)
+    except SystemExit as exc:
+        if interrupted_silently(exc):  # a command without its own Ctrl-C message: one line instead of nothing
+            err.print("interrupted (SIGINT) before the command finished; what was stored before is kept",
+                      highlight=False)
+        raise
 
 
 if __name__ == "__main__":

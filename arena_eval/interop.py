@@ -388,6 +388,8 @@ def export_arena_hard(scope: RunScope, store: Store, sets: AnswerSets, folder: s
     folder = Path(folder)
     ids = {c.name: sets.current(c, scope.questions) for c in scope.contestants}
     stems, notes = export_stems([c.name for c in scope.config.contestants] + list(ids))
+    # Every file name is settled before the first file is written: an export is written whole or not at all.
+    judge_stems, judge_notes = export_stems([j.name for j in scope.judges], "judge", "/")
     questions = {q.question_id: q for q in scope.questions}
     written: list[Path] = []
     answers_dir = folder / "model_answer"
@@ -408,7 +410,7 @@ def export_arena_hard(scope: RunScope, store: Store, sets: AnswerSets, folder: s
     rated = {j.name for j in scope.rated_judges}
     battles, judged = [], set()
     for judge in scope.judges:
-        judge_name = _safe(judge.name)
+        judge_name = judge_stems[judge.name]
         judgments = {j.game_id: j for j in store.judgments(judge.config_id)}
         per_contestant: dict[str, dict[str, dict[int, dict]]] = {}
         for game in current_games(scope, ids, judge):
@@ -432,7 +434,8 @@ def export_arena_hard(scope: RunScope, store: Store, sets: AnswerSets, folder: s
             written.append(_write_jsonl(judgment_dir / f"{stems[contestant]}.jsonl", records))
         judged |= set(per_contestant)
     written.append(_write_jsonl(folder / "battles.jsonl", battles, ensure_ascii=True))
-    return Exported(written, [notes[name] for name in dict.fromkeys(list(ids) + sorted(judged)) if name in notes])
+    return Exported(written, [notes[name] for name in dict.fromkeys(list(ids) + sorted(judged)) if name in notes]
+                    + [judge_notes[j.name] for j in scope.judges if j.name in judge_notes])
 
 
 def _judge_messages(judge, scope: RunScope, question: Question, a: list[str], b: list[str]) -> list[Message]:
@@ -473,14 +476,25 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
 
 
-def export_stems(names: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+# A file name is at most 255 bytes on the common file systems: a stem is kept to this many bytes, with room for
+# "-" and a hash of up to 64 hex digits, and ".jsonl".
+MAX_STEM_BYTES = 160
+
+
+def _fits(stem: str) -> bool:
+    """Whether a sanitised stem can be a file name as it is: short enough, and not `.` or `..` (or only dots)."""
+    return len(stem.encode()) <= MAX_STEM_BYTES and stem.strip(".") != ""
+
+
+def export_stems(names: list[str], what: str = "contestant", suffix: str = ".jsonl") -> tuple[dict[str, str], dict[str, str]]:
     """Each name's file stem, unique even where file names ignore case (macOS, Windows), and a note for each name
-    that does not get its plain sanitised stem.
+    that does not get its plain sanitised stem (`what` and `suffix` word the note: "judge", "/" for a folder).
 
     `team/a` and `team_a` both sanitise to `team_a`: the name that is already safe keeps the plain stem, and
     every other name in the clash gets `-` and the first 8 hex digits of its SHA-256 appended. Names that are
-    already safe and differ only in case: the first in sorted order keeps the plain stem. The result depends on
-    the names only, never on their order.
+    already safe and differ only in case: the first in sorted order keeps the plain stem. A name too long for a
+    file name (over MAX_STEM_BYTES once sanitised), or only dots, is cut to that length and hashed the same way,
+    so that an export never fails half-way on a name. The result depends on the names only, never on their order.
     """
     unique = sorted(set(names))
     clashes: dict[str, list[str]] = {}
@@ -492,20 +506,25 @@ def export_stems(names: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     for group in clashes.values():
         keeper = next((name for name in group if _safe(name) == name), None if len(group) > 1 else group[0])
         for name in group:
-            if name == keeper:
+            if name == keeper and _fits(_safe(name)):
                 stems[name] = _safe(name)
                 continue
             stems[name] = _hashed_stem(name, taken)
+            if not _fits(_safe(name)):
+                shown = repr(name) if len(name) <= 60 else f"{name[:60]!r}… ({len(name)} characters)"
+                notes[name] = f"{what} {shown} is written as {stems[name]}{suffix} (its name is too long for a file name)"
+                continue
             others = ", ".join(repr(other) for other in group if other != name)
-            notes[name] = (f"contestant {name!r} is written as {stems[name]}.jsonl (its name sanitises to the same "
+            notes[name] = (f"{what} {name!r} is written as {stems[name]}{suffix} (its name sanitises to the same "
                            f"file as {others})")
     return stems, notes
 
 
 def _hashed_stem(name: str, taken: set[str]) -> str:
     digest = hashlib.sha256(name.encode()).hexdigest()
+    safe = _safe(name).encode()[:MAX_STEM_BYTES].decode(errors="ignore")  # cut on a character's boundary
     for length in (8, 16, 64):  # a longer hash only if a contestant is deliberately named like another's file
-        stem = f"{_safe(name)}-{digest[:length]}"
+        stem = f"{safe}-{digest[:length]}"
         if stem.casefold() not in taken:
             taken.add(stem.casefold())
             return stem

@@ -138,7 +138,7 @@ def merge_stores(sources: Sequence[Path], into: Path) -> MergeResult:
         _check_source(source, db, schema)
         _check_not_in_use(source, db)
     result = MergeResult(into)
-    with RunLock(into), Store(target) as store:
+    with RunLock(into), Store(target, verify=True) as store:
         version = store.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
         if int(version) > SCHEMA_VERSION:
             raise ArenaError(f"{target} was written by a newer arena-eval (schema {version}, this one reads "

@@ -29,6 +29,8 @@ chosen per request from the configured rates (deterministic for a seed):
   in `completion_tokens_details.reasoning_tokens`;
 - `think_tags`: model → thinking that its replies begin with, between <think> tags in the content (a server
   without a reasoning parser), counted in `completion_tokens` only;
+- `runaway_words`: every successful reply runs on for this many more words, whatever the request's `max_tokens` (a
+  server that ignores it), with the words counted in `completion_tokens`; a judge's reply still ends with its verdict;
 - `rates`: named faults (FAULTS below) with a probability per request, e.g. {"503": 0.1, "reset": 0.05};
 - `turn_faults`: model → (n, fault): every request of that model that holds n user messages (a conversation's
   n-th turn) gets the fault; may be changed while the server runs;
@@ -121,6 +123,7 @@ class Faults:
     reasoning: dict[str, str] = field(default_factory=dict)
     reasoning_field: str | None = "reasoning_content"
     think_tags: dict[str, str] = field(default_factory=dict)
+    runaway_words: int = 0
 
     def __post_init__(self) -> None:
         unknown = (set(self.rates) | {fault for fault, _ in self.scripted.values()}) - set(FAULTS)
@@ -213,6 +216,8 @@ class FakeServer:
         text = self.reply_text(body)
         finish, refusal = self.finish_reason_for(body), None
         thinking = f.reasoning.get(model)
+        if f.runaway_words and fault is None:
+            text = "and so on " * (f.runaway_words // 3) + text  # the label, if any, stays the reply's last words
         if model in f.think_tags:
             text = f"<think>\n{f.think_tags[model]}\n</think>\n\n{text}"
         if fault == "empty":
