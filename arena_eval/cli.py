@@ -1023,16 +1023,25 @@ def import_(
             target = next(c for c in arena.contestants if c.name == contestant)
             store.save_questions(questions)
             store.save_contestant(target.name, set_id, target.provider, target.model, target.model_dump(mode="json"))
-            counts = import_answers(answers_file, target, questions, store, arena.augmenter(store), set_id)
+            notes: list[str] = []
+            counts = import_answers(answers_file, target, questions, store, arena.augmenter(store), set_id, notes)
     except ArenaError as exc:
         _fail(exc)
+    for note in notes[:MAX_NOTE_LINES]:
+        err.print(redact(note), highlight=False, markup=False)
+    if len(notes) > MAX_NOTE_LINES:
+        err.print(f"… and {len(notes) - MAX_NOTE_LINES} more lines skipped", highlight=False, markup=False)
+    skipped = "".join(f", {counts[key]} {what} (skipped)" for key, what in (
+        ("repeated", "repeating a question answered earlier in the file"),
+        ("too_large", "over max_response_bytes")) if counts[key])
     typer.echo(
         f"{answers_file}: {counts['imported']} answers imported for {contestant}, {counts['already_stored']} already "
-        f"stored, {counts['unknown_question']} for questions not in the set (skipped)"
+        f"stored, {counts['unknown_question']} for questions not in the set (skipped){skipped}"
     )
 
 
 MAX_CONFLICT_LINES = 100  # on the terminal; --format json lists every conflict
+MAX_NOTE_LINES = 20  # skipped lines of an imported file named on the terminal
 
 
 @app.command()
