@@ -48,7 +48,7 @@ def read_battles(path: str | Path) -> pd.DataFrame:
         winner = _WINNERS.get(str(record["winner"]))
         if winner is None:
             raise ConfigError(
-                f"{path}:{number}: winner {record['winner']!r} is not one of model_a, model_b, tie, 'tie (bothbad)'"
+                f"{path}:{number}: winner {shown(record['winner'])} is not one of model_a, model_b, tie, 'tie (bothbad)'"
             )
         rows.append((str(record.get("question_id", number)), str(record["model_a"]), str(record["model_b"]), winner, 1.0))
     if not rows:
@@ -122,7 +122,7 @@ def _judgment_record(record: dict[str, Any], where: str, baseline: str) -> tuple
                           "of one or two games)")
     judged_against = record.get("baseline")
     if judged_against is not None and judged_against != baseline:
-        raise ConfigError(f"{where}: judged against baseline {judged_against!r}, not {baseline!r}; rate the judgments "
+        raise ConfigError(f"{where}: judged against baseline {shown(judged_against)}, not {baseline!r}; rate the judgments "
                           "of each baseline separately (arena-hard v2.0 has one per category)")
     return str(qid), model, games
 
@@ -139,7 +139,7 @@ def _game_label(entry: Any, where: str, game: int) -> str | None:
     match = _SCORE_LABEL.fullmatch(score.strip().lower()) if isinstance(score, str) else None
     label = canonical_label(*match.groups()) if match else None
     if label is None:
-        raise ConfigError(f"{where}: game {game} has score {score!r}, not a verdict label "
+        raise ConfigError(f"{where}: game {game} has score {shown(score)}, not a verdict label "
                           f"({', '.join(LABELS)}, or null when unparsed)")
     return label
 
@@ -282,7 +282,7 @@ def _v2_answer_record(record: dict[str, Any], where: str) -> AnswerRecord:
         number, role = start + offset + 1, "user" if offset % 2 == 0 else "assistant"
         if not isinstance(message, dict) or message.get("role") != role:
             got = message.get("role") if isinstance(message, dict) else type(message).__name__
-            raise ConfigError(f"{where}: message {number} should be the {role}'s turn, found {got!r}")
+            raise ConfigError(f"{where}: message {number} should be the {role}'s turn, found {shown(got)}")
         content = message.get("content")
         if role == "assistant" and isinstance(content, dict):
             content = content.get("answer")
@@ -303,14 +303,14 @@ def _token_count(value: Any, where: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{where}: token_len {value!r} is not a count of tokens")
+        raise ConfigError(f"{where}: token_len {shown(value)} is not a count of tokens")
     return value
 
 
 def _tstamp(record: dict[str, Any], where: str) -> float | None:
     value = record.get("tstamp")
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ConfigError(f"{where}: tstamp {value!r} is not a time in seconds since 1970")
+        raise ConfigError(f"{where}: tstamp {shown(value)} is not a time in seconds since 1970")
     return value
 
 
@@ -319,7 +319,7 @@ def _fit_turns(found: AnswerRecord, question: Question, where: str) -> tuple[lis
     qid = question.question_id
     if found.user_turns is not None:
         if len(found.user_turns) != len(question.turns):
-            raise ConfigError(f"{where}: {len(found.user_turns)} user turn(s), but question {qid!r} has "
+            raise ConfigError(f"{where}: {len(found.user_turns)} user turn(s), but question {shown(qid)} has "
                               f"{len(question.turns)}; the answers belong to another version of the question")
         for number, (theirs, ours) in enumerate(zip(found.user_turns, question.turns), start=1):
             if theirs != ours:
@@ -330,7 +330,7 @@ def _fit_turns(found: AnswerRecord, question: Question, where: str) -> tuple[lis
     if not question.multi_turn:
         return found.texts[:1], found.tokens[:1]  # v0.1 answers one turn; any more is not ours to judge
     if len(found.texts) != len(question.turns):
-        raise ConfigError(f"{where}: {len(found.texts)} answer turn(s), but question {qid!r} is a conversation of "
+        raise ConfigError(f"{where}: {len(found.texts)} answer turn(s), but question {shown(qid)} is a conversation of "
                           f"{len(question.turns)} user turns")
     return found.texts, found.tokens
 

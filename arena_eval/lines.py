@@ -29,7 +29,7 @@ _READ_BYTES = 2**20
 @dataclass(frozen=True)
 class Line:
     """One line, without its line end. `data` is None when the line is longer than the bound: then `head` is its
-    beginning and `size` its length in bytes."""
+    beginning (HEAD_BYTES, or the bound and one byte if less) and `size` its length in bytes."""
 
     number: int
     data: bytes | None
@@ -124,7 +124,7 @@ class LineSplitter:
             head, size = self._skipping
             self._skipping = (head, size + len(piece))
         elif len(self._partial) + len(piece) > self.limit:
-            head = (bytes(self._partial[:HEAD_BYTES]) + piece[:HEAD_BYTES])[:HEAD_BYTES]
+            head = (bytes(self._partial[:HEAD_BYTES]) + piece[:HEAD_BYTES])[:min(HEAD_BYTES, self.limit + 1)]
             self._skipping = (head, len(self._partial) + len(piece))
             self._partial = bytearray()
         else:

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
-from .lines import MAX_LINE_BYTES, BadLine, Line, file_lines, open_regular, parse_json_text, too_long_reason
+from .lines import (MAX_LINE_BYTES, BadLine, Line, file_lines, open_regular, parse_json_text, shown,
+                    too_long_reason)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class QuestionSet:
         for index, question in enumerate(self._questions):
             if question.question_id in seen:
                 raise ConfigError(
-                    f"{self.name}: duplicate question id {question.question_id!r} "
+                    f"{self.name}: duplicate question id {shown(question.question_id)} "
                     f"(entries {seen[question.question_id] + 1} and {index + 1}); ids must be unique"
                 )
             seen[question.question_id] = index
@@ -190,7 +191,7 @@ class _QuestionFile:
             if qid in seen:
                 first_entry, first_line = seen[qid]
                 raise ConfigError(
-                    f"{self.path}: duplicate question id {qid!r} (entries {first_entry} and {entry}) at lines "
+                    f"{self.path}: duplicate question id {shown(qid)} (entries {first_entry} and {entry}) at lines "
                     f"{first_line} and {line}; ids must be unique"
                 )
             seen[qid] = (entry, line)
@@ -243,9 +244,9 @@ def question_from_record(record: Mapping[str, Any], where: str) -> Question:
         prompt = record["prompt"]
         turns = _user_turns(prompt, "prompt", where, qid) if isinstance(prompt, list) else [prompt]
     else:
-        raise ConfigError(f"{where}: question {qid!r} has neither `prompt` nor `turns`")
+        raise ConfigError(f"{where}: question {shown(qid)} has neither `prompt` nor `turns`")
     if not isinstance(turns[0], str) or not turns[0].strip():
-        raise ConfigError(f"{where}: question {qid!r} has an empty prompt")
+        raise ConfigError(f"{where}: question {shown(qid)} has an empty prompt")
 
     def optional(key: str) -> str | None:
         value = record.get(key)
@@ -269,22 +270,22 @@ def _user_turns(turns: Any, key: str, where: str, qid: Any) -> list[str]:
     """The user turns of `turns`: strings (MT-bench, simple form) or `{content}` objects (arena-hard), each one
     non-empty; a turn with a role other than `user` is refused."""
     if not isinstance(turns, list) or not turns:
-        raise ConfigError(f"{where}: question {qid!r}: `{key}` must be a non-empty list of user turns (strings or "
+        raise ConfigError(f"{where}: question {shown(qid)}: `{key}` must be a non-empty list of user turns (strings or "
                           "{\"content\": ...} objects)")
     out = []
     for number, turn in enumerate(turns, start=1):
         if isinstance(turn, Mapping):
             role = turn.get("role", "user")
             if role != "user":
-                raise ConfigError(f"{where}: question {qid!r}: `{key}` turn {number} has role {role!r}; a question "
+                raise ConfigError(f"{where}: question {shown(qid)}: `{key}` turn {number} has role {shown(role)}; a question "
                                   "holds the user's turns only (the contestants write the assistant's)")
             if "content" not in turn:
-                raise ConfigError(f"{where}: question {qid!r}: `{key}` turn {number} has no `content`")
+                raise ConfigError(f"{where}: question {shown(qid)}: `{key}` turn {number} has no `content`")
             turn = turn["content"]
         if not isinstance(turn, str):
-            raise ConfigError(f"{where}: question {qid!r}: `{key}` turn {number} is {type(turn).__name__}, not text")
+            raise ConfigError(f"{where}: question {shown(qid)}: `{key}` turn {number} is {type(turn).__name__}, not text")
         if not turn.strip():
-            raise ConfigError(f"{where}: question {qid!r}: `{key}` turn {number} is empty")
+            raise ConfigError(f"{where}: question {shown(qid)}: `{key}` turn {number} is empty")
         out.append(turn)
     return out
 
@@ -293,7 +294,7 @@ def _joined_references(references: list, where: str, qid: Any) -> str | None:
     """MT-bench's per-turn references as one text: a single one as it is, several labelled by turn."""
     texts = [r for r in references if isinstance(r, str) and r.strip()]
     if len(texts) != len(references):
-        raise ConfigError(f"{where}: question {qid!r}: `reference` must be a list of non-empty strings")
+        raise ConfigError(f"{where}: question {shown(qid)}: `reference` must be a list of non-empty strings")
     if not texts:
         return None
     if len(texts) == 1:
