@@ -14,6 +14,7 @@ as it was before that source. Sources are only read (attached read-only) and mus
 from __future__ import annotations
 
 import fcntl
+import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -307,7 +308,7 @@ def _merge_table(con: sqlite3.Connection, rule: TableRule, columns: list[str], p
     if rule.covered is not None:
         count.duplicates += con.execute(f"SELECT COUNT(*) FROM {rows} s WHERE {rule.covered}").fetchone()[0]
         rows = f"(SELECT * FROM {rows} s WHERE NOT ({rule.covered}))"
-    rows = _without_refused(con, rule, rows, count, cap, refused)
+    rows = _without_refused(con, rule, rows, present, count, cap, refused)
     names = ", ".join(copied)
     if not rule.keys:
         held = f"EXISTS (SELECT 1 FROM main.{table} m WHERE {' AND '.join(f'm.{c} IS s.{c}' for c in compared)})"
@@ -334,27 +335,37 @@ def _merge_table(con: sqlite3.Connection, rule: TableRule, columns: list[str], p
     return conflicts
 
 
-def _without_refused(con: sqlite3.Connection, rule: TableRule, rows: str, count: TableCount, cap: int,
-                     refused: list[Refused]) -> str:
-    """`rows` less those over the reply cap (and those naming a refused answer), each recorded in `refused`. Sizes
-    are measured by SQLite, one row at a time: a 50 MB reply is never taken into Python."""
-    checks = []
+def _without_refused(con: sqlite3.Connection, rule: TableRule, rows: str, present: set[str], count: TableCount,
+                     cap: int, refused: list[Refused]) -> str:
+    """`rows` less those over the reply cap (and those naming a refused answer), each recorded in `refused`.
+    Sizes are measured by SQLite straight on the source table, once per row: a 50 MB reply never enters Python,
+    and the rows left out are then matched by key alone, so their text is not read again."""
+    if rule.size is None and rule.answer is None:
+        return rows
+    key = rule.keys[0]
+    found: list[tuple] = []
     if rule.size is not None:
-        checks.append((f"coalesce(({rule.size}), 0) > {int(cap)}", rule.size))
+        size = re.sub(r"\bs\.(\w+)", lambda m: m.group(0) if m.group(1) in present else "NULL", rule.size)
+        # MATERIALIZED: measured once a row (a flattened subquery would measure, and load, it twice).
+        found += con.execute(f"WITH sized AS MATERIALIZED (SELECT {', '.join(f's.{c}' for c in key)}, {size} AS size "
+                             f"FROM src.{rule.table} s) SELECT * FROM sized WHERE coalesce(size, 0) > {int(cap)}"
+                             ).fetchall()
     if rule.answer is not None:
-        checks.append((f"s.{rule.answer} IN (SELECT answer_id FROM temp.merge_refused_answers)", "NULL"))
-    for condition, size in checks:
-        key = rule.keys[0]
-        found = con.execute(f"SELECT {', '.join(f's.{c}' for c in key)}, {size} FROM {rows} s WHERE {condition}"
-                            ).fetchall()
-        for row in found:
-            refused.append(Refused(rule.table, tuple(zip(key, row[:len(key)])), count.source, row[-1]))
-        count.refused += len(found)
-        if rule.table == "answers":
-            con.executemany("INSERT OR IGNORE INTO temp.merge_refused_answers VALUES (?)", [(r[0],) for r in found])
-        if found:
-            rows = f"(SELECT * FROM {rows} s WHERE NOT ({condition}))"
-    return rows
+        found += con.execute(f"SELECT {', '.join(f's.{c}' for c in key)}, NULL FROM {rows} s WHERE s.{rule.answer} "
+                             "IN (SELECT answer_id FROM temp.merge_refused_answers)").fetchall()
+    if not found:
+        return rows
+    for row in found:
+        refused.append(Refused(rule.table, tuple(zip(key, row[:len(key)])), count.source, row[-1]))
+    count.refused += len(found)
+    con.execute("DROP TABLE IF EXISTS temp.merge_refused_keys")
+    con.execute(f"CREATE TEMP TABLE merge_refused_keys ({', '.join(key)})")
+    con.executemany(f"INSERT INTO temp.merge_refused_keys VALUES ({', '.join('?' * len(key))})",
+                    [row[:len(key)] for row in found])
+    if rule.table == "answers":
+        con.executemany("INSERT OR IGNORE INTO temp.merge_refused_answers VALUES (?)", [(r[0],) for r in found])
+    matches = " AND ".join(f"r.{c} IS s.{c}" for c in key)
+    return f"(SELECT * FROM {rows} s WHERE NOT EXISTS (SELECT 1 FROM temp.merge_refused_keys r WHERE {matches}))"
 
 
 def _with_origin(conflict: Conflict, con: sqlite3.Connection, target: Path,
