@@ -1089,15 +1089,16 @@ def merge(
                                      "reply_cap": result.reply_cap, "notes": result.notes},
                                     indent=2, default=str) + "\n")
     elif format is Format.csv:
-        pd.DataFrame(rows, columns=["source", "table", "added", "duplicates", "conflicts"]).to_csv(sys.stdout, index=False)
+        pd.DataFrame(rows, columns=["source", "table", "added", "duplicates", "conflicts", "refused"]).to_csv(
+            sys.stdout, index=False)
     else:
         table = Table(title=f"merged into {result.into}")
-        for column in ("source", "table", "added", "duplicates", "conflicts"):
+        for column in ("source", "table", "added", "duplicates", "conflicts", "refused"):
             table.add_column(column, justify="left" if column in ("source", "table") else "right")
         for row in rows:
-            if row["added"] or row["duplicates"] or row["conflicts"]:
+            if row["added"] or row["duplicates"] or row["conflicts"] or row["refused"]:
                 table.add_row(redact(row["source"]), row["table"], *(str(row[k]) for k in ("added", "duplicates",
-                                                                                          "conflicts")))
+                                                                                          "conflicts", "refused")))
         Console(width=_terminal_width()).print(table)
     if format is not Format.json:
         for conflict in result.conflicts[:MAX_CONFLICT_LINES]:
