@@ -296,8 +296,8 @@ def test_a_lone_surrogate_or_deep_nesting_in_a_question_is_an_error_naming_file_
         load_questions(path)
 
 
-def test_a_question_line_over_the_bound_is_an_error_naming_file_and_line(tmp_path, monkeypatch):
-    import arena_eval.questions as questions
+def test_a_question_line_over_the_bound_is_an_error_naming_file_and_line(tmp_path):
+    from arena_eval import questions
 
     path = tmp_path / "q.jsonl"
     path.write_text('{"id": "q0", "prompt": "fine"}\n{"id": "q1", "prompt": "' + "z" * 5_000 + '"}\n')
