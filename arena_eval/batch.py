@@ -42,6 +42,7 @@ from .providers.batch_api import MAX_BATCH_BYTES, BatchResult, BatchState, batch
 from .providers.retry import RetriesExhausted
 from .reasoning import separate_reasoning
 from .records import Answer, AnswerError, Game, GameError, Judgment, RunSummary
+from .lines import shown
 from .store import Store
 from .verdict import LABEL_IN_MATERIAL, LABELS, QuotedMaterial, read_verdict
 
@@ -224,9 +225,14 @@ class Batches:
         seen: set[str] = set()
         price = price_for(config, batch=True)
         async for result in client.results(state):
+            if result.custom_id is None:  # a line that cannot be read, nor whose item: the file's error
+                reason = f"batch {job['batch_id']}: {result.error}; skipped"
+                self.store.save_batch_error(job["name"], job["config_id"], reason, self.run_id)
+                self.summary.batch_notes.append(reason)
+                continue
             if result.custom_id not in items or result.custom_id in seen:
                 what = "a second result" if result.custom_id in seen else "a result"
-                reason = (f"batch {job['batch_id']}: {what} for custom id {result.custom_id!r}, which the batch "
+                reason = (f"batch {job['batch_id']}: {what} for custom id {shown(result.custom_id)}, which the batch "
                           "holds no request for; skipped")
                 self.store.save_batch_error(job["name"], job["config_id"], reason, self.run_id)
                 self.summary.batch_notes.append(reason)

@@ -1028,16 +1028,25 @@ def import_(
             target = next(c for c in arena.contestants if c.name == contestant)
             store.save_questions(questions)
             store.save_contestant(target.name, set_id, target.provider, target.model, target.model_dump(mode="json"))
-            counts = import_answers(answers_file, target, questions, store, arena.augmenter(store), set_id)
+            notes: list[str] = []
+            counts = import_answers(answers_file, target, questions, store, arena.augmenter(store), set_id, notes)
     except ArenaError as exc:
         _fail(exc)
+    for note in notes[:MAX_NOTE_LINES]:
+        err.print(redact(note), highlight=False, markup=False)
+    if len(notes) > MAX_NOTE_LINES:
+        err.print(f"… and {len(notes) - MAX_NOTE_LINES} more lines skipped", highlight=False, markup=False)
+    skipped = "".join(f", {counts[key]} {what} (skipped)" for key, what in (
+        ("repeated", "repeating a question answered earlier in the file"),
+        ("too_large", "over max_response_bytes")) if counts[key])
     echo(
         f"{answers_file}: {counts['imported']} answers imported for {contestant}, {counts['already_stored']} already "
-        f"stored, {counts['unknown_question']} for questions not in the set (skipped)"
+        f"stored, {counts['unknown_question']} for questions not in the set (skipped){skipped}"
     )
 
 
 MAX_CONFLICT_LINES = 100  # on the terminal; --format json lists every conflict
+MAX_NOTE_LINES = 20  # skipped lines of an imported file named on the terminal
 
 
 @app.command()
@@ -1046,19 +1055,28 @@ def merge(
     into: Optional[Path] = typer.Option(None, "--into", help="The output folder to merge into (created if new)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Merge into this run config's output folder "
                                           "instead of --into."),
+    max_response_bytes: Optional[int] = typer.Option(
+        None, "--max-response-bytes", min=1, help="The most bytes of one model reply (answer, verdict, guidance) "
+        "brought in; a row over it is refused. Default: with --config, the largest max_response_bytes of its "
+        "endpoints; else 34,603,008 (that of max_tokens 32,768)."),
     format: Format = FormatOption,
 ) -> None:
     """Merge the stores of several output folders into one: same key and content is skipped as a duplicate, same
     key and other content is a conflict (reported; the row already there is kept). Exit 0, or 2 on conflicts.
 
     Each source is merged in one transaction while DIR's run lock is held; merging a source again adds nothing."""
-    from .merge import merge_stores
+    from .merge import MERGE_REPLY_BYTES, merge_stores
+    from .providers.base import reply_byte_cap
 
     try:
         if (into is None) == (config is None):
             raise ArenaError("merge needs where to merge into: --into DIR or --config F (its output folder), one of them")
-        target = into if into is not None else _load(config).output_dir
-        result = merge_stores(sources, target)
+        cfg = _load(config) if config is not None else None
+        target = into if into is not None else cfg.output_dir
+        if max_response_bytes is None:
+            max_response_bytes = MERGE_REPLY_BYTES if cfg is None else max(
+                reply_byte_cap(endpoint) for endpoint in [*cfg.contestants, *cfg.judge, *([cfg.guidance] if cfg.guidance else [])])
+        result = merge_stores(sources, target, max_response_bytes)
     except ArenaError as exc:
         _fail(exc)
     except KeyboardInterrupt:  # the transaction of the source being merged was rolled back
@@ -1070,18 +1088,22 @@ def merge(
         sys.stdout.write(json.dumps({"into": str(result.into), "tables": rows,
                                      "conflicts": [{"table": c.table, "key": dict(c.key), "source": c.source,
                                                     "kept_from": c.kept_from, "columns": list(c.columns)}
-                                                   for c in result.conflicts], "notes": result.notes},
+                                                   for c in result.conflicts],
+                                     "refused": [{"table": r.table, "key": dict(r.key), "source": r.source,
+                                                  "bytes": r.size} for r in result.refused],
+                                     "reply_cap": result.reply_cap, "notes": result.notes},
                                     indent=2, default=str) + "\n")
     elif format is Format.csv:
-        pd.DataFrame(rows, columns=["source", "table", "added", "duplicates", "conflicts"]).to_csv(sys.stdout, index=False)
+        pd.DataFrame(rows, columns=["source", "table", "added", "duplicates", "conflicts", "refused"]).to_csv(
+            sys.stdout, index=False)
     else:
         table = Table(title=f"merged into {result.into}")
-        for column in ("source", "table", "added", "duplicates", "conflicts"):
+        for column in ("source", "table", "added", "duplicates", "conflicts", "refused"):
             table.add_column(column, justify="left" if column in ("source", "table") else "right")
         for row in rows:
-            if row["added"] or row["duplicates"] or row["conflicts"]:
+            if row["added"] or row["duplicates"] or row["conflicts"] or row["refused"]:
                 table.add_row(redact(row["source"]), row["table"], *(str(row[k]) for k in ("added", "duplicates",
-                                                                                          "conflicts")))
+                                                                                          "conflicts", "refused")))
         Console(width=_terminal_width()).print(table)
     if format is not Format.json:
         for conflict in result.conflicts[:MAX_CONFLICT_LINES]:
@@ -1089,12 +1111,18 @@ def merge(
         if len(result.conflicts) > MAX_CONFLICT_LINES:
             err.print(f"… and {len(result.conflicts) - MAX_CONFLICT_LINES} more conflicts: --format json lists them "
                       "all", highlight=False)
+    for refused in result.refused[:MAX_CONFLICT_LINES]:
+        err.print(f"refused: {refused.describe(result.reply_cap)}", highlight=False, markup=False)
+    if len(result.refused) > MAX_CONFLICT_LINES:
+        err.print(f"… and {len(result.refused) - MAX_CONFLICT_LINES} more rows refused", highlight=False)
     for note in result.notes:
         err.print(f"note: {note}", highlight=False, markup=False)
     added = sum(c.added for c in result.counts)
     err.print(f"{added} rows added, {sum(c.duplicates for c in result.counts)} duplicates skipped, "
               f"{len(result.conflicts)} conflicts"
-              + (" (the rows already there were kept)" if result.conflicts else ""), highlight=False)
+              + (" (the rows already there were kept)" if result.conflicts else "")
+              + (f", {len(result.refused)} rows refused (a reply over {result.reply_cap:,} bytes; pass "
+                 "--max-response-bytes to take larger ones)" if result.refused else ""), highlight=False)
     raise typer.Exit(result.exit_code)
 
 

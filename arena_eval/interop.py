@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -18,8 +18,9 @@ from .config import ContestantConfig, VerdictWeights
 from .errors import ArenaError, ConfigError
 from .judge import battle_outcome
 from .leaderboard import RunScope, current_games
+from .lines import MAX_LINE_BYTES, Line, reply_line_bytes, shown, too_long_reason
 from .questions import Question, QuestionSet, read_jsonl
-from .providers.base import estimate_tokens
+from .providers.base import estimate_tokens, reply_byte_cap
 from .reasoning import split_think
 from .records import Answer, Judgment, Message, answer_turns
 from .store import Store
@@ -28,8 +29,9 @@ from .verdict import LABELS, canonical_label
 _WINNERS = {"model_a": "model_a", "model_b": "model_b", "tie": "tie", "tie (bothbad)": "tie"}
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, record in read_jsonl(path):
+def _jsonl(path: Path, limit: int = MAX_LINE_BYTES,
+           too_long: Callable[[Line], None] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, record in read_jsonl(path, limit, too_long):
         if not isinstance(record, dict):
             raise ConfigError(f"{path}:{number}: expected a JSON object")
         yield number, record
@@ -46,7 +48,7 @@ def read_battles(path: str | Path) -> pd.DataFrame:
         winner = _WINNERS.get(str(record["winner"]))
         if winner is None:
             raise ConfigError(
-                f"{path}:{number}: winner {record['winner']!r} is not one of model_a, model_b, tie, 'tie (bothbad)'"
+                f"{path}:{number}: winner {shown(record['winner'])} is not one of model_a, model_b, tie, 'tie (bothbad)'"
             )
         rows.append((str(record.get("question_id", number)), str(record["model_a"]), str(record["model_b"]), winner, 1.0))
     if not rows:
@@ -120,7 +122,7 @@ def _judgment_record(record: dict[str, Any], where: str, baseline: str) -> tuple
                           "of one or two games)")
     judged_against = record.get("baseline")
     if judged_against is not None and judged_against != baseline:
-        raise ConfigError(f"{where}: judged against baseline {judged_against!r}, not {baseline!r}; rate the judgments "
+        raise ConfigError(f"{where}: judged against baseline {shown(judged_against)}, not {baseline!r}; rate the judgments "
                           "of each baseline separately (arena-hard v2.0 has one per category)")
     return str(qid), model, games
 
@@ -137,26 +139,41 @@ def _game_label(entry: Any, where: str, game: int) -> str | None:
     match = _SCORE_LABEL.fullmatch(score.strip().lower()) if isinstance(score, str) else None
     label = canonical_label(*match.groups()) if match else None
     if label is None:
-        raise ConfigError(f"{where}: game {game} has score {score!r}, not a verdict label "
+        raise ConfigError(f"{where}: game {game} has score {shown(score)}, not a verdict label "
                           f"({', '.join(LABELS)}, or null when unparsed)")
     return label
 
 
 def import_answers(path: str | Path, contestant: ContestantConfig, questions: QuestionSet, store: Store,
-                   augmenter, set_id: str | None = None) -> dict[str, int]:
+                   augmenter, set_id: str | None = None, notes: list[str] | None = None) -> dict[str, int]:
     """Store an arena-hard answer file as `contestant`'s answers in answer set `set_id` (default: its
     configuration's own), keyed so that a run reuses them, and make them its current answers.
 
     Each record is read as v2.0 when it has `uid` and `messages`, else as v0.1 (`read_answer_record`). A
     conversation becomes one answer with its turns. A guided contestant's prompts depend on its guidance, so that
     must be built first (`arena-eval guidance`).
+
+    An answer is held to the contestant's max_response_bytes as a reply would be: a turn over it, or a line too
+    long to hold one within it (never read whole), is skipped and counted (`too_large`). A question answered again
+    later in the file is skipped and counted (`repeated`): the first answer is kept. Each skipped line gets a note
+    naming file:line, appended to `notes`.
     """
     path = Path(path)
+    notes = [] if notes is None else notes
     set_id = set_id or contestant.base_config_id
     by_id = {q.question_id: q for q in questions}
-    counts = {"imported": 0, "already_stored": 0, "unknown_question": 0}
+    counts = {"imported": 0, "already_stored": 0, "unknown_question": 0, "too_large": 0, "repeated": 0}
     stored = store.answer_ids(set_id)
-    for number, record in _jsonl(path):
+    cap = reply_byte_cap(contestant)
+    limit = reply_line_bytes(cap)
+    taken: dict[str, int] = {}  # question id → the line its answer was read from
+
+    def too_long(line: Line) -> None:
+        counts["too_large"] += 1
+        notes.append(f"{path}:{line.number}: {too_long_reason(line, limit)} (an answer within {contestant.name}'s "
+                     f"max_response_bytes of {cap:,} fits in less); skipped")
+
+    for number, record in _jsonl(path, limit, too_long):
         where = f"{path}:{number}"
         found = read_answer_record(record, where)
         question = by_id.get(found.question_id)
@@ -165,6 +182,19 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
             continue
         texts, tokens = _fit_turns(found, question, where)
         qid = question.question_id
+        if qid in taken:
+            counts["repeated"] += 1
+            notes.append(f"{where}: question {shown(qid)} was already answered at line {taken[qid]}; the first answer "
+                         "is kept and this one skipped")
+            continue
+        taken[qid] = number
+        sizes = [len(text.encode()) for text in texts]
+        if max(sizes) > cap:
+            counts["too_large"] += 1
+            notes.append(f"{where}: the answer to question {shown(qid)} is {max(sizes):,} bytes, over "
+                         f"{contestant.name}'s max_response_bytes of {cap:,} (a reply this long would not have been "
+                         "taken in either); skipped. Set max_response_bytes higher if answers this long are expected")
+            continue
         prepared = augmenter.prepare_stored(contestant, question)
         if prepared is None:
             raise ConfigError(f"{contestant.name} is guided: run `arena-eval guidance` before importing its answers")
@@ -252,7 +282,7 @@ def _v2_answer_record(record: dict[str, Any], where: str) -> AnswerRecord:
         number, role = start + offset + 1, "user" if offset % 2 == 0 else "assistant"
         if not isinstance(message, dict) or message.get("role") != role:
             got = message.get("role") if isinstance(message, dict) else type(message).__name__
-            raise ConfigError(f"{where}: message {number} should be the {role}'s turn, found {got!r}")
+            raise ConfigError(f"{where}: message {number} should be the {role}'s turn, found {shown(got)}")
         content = message.get("content")
         if role == "assistant" and isinstance(content, dict):
             content = content.get("answer")
@@ -273,14 +303,14 @@ def _token_count(value: Any, where: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{where}: token_len {value!r} is not a count of tokens")
+        raise ConfigError(f"{where}: token_len {shown(value)} is not a count of tokens")
     return value
 
 
 def _tstamp(record: dict[str, Any], where: str) -> float | None:
     value = record.get("tstamp")
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ConfigError(f"{where}: tstamp {value!r} is not a time in seconds since 1970")
+        raise ConfigError(f"{where}: tstamp {shown(value)} is not a time in seconds since 1970")
     return value
 
 
@@ -289,7 +319,7 @@ def _fit_turns(found: AnswerRecord, question: Question, where: str) -> tuple[lis
     qid = question.question_id
     if found.user_turns is not None:
         if len(found.user_turns) != len(question.turns):
-            raise ConfigError(f"{where}: {len(found.user_turns)} user turn(s), but question {qid!r} has "
+            raise ConfigError(f"{where}: {len(found.user_turns)} user turn(s), but question {shown(qid)} has "
                               f"{len(question.turns)}; the answers belong to another version of the question")
         for number, (theirs, ours) in enumerate(zip(found.user_turns, question.turns), start=1):
             if theirs != ours:
@@ -300,7 +330,7 @@ def _fit_turns(found: AnswerRecord, question: Question, where: str) -> tuple[lis
     if not question.multi_turn:
         return found.texts[:1], found.tokens[:1]  # v0.1 answers one turn; any more is not ours to judge
     if len(found.texts) != len(question.turns):
-        raise ConfigError(f"{where}: {len(found.texts)} answer turn(s), but question {qid!r} is a conversation of "
+        raise ConfigError(f"{where}: {len(found.texts)} answer turn(s), but question {shown(qid)} is a conversation of "
                           f"{len(question.turns)} user turns")
     return found.texts, found.tokens
 
