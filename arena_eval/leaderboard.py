@@ -12,6 +12,7 @@ import functools
 
 import json
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,8 @@ from .config import ContestantConfig, RunConfig, VerdictWeights
 from .energy import summarise_runs
 from .energy.aggregate import energy_summary, join_leaderboard
 from .energy.ecologits_estimate import estimate_api_batch
-from .efficiency import (PEAK_TFLOPS, GGUFError, efficiency_of, model_flops_utilisation, read_gguf_parameters,
-                         request_rows)
+from .efficiency import (PEAK_TFLOPS, GGUFError, GGUFWarning, efficiency_of, model_flops_utilisation,
+                         read_gguf_parameters, request_rows)
 from .errors import ArenaError
 from .judge import RunJudge, battle_outcome, battles_from_judgments, games_for, position_diagnostics
 from .questions import QuestionSet
@@ -516,13 +517,17 @@ def _model_facts(c: ContestantConfig, base_dir: str) -> tuple[float | None, floa
             path = resolve_model_path(c.model_path, base_dir)
         except ArenaError:
             path = None
-        if path is not None:
-            size = size if size is not None else path.stat().st_size / 1e9
-            if params is None:
-                try:
-                    params = float(read_gguf_parameters(path))
-                except (GGUFError, OSError):
-                    params = None
+        if path is not None and params is None:
+            try:
+                params = float(read_gguf_parameters(path))
+            except (GGUFError, OSError) as exc:  # a damaged or crafted header: empty columns, a warning naming the file
+                warnings.warn(GGUFWarning(f"contestant {c.name!r}: {exc}; its parameter count and MFU are left empty "
+                                          "(set params_b in its config to give them)"), stacklevel=2)
+        if path is not None and size is None:
+            try:
+                size = path.stat().st_size / 1e9
+            except OSError:
+                size = None
     peak = c.peak_tflops or (PEAK_TFLOPS.get(c.accelerator) if c.accelerator else None)
     return params, size, peak
 

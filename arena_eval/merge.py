@@ -18,10 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ArenaError, StoreError
+from .lines import shown
+from .providers.base import REPLY_BASE_BYTES, REPLY_BYTES_PER_TOKEN
 from .store import SCHEMA_VERSION, RunLock, Store, lock_holder
 from .store.merge import OCCASION, RULES, AttachedSource, TableRule, our_schema, source_row, source_schema
 
-__all__ = ["OCCASION", "RULES", "Conflict", "MergeResult", "TableCount", "TableRule", "merge_stores", "store_path"]
+__all__ = ["MERGE_REPLY_BYTES", "OCCASION", "RULES", "Conflict", "MergeResult", "Refused", "TableCount", "TableRule",
+           "merge_stores", "store_path"]
+
+# The reply cap of a merge that is not told one: that of an endpoint with max_tokens 32,768 (docs/design.md §6.2).
+MERGE_REPLY_BYTES = REPLY_BASE_BYTES + REPLY_BYTES_PER_TOKEN * 32_768
 
 
 @dataclass
@@ -31,6 +37,7 @@ class TableCount:
     added: int = 0
     duplicates: int = 0
     conflicts: int = 0
+    refused: int = 0  # over the reply cap (or naming an answer that was), not merged
 
 
 @dataclass(frozen=True)
@@ -50,18 +57,38 @@ class Conflict:
                 f"(from {self.kept_from})")
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A source row not merged because a model reply in it is over the reply cap (`size` its bytes), or because it
+    names an answer that was refused (`size` None)."""
+
+    table: str
+    key: tuple[tuple[str, object], ...]
+    source: str
+    size: int | None
+
+    def describe(self, cap: int) -> str:
+        key = ", ".join(f"{name}={shown(value, 100) if not isinstance(value, str) else value[:100]}"
+                        for name, value in self.key)
+        why = (f"a reply of {self.size:,} bytes, over the cap of {cap:,} (max_response_bytes)" if self.size is not None
+               else "it names an answer refused for its size")
+        return f"{self.table} [{key}] from {self.source}: {why}; not merged"
+
+
 @dataclass
 class MergeResult:
     into: Path
     counts: list[TableCount] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+    reply_cap: int = 0
 
     @property
     def exit_code(self) -> int:
-        """0: every row added or a duplicate; 2: some rows conflicted (DIR's were kept), as a run that finished
-        with items still to look at (docs/design.md §5.4)."""
-        return 2 if self.conflicts else 0
+        """0: every row added or a duplicate; 2: some rows conflicted (DIR's were kept) or were refused for their
+        size, as a run that finished with items still to look at (docs/design.md §5.4)."""
+        return 2 if self.conflicts or self.refused else 0
 
 
 def store_path(path: Path) -> Path:
@@ -74,8 +101,14 @@ def store_path(path: Path) -> Path:
     return db
 
 
-def merge_stores(sources: Sequence[Path], into: Path) -> MergeResult:
-    """Merge each source's store into the output folder `into` (created if new), one transaction per source."""
+def merge_stores(sources: Sequence[Path], into: Path, max_response_bytes: int = MERGE_REPLY_BYTES) -> MergeResult:
+    """Merge each source's store into the output folder `into` (created if new), one transaction per source.
+
+    Every model reply brought in (an answer's text and thinking, each turn of a conversation, a verdict's text,
+    guidance) is held to `max_response_bytes`, as a reply is when it arrives from a provider: a row over it is
+    refused (reported, not merged), and so is a chosen current answer that names a refused answer."""
+    if max_response_bytes < 1:
+        raise ArenaError(f"max_response_bytes must be at least 1, not {max_response_bytes}")
     if into.exists() and not into.is_dir():
         raise ArenaError(f"--into {into}: not a folder; give the output folder to merge into")
     target = into / "arena.db"
@@ -86,8 +119,8 @@ def merge_stores(sources: Sequence[Path], into: Path) -> MergeResult:
             raise ArenaError(f"{source} is the store merged into ({into}); merge it into another folder")
         _check_source(source, db, schema)
         _check_not_in_use(source, db)
-    result = MergeResult(into)
-    with RunLock(into), Store(target) as store:
+    result = MergeResult(into, reply_cap=int(max_response_bytes))
+    with RunLock(into), Store(target, verify=True) as store:
         version = store.schema_version()
         if int(version) > SCHEMA_VERSION:
             raise ArenaError(f"{target} was written by a newer arena-eval (schema {version}, this one reads "
@@ -129,29 +162,34 @@ def _merge_one(store: Store, label: str, db: Path, schema: dict[str, list[str]],
     with store.attached(db) as source:
         source_tables = source.tables()
         epochs_before = {(e.base_config_id, e.epoch) for e in store.answer_epoch_keys()}
-        counts, conflicts = [], []
+        counts, conflicts, refused = [], [], []
         try:
             with source.transaction():
                 for rule in RULES:
                     if rule.table not in source_tables:  # an older store, without this table: nothing to bring
                         continue
                     count = TableCount(label, rule.table)
-                    conflicts += _merge_table(source, rule, schema[rule.table], source.columns(rule.table), count)
+                    conflicts += _merge_table(source, rule, schema[rule.table], source.columns(rule.table), count,
+                                              result.reply_cap, refused)
                     counts.append(count)
         except StoreError as exc:
             raise StoreError(f"merging {label} stopped, and nothing of it was merged (each source is one "
                              f"transaction; sources merged before it are kept): {exc}") from None
         result.counts += counts
+        result.refused += refused
         result.conflicts += [_with_origin(c, source, store.path, merged) for c in conflicts]
         result.notes += _epoch_notes(store, label, epochs_before)
 
 
 def _merge_table(source: AttachedSource, rule: TableRule, columns: list[str], present: set[str],
-                 count: TableCount) -> list[Conflict]:
-    """Merge the source's table into DIR's, counting into `count`; returns the conflicts (origin not yet known)."""
-    merged = source.merge_table(rule, columns, present)
+                 count: TableCount, cap: int, refused: list[Refused]) -> list[Conflict]:
+    """Merge the source's table into DIR's, counting into `count` and adding the rows refused for their size to
+    `refused`; returns the conflicts (origin not yet known)."""
+    merged = source.merge_table(rule, columns, present, cap)
     count.duplicates += merged.duplicates
     count.added = merged.added
+    count.refused += len(merged.refused)
+    refused += [Refused(rule.table, key, count.source, size) for key, size in merged.refused]
     if rule.keys:
         count.conflicts = len(merged.conflicts)
     return [Conflict(rule.table, key, count.source, "", changed) for key, changed in merged.conflicts]

@@ -205,16 +205,32 @@ def lock_holder(folder: Path) -> str | None:
 # --- opening and transactions ------------------------------------------------------------------------------
 
 
-def connect(path: Path) -> GuardedConnection:
+def connect(path: Path, *, verify: bool = False) -> GuardedConnection:
     """The store's connection: autocommit (every write its own transaction unless one is opened), WAL,
-    synchronous=NORMAL, a 5 s busy timeout, rows by name."""
+    synchronous=NORMAL, a 5 s busy timeout, rows by name. With `verify`, an existing database is checked whole
+    first (`PRAGMA quick_check`, reads only): a damaged file is a StoreError and stays byte for byte as it was."""
+    existed = verify and path.is_file() and path.stat().st_size > 0
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, factory=GuardedConnection)
     db.path = path
     db.row_factory = sqlite3.Row
+    if existed:
+        _verify(db)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA busy_timeout=5000")
     return db
+
+
+def _verify(db: GuardedConnection) -> None:
+    """Raise StoreError (through the guarded cursor) when the database is damaged; closes it then."""
+    try:
+        problems = [row[0] for row in db.execute("PRAGMA quick_check(3)")]
+    except StoreError:
+        db.close()
+        raise
+    if problems != ["ok"]:
+        db.close()
+        raise store_error(db, sqlite3.DatabaseError(f"database disk image is malformed: {'; '.join(problems)}"))
 
 
 def read_only_uri(path: Path) -> str:

@@ -25,11 +25,15 @@ class Store(RunQueries, AnswerQueries, JudgmentQueries, BatchQueries, EnergyQuer
     `RunLock` writes. `db`, the guarded connection, is the package's own: code outside `arena_eval/store/` calls
     methods (tests may reach it to set up a damaged or an older database)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, verify: bool = False):
+        """Open (or create) the store at `path`. With `verify` (the commands that write: run, score, import,
+        merge), an existing database is checked whole (`PRAGMA quick_check`, about a second per GB) before anything
+        is written to it: a damaged file is a StoreError and stays byte for byte as it was, so that `.recover` can
+        still get everything out of it."""
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = connect(self.path)
+            self.db = connect(self.path, verify=verify)
             create_tables(self.db)
         except StoreError as exc:
             raise StoreError(f"cannot open the result database: {exc}") from None

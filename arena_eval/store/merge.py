@@ -5,6 +5,7 @@ conflicts and rows added. What to merge, the checks and the messages are merge.p
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,27 @@ class TableRule:
     ignored: tuple[str, ...] = ()
     source_values: tuple[tuple[str, str], ...] = ()
     covered: str | None = None
+    size: str | None = None  # SQL: the bytes of the largest model reply in source row `s` (held to the reply cap)
+    answer: str | None = None  # a column naming an answer: the row is refused with that answer
+
+
+def _reply_bytes(text: str, reasoning: str) -> str:
+    """SQL: the bytes of a reply's text and thinking (what max_response_bytes bounds, docs/design.md §6.2)."""
+    return f"coalesce(length(CAST({text} AS BLOB)), 0) + coalesce(length(CAST({reasoning} AS BLOB)), 0)"
+
+
+def _field(document: str, name: str) -> str:
+    return f"json_extract({document}, '$.{name}')"
+
+
+# An answer: its text and thinking, and each turn of a conversation (a JSON list of {text, reasoning?}).
+_ANSWER_BYTES = (f"max({_reply_bytes('s.text', 's.reasoning')}, coalesce((SELECT "
+                 f"max({_reply_bytes(_field('t.value', 'text'), _field('t.value', 'reasoning'))}) FROM "
+                 "json_each(CASE WHEN json_valid(s.turns) THEN s.turns ELSE '[]' END) t), 0))")
+# One finished turn of an unfinished conversation: a JSON record {text, reasoning?, …}.
+_TURN_BYTES = (f"CASE WHEN json_valid(s.record) THEN "
+               f"{_reply_bytes(_field('s.record', 'text'), _field('s.record', 'reasoning'))}"
+               " ELSE length(CAST(s.record AS BLOB)) END")
 
 
 RULES = (
@@ -47,14 +69,16 @@ RULES = (
               source_values=(("status", "CASE WHEN status = 'running' THEN 'interrupted' ELSE status END"),)),
     TableRule("answer_epochs", (("base_config_id", "epoch"),)),
     TableRule("adaptive_plans", (("plan_key",),), ignored=("started_run_id", "created_at")),
-    TableRule("answers", (("answer_id",), ("config_id", "question_id", "prompt_hash")), ignored=OCCASION),
+    TableRule("answers", (("answer_id",), ("config_id", "question_id", "prompt_hash")), ignored=OCCASION,
+              size=_ANSWER_BYTES),
     # The finished turns of an unfinished conversation: worthless once DIR holds the whole answer.
     TableRule("answer_turns", (("config_id", "question_id", "prompt_hash", "turn"),), ignored=("created_at", "run_id"),
               covered="EXISTS (SELECT 1 FROM main.answers a WHERE a.config_id = s.config_id "
-                      "AND a.question_id = s.question_id AND a.prompt_hash = s.prompt_hash)"),
-    TableRule("current_answers", (("config_id", "question_id"),)),
-    TableRule("guidance", (("question_id", "guide_config_id"),), ignored=OCCASION),
-    TableRule("judgments", (("game_id",),), ignored=OCCASION),
+                      "AND a.question_id = s.question_id AND a.prompt_hash = s.prompt_hash)", size=_TURN_BYTES),
+    TableRule("current_answers", (("config_id", "question_id"),), answer="answer_id"),
+    TableRule("guidance", (("question_id", "guide_config_id"),), ignored=OCCASION,
+              size="max(length(CAST(s.reference AS BLOB)), length(CAST(s.guidance AS BLOB)))"),
+    TableRule("judgments", (("game_id",),), ignored=OCCASION, size="length(CAST(s.judge_text AS BLOB))"),
     TableRule("leaderboards", (("run_id", "model"),)),
     TableRule("errors", ignored=("id",)),
     TableRule("resources"),
@@ -72,12 +96,14 @@ RULES = (
 
 @dataclass
 class TableMerge:
-    """What merging one table did: source rows skipped as duplicates, rows added, and the conflicts as (the key's
-    (column, value) pairs, the compared columns that differ)."""
+    """What merging one table did: source rows skipped as duplicates, rows added, the conflicts as (the key's
+    (column, value) pairs, the compared columns that differ), and the rows refused as (the key's pairs, the bytes
+    of the reply over the cap, or None for a row naming a refused answer)."""
 
     duplicates: int = 0
     added: int = 0
     conflicts: list[tuple[tuple[tuple[str, Any], ...], tuple[str, ...]]] = field(default_factory=list)
+    refused: list[tuple[tuple[tuple[str, Any], ...], int | None]] = field(default_factory=list)
 
 
 def our_schema() -> dict[str, list[str]]:
@@ -149,8 +175,9 @@ class AttachedSource:
             self._con.execute("ROLLBACK")
             raise
 
-    def merge_table(self, rule: TableRule, columns: list[str], present: set[str]) -> TableMerge:
-        """Merge src.<table> into main.<table> by `rule`: `columns` are this version's, `present` the source's."""
+    def merge_table(self, rule: TableRule, columns: list[str], present: set[str], cap: int) -> TableMerge:
+        """Merge src.<table> into main.<table> by `rule`: `columns` are this version's, `present` the source's;
+        rows holding a model reply over `cap` bytes (or naming an answer refused for that) are left out."""
         con, table, out = self._con, rule.table, TableMerge()
         copied = [c for c in columns if c != "id" or rule.keys]  # an autoincrement id is DIR's own
         compared = [c for c in copied if c not in rule.ignored]
@@ -160,6 +187,7 @@ class AttachedSource:
         if rule.covered is not None:
             out.duplicates += con.execute(f"SELECT COUNT(*) FROM {rows} s WHERE {rule.covered}").fetchone()[0]
             rows = f"(SELECT * FROM {rows} s WHERE NOT ({rule.covered}))"
+        rows = self._without_refused(rule, rows, present, cap, out)
         names = ", ".join(copied)
         if not rule.keys:
             held = f"EXISTS (SELECT 1 FROM main.{table} m WHERE {' AND '.join(f'm.{c} IS s.{c}' for c in compared)})"
@@ -182,6 +210,35 @@ class AttachedSource:
         out.added = con.execute(f"INSERT INTO main.{table} ({names}) SELECT {names} FROM {rows} s "
                                 f"WHERE {unmatched}").rowcount
         return out
+
+    def _without_refused(self, rule: TableRule, rows: str, present: set[str], cap: int, out: TableMerge) -> str:
+        """`rows` less those over the reply cap (and those naming a refused answer), each recorded in `out.refused`.
+        Sizes are measured by SQLite straight on the source table, once per row: a 50 MB reply never enters Python,
+        and the rows left out are then matched by key alone, so their text is not read again."""
+        if rule.size is None and rule.answer is None:
+            return rows
+        con, key = self._con, rule.keys[0]
+        found: list[tuple] = []
+        if rule.size is not None:
+            size = re.sub(r"\bs\.(\w+)", lambda m: m.group(0) if m.group(1) in present else "NULL", rule.size)
+            # MATERIALIZED: measured once a row (a flattened subquery would measure, and load, it twice).
+            found += con.execute(f"WITH sized AS MATERIALIZED (SELECT {', '.join(f's.{c}' for c in key)}, {size} "
+                                 f"AS size FROM src.{rule.table} s) SELECT * FROM sized "
+                                 f"WHERE coalesce(size, 0) > {int(cap)}").fetchall()
+        if rule.answer is not None:
+            found += con.execute(f"SELECT {', '.join(f's.{c}' for c in key)}, NULL FROM {rows} s WHERE "
+                                 f"s.{rule.answer} IN (SELECT answer_id FROM temp.merge_refused_answers)").fetchall()
+        if not found:
+            return rows
+        out.refused += [(tuple(zip(key, row[:len(key)])), row[-1]) for row in found]
+        con.execute("DROP TABLE IF EXISTS temp.merge_refused_keys")
+        con.execute(f"CREATE TEMP TABLE merge_refused_keys ({', '.join(key)})")
+        con.executemany(f"INSERT INTO temp.merge_refused_keys VALUES ({', '.join('?' * len(key))})",
+                        [row[:len(key)] for row in found])
+        if rule.table == "answers":
+            con.executemany("INSERT OR IGNORE INTO temp.merge_refused_answers VALUES (?)", [(r[0],) for r in found])
+        matches = " AND ".join(f"r.{c} IS s.{c}" for c in key)
+        return f"(SELECT * FROM {rows} s WHERE NOT EXISTS (SELECT 1 FROM temp.merge_refused_keys r WHERE {matches}))"
 
     def kept_row(self, table: str, key: tuple[tuple[str, Any], ...], columns: tuple[str, ...]) -> tuple | None:
         """Some columns of the row this store kept under `key`."""
@@ -206,6 +263,9 @@ class MergeQueries(Queries):
         """Another folder's store attached read-only for the block, detached after it whatever happens."""
         self.db.execute("ATTACH DATABASE ? AS src", (read_only_uri(db),))
         try:
+            # The answers of this source refused for their size: rows naming them are refused with them.
+            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS merge_refused_answers (answer_id TEXT PRIMARY KEY)")
+            self.db.execute("DELETE FROM temp.merge_refused_answers")
             yield AttachedSource(self.db)
         finally:
             self.db.execute("DETACH DATABASE src")
