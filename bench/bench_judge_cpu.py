@@ -2,7 +2,7 @@
 against a loopback fake server, one fresh `python -m arena_eval.cli judge` process per run.
 
     python bench/bench_judge_cpu.py [--checkout DIR ...] [--contestants 4] [--questions 500] [--repeat 3] \
-        [--concurrency 64] [--latency 0] [--server lean|fake] [--profile DIR]
+        [--concurrency 64] [--latency 0] [--server lean|fake] [--profile DIR] [--quick]
 
 Each checkout (default: this one) first answers every question once with its own code (`arena-eval answers`);
 that store is kept as a template and copied afresh before each judge run, so every run judges the same 3000
@@ -83,7 +83,12 @@ def main() -> int:
     parser.add_argument("--server", choices=sorted(harness.SERVERS), default="lean")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--profile", type=Path, help="one extra cProfiled run per checkout into this folder")
+    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (2 x 20, one run)")
     args = parser.parse_args()
+    if args.quick:
+        args.contestants, args.questions, args.repeat = 2, 20, 1
+    if args.contestants < 2 or args.questions < 1 or args.repeat < 1:
+        parser.error("need --contestants >= 2, --questions >= 1 and --repeat >= 1")
     checkouts = [c.resolve() for c in args.checkout] or [harness.ROOT]
     games = 2 * (args.contestants - 1) * args.questions
 
