@@ -4,6 +4,7 @@
     python bench/import_graph.py --focus arena_eval.rating --focus arena_eval.energy   # + those modules' edges
     python bench/import_graph.py --check                  # exit 1 when there is a cycle
     python bench/import_graph.py --check --load-only      # only the imports that run when a module loads
+    python bench/import_graph.py --design docs/design.md  # the layers from that file's §7 table (the default)
 
 The source is read with `ast`; nothing is imported. Every .py file under the package is a module (a package is
 its __init__.py). An edge A -> B is an import in A of module B of the same package: `import arena_eval.b`,
@@ -17,12 +18,18 @@ its __init__.py). An edge A -> B is an import in A of module B of the same packa
 
 Importing `a.b.c` also runs `a/b/__init__.py` first; that implicit edge is not drawn, or every package whose
 __init__ re-exports its modules would be a cycle.
+
+Layers: docs/design.md §7 has a table whose rows, in order, are the stages; a row's backticked paths ending in
+`.py` or `/` (relative to the package) are its modules, a folder standing for every module under it except
+those a row names more precisely. A load or deferred import of a module of a later row is an upward import;
+they are listed after the cycles (tests/test_layout.py fails on them, and on a module without a row).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import re
 import sys
 from collections import deque
 from dataclasses import dataclass
@@ -201,6 +208,61 @@ def shortest_cycle(group: list[str], edges: list[Edge]) -> list[Edge]:
     raise AssertionError("a strongly connected group always has a cycle")
 
 
+# --- layers (docs/design.md §7) ----------------------------------------------------------------------------------
+
+_PATH = re.compile(r"`([A-Za-z0-9_./]+(?:\.py|/))`")
+
+
+def design_rows(design: Path) -> list[tuple[str, list[str]]]:
+    """(stage, paths) for each row of the table in the design's "## 7." section, in order."""
+    text = design.read_text(encoding="utf-8")
+    section = re.search(r"^## 7\..*?(?=^## |\Z)", text, flags=re.M | re.S)
+    if section is None:
+        raise ValueError(f"{design}: no '## 7.' section (the code layout table)")
+    rows = []
+    for line in section.group(0).splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or len(cells) < 2 or cells[0] in ("stage", "") or set(cells[0]) <= set("-: "):
+            continue
+        rows.append((cells[0], _PATH.findall(cells[1])))
+    if not rows:
+        raise ValueError(f"{design}: §7 has no table rows")
+    return rows
+
+
+def _path_module(root: Path, path: str) -> str:
+    """`records.py` -> arena_eval.records, `providers/` -> arena_eval.providers, `__init__.py` -> arena_eval."""
+    parts = [root.name, *Path(path.rstrip("/")).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def assign_layers(root: Path, modules: dict[str, Path], rows: list[tuple[str, list[str]]]) -> tuple[
+        dict[str, int], list[str], list[str]]:
+    """module -> row index (the row naming it most precisely), the modules no row names, and the table's paths
+    that name no module."""
+    named: dict[str, int] = {}
+    stale = []
+    for index, (_, paths) in enumerate(rows):
+        for path in paths:
+            module = _path_module(root, path)
+            if module not in modules:
+                stale.append(path)
+            named.setdefault(module, index)
+    layers: dict[str, int] = {}
+    for module in modules:
+        # The longest prefix the table names: energy.config over energy/.
+        candidates = [m for m in named if module == m or module.startswith(m + ".")]
+        if candidates:
+            layers[module] = named[max(candidates, key=len)]
+    return layers, [m for m in modules if m not in layers], stale
+
+
+def upward_imports(edges: list[Edge], layers: dict[str, int]) -> list[Edge]:
+    """Load and deferred imports of a module of a later row than the importer's."""
+    return [e for e in edges if e.kind != "typing" and e.source in layers and e.target in layers
+            and layers[e.target] > layers[e.source]]
+
+
 def _where(edge: Edge, modules: dict[str, Path], root: Path) -> str:
     return f"{modules[edge.source].relative_to(root.parent)}:{edge.line}"
 
@@ -214,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load-only", action="store_true",
                         help="cycles of load-time imports only (default: load and deferred)")
     parser.add_argument("--check", action="store_true", help="exit 1 when there is a cycle")
+    parser.add_argument("--design", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "design.md",
+                        help="the design whose §7 table gives the layers (default: this checkout's docs/design.md)")
     args = parser.parse_args(argv)
 
     root = args.root.resolve()
@@ -239,6 +303,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {len(group)} modules reach each other: {', '.join(group)}")
         for edge in shortest_cycle(group, considered):
             print(f"    {edge.source} -> {edge.target}  ({edge.kind}, {_where(edge, modules, root)})")
+
+    if args.design.exists():
+        rows = design_rows(args.design)
+        layers, unplaced, stale = assign_layers(root, modules, rows)
+        upward = upward_imports(edges, layers)
+        print(f"\nlayers ({args.design.name} §7, {len(rows)} rows): {len(upward) or 'no'} upward imports")
+        for edge in upward:
+            print(f"  {edge.source} ({rows[layers[edge.source]][0]}) -> {edge.target} ({rows[layers[edge.target]][0]})"
+                  f"  ({edge.kind}, {_where(edge, modules, root)})")
+        if unplaced:
+            print(f"  modules without a row: {', '.join(unplaced)}")
+        if stale:
+            print(f"  paths in the table that name no module: {', '.join(stale)}")
     return 1 if args.check and groups else 0
 
 

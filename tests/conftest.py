@@ -78,3 +78,50 @@ def write_config(folder: Path, base_url: str, *, n_questions: int = 10, contesta
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+# --- the slow tier, marked by what a test starts ----------------------------------------------------------------
+
+# Names whose use in a test's code means a new process or a browser: a CLI run (`sys.executable -m
+# arena_eval.cli`), any subprocess, the browser. Such a test takes a second or more, so it is `slow` (left out of
+# `pytest -m "not slow"`) whether or not it says so.
+_STARTS_A_PROCESS = {"subprocess", "create_subprocess_exec", "create_subprocess_shell", "webdriver", "executable"}
+_TESTS = Path(__file__).resolve().parent
+
+
+def _code_objects(code):
+    yield code
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):  # nested functions, lambdas, comprehensions
+            yield from _code_objects(const)
+
+
+def _starts_a_process(function, seen: set) -> bool:
+    """Whether `function`, or a function of the test suite it names (helpers, fixtures' bodies), uses one of
+    _STARTS_A_PROCESS. Read from the compiled code (names, not text), so comments and strings do not count."""
+    function = getattr(function, "__wrapped__", function)
+    code = getattr(function, "__code__", None)
+    if code is None or code in seen:
+        return False
+    seen.add(code)
+    module_globals = getattr(function, "__globals__", {})
+    for inner in _code_objects(code):
+        if _STARTS_A_PROCESS & set(inner.co_names):
+            return True
+        for name in inner.co_names:
+            helper = module_globals.get(name)
+            helper_file = getattr(getattr(helper, "__code__", None), "co_filename", "")
+            if helper_file and Path(helper_file).resolve().parent == _TESTS and _starts_a_process(helper, seen):
+                return True
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("slow") or not hasattr(item, "obj"):
+            continue
+        seen: set = set()
+        fixtures = getattr(item, "_fixtureinfo", None)
+        definitions = fixtures.name2fixturedefs.values() if fixtures else ()
+        if _starts_a_process(item.obj, seen) or any(_starts_a_process(d[-1].func, seen) for d in definitions if d):
+            item.add_marker(pytest.mark.slow)

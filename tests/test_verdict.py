@@ -248,3 +248,46 @@ def test_random_replies_built_from_random_answers_never_yield_a_label_that_only_
         outcomes["own" if reading.verdict is not None else "none"] += 1
     assert injected_wins == [], injected_wins[:3]
     assert outcomes["own"] > 300  # the judge's own labels still come through
+
+
+@pytest.mark.slow  # every code point of Unicode: about a second
+def test_the_invisible_characters_are_every_format_character_in_unicode_and_nothing_else():
+    # The pattern scans only the planes that hold format characters (Cf); a scan of every code point agrees.
+    import sys
+    import unicodedata
+
+    from arena_eval import verdict
+
+    everything = "".join(map(chr, range(sys.maxunicode + 1)))
+    matched = {code for match in verdict._invisible().finditer(everything) for code in range(*match.span())}
+    expected = {code for code, char in enumerate(everything) if unicodedata.category(char) == "Cf" or char.isspace()}
+    assert sorted(matched ^ expected) == []
+
+
+def test_building_the_invisible_characters_reads_a_fraction_of_unicode(monkeypatch):
+    # It is part of every judge's start-up (the prompts are checked through normalise()): 1.1M lookups were ~0.2 s.
+    import unicodedata
+
+    from arena_eval import verdict
+
+    looked_up = []
+
+    class Counting:
+        @staticmethod
+        def category(char: str) -> str:
+            looked_up.append(char)
+            return unicodedata.category(char)
+
+    monkeypatch.setattr(verdict, "unicodedata", Counting)
+    verdict._invisible.__wrapped__()
+    assert len(looked_up) < 200_000
+
+
+def test_ascii_text_is_normalised_without_building_the_unicode_tables():
+    from arena_eval import verdict
+
+    every_ascii = "".join(map(chr, range(128))) + " [[ A >> B ]]\r\n\x1c\x1f\v"
+    verdict._invisible.cache_clear()
+    fast = normalise(every_ascii)
+    assert verdict._invisible.cache_info().currsize == 0
+    assert fast == verdict._invisible().sub("", every_ascii).casefold() and "[[a>>b]]" in fast

@@ -88,8 +88,8 @@ def _request_kwh(eco_provider: str, eco_model: str, output_tokens: int, latency_
     impacts = llm_impacts(eco_provider, eco_model, output_tokens, latency_s)
     if impacts.energy is None:
         return None
-    value = impacts.energy.value
-    return float(getattr(value, "mean", value))
+    value = impacts.energy.value  # a number, or a RangeValue (min, max, mean)
+    return float(value.mean if hasattr(value, "mean") else value)
 
 
 @functools.lru_cache(maxsize=None)
@@ -139,7 +139,7 @@ def estimate_api_batch(model: str, output_tokens: Sequence[int], latencies_s: Se
     latencies = list(latencies_s) if latencies_s is not None else [None] * len(output_tokens)
     if len(latencies) != len(output_tokens):
         raise ValueError(f"{len(output_tokens)} token counts but {len(latencies)} latencies")
-    total: float | None = 0.0
+    total = 0.0
     first = None
     for tokens, latency in zip(output_tokens, latencies):
         reading = estimate_api_energy(model, tokens, latency, provider)

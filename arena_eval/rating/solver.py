@@ -207,7 +207,8 @@ class _Newton:
             self.segment_start = np.flatnonzero(np.r_[True, problem.row_pair[1:] != problem.row_pair[:-1]])
             self.segment_model = self.row_model[self.segment_start]
         else:
-            self.segment_start = self.segment_model = None
+            # Read only when self.diagonal (the arrays above); mypy cannot follow the flag.
+            self.segment_start = self.segment_model = None  # type: ignore[assignment]
             self.first, self.second = first, second
             # Row-to-parameter incidence (+1 first, −1 second); the baseline's column is dropped.
             self.incidence = (_one_hot(first, k + 1) - _one_hot(second, k + 1))[:, :k].tocsr()
