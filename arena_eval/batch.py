@@ -50,7 +50,7 @@ ANSWERS, JUDGMENTS = "answers", "judgments"
 
 class Batches:
     """One run's batch rounds (see the module docstring), for the contestants and judges of `scope` (a
-    leaderboard.RunScope) that have `batch: true`."""
+    context.RunScope) that have `batch: true`."""
 
     def __init__(self, scope, store: Store, sets: AnswerSets, augmenter: Augmenter, run_id: str,
                  summary: RunSummary, progress: Progress, wait: bool = True):

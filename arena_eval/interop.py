@@ -15,14 +15,15 @@ import pandas as pd
 from .answer_sets import AnswerSets, question_digest
 from .collect import answer_id, prompt_hash
 from .config import ContestantConfig, VerdictWeights
+from .context import RunScope
 from .errors import ArenaError, ConfigError
 from .judge import battle_outcome
-from .leaderboard import RunScope, current_games
 from .questions import Question, QuestionSet, read_jsonl
 from .providers.base import estimate_tokens
 from .reasoning import split_think
 from .records import Answer, Judgment, Message, answer_turns
 from .store import Store
+from .tally import current_games
 from .verdict import LABELS, canonical_label
 
 _WINNERS = {"model_a": "model_a", "model_b": "model_b", "tie": "tie", "tie (bothbad)": "tie"}

@@ -30,9 +30,13 @@ from .config import RunConfig
 from .errors import ArenaError, RunInterrupted, StoreError
 from .history import find_regressions
 from .judge import RunJudge
-from .leaderboard import (Leaderboard, RunScope, Tally, adaptive_key, adaptive_plan, adaptive_summary, build_leaderboard,
-                          count_missing, latest_comparable_run, previous_results, rated_battles, report_data,
-                          settled_questions, tally, write_leaderboard)
+from .adaptive_run import adaptive_key, adaptive_plan, latest_comparable_run, previous_results
+from .context import RunScope
+from .leaderboard import Leaderboard, build_leaderboard, rated_battles
+from .leaderboard_files import write_leaderboard
+from .report_data import report_data
+from .savings import adaptive_summary
+from .tally import Tally, count_missing, current_judgments, settled_questions, tally
 from .progress import NullProgress, Progress
 from .providers.replicas import replica_counts
 from .questions import QuestionSet, load_questions
@@ -405,8 +409,6 @@ class Arena:
 
     def judgments_by_judge(self) -> dict[str, list]:
         """Each judge's stored verdicts on the current games (named by today's contestant names)."""
-        from .leaderboard import current_judgments
-
         with self.open_store() as store:
             counted = tally(self.scope, store, self.answer_sets(store))
             return {j.name: current_judgments(self.scope, store, counted, [j]) for j in self.judges}

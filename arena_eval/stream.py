@@ -26,12 +26,12 @@ from .answer_sets import AnswerSets
 from .augment import Augmenter
 from .collect import collect_into, missing_answers
 from .config import ContestantConfig
+from .context import RunScope, judge_energy_lines
 from .dispatch import GameDispatcher, Pairing
 from .energy.tracking import EnergyTracker, WindowCounts
 from .efficiency import peak_resident_gb
 from .errors import ArenaError, StoreError
 from .judge import RunJudge, games_for, judge_game
-from .leaderboard import RunScope, judge_energy_lines
 from .progress import Progress
 from .providers import make_provider
 from .providers.replicas import replica_counts
