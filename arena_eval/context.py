@@ -1,8 +1,9 @@
 """What one run is about and what it works with, passed down the stages as one object (docs/design.md §7).
 
 `RunScope` is what an output folder's run is about (config, contestants with the baseline first, questions,
-judges). This module sits right after the config in the stage order: the types of the later stages it names are
-imported for type checking only.
+judges); `RunContext` is one run's scope with the store, the answer sets, the prompt builder, the run's id, its
+summary and its progress, which the stream, batch mode and the recorders share. This module sits right after
+the config in the stage order: the types of the later stages it names are imported for type checking only.
 """
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .config import ContestantConfig, RunConfig
+from .records import RunSummary
 
 if TYPE_CHECKING:
+    from .answer_sets import AnswerSets
+    from .augment import Augmenter
     from .judge import RunJudge
+    from .progress import Progress
     from .questions import QuestionSet
+    from .store import Store
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,20 @@ class RunScope:
         """The judges whose verdicts the rating uses: every one (`rating.judges: pooled`), or the one named."""
         chosen = self.config.rating.judges
         return self.judges if chosen == "pooled" else [j for j in self.judges if j.name == chosen]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """One run's scope and what it works with: the store, the answer sets in use, the prompt builder, the run's
+    id, the summary it counts into and the progress it reports to."""
+
+    scope: RunScope
+    store: Store
+    sets: AnswerSets
+    augmenter: Augmenter
+    run_id: str
+    summary: RunSummary
+    progress: Progress
 
 
 def judge_energy_lines(scope: RunScope) -> dict[str, str]:

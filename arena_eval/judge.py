@@ -258,6 +258,20 @@ def games_for(judge_config_id: str, question_id: str, contestant: str, baseline:
     ]
 
 
+@dataclass(frozen=True)
+class GameRequest:
+    """One game ready to ask a judge: the game, the question's prompt (a conversation: its user turns), the texts
+    in positions A and B (a conversation: each assistant's turns), the reference to show (None: none) and the
+    judge's prompts for the question's category. The stream poses these; a judge worker or batch mode asks them."""
+
+    game: Game
+    question: str | list[str]
+    text_a: str | list[str]
+    text_b: str | list[str]
+    reference: str | None
+    prompts: JudgePrompts
+
+
 def judge_messages(question: str | Sequence[str], answer_a: str | Sequence[str], answer_b: str | Sequence[str],
                    config: JudgeConfig, prompts: JudgePrompts,
                    reference: str | None = None) -> tuple[list[Message], QuotedMaterial]:

@@ -31,7 +31,7 @@ from .errors import ArenaError, RunInterrupted, StoreError
 from .history import find_regressions
 from .judge import RunJudge
 from .adaptive_run import adaptive_key, adaptive_plan, latest_comparable_run, previous_results
-from .context import RunScope
+from .context import RunContext, RunScope
 from .leaderboard import Leaderboard, build_leaderboard, rated_battles
 from .leaderboard_files import write_leaderboard
 from .report_data import report_data
@@ -247,7 +247,8 @@ class Arena:
                 for c in self.contestants:
                     store.save_contestant(c.name, sets.set_id(c), c.provider, c.model, c.model_dump(mode="json"))
                 augmenter = self.augmenter(store, run_id)
-                batches = Batches(self.scope, store, sets, augmenter, run_id, summary, self.progress, self.wait)
+                context = RunContext(self.scope, store, sets, augmenter, run_id, summary, self.progress)
+                batches = Batches(context, self.wait)
                 try:
                     if "guidance" in stages and augmenter.guide is not None:
                         summary.guidance = GuidanceCounts()
@@ -261,18 +262,15 @@ class Arena:
                             await batches.collect()
                     judging = None
                     if self.config.rating.adaptive is not None and "judge" in stages:
-                        await self._judge_adaptively(store, sets, augmenter, run_id, summary, stages)
+                        await self._judge_adaptively(context, stages)
                     elif "answers" in stages and "judge" in stages and judge_shares_a_meter(self.scope):
                         # A judge on the machine (or GPU) a local contestant is metered on: its requests would fall
                         # inside the contestants' windows and count twice, so it judges once collection is done.
-                        await CollectAndJudge(self.scope, store, sets, augmenter, run_id, summary, self.progress,
-                                              collect=True, judge=False).run()
-                        judging = CollectAndJudge(self.scope, store, sets, augmenter, run_id, summary, self.progress,
-                                                  collect=False, judge=True, count_answers=False)
+                        await CollectAndJudge(context, collect=True, judge=False).run()
+                        judging = CollectAndJudge(context, collect=False, judge=True, count_answers=False)
                         await judging.run()
                     elif "answers" in stages or "judge" in stages:
-                        judging = CollectAndJudge(self.scope, store, sets, augmenter, run_id, summary, self.progress,
-                                                  collect="answers" in stages, judge="judge" in stages)
+                        judging = CollectAndJudge(context, collect="answers" in stages, judge="judge" in stages)
                         await judging.run()
                     if judging is not None and judging.judge:
                         await batches.judge(judging.batched_games())  # the batch judges' games, gathered above
@@ -329,14 +327,13 @@ class Arena:
         plan = adaptive_plan(self.scope, store, sets) if self.config.rating.adaptive is not None else None
         return tally(self.scope, store, sets, plan), plan
 
-    async def _judge_adaptively(self, store: Store, sets: AnswerSets, augmenter: Augmenter, run_id: str,
-                                summary: RunSummary, stages: tuple[str, ...]) -> None:
+    async def _judge_adaptively(self, context: RunContext, stages: tuple[str, ...]) -> None:
         """Judge batch by batch in the plan's order until every contestant is settled (adaptive.py)."""
-        scope, settings = self.scope, self.config.rating.adaptive
+        scope, settings = context.scope, self.config.rating.adaptive
+        store, sets, run_id = context.store, context.sets, context.run_id
         collect_all = "answers" in stages and settings.answers
         if collect_all:  # every answer first; then judging alone adapts
-            await CollectAndJudge(scope, store, sets, augmenter, run_id, summary, self.progress, collect=True,
-                                  judge=False).run()
+            await CollectAndJudge(context, collect=True, judge=False).run()
         key = adaptive_key(scope, sets)
         recorded, previous_run = store.adaptive_previous(key)
         if not recorded:  # the plan's first run fixes which scored run it compares with, for every replay
@@ -346,8 +343,7 @@ class Arena:
         plan = AdaptivePlan(question_order([q.question_id for q in scope.questions], self.config.rating.seed),
                             [c.name for c in scope.contestants[1:]])
         by_id = {q.question_id: q for q in scope.questions}
-        stream = CollectAndJudge(scope, store, sets, augmenter, run_id, summary, self.progress,
-                                 collect="answers" in stages and not collect_all, judge=True,
+        stream = CollectAndJudge(context, collect="answers" in stages and not collect_all, judge=True,
                                  count_answers=not collect_all, passes=len(plan.order) // settings.batch + 1)
         await stream.open()
         try:
