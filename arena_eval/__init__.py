@@ -7,7 +7,7 @@ from .config import ContestantConfig as Contestant
 from .config import JudgeConfig as Judge
 from .config import RatingConfig, RunConfig, load_config
 from .errors import ArenaError, ConfigError
-from .pipeline import Arena, Result, RunResult
+from .pipeline import Arena, Result
 from .questions import Question, QuestionSet, load_questions
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "RatingConfig",
     "Result",
     "RunConfig",
-    "RunResult",
     "load_config",
     "load_questions",
 ]

@@ -95,9 +95,6 @@ class Result:
         self.battles, self.diagnostics, self.energy = board.battles, board.diagnostics, board.energy
 
 
-RunResult = Result  # the earlier name
-
-
 def _config_from_parts(questions: QuestionSet | None, parts: dict[str, Any]) -> RunConfig:
     from .config import config_from_dict
 
@@ -190,8 +187,6 @@ class Arena:
             # A category left without a baseline, or judge prompts for a category the set lacks: refused now.
             config.check_categories(Counter(q.category for q in self.questions), str(config.questions_path))
         self.judges = [RunJudge.load(j, config.resolve) for j in config.judges]  # templates checked before any request
-        # The first judge's, for code written when a run had one judge.
-        self.prompts, self.judge_config_id = self.judges[0].prompts, self.judges[0].config_id
         self.baseline = config.baseline_contestant
         # Baseline first: under a shared device lock it then runs first, and games can start early.
         self.contestants = [self.baseline] + [c for c in config.contestants if c.name != config.baseline]
