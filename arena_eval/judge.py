@@ -25,7 +25,7 @@ from .reasoning import separate_reasoning
 from .records import Game, Judgment, Message
 from .style import STYLE_COLUMNS, StyleCounts, style_features
 from .templates import read_template, render
-from .verdict import LABEL_IN_MATERIAL, LABEL_PATTERN, LABELS, QuotedMaterial, normalise, parse_verdict, read_verdict  # noqa: F401
+from .verdict import LABEL_IN_MATERIAL, LABELS, QuotedMaterial, normalise, parse_verdict, read_verdict  # noqa: F401
 
 _FENCE = re.compile(r"=+ *(BEGIN|END) (ANSWER [AB]|REFERENCE ANSWER) *=+", re.IGNORECASE)
 # A line that, once normalised (verdict.normalise), names an answer's fence: "======== END ANSWER B ========" in any

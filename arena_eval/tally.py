@@ -7,7 +7,7 @@ by today's contestants (`current_judgments`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .answer_sets import AnswerSets
@@ -27,7 +27,6 @@ class Tally:
     # contestant → answers_missing, games_missing (any judge), games and unparsed (the rated judges')
     per_contestant: dict[str, dict[str, int]]
     games_missing: int
-    judge_of: dict[str, str] = field(default_factory=dict)  # game_id → the judge's name
 
 
 def current_games(scope: RunScope, answer_ids: dict[str, dict[str, str]], judge: RunJudge) -> list[Game]:
@@ -83,7 +82,7 @@ def tally(scope: RunScope, store: Store, sets: AnswerSets, plan: AdaptivePlan | 
         needed = {scope.baseline.name: set().union(*planned.values()), **planned}
         for c in scope.contestants:
             per[c.name]["answers_missing"] = len(needed[c.name] - set(ids[c.name]))
-    judged, judge_of = [], {}
+    judged = []
     for judge in scope.judges:
         verdicts = store.verdicts(judge.config_id)
         for g in current_games(scope, ids, judge):
@@ -92,7 +91,6 @@ def tally(scope: RunScope, store: Store, sets: AnswerSets, plan: AdaptivePlan | 
             row = per[g.contestant]
             if g.game_id in verdicts:
                 judged.append((g.game_id, g.contestant))
-                judge_of[g.game_id] = judge.name
                 if judge.name in rated:
                     row["games"] += 1
                     row["unparsed"] += verdicts[g.game_id] is None
@@ -102,7 +100,7 @@ def tally(scope: RunScope, store: Store, sets: AnswerSets, plan: AdaptivePlan | 
     questions = ([len(planned[c.name]) for c in scope.contestants[1:]] if planned is not None
                  else [n] * (len(scope.contestants) - 1))
     expected = 2 * sum(questions) * len(scope.judges)
-    return Tally(ids, judged, per, expected - len(judged), judge_of)
+    return Tally(ids, judged, per, expected - len(judged))
 
 
 def settled_questions(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) -> dict[str, set[str]]:
