@@ -1,4 +1,4 @@
-"""Adaptive judging against the store (docs/design.md §3.4.7): the plan's key, the scored run it compares with, and
+"""Adaptive judging against the store (docs/design.md §3.4.5): the plan's key, the scored run it compares with, and
 the plan replayed from the stored verdicts. The plan itself (order, batches, stopping) is adaptive.py, with no I/O.
 """
 

@@ -1,4 +1,4 @@
-"""What judging less saves (docs/design.md §3.4.7, §3.7): adaptive judging against a full run, and a question set
+"""What judging less saves (docs/design.md §3.4.5, §3.7): adaptive judging against a full run, and a question set
 pruned smaller, in judge calls, answers, tokens, cost and energy from the stored averages.
 """
 
