@@ -4,12 +4,16 @@ the plan replayed from the stored verdicts. The plan itself (order, batches, sto
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .adaptive import AdaptivePlan, Previous, question_order, replay
 from .answer_sets import AnswerSets
 from .context import RunScope
 from .leaderboard import rated_battles
-from .store import Store
 from .tally import settled_questions, tally
+
+if TYPE_CHECKING:
+    from .store import Store
 
 
 def adaptive_key(scope: RunScope, sets: AnswerSets) -> str:

@@ -5,23 +5,25 @@ speed, memory, size and FLOP utilisation.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from .answer_sets import AnswerSets
 from .config import ContestantConfig
 from .context import RunScope, judge_energy_lines
+from .efficiency import (PEAK_TFLOPS, GGUFError, efficiency_of, model_flops_utilisation, read_gguf_parameters,
+                         request_rows)
 from .energy import summarise_runs
 from .energy.aggregate import energy_summary
 from .energy.ecologits_estimate import estimate_api_batch
 from .energy.energy_store import load_imports, load_windows
-from .efficiency import (PEAK_TFLOPS, GGUFError, efficiency_of, model_flops_utilisation, read_gguf_parameters,
-                         request_rows)
 from .errors import ArenaError
 from .records import EnergyOverview
-from .store import Store
 from .tally import Tally
+
+if TYPE_CHECKING:
+    from .store import Store
 
 
 def efficiency_table(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -20,9 +21,12 @@ from .energy.aggregate import join_leaderboard
 from .energy_tables import efficiency_table, energy_table, number_or_none
 from .judge import RunJudge, battles_from_judgments, position_diagnostics
 from .records import EnergyOverview, JudgeDiagnostics, Judgment, LeaderboardRow, StyleEffect
-from .store import Store
 from .style import STYLE_COLUMNS, answer_styles
-from .tally import Tally, current_games, current_judgments, games_without_reference  # noqa: F401  current_games: tests import it from here
+from .tally import Tally, current_judgments, games_without_reference
+from .tally import current_games  # noqa: F401  re-exported: tests/test_interop.py imports it from here
+
+if TYPE_CHECKING:
+    from .store import Store
 
 
 @dataclass

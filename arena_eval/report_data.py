@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -13,8 +14,10 @@ from .context import RunScope
 from .judge import battle_outcome
 from .leaderboard import Leaderboard
 from .records import RunSummary, answer_turns
-from .store import Store
 from .tally import Tally
+
+if TYPE_CHECKING:
+    from .store import Store
 
 
 @dataclass(frozen=True)

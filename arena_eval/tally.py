@@ -14,10 +14,10 @@ from .answer_sets import AnswerSets
 from .context import RunScope
 from .judge import RunJudge, games_for
 from .records import Game, Judgment, RunSummary
-from .store import Store
 
 if TYPE_CHECKING:
     from .adaptive import AdaptivePlan
+    from .store import Store
 
 
 @dataclass
