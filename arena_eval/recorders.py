@@ -43,7 +43,8 @@ class AnswerRecorder:
     def failed(self, error: AnswerError, *, clear_current: bool, count: bool = False) -> AnswerError:
         """Save an answer error. `clear_current`: the question has older answers, and none of them may stand in
         for the one that failed. `count`: count it in the summary now (batch mode: no stream hands it on)."""
-        self.store.save_answer_error(error, self.run_id)
+        # Collection without a run (collect.collect_answers) records its errors under none: the column allows it.
+        self.store.save_answer_error(error, self.run_id)  # type: ignore[arg-type]
         if clear_current:
             self.store.set_current(error.config_id, error.question_id, None)
         if count:
@@ -52,17 +53,23 @@ class AnswerRecorder:
 
     def delivered(self, item: Answer | AnswerError) -> None:
         """Count an answer (new or cached) or an error handed on to judging, and advance the progress."""
+        summary, progress = self._counts()
         if isinstance(item, Answer):
             if self.count_answers:
-                self.summary.answers_cached += item.cached
-                self.summary.answers_new += not item.cached
-            self.progress.advance("answers", cached=item.cached)
+                summary.answers_cached += item.cached
+                summary.answers_new += not item.cached
+            progress.advance("answers", cached=item.cached)
         else:
             self._count_error(item)
-            self.progress.advance("answers", error=True)
+            progress.advance("answers", error=True)
+
+    def _counts(self) -> tuple[RunSummary, Progress]:
+        if self.summary is None or self.progress is None:
+            raise ValueError("this AnswerRecorder was made without a summary and a progress: it counts nothing")
+        return self.summary, self.progress
 
     def _count_error(self, error: AnswerError) -> None:
-        summary = self.summary
+        summary, _ = self._counts()
         summary.answer_errors += 1
         summary.errors_by_contestant[error.contestant] = summary.errors_by_contestant.get(error.contestant, 0) + 1
 
