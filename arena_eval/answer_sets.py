@@ -58,14 +58,14 @@ class AnswerSets:
              refresh: Iterable[str] = ()) -> "AnswerSets":
         """The sets in use. With `run_id` (a run that collects), contestants with `refresh: always` or named in
         `refresh` get a new epoch — unless the run that opened their newest epoch never finished (killed,
-        interrupted, failed, or left batches waiting at the provider) and they were not named: that set is resumed instead of starting another."""
+        interrupted, failed, stopped by its spending cap, or left batches waiting at the provider) and they were not named: that set is resumed instead of starting another."""
         refresh = set(refresh)
         ids = {}
         for c in contestants:
             base = c.base_config_id
             latest = store.latest_epoch(base)
             fresh = run_id is not None and (c.refresh == "always" or c.name in refresh)
-            if fresh and not (latest and latest["status"] in ("running", "interrupted", "failed", "waiting")
+            if fresh and not (latest and latest["status"] in ("running", "interrupted", "failed", "waiting", "capped")
                               and c.name not in refresh):
                 store.open_epoch(base, run_id, c.name, run_id)
                 ids[c.name] = f"{base}@{run_id}"

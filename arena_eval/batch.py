@@ -35,6 +35,7 @@ from .config import EndpointConfig
 from .context import RunContext
 from .errors import AugmentError
 from .judge import GameRequest, RunJudge, judge_messages
+from .lines import shown
 from .pricing import completion_cost, price_for
 from .providers.base import ProviderError, no_answer_error
 from .providers.batch_api import MAX_BATCH_BYTES, BatchResult, BatchState, batch_client, max_requests
@@ -226,9 +227,14 @@ class Batches:
         seen: set[str] = set()
         price = price_for(config, batch=True)
         async for result in client.results(state):
+            if result.custom_id is None:  # a line that cannot be read, nor whose item: the file's error
+                reason = f"batch {job['batch_id']}: {result.error}; skipped"
+                self.store.save_batch_error(job["name"], job["config_id"], reason, self.run_id)
+                self.summary.batch_notes.append(reason)
+                continue
             if result.custom_id not in items or result.custom_id in seen:
                 what = "a second result" if result.custom_id in seen else "a result"
-                reason = (f"batch {job['batch_id']}: {what} for custom id {result.custom_id!r}, which the batch "
+                reason = (f"batch {job['batch_id']}: {what} for custom id {shown(result.custom_id)}, which the batch "
                           "holds no request for; skipped")
                 self.store.save_batch_error(job["name"], job["config_id"], reason, self.run_id)
                 self.summary.batch_notes.append(reason)
@@ -257,7 +263,7 @@ class Batches:
         if kind == ANSWERS:
             self._store_answer(name, config_id, question_id, item, completion, cost)
         else:
-            self._store_judgment(config_id, item, completion, cost)
+            self._store_judgment(config_id, item, completion, cost, result.completion)
 
     def _store_answer(self, name: str, set_id: str, question_id: str, item: dict[str, Any], completion, cost) -> None:
         answer = Answer(
@@ -273,11 +279,12 @@ class Batches:
         self.answers.saved(answer, current=self.store.has_current_overrides(set_id))
         # Counted as a new answer when the stream hands it on (collect_into's `ask`).
 
-    def _store_judgment(self, judge_config_id: str, item: dict[str, Any], completion, cost) -> None:
+    def _store_judgment(self, judge_config_id: str, item: dict[str, Any], completion, cost, received) -> None:
         game = Game(*item["game"])
         material = QuotedMaterial({label: [tuple(o) for o in found] for label, found in item["material"].items()})
-        # One reply, no re-ask: a reply without a label is an unparsed verdict (docs/design.md §3.9).
-        reading = read_verdict(completion.text, material, completion.finish_reason)
+        # One reply, no re-ask: a reply without a label is an unparsed verdict (docs/design.md §3.9). Read as
+        # received, thinking included (read_verdict skips a leading block itself, as judge_game does).
+        reading = read_verdict(received.text, material, received.finish_reason)
         flags = ({LABEL_IN_MATERIAL} if material else set()) | reading.flags
         judgment = Judgment(
             game_id=game.game_id, judge_config_id=judge_config_id, question_id=game.question_id,

@@ -1,7 +1,8 @@
 """The `arena-eval` command line.
 
 Exit codes: 0 complete, 1 usage or config error, 2 finished with missing items (`merge`: with conflicting rows),
-3 a contestant regressed, 130 / 143 stopped by SIGINT / SIGTERM (what was stored is kept; run again to resume).
+3 a contestant regressed, 4 `run --max-cost` reached (stored work kept, nothing scored), 130 / 143 stopped by
+SIGINT / SIGTERM (what was stored is kept; run again to resume).
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from .console import err
+from .console import Table, echo, err
 from .errors import ArenaError, RunInterrupted
 from .records import COLUMNS, terminal_columns
 from .redaction import redact
@@ -55,10 +55,6 @@ def quiet_third_party_logs(verbose: bool) -> None:
 def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the log lines of the libraries "
                                           "arena-eval uses (CodeCarbon, litellm, HTTP clients); quiet by default.")) -> None:
     quiet_third_party_logs(verbose)
-
-def echo(message: str) -> None:
-    """typer.echo for messages that may quote stored text: never with a known secret in it."""
-    typer.echo(redact(message))
 
 from .energy.cli import energy_app  # noqa: E402  (loads no meter library)
 
@@ -229,7 +225,7 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
             from .demo import DISCLAIMER
 
             err.print(f"[yellow]{DISCLAIMER}[/yellow]", highlight=False)
-        arena = Arena(cfg, progress=make_progress(progress), refresh=refresh, wait=wait)
+        arena = Arena(cfg, progress=make_progress(progress), refresh=refresh, wait=wait, max_cost=max_cost)
         if max_cost is not None:
             if not max_cost > 0:
                 raise ArenaError(f"--max-cost must be a positive amount in USD, got {max_cost:g}")
@@ -302,7 +298,12 @@ def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, f
         err.print(f"wrote {path}", highlight=False)
     if cfg.demo:
         err.print(f"[yellow]Reminder: {cfg.name} used a 135M judge — the pipeline is demonstrated, not real quality.[/yellow]")
-    if not s.complete:
+    if s.capped:
+        from .spending import capped_message
+
+        err.print(capped_message(s.max_cost, s.spent, s.requests_held_back, s.unpriced_replies, result.output_dir),
+                  style="red", markup=False, highlight=False)
+    elif not s.complete:
         err.print(f"[red]incomplete: results are stored in {result.output_dir}; fix the causes above and run again "
                   "to fill in only what is missing[/red]")
     _print_regressions(result.regressions)
@@ -408,14 +409,15 @@ def run(
                                       "(repeatable; e.g. the baseline, which is otherwise kept)."),
     columns: Optional[str] = ColumnsOption,
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Refuse to start (exit 1) when the plan's "
-                                             "estimated cost in USD is above this (see `arena-eval plan`)."),
+                                             "estimated cost in USD is above this (see `arena-eval plan`); stop "
+                                             "sending (exit 4) once the replies' priced cost reaches it."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Batch mode: submit the batches, store their ids and exit "
                                  "0 without waiting for them; the next run collects them and scores."),
 ) -> None:
     """Collect answers, judge them against the baseline and rate every contestant (resumes what is stored).
 
     Exit codes: 0 complete, 1 usage or config error, 2 finished with missing items, 3 regression detected,
-    130/143 stopped by SIGINT/SIGTERM (stored work kept; run again to resume)."""
+    4 stopped by --max-cost, 130/143 stopped by SIGINT/SIGTERM (stored work kept; run again to resume)."""
     _run_stages(config, ("answers", "judge", "score"), "run", format, progress, demo_guided, tuple(refresh),
                 _columns(columns), max_cost, wait=not no_wait)
 
@@ -767,6 +769,9 @@ def prune(
             raise ArenaError(f"--size {size}: keep at least 2 questions and fewer than the set's {n}")
         if out.resolve() == cfg.questions_path.resolve():
             raise ArenaError(f"--out {out} is the run's own question file; write the smaller set elsewhere")
+        from .output_paths import refuse_results_target
+
+        refuse_results_target(out, cfg.output_dir, config, "--out")  # the store, the config, the output folder
         if out.exists() and not force:
             raise ArenaError(f"--out {out} exists; pass --force to overwrite it")
         board = arena.stored_leaderboard()
@@ -961,11 +966,11 @@ def validate(config: Path = typer.Option(..., "--config", "-c", help="Run config
         planned = Arena(cfg, questions=questions).plan().summary()
     except ArenaError as exc:
         _fail(exc)
-    typer.echo(
+    echo(
         f"{config}: ok — {len(questions)} questions, {len(cfg.contestants)} contestants "
         f"({_baseline_words(cfg)}), judge{'s' if len(cfg.judges) > 1 else ''} {judges}, results in {cfg.output_dir}"
     )
-    typer.echo(planned)
+    echo(planned)
 
 
 @app.command("export")
@@ -1018,21 +1023,30 @@ def import_(
         from .pipeline import Arena
 
         arena = Arena(cfg, questions=questions)
-        with RunLock(cfg.output_dir), Store(cfg.output_dir / "arena.db") as store:
+        with RunLock(cfg.output_dir), Store(cfg.output_dir / "arena.db", verify=True) as store:
             set_id = arena.answer_sets(store).set_id(contestant)  # the set in use, if its answers were refreshed
             target = next(c for c in arena.contestants if c.name == contestant)
             store.save_questions(questions)
             store.save_contestant(target.name, set_id, target.provider, target.model, target.model_dump(mode="json"))
-            counts = import_answers(answers_file, target, questions, store, arena.augmenter(store), set_id)
+            notes: list[str] = []
+            counts = import_answers(answers_file, target, questions, store, arena.augmenter(store), set_id, notes)
     except ArenaError as exc:
         _fail(exc)
-    typer.echo(
+    for note in notes[:MAX_NOTE_LINES]:
+        err.print(redact(note), highlight=False, markup=False)
+    if len(notes) > MAX_NOTE_LINES:
+        err.print(f"… and {len(notes) - MAX_NOTE_LINES} more lines skipped", highlight=False, markup=False)
+    skipped = "".join(f", {counts[key]} {what} (skipped)" for key, what in (
+        ("repeated", "repeating a question answered earlier in the file"),
+        ("too_large", "over max_response_bytes")) if counts[key])
+    echo(
         f"{answers_file}: {counts['imported']} answers imported for {contestant}, {counts['already_stored']} already "
-        f"stored, {counts['unknown_question']} for questions not in the set (skipped)"
+        f"stored, {counts['unknown_question']} for questions not in the set (skipped){skipped}"
     )
 
 
 MAX_CONFLICT_LINES = 100  # on the terminal; --format json lists every conflict
+MAX_NOTE_LINES = 20  # skipped lines of an imported file named on the terminal
 
 
 @app.command()
@@ -1041,19 +1055,28 @@ def merge(
     into: Optional[Path] = typer.Option(None, "--into", help="The output folder to merge into (created if new)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Merge into this run config's output folder "
                                           "instead of --into."),
+    max_response_bytes: Optional[int] = typer.Option(
+        None, "--max-response-bytes", min=1, help="The most bytes of one model reply (answer, verdict, guidance) "
+        "brought in; a row over it is refused. Default: with --config, the largest max_response_bytes of its "
+        "endpoints; else 34,603,008 (that of max_tokens 32,768)."),
     format: Format = FormatOption,
 ) -> None:
     """Merge the stores of several output folders into one: same key and content is skipped as a duplicate, same
     key and other content is a conflict (reported; the row already there is kept). Exit 0, or 2 on conflicts.
 
     Each source is merged in one transaction while DIR's run lock is held; merging a source again adds nothing."""
-    from .merge import merge_stores
+    from .merge import MERGE_REPLY_BYTES, merge_stores
+    from .providers.base import reply_byte_cap
 
     try:
         if (into is None) == (config is None):
             raise ArenaError("merge needs where to merge into: --into DIR or --config F (its output folder), one of them")
-        target = into if into is not None else _load(config).output_dir
-        result = merge_stores(sources, target)
+        cfg = _load(config) if config is not None else None
+        target = into if into is not None else cfg.output_dir
+        if max_response_bytes is None:
+            max_response_bytes = MERGE_REPLY_BYTES if cfg is None else max(
+                reply_byte_cap(endpoint) for endpoint in [*cfg.contestants, *cfg.judge, *([cfg.guidance] if cfg.guidance else [])])
+        result = merge_stores(sources, target, max_response_bytes)
     except ArenaError as exc:
         _fail(exc)
     except KeyboardInterrupt:  # the transaction of the source being merged was rolled back
@@ -1065,18 +1088,22 @@ def merge(
         sys.stdout.write(json.dumps({"into": str(result.into), "tables": rows,
                                      "conflicts": [{"table": c.table, "key": dict(c.key), "source": c.source,
                                                     "kept_from": c.kept_from, "columns": list(c.columns)}
-                                                   for c in result.conflicts], "notes": result.notes},
+                                                   for c in result.conflicts],
+                                     "refused": [{"table": r.table, "key": dict(r.key), "source": r.source,
+                                                  "bytes": r.size} for r in result.refused],
+                                     "reply_cap": result.reply_cap, "notes": result.notes},
                                     indent=2, default=str) + "\n")
     elif format is Format.csv:
-        pd.DataFrame(rows, columns=["source", "table", "added", "duplicates", "conflicts"]).to_csv(sys.stdout, index=False)
+        pd.DataFrame(rows, columns=["source", "table", "added", "duplicates", "conflicts", "refused"]).to_csv(
+            sys.stdout, index=False)
     else:
         table = Table(title=f"merged into {result.into}")
-        for column in ("source", "table", "added", "duplicates", "conflicts"):
+        for column in ("source", "table", "added", "duplicates", "conflicts", "refused"):
             table.add_column(column, justify="left" if column in ("source", "table") else "right")
         for row in rows:
-            if row["added"] or row["duplicates"] or row["conflicts"]:
+            if row["added"] or row["duplicates"] or row["conflicts"] or row["refused"]:
                 table.add_row(redact(row["source"]), row["table"], *(str(row[k]) for k in ("added", "duplicates",
-                                                                                          "conflicts")))
+                                                                                          "conflicts", "refused")))
         Console(width=_terminal_width()).print(table)
     if format is not Format.json:
         for conflict in result.conflicts[:MAX_CONFLICT_LINES]:
@@ -1084,18 +1111,35 @@ def merge(
         if len(result.conflicts) > MAX_CONFLICT_LINES:
             err.print(f"… and {len(result.conflicts) - MAX_CONFLICT_LINES} more conflicts: --format json lists them "
                       "all", highlight=False)
+    for refused in result.refused[:MAX_CONFLICT_LINES]:
+        err.print(f"refused: {refused.describe(result.reply_cap)}", highlight=False, markup=False)
+    if len(result.refused) > MAX_CONFLICT_LINES:
+        err.print(f"… and {len(result.refused) - MAX_CONFLICT_LINES} more rows refused", highlight=False)
     for note in result.notes:
         err.print(f"note: {note}", highlight=False, markup=False)
     added = sum(c.added for c in result.counts)
     err.print(f"{added} rows added, {sum(c.duplicates for c in result.counts)} duplicates skipped, "
               f"{len(result.conflicts)} conflicts"
-              + (" (the rows already there were kept)" if result.conflicts else ""), highlight=False)
+              + (" (the rows already there were kept)" if result.conflicts else "")
+              + (f", {len(result.refused)} rows refused (a reply over {result.reply_cap:,} bytes; pass "
+                 "--max-response-bytes to take larger ones)" if result.refused else ""), highlight=False)
     raise typer.Exit(result.exit_code)
 
 
 def main() -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    app()
+    from .launch import STARTUP_INTERRUPTED, interrupted_silently
+
+    try:
+        app()
+    except KeyboardInterrupt:  # outside a command (typer turns one inside a command into exit 130)
+        err.print(STARTUP_INTERRUPTED, highlight=False)
+        sys.exit(130)
+    except SystemExit as exc:
+        if interrupted_silently(exc):  # a command without its own Ctrl-C message: one line instead of nothing
+            err.print("interrupted (SIGINT) before the command finished; what was stored before is kept",
+                      highlight=False)
+        raise
 
 
 if __name__ == "__main__":

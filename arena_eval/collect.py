@@ -27,6 +27,7 @@ from .questions import Question
 from .reasoning import separate_reasoning
 from .recorders import AnswerRecorder
 from .records import Answer, AnswerError, Completion, Message
+from .spending import SpendingCapReached
 
 if TYPE_CHECKING:
     from .augment import Prepared
@@ -235,7 +236,13 @@ async def collect_into(
 
     async def worker() -> None:
         for question in pending:  # one shared iterator: each question is taken by exactly one worker
-            item = await one(question)
+            try:
+                item = await one(question)
+            except SpendingCapReached:
+                # The run's spending cap (spending.py): this worker takes no new question; the others finish and
+                # store what they have in flight, then stop the same way. The question is not an error: the next
+                # run asks it (a conversation keeps the turns it stored).
+                return
             if item is not None:
                 await deliver(item)
 

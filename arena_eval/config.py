@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import urllib.parse
 from pathlib import Path
@@ -444,6 +445,11 @@ class RunConfig(_Strict):
             if labels.index(label) != i:
                 raise _KeyProblem(("judge", i, "name"), f"two judges are named {label!r} (judges {labels.index(label) + 1} "
                                   f"and {i + 1}); give each judge a unique `name`")
+        shared = first_shared_configuration([self._judge_identity(j) for j in self.judge])
+        if shared:
+            first, second = shared
+            raise _KeyProblem(("judge", second, "name"), shared_configuration_message(
+                "judge", labels[first], labels[second], first, second))
         if self.rating.judges != "pooled" and self.rating.judges not in labels:
             raise _KeyProblem(("rating", "judges"), f"rating.judges is {self.rating.judges!r}, which names no judge; use "
                               f"pooled or one of: {', '.join(labels)}")
@@ -473,6 +479,11 @@ class RunConfig(_Strict):
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ValueError(f"contestant names must be unique; repeated: {', '.join(duplicated)}")
+        shared = first_shared_configuration([c.config_id for c in self.contestants])
+        if shared:
+            first, second = shared
+            raise _KeyProblem(("contestants", second, "name"), shared_configuration_message(
+                "contestant", names[first], names[second], first, second))
         for i, c in enumerate(self.contestants):
             if c.augment == "guidance" and self.guidance is None:
                 raise _KeyProblem(("contestants", i, "augment"), f"contestant {c.name!r} has augment: guidance, but the config has no `guidance:` section naming the guide model")
@@ -498,6 +509,13 @@ class RunConfig(_Strict):
             )
         return self
 
+    def _judge_identity(self, judge: JudgeConfig) -> str:
+        """What makes up a judge's config id (JudgeConfig.config_id), with its prompt folder's path standing for the
+        templates' text, which is read later (the pipeline checks the real ids again: two folders may hold the same
+        templates)."""
+        folder = os.path.normpath(self.resolve(judge.prompt_dir)) if judge.prompt_dir else None
+        return judge.config_id(f"prompt folder {folder}")
+
     def baseline_for_category(self, category: str | None) -> str | None:
         """The baseline of a category's questions: its own, else `default`, else (no mapping) the baseline; None
         when a mapping leaves the category without one."""
@@ -508,8 +526,11 @@ class RunConfig(_Strict):
 
     def check_categories(self, categories: dict[str | None, int], where: str) -> None:
         """Refuse a baseline mapping that leaves a category of the question set (category → questions) without a
-        baseline, and judge prompts for a category the set does not have (a misspelt category)."""
+        baseline, and a baseline or judge prompts for a category the set does not have (a misspelt category)."""
+        known = sorted(str(c) for c in categories if c is not None)
         if self.category_baselines:
+            _refuse_unknown_categories("baseline", set(self.category_baselines) - {"default"}, known, where,
+                                       "(`default:` names the baseline of every other category)")
             orphans = sorted(str(c) if c is not None else "(no category)" for c in categories
                              if self.baseline_for_category(c) is None)
             if orphans:
@@ -517,13 +538,9 @@ class RunConfig(_Strict):
                     f"baseline: {where} has questions in categor{'y' if len(orphans) == 1 else 'ies'} "
                     f"{', '.join(orphans)} that the baseline mapping gives no baseline; add them to the mapping or "
                     "give a `default:` baseline")
-        known = sorted(str(c) for c in categories if c is not None)
         for judge in self.judge:
-            unknown = sorted(set(judge.prompts_by_category) - set(known))
-            if unknown:
-                raise ConfigError(f"judge {judge.label}: prompts_by_category names categor"
-                                  f"{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}, which {where} does not "
-                                  f"have; its categories: {', '.join(known) or 'none'}")
+            _refuse_unknown_categories(f"judge {judge.label}: prompts_by_category", set(judge.prompts_by_category),
+                                       known, where)
 
     def resolve(self, path: str) -> Path:
         candidate = Path(path).expanduser()
@@ -544,6 +561,41 @@ class RunConfig(_Strict):
     def snapshot(self) -> dict[str, Any]:
         """The resolved config as stored with a run. Holds variable names, never secret values (see redact_secrets)."""
         return redact_secrets(self.model_dump(mode="json"))
+
+
+def _refuse_unknown_categories(what: str, named: set[str], known: list[str], where: str, hint: str = "") -> None:
+    """A mapping keyed by category (`baseline:`, `prompts_by_category`) that names a category the question set
+    does not have is a misspelling: refused, with the set's categories."""
+    unknown = sorted(named - set(known))
+    if unknown:
+        raise ConfigError(f"{what} names categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}, which "
+                          f"{where} does not have; its categories: {', '.join(known) or 'none'}" + (f" {hint}" if hint else ""))
+
+
+def first_shared_configuration(ids: list[str]) -> tuple[int, int] | None:
+    """The positions of the first two entries with the same configuration id, or None when every id is distinct."""
+    seen: dict[str, int] = {}
+    for i, config_id in enumerate(ids):
+        if config_id in seen:
+            return seen[config_id], i
+        seen[config_id] = i
+    return None
+
+
+def shared_configuration_message(kind: str, first: str, second: str, first_index: int, second_index: int) -> str:
+    """Two contestants (or judges) under two names with one configuration would share one set of stored answers
+    (verdicts): one would be scored from the other's games, or one judge's verdicts counted twice. Refused, with
+    the ways to make them two configurations."""
+    section = "contestants" if kind == "contestant" else "judge"
+    if kind == "contestant":
+        remedy = ("to measure the noise between two runs of one model, make them differ with `tags:` (e.g. "
+                  "`tags: {copy: 2}`: tags are part of the id) or a different `seed`; otherwise remove one of them")
+    else:
+        remedy = ("to judge twice with one model, give one a different `seed`, `temperature` or `prompt_dir`; "
+                  "otherwise remove one of them (a copy would count each verdict twice)")
+    return (f"{kind}s {first!r} ({section}[{first_index}]) and {second!r} ({section}[{second_index}]) have the same "
+            f"configuration (every field of its id is equal, docs/design.md §2.2), so they would share one set of "
+            f"stored {'answers and games' if kind == 'contestant' else 'verdicts'}; {remedy}")
 
 
 # --- secrets ---------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 `RunScope` is what an output folder's run is about (config, contestants with the baseline first, questions,
 judges); `RunContext` is one run's scope with the store, the answer sets, the prompt builder, the run's id, its
-summary and its progress, which the stream, batch mode and the recorders share. This module sits right after
-the config in the stage order: the types of the later stages it names are imported for type checking only.
+summary, its progress and its spending cap, which the stream, batch mode and the recorders share. This module sits
+right after the config in the stage order: the types of the later stages it names are imported for type checking
+only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from .judge import RunJudge
     from .progress import Progress
     from .questions import QuestionSet
+    from .spending import SpendingCap
     from .store import Store
 
 
@@ -79,7 +81,8 @@ class RunScope:
 @dataclass(frozen=True)
 class RunContext:
     """One run's scope and what it works with: the store, the answer sets in use, the prompt builder, the run's
-    id, the summary it counts into and the progress it reports to."""
+    id, the summary it counts into, the progress it reports to, and the spending cap (`run --max-cost`; one for
+    the whole run, so that every pass of the stream counts against the same sum)."""
 
     scope: RunScope
     store: Store
@@ -88,6 +91,7 @@ class RunContext:
     run_id: str
     summary: RunSummary
     progress: Progress
+    cap: SpendingCap
 
 
 def judge_energy_lines(scope: RunScope) -> dict[str, str]:

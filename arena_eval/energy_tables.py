@@ -5,6 +5,7 @@ speed, memory, size and FLOP utilisation.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -12,8 +13,8 @@ import pandas as pd
 from .answer_sets import AnswerSets
 from .config import ContestantConfig
 from .context import RunScope, judge_energy_lines
-from .efficiency import (PEAK_TFLOPS, GGUFError, efficiency_of, model_flops_utilisation, read_gguf_parameters,
-                         request_rows)
+from .efficiency import (PEAK_TFLOPS, GGUFError, GGUFWarning, efficiency_of, model_flops_utilisation,
+                         read_gguf_parameters, request_rows)
 from .energy import summarise_runs
 from .energy.aggregate import energy_summary
 from .energy.ecologits_estimate import estimate_api_batch
@@ -86,13 +87,17 @@ def _model_facts(c: ContestantConfig, base_dir: str) -> tuple[float | None, floa
             path = resolve_model_path(c.model_path, base_dir)
         except ArenaError:
             path = None
-        if path is not None:
-            size = size if size is not None else path.stat().st_size / 1e9
-            if params is None:
-                try:
-                    params = float(read_gguf_parameters(path))
-                except (GGUFError, OSError):
-                    params = None
+        if path is not None and params is None:
+            try:
+                params = float(read_gguf_parameters(path))
+            except (GGUFError, OSError) as exc:  # a damaged or crafted header: empty columns, a warning naming the file
+                warnings.warn(GGUFWarning(f"contestant {c.name!r}: {exc}; its parameter count and MFU are left empty "
+                                          "(set params_b in its config to give them)"), stacklevel=2)
+        if path is not None and size is None:
+            try:
+                size = path.stat().st_size / 1e9
+            except OSError:
+                size = None
     peak = c.peak_tflops or (PEAK_TFLOPS.get(c.accelerator) if c.accelerator else None)
     return params, size, peak
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -18,8 +18,9 @@ from .config import ContestantConfig, VerdictWeights
 from .context import RunScope
 from .errors import ArenaError, ConfigError
 from .judge import battle_outcome
+from .lines import MAX_LINE_BYTES, Line, reply_line_bytes, shown, too_long_reason
 from .questions import Question, QuestionSet, read_jsonl
-from .providers.base import estimate_tokens
+from .providers.base import estimate_tokens, reply_byte_cap
 from .reasoning import split_think
 from .recorders import AnswerRecorder
 from .records import Answer, Judgment, Message, answer_turns
@@ -30,8 +31,9 @@ from .verdict import LABELS, canonical_label
 _WINNERS = {"model_a": "model_a", "model_b": "model_b", "tie": "tie", "tie (bothbad)": "tie"}
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, record in read_jsonl(path):
+def _jsonl(path: Path, limit: int = MAX_LINE_BYTES,
+           too_long: Callable[[Line], None] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, record in read_jsonl(path, limit, too_long):
         if not isinstance(record, dict):
             raise ConfigError(f"{path}:{number}: expected a JSON object")
         yield number, record
@@ -48,7 +50,7 @@ def read_battles(path: str | Path) -> pd.DataFrame:
         winner = _WINNERS.get(str(record["winner"]))
         if winner is None:
             raise ConfigError(
-                f"{path}:{number}: winner {record['winner']!r} is not one of model_a, model_b, tie, 'tie (bothbad)'"
+                f"{path}:{number}: winner {shown(record['winner'])} is not one of model_a, model_b, tie, 'tie (bothbad)'"
             )
         rows.append((str(record.get("question_id", number)), str(record["model_a"]), str(record["model_b"]), winner, 1.0))
     if not rows:
@@ -122,7 +124,7 @@ def _judgment_record(record: dict[str, Any], where: str, baseline: str) -> tuple
                           "of one or two games)")
     judged_against = record.get("baseline")
     if judged_against is not None and judged_against != baseline:
-        raise ConfigError(f"{where}: judged against baseline {judged_against!r}, not {baseline!r}; rate the judgments "
+        raise ConfigError(f"{where}: judged against baseline {shown(judged_against)}, not {baseline!r}; rate the judgments "
                           "of each baseline separately (arena-hard v2.0 has one per category)")
     return str(qid), model, games
 
@@ -139,27 +141,42 @@ def _game_label(entry: Any, where: str, game: int) -> str | None:
     match = _SCORE_LABEL.fullmatch(score.strip().lower()) if isinstance(score, str) else None
     label = canonical_label(*match.groups()) if match else None
     if label is None:
-        raise ConfigError(f"{where}: game {game} has score {score!r}, not a verdict label "
+        raise ConfigError(f"{where}: game {game} has score {shown(score)}, not a verdict label "
                           f"({', '.join(LABELS)}, or null when unparsed)")
     return label
 
 
 def import_answers(path: str | Path, contestant: ContestantConfig, questions: QuestionSet, store: Store,
-                   augmenter, set_id: str | None = None) -> dict[str, int]:
+                   augmenter, set_id: str | None = None, notes: list[str] | None = None) -> dict[str, int]:
     """Store an arena-hard answer file as `contestant`'s answers in answer set `set_id` (default: its
     configuration's own), keyed so that a run reuses them, and make them its current answers.
 
     Each record is read as v2.0 when it has `uid` and `messages`, else as v0.1 (`read_answer_record`). A
     conversation becomes one answer with its turns. A guided contestant's prompts depend on its guidance, so that
     must be built first (`arena-eval guidance`).
+
+    An answer is held to the contestant's max_response_bytes as a reply would be: a turn over it, or a line too
+    long to hold one within it (never read whole), is skipped and counted (`too_large`). A question answered again
+    later in the file is skipped and counted (`repeated`): the first answer is kept. Each skipped line gets a note
+    naming file:line, appended to `notes`.
     """
     path = Path(path)
+    notes = [] if notes is None else notes
     set_id = set_id or contestant.base_config_id
     by_id = {q.question_id: q for q in questions}
-    counts = {"imported": 0, "already_stored": 0, "unknown_question": 0}
+    counts = {"imported": 0, "already_stored": 0, "unknown_question": 0, "too_large": 0, "repeated": 0}
     recorder = AnswerRecorder(store, None)  # an import belongs to no run, and counts its own way
     stored = store.answer_ids(set_id)
-    for number, record in _jsonl(path):
+    cap = reply_byte_cap(contestant)
+    limit = reply_line_bytes(cap)
+    taken: dict[str, int] = {}  # question id → the line its answer was read from
+
+    def too_long(line: Line) -> None:
+        counts["too_large"] += 1
+        notes.append(f"{path}:{line.number}: {too_long_reason(line, limit)} (an answer within {contestant.name}'s "
+                     f"max_response_bytes of {cap:,} fits in less); skipped")
+
+    for number, record in _jsonl(path, limit, too_long):
         where = f"{path}:{number}"
         found = read_answer_record(record, where)
         question = by_id.get(found.question_id)
@@ -168,6 +185,19 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
             continue
         texts, tokens = _fit_turns(found, question, where)
         qid = question.question_id
+        if qid in taken:
+            counts["repeated"] += 1
+            notes.append(f"{where}: question {shown(qid)} was already answered at line {taken[qid]}; the first answer "
+                         "is kept and this one skipped")
+            continue
+        taken[qid] = number
+        sizes = [len(text.encode()) for text in texts]
+        if max(sizes) > cap:
+            counts["too_large"] += 1
+            notes.append(f"{where}: the answer to question {shown(qid)} is {max(sizes):,} bytes, over "
+                         f"{contestant.name}'s max_response_bytes of {cap:,} (a reply this long would not have been "
+                         "taken in either); skipped. Set max_response_bytes higher if answers this long are expected")
+            continue
         prepared = augmenter.prepare_stored(contestant, question)
         if prepared is None:
             raise ConfigError(f"{contestant.name} is guided: run `arena-eval guidance` before importing its answers")
@@ -179,7 +209,7 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
         key = answer_id(set_id, qid, p_hash)
         known = [n for n in tokens if n is not None]
         # A reasoning model's file may hold its thinking in the text: it is kept apart, never shown to a judge.
-        split = [split_think(text) for text in texts]
+        split = [split_think(text, leading_only=True) for text in texts]  # a stray </think> hides nothing
         texts = [answer for answer, _ in split]
         thinking = [t for _, t in split if t]
         # Its time stamp is the file's, maybe older than an answer stored since: it is made current.
@@ -255,7 +285,7 @@ def _v2_answer_record(record: dict[str, Any], where: str) -> AnswerRecord:
         number, role = start + offset + 1, "user" if offset % 2 == 0 else "assistant"
         if not isinstance(message, dict) or message.get("role") != role:
             got = message.get("role") if isinstance(message, dict) else type(message).__name__
-            raise ConfigError(f"{where}: message {number} should be the {role}'s turn, found {got!r}")
+            raise ConfigError(f"{where}: message {number} should be the {role}'s turn, found {shown(got)}")
         content = message.get("content")
         if role == "assistant" and isinstance(content, dict):
             content = content.get("answer")
@@ -276,14 +306,14 @@ def _token_count(value: Any, where: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{where}: token_len {value!r} is not a count of tokens")
+        raise ConfigError(f"{where}: token_len {shown(value)} is not a count of tokens")
     return value
 
 
 def _tstamp(record: dict[str, Any], where: str) -> float | None:
     value = record.get("tstamp")
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise ConfigError(f"{where}: tstamp {value!r} is not a time in seconds since 1970")
+        raise ConfigError(f"{where}: tstamp {shown(value)} is not a time in seconds since 1970")
     return value
 
 
@@ -292,7 +322,7 @@ def _fit_turns(found: AnswerRecord, question: Question, where: str) -> tuple[lis
     qid = question.question_id
     if found.user_turns is not None:
         if len(found.user_turns) != len(question.turns):
-            raise ConfigError(f"{where}: {len(found.user_turns)} user turn(s), but question {qid!r} has "
+            raise ConfigError(f"{where}: {len(found.user_turns)} user turn(s), but question {shown(qid)} has "
                               f"{len(question.turns)}; the answers belong to another version of the question")
         for number, (theirs, ours) in enumerate(zip(found.user_turns, question.turns), start=1):
             if theirs != ours:
@@ -303,7 +333,7 @@ def _fit_turns(found: AnswerRecord, question: Question, where: str) -> tuple[lis
     if not question.multi_turn:
         return found.texts[:1], found.tokens[:1]  # v0.1 answers one turn; any more is not ours to judge
     if len(found.texts) != len(question.turns):
-        raise ConfigError(f"{where}: {len(found.texts)} answer turn(s), but question {qid!r} is a conversation of "
+        raise ConfigError(f"{where}: {len(found.texts)} answer turn(s), but question {shown(qid)} is a conversation of "
                           f"{len(question.turns)} user turns")
     return found.texts, found.tokens
 
@@ -391,6 +421,8 @@ def export_arena_hard(scope: RunScope, store: Store, sets: AnswerSets, folder: s
     folder = Path(folder)
     ids = {c.name: sets.current(c, scope.questions) for c in scope.contestants}
     stems, notes = export_stems([c.name for c in scope.config.contestants] + list(ids))
+    # Every file name is settled before the first file is written: an export is written whole or not at all.
+    judge_stems, judge_notes = export_stems([j.name for j in scope.judges], "judge", "/")
     questions = {q.question_id: q for q in scope.questions}
     written: list[Path] = []
     answers_dir = folder / "model_answer"
@@ -411,7 +443,7 @@ def export_arena_hard(scope: RunScope, store: Store, sets: AnswerSets, folder: s
     rated = {j.name for j in scope.rated_judges}
     battles, judged = [], set()
     for judge in scope.judges:
-        judge_name = _safe(judge.name)
+        judge_name = judge_stems[judge.name]
         judgments = {j.game_id: j for j in store.judgments(judge.config_id)}
         per_contestant: dict[str, dict[str, dict[int, dict]]] = {}
         for game in current_games(scope, ids, judge):
@@ -435,7 +467,8 @@ def export_arena_hard(scope: RunScope, store: Store, sets: AnswerSets, folder: s
             written.append(_write_jsonl(judgment_dir / f"{stems[contestant]}.jsonl", records))
         judged |= set(per_contestant)
     written.append(_write_jsonl(folder / "battles.jsonl", battles, ensure_ascii=True))
-    return Exported(written, [notes[name] for name in dict.fromkeys(list(ids) + sorted(judged)) if name in notes])
+    return Exported(written, [notes[name] for name in dict.fromkeys(list(ids) + sorted(judged)) if name in notes]
+                    + [judge_notes[j.name] for j in scope.judges if j.name in judge_notes])
 
 
 def _judge_messages(judge, scope: RunScope, question: Question, a: list[str], b: list[str]) -> list[Message]:
@@ -476,14 +509,25 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
 
 
-def export_stems(names: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+# A file name is at most 255 bytes on the common file systems: a stem is kept to this many bytes, with room for
+# "-" and a hash of up to 64 hex digits, and ".jsonl".
+MAX_STEM_BYTES = 160
+
+
+def _fits(stem: str) -> bool:
+    """Whether a sanitised stem can be a file name as it is: short enough, and not `.` or `..` (or only dots)."""
+    return len(stem.encode()) <= MAX_STEM_BYTES and stem.strip(".") != ""
+
+
+def export_stems(names: list[str], what: str = "contestant", suffix: str = ".jsonl") -> tuple[dict[str, str], dict[str, str]]:
     """Each name's file stem, unique even where file names ignore case (macOS, Windows), and a note for each name
-    that does not get its plain sanitised stem.
+    that does not get its plain sanitised stem (`what` and `suffix` word the note: "judge", "/" for a folder).
 
     `team/a` and `team_a` both sanitise to `team_a`: the name that is already safe keeps the plain stem, and
     every other name in the clash gets `-` and the first 8 hex digits of its SHA-256 appended. Names that are
-    already safe and differ only in case: the first in sorted order keeps the plain stem. The result depends on
-    the names only, never on their order.
+    already safe and differ only in case: the first in sorted order keeps the plain stem. A name too long for a
+    file name (over MAX_STEM_BYTES once sanitised), or only dots, is cut to that length and hashed the same way,
+    so that an export never fails half-way on a name. The result depends on the names only, never on their order.
     """
     unique = sorted(set(names))
     clashes: dict[str, list[str]] = {}
@@ -495,20 +539,25 @@ def export_stems(names: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     for group in clashes.values():
         keeper = next((name for name in group if _safe(name) == name), None if len(group) > 1 else group[0])
         for name in group:
-            if name == keeper:
+            if name == keeper and _fits(_safe(name)):
                 stems[name] = _safe(name)
                 continue
             stems[name] = _hashed_stem(name, taken)
+            if not _fits(_safe(name)):
+                shown = repr(name) if len(name) <= 60 else f"{name[:60]!r}… ({len(name)} characters)"
+                notes[name] = f"{what} {shown} is written as {stems[name]}{suffix} (its name is too long for a file name)"
+                continue
             others = ", ".join(repr(other) for other in group if other != name)
-            notes[name] = (f"contestant {name!r} is written as {stems[name]}.jsonl (its name sanitises to the same "
+            notes[name] = (f"{what} {name!r} is written as {stems[name]}{suffix} (its name sanitises to the same "
                            f"file as {others})")
     return stems, notes
 
 
 def _hashed_stem(name: str, taken: set[str]) -> str:
     digest = hashlib.sha256(name.encode()).hexdigest()
+    safe = _safe(name).encode()[:MAX_STEM_BYTES].decode(errors="ignore")  # cut on a character's boundary
     for length in (8, 16, 64):  # a longer hash only if a contestant is deliberately named like another's file
-        stem = f"{_safe(name)}-{digest[:length]}"
+        stem = f"{safe}-{digest[:length]}"
         if stem.casefold() not in taken:
             taken.add(stem.casefold())
             return stem

@@ -298,7 +298,8 @@ async def judge_game(
     `reference`, the judge's prompt holds that reference answer (judge_user_reference.j2). A conversation gives
     its user turns as `question` and each assistant's turns as `answer_a` and `answer_b` (lists of equal length):
     the judge sees both whole conversations (judge_user_conversation.j2) and, with `turns: last`, grades the last
-    turn only. A judge's own reasoning (`<think>` or a reasoning field) is never read for a verdict.
+    turn only. A judge's own reasoning (a reasoning field, or a `<think>` block that opens its reply) is never read
+    for a verdict; a `</think>` without an opening tag is text like any other.
 
     Raises providers.retry.RetriesExhausted when the judge endpoint itself keeps failing.
     """
@@ -312,13 +313,15 @@ async def judge_game(
     verdict = None
     for attempt in range(1, config.attempts + 1):
         completion, _ = await call_with_retries(config, lambda: provider.complete(messages, **overrides))
+        # Read as received: read_verdict skips a leading thinking block itself, and checks for copied labels
+        # across its end (a forged `</think>` in a quoted answer must not cut a quote's surroundings off).
+        reading = read_verdict(completion.text, material, completion.finish_reason)
         completion = separate_reasoning(completion)
         replies.append(completion.text)
         input_tokens += completion.input_tokens or 0
         output_tokens += completion.output_tokens or 0
         call_cost = completion_cost(completion, price_for(config))
         cost = None if cost is None or call_cost is None else cost + call_cost
-        reading = read_verdict(completion.text, material, completion.finish_reason)
         verdict = reading.verdict
         flags |= reading.flags
         if verdict is not None or attempt == config.attempts:

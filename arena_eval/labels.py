@@ -27,6 +27,7 @@ from .config import VerdictWeights
 from .errors import ConfigError
 from .judge import battle_outcome
 from .judge_diagnostics import POOLED
+from .lines import shown
 from .questions import read_jsonl
 from .records import Judgment
 
@@ -66,10 +67,10 @@ def read_labels(path: str | Path) -> list[HumanLabel]:
             values[name] = str(value)
         winner = _WINNERS.get(values["winner"].strip().lower())
         if winner is None:
-            raise ConfigError(f"{where}: winner {values['winner']!r} is not one of model_a, model_b, tie "
+            raise ConfigError(f"{where}: winner {shown(values['winner'])} is not one of model_a, model_b, tie "
                               "(or 'tie (bothbad)')")
         if values["model_a"] == values["model_b"]:
-            raise ConfigError(f"{where}: model_a and model_b are both {values['model_a']!r}; a label compares two models")
+            raise ConfigError(f"{where}: model_a and model_b are both {shown(values['model_a'])}; a label compares two models")
         annotator = record.get("annotator")
         labels.append(HumanLabel(values["question_id"], values["model_a"], values["model_b"], winner,
                                  None if annotator is None else str(annotator), source=where))

@@ -14,6 +14,7 @@ as it was before that source. Sources are only read (attached read-only) and mus
 from __future__ import annotations
 
 import fcntl
+import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .errors import ArenaError, StoreError
+from .lines import shown
+from .providers.base import REPLY_BASE_BYTES, REPLY_BYTES_PER_TOKEN
 from .store import SCHEMA_VERSION, RunLock, Store
+
+# The reply cap of a merge that is not told one: that of an endpoint with max_tokens 32,768 (docs/design.md §6.2).
+MERGE_REPLY_BYTES = REPLY_BASE_BYTES + REPLY_BYTES_PER_TOKEN * 32_768
 
 # When and in which run a piece of work was done, how long it took and what it was billed: they describe one
 # occasion of doing the work, not the work, so the same answer collected twice differs only in them.
@@ -40,6 +46,26 @@ class TableRule:
     ignored: tuple[str, ...] = ()
     source_values: tuple[tuple[str, str], ...] = ()
     covered: str | None = None
+    size: str | None = None  # SQL: the bytes of the largest model reply in source row `s` (held to the reply cap)
+    answer: str | None = None  # a column naming an answer: the row is refused with that answer
+
+
+def _reply_bytes(text: str, reasoning: str) -> str:
+    """SQL: the bytes of a reply's text and thinking (what max_response_bytes bounds, docs/design.md §6.2)."""
+    return f"coalesce(length(CAST({text} AS BLOB)), 0) + coalesce(length(CAST({reasoning} AS BLOB)), 0)"
+
+
+def _field(document: str, name: str) -> str:
+    return f"json_extract({document}, '$.{name}')"
+
+
+# An answer: its text and thinking, and each turn of a conversation (a JSON list of {text, reasoning?}).
+_ANSWER_BYTES = (f"max({_reply_bytes('s.text', 's.reasoning')}, coalesce((SELECT "
+                 f"max({_reply_bytes(_field('t.value', 'text'), _field('t.value', 'reasoning'))}) FROM "
+                 "json_each(CASE WHEN json_valid(s.turns) THEN s.turns ELSE '[]' END) t), 0))")
+# One finished turn of an unfinished conversation: a JSON record {text, reasoning?, …}.
+_TURN_BYTES = (f"CASE WHEN json_valid(s.record) THEN {_reply_bytes(_field('s.record', 'text'), _field('s.record', 'reasoning'))}"
+               " ELSE length(CAST(s.record AS BLOB)) END")
 
 
 RULES = (
@@ -52,14 +78,16 @@ RULES = (
               source_values=(("status", "CASE WHEN status = 'running' THEN 'interrupted' ELSE status END"),)),
     TableRule("answer_epochs", (("base_config_id", "epoch"),)),
     TableRule("adaptive_plans", (("plan_key",),), ignored=("started_run_id", "created_at")),
-    TableRule("answers", (("answer_id",), ("config_id", "question_id", "prompt_hash")), ignored=OCCASION),
+    TableRule("answers", (("answer_id",), ("config_id", "question_id", "prompt_hash")), ignored=OCCASION,
+              size=_ANSWER_BYTES),
     # The finished turns of an unfinished conversation: worthless once DIR holds the whole answer.
     TableRule("answer_turns", (("config_id", "question_id", "prompt_hash", "turn"),), ignored=("created_at", "run_id"),
               covered="EXISTS (SELECT 1 FROM main.answers a WHERE a.config_id = s.config_id "
-                      "AND a.question_id = s.question_id AND a.prompt_hash = s.prompt_hash)"),
-    TableRule("current_answers", (("config_id", "question_id"),)),
-    TableRule("guidance", (("question_id", "guide_config_id"),), ignored=OCCASION),
-    TableRule("judgments", (("game_id",),), ignored=OCCASION),
+                      "AND a.question_id = s.question_id AND a.prompt_hash = s.prompt_hash)", size=_TURN_BYTES),
+    TableRule("current_answers", (("config_id", "question_id"),), answer="answer_id"),
+    TableRule("guidance", (("question_id", "guide_config_id"),), ignored=OCCASION,
+              size="max(length(CAST(s.reference AS BLOB)), length(CAST(s.guidance AS BLOB)))"),
+    TableRule("judgments", (("game_id",),), ignored=OCCASION, size="length(CAST(s.judge_text AS BLOB))"),
     TableRule("leaderboards", (("run_id", "model"),)),
     TableRule("errors", ignored=("id",)),
     TableRule("resources"),
@@ -82,6 +110,7 @@ class TableCount:
     added: int = 0
     duplicates: int = 0
     conflicts: int = 0
+    refused: int = 0  # over the reply cap (or naming an answer that was), not merged
 
 
 @dataclass(frozen=True)
@@ -101,18 +130,38 @@ class Conflict:
                 f"(from {self.kept_from})")
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A source row not merged because a model reply in it is over the reply cap (`size` its bytes), or because it
+    names an answer that was refused (`size` None)."""
+
+    table: str
+    key: tuple[tuple[str, object], ...]
+    source: str
+    size: int | None
+
+    def describe(self, cap: int) -> str:
+        key = ", ".join(f"{name}={shown(value, 100) if not isinstance(value, str) else value[:100]}"
+                        for name, value in self.key)
+        why = (f"a reply of {self.size:,} bytes, over the cap of {cap:,} (max_response_bytes)" if self.size is not None
+               else "it names an answer refused for its size")
+        return f"{self.table} [{key}] from {self.source}: {why}; not merged"
+
+
 @dataclass
 class MergeResult:
     into: Path
     counts: list[TableCount] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+    reply_cap: int = 0
 
     @property
     def exit_code(self) -> int:
-        """0: every row added or a duplicate; 2: some rows conflicted (DIR's were kept), as a run that finished
-        with items still to look at (docs/design.md §5.4)."""
-        return 2 if self.conflicts else 0
+        """0: every row added or a duplicate; 2: some rows conflicted (DIR's were kept) or were refused for their
+        size, as a run that finished with items still to look at (docs/design.md §5.4)."""
+        return 2 if self.conflicts or self.refused else 0
 
 
 def store_path(path: Path) -> Path:
@@ -125,8 +174,14 @@ def store_path(path: Path) -> Path:
     return db
 
 
-def merge_stores(sources: Sequence[Path], into: Path) -> MergeResult:
-    """Merge each source's store into the output folder `into` (created if new), one transaction per source."""
+def merge_stores(sources: Sequence[Path], into: Path, max_response_bytes: int = MERGE_REPLY_BYTES) -> MergeResult:
+    """Merge each source's store into the output folder `into` (created if new), one transaction per source.
+
+    Every model reply brought in (an answer's text and thinking, each turn of a conversation, a verdict's text,
+    guidance) is held to `max_response_bytes`, as a reply is when it arrives from a provider: a row over it is
+    refused (reported, not merged), and so is a chosen current answer that names a refused answer."""
+    if max_response_bytes < 1:
+        raise ArenaError(f"max_response_bytes must be at least 1, not {max_response_bytes}")
     if into.exists() and not into.is_dir():
         raise ArenaError(f"--into {into}: not a folder; give the output folder to merge into")
     target = into / "arena.db"
@@ -137,8 +192,8 @@ def merge_stores(sources: Sequence[Path], into: Path) -> MergeResult:
             raise ArenaError(f"{source} is the store merged into ({into}); merge it into another folder")
         _check_source(source, db, schema)
         _check_not_in_use(source, db)
-    result = MergeResult(into)
-    with RunLock(into), Store(target) as store:
+    result = MergeResult(into, reply_cap=int(max_response_bytes))
+    with RunLock(into), Store(target, verify=True) as store:
         version = store.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
         if int(version) > SCHEMA_VERSION:
             raise ArenaError(f"{target} was written by a newer arena-eval (schema {version}, this one reads "
@@ -211,7 +266,9 @@ def _merge_one(store: Store, label: str, db: Path, schema: dict[str, list[str]],
     try:
         source_tables = {r[0] for r in con.execute("SELECT name FROM src.sqlite_master WHERE type='table'")}
         epochs_before = set(map(tuple, con.execute("SELECT base_config_id, epoch FROM main.answer_epochs")))
-        counts, conflicts = [], []
+        counts, conflicts, refused = [], [], []
+        con.execute("CREATE TEMP TABLE IF NOT EXISTS merge_refused_answers (answer_id TEXT PRIMARY KEY)")
+        con.execute("DELETE FROM temp.merge_refused_answers")
         try:
             con.execute("BEGIN IMMEDIATE")
             try:
@@ -220,7 +277,8 @@ def _merge_one(store: Store, label: str, db: Path, schema: dict[str, list[str]],
                         continue
                     present = {r[1] for r in con.execute(f"PRAGMA src.table_info({rule.table})")}
                     count = TableCount(label, rule.table)
-                    conflicts += _merge_table(con, rule, schema[rule.table], present, count)
+                    conflicts += _merge_table(con, rule, schema[rule.table], present, count, result.reply_cap,
+                                              refused)
                     counts.append(count)
                 con.execute("COMMIT")
             except BaseException:
@@ -230,6 +288,7 @@ def _merge_one(store: Store, label: str, db: Path, schema: dict[str, list[str]],
             raise StoreError(f"merging {label} stopped, and nothing of it was merged (each source is one "
                              f"transaction; sources merged before it are kept): {exc}") from None
         result.counts += counts
+        result.refused += refused
         result.conflicts += [_with_origin(c, con, store.path, merged) for c in conflicts]
         result.notes += _epoch_notes(con, label, epochs_before)
     finally:
@@ -237,8 +296,9 @@ def _merge_one(store: Store, label: str, db: Path, schema: dict[str, list[str]],
 
 
 def _merge_table(con: sqlite3.Connection, rule: TableRule, columns: list[str], present: set[str],
-                 count: TableCount) -> list[Conflict]:
-    """Merge src.<table> into main.<table>, counting into `count`; returns the conflicts (origin not yet known)."""
+                 count: TableCount, cap: int, refused: list[Refused]) -> list[Conflict]:
+    """Merge src.<table> into main.<table>, counting into `count` and adding the rows refused for their size to
+    `refused`; returns the conflicts (origin not yet known)."""
     table = rule.table
     copied = [c for c in columns if c != "id" or rule.keys]  # an autoincrement id is DIR's own
     compared = [c for c in copied if c not in rule.ignored]
@@ -248,6 +308,7 @@ def _merge_table(con: sqlite3.Connection, rule: TableRule, columns: list[str], p
     if rule.covered is not None:
         count.duplicates += con.execute(f"SELECT COUNT(*) FROM {rows} s WHERE {rule.covered}").fetchone()[0]
         rows = f"(SELECT * FROM {rows} s WHERE NOT ({rule.covered}))"
+    rows = _without_refused(con, rule, rows, present, count, cap, refused)
     names = ", ".join(copied)
     if not rule.keys:
         held = f"EXISTS (SELECT 1 FROM main.{table} m WHERE {' AND '.join(f'm.{c} IS s.{c}' for c in compared)})"
@@ -272,6 +333,39 @@ def _merge_table(con: sqlite3.Connection, rule: TableRule, columns: list[str], p
     count.added = con.execute(f"INSERT INTO main.{table} ({names}) SELECT {names} FROM {rows} s "
                               f"WHERE {unmatched}").rowcount
     return conflicts
+
+
+def _without_refused(con: sqlite3.Connection, rule: TableRule, rows: str, present: set[str], count: TableCount,
+                     cap: int, refused: list[Refused]) -> str:
+    """`rows` less those over the reply cap (and those naming a refused answer), each recorded in `refused`.
+    Sizes are measured by SQLite straight on the source table, once per row: a 50 MB reply never enters Python,
+    and the rows left out are then matched by key alone, so their text is not read again."""
+    if rule.size is None and rule.answer is None:
+        return rows
+    key = rule.keys[0]
+    found: list[tuple] = []
+    if rule.size is not None:
+        size = re.sub(r"\bs\.(\w+)", lambda m: m.group(0) if m.group(1) in present else "NULL", rule.size)
+        # MATERIALIZED: measured once a row (a flattened subquery would measure, and load, it twice).
+        found += con.execute(f"WITH sized AS MATERIALIZED (SELECT {', '.join(f's.{c}' for c in key)}, {size} AS size "
+                             f"FROM src.{rule.table} s) SELECT * FROM sized WHERE coalesce(size, 0) > {int(cap)}"
+                             ).fetchall()
+    if rule.answer is not None:
+        found += con.execute(f"SELECT {', '.join(f's.{c}' for c in key)}, NULL FROM {rows} s WHERE s.{rule.answer} "
+                             "IN (SELECT answer_id FROM temp.merge_refused_answers)").fetchall()
+    if not found:
+        return rows
+    for row in found:
+        refused.append(Refused(rule.table, tuple(zip(key, row[:len(key)])), count.source, row[-1]))
+    count.refused += len(found)
+    con.execute("DROP TABLE IF EXISTS temp.merge_refused_keys")
+    con.execute(f"CREATE TEMP TABLE merge_refused_keys ({', '.join(key)})")
+    con.executemany(f"INSERT INTO temp.merge_refused_keys VALUES ({', '.join('?' * len(key))})",
+                    [row[:len(key)] for row in found])
+    if rule.table == "answers":
+        con.executemany("INSERT OR IGNORE INTO temp.merge_refused_answers VALUES (?)", [(r[0],) for r in found])
+    matches = " AND ".join(f"r.{c} IS s.{c}" for c in key)
+    return f"(SELECT * FROM {rows} s WHERE NOT EXISTS (SELECT 1 FROM temp.merge_refused_keys r WHERE {matches}))"
 
 
 def _with_origin(conflict: Conflict, con: sqlite3.Connection, target: Path,

@@ -26,8 +26,8 @@ from .augment import Augmenter
 from .adaptive import AdaptivePlan, advance, question_order
 from .augment.guidance import build_guidance
 from .batch import Batches
-from .config import RunConfig
-from .errors import ArenaError, RunInterrupted, StoreError
+from .config import RunConfig, first_shared_configuration, shared_configuration_message
+from .errors import ArenaError, ConfigError, RunInterrupted, StoreError
 from .history import find_regressions
 from .judge import RunJudge
 from .adaptive_run import adaptive_key, adaptive_plan, latest_comparable_run, previous_results
@@ -42,6 +42,7 @@ from .providers.replicas import replica_counts
 from .questions import QuestionSet, load_questions
 from .records import Answer, GuidanceCounts, LeaderboardRow, RunSummary
 from .report import write_report
+from .spending import SpendingCap
 from .store import RunLock, Store
 from .stream import CollectAndJudge, judge_shares_a_meter
 
@@ -76,7 +77,9 @@ class Result:
     @property
     def exit_code(self) -> int:
         """0 complete (or batches submitted without waiting), 2 finished with missing items, 3 a contestant
-        regressed (takes precedence)."""
+        regressed (takes precedence), 4 stopped by its spending cap (`max_cost`; nothing scored)."""
+        if self.summary.capped:
+            return 4
         if self.regressions is not None and len(self.regressions):
             return 3
         return 0 if self.summary.complete or self.waiting else 2
@@ -174,19 +177,26 @@ class Arena:
 
     def __init__(self, config: RunConfig | None = None, progress: Progress | None = None,
                  questions: QuestionSet | None = None, *, refresh: Iterable[str] = (), wait: bool = True,
-                 **parts: Any):
+                 max_cost: float | None = None, **parts: Any):
         if config is None:
             config = _config_from_parts(questions, parts)
         elif parts:
             raise ArenaError(f"pass either a config or its parts, not both (got {', '.join(sorted(parts))})")
         self.config = config
         self.wait = wait  # False: batches are submitted and polled once, never waited for (`run --no-wait`)
+        # `run --max-cost`: the replies' cost is counted as they arrive, and no request is sent once it reaches this
+        # (spending.py). Checked here, before the question set is read.
+        self.max_cost = SpendingCap(max_cost).limit
         self.progress = progress or NullProgress()
         self.questions = questions or load_questions(config.questions_path)
         if config.category_baselines or any(j.prompts_by_category for j in config.judges):
             # A category left without a baseline, or judge prompts for a category the set lacks: refused now.
             config.check_categories(Counter(q.category for q in self.questions), str(config.questions_path))
         self.judges = [RunJudge.load(j, config.resolve) for j in config.judges]  # templates checked before any request
+        shared = first_shared_configuration([j.config_id for j in self.judges])
+        if shared:  # two prompt folders with the same templates: config loading compared the folders' paths only
+            raise ConfigError(shared_configuration_message("judge", self.judges[shared[0]].name,
+                                                           self.judges[shared[1]].name, *shared))
         self.baseline = config.baseline_contestant
         # Baseline first: under a shared device lock it then runs first, and games can start early.
         self.contestants = [self.baseline] + [c for c in config.contestants if c.name != config.baseline]
@@ -227,7 +237,7 @@ class Arena:
     async def run(self, stages: Iterable[str] = STAGES, command: str = "run") -> Result:
         stages = tuple(stages)
         out = self.config.output_dir
-        with RunLock(out), Store(out / "arena.db") as store:
+        with RunLock(out), Store(out / "arena.db", verify=True) as store:
             run_id = new_run_id()
             summary = RunSummary(run_id, len(self.questions), [c.name for c in self.contestants])
             self.last_summary = summary  # what an interrupted run did, for the caller's message
@@ -235,6 +245,7 @@ class Arena:
             summary.unfinished_runs = [r["run_id"] for r in store.mark_unfinished_runs()]
             store.start_run(run_id, self.config.name, command, self.config.snapshot())
             status = "failed"
+            cap = SpendingCap(self.max_cost)
             try:
                 summary.renamed = carry_over_renames(store, self.contestants)
                 sets = self.answer_sets(store, run_id if "answers" in stages else None)
@@ -242,7 +253,7 @@ class Arena:
                 for c in self.contestants:
                     store.save_contestant(c.name, sets.set_id(c), c.provider, c.model, c.model_dump(mode="json"))
                 augmenter = self.augmenter(store, run_id)
-                context = RunContext(self.scope, store, sets, augmenter, run_id, summary, self.progress)
+                context = RunContext(self.scope, store, sets, augmenter, run_id, summary, self.progress, cap)
                 batches = Batches(context, self.wait)
                 try:
                     if "guidance" in stages and augmenter.guide is not None:
@@ -267,7 +278,7 @@ class Arena:
                     elif "answers" in stages or "judge" in stages:
                         judging = CollectAndJudge(context, collect="answers" in stages, judge="judge" in stages)
                         await judging.run()
-                    if judging is not None and judging.judge:
+                    if judging is not None and judging.judge and not cap.reached:
                         await batches.judge(judging.batched_games())  # the batch judges' games, gathered above
                 finally:
                     try:
@@ -280,6 +291,15 @@ class Arena:
                         summary.replicas.append(counts)
                 summary.batches_waiting = batches.waiting
                 result = Result(run_id, summary, None, out, _arena=self)
+                if cap.limit is not None:
+                    summary.max_cost, summary.spent = cap.limit, cap.spent
+                    summary.capped, summary.requests_held_back = cap.reached, cap.refused
+                    summary.unpriced_replies = cap.unpriced
+                if summary.capped:
+                    # Stopped by its spending cap: what arrived is stored; a leaderboard of a part of the work would
+                    # only mislead (and could raise false regressions). `score` rates what is stored.
+                    status = "capped"
+                    return result
                 if summary.batches_waiting and not self.wait:
                     # `--no-wait`: what could be sent is at the provider; the next run collects it and scores.
                     result.waiting = True
@@ -325,7 +345,7 @@ class Arena:
     async def _judge_adaptively(self, context: RunContext, stages: tuple[str, ...]) -> None:
         """Judge batch by batch in the plan's order until every contestant is settled (adaptive.py)."""
         scope, settings = context.scope, self.config.rating.adaptive
-        store, sets, run_id = context.store, context.sets, context.run_id
+        store, sets, run_id, cap = context.store, context.sets, context.run_id, context.cap
         collect_all = "answers" in stages and settings.answers
         if collect_all:  # every answer first; then judging alone adapts
             await CollectAndJudge(context, collect=True, judge=False).run()
@@ -342,10 +362,12 @@ class Arena:
                                  count_answers=not collect_all, passes=len(plan.order) // settings.batch + 1)
         await stream.open()
         try:
-            while not plan.done:
+            while not plan.done and not cap.reached:
                 start = plan.batches * settings.batch
                 batch = [by_id[q] for q in plan.order[start : start + settings.batch]]
                 await stream.stream(batch, [scope.baseline] + [c for c in scope.contestants[1:] if c.name in plan.active])
+                if cap.reached:
+                    break  # the games not sent are not failures to advance on; the next run resumes here
                 counted = tally(scope, store, sets)
                 if not advance(plan, rated_battles(scope, store, counted), settled_questions(scope, store, sets, counted),
                                scope.baseline.name, settings, self.config.rating, previous,

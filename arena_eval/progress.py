@@ -79,7 +79,9 @@ class LineProgress:
         )
 
     def status(self, line: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {line}", file=self.stream, flush=True)
+        from .console import for_terminal
+
+        print(f"[{time.strftime('%H:%M:%S')}] {for_terminal(line)}", file=self.stream, flush=True)
 
     def close(self) -> None:
         pass
@@ -120,7 +122,9 @@ class RichProgress:
         self.bars.update(self.tasks[stage], advance=1, errors=c.errors, cached=c.cached)
 
     def status(self, line: str) -> None:
-        self.bars.console.print(line, highlight=False)
+        from .console import for_terminal
+
+        self.bars.console.print(for_terminal(line), highlight=False, markup=False)
 
     def close(self) -> None:
         self.bars.stop()

@@ -47,6 +47,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from .errors import ConfigError
+from .lines import open_regular, shown
 from .rating import compute_leaderboard, score_from_elo
 from .rating.leaderboard import CI_PERCENTILES
 from .rating.problem import _validate
@@ -215,9 +216,8 @@ def read_reference(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     try:
-        raw = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False, skipinitialspace=True)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: reference leaderboard not found") from None
+        with open_regular(path, "reference leaderboard") as handle:  # not a link to a device: it may never end
+            raw = pd.read_csv(handle, encoding="utf-8-sig", dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise ConfigError(f"{path}: the reference leaderboard is empty; it needs a header with model,score "
                           "and one line per model") from None
@@ -226,7 +226,7 @@ def read_reference(path: str | Path) -> pd.DataFrame:
     raw.columns = [str(c).strip().lower() for c in raw.columns]
     if raw.columns.has_duplicates:
         raise ConfigError(f"{path}: the header repeats column(s) {_names(raw.columns[raw.columns.duplicated()])}")
-    found = ", ".join(raw.columns) or "none"
+    found = _names(raw.columns) or "none"
     for column in ("model", "score"):
         if column not in raw.columns:
             raise ConfigError(f"{path}: no `{column}` column (a reference needs model and score; found: {found})")
@@ -247,7 +247,7 @@ def read_reference(path: str | Path) -> pd.DataFrame:
         raise ConfigError(f"{path}:{line[empty].iloc[0]}: empty model name")
     duplicated = models.duplicated()
     if duplicated.any():
-        raise ConfigError(f"{path}:{line[duplicated].iloc[0]}: model {models[duplicated].iloc[0]!r} is listed twice")
+        raise ConfigError(f"{path}:{line[duplicated].iloc[0]}: model {shown(models[duplicated].iloc[0])} is listed twice")
 
     def numbers(column: str, required: bool) -> np.ndarray:
         text = raw[column].str.strip()
@@ -255,7 +255,7 @@ def read_reference(path: str | Path) -> pd.DataFrame:
         bad = ~np.isfinite(values) & ((text != "").to_numpy() | required)
         if bad.any():
             row = int(np.argmax(bad))
-            raise ConfigError(f"{path}:{line.iloc[row]}: `{column}` of {models.iloc[row]!r} is {text.iloc[row]!r}, "
+            raise ConfigError(f"{path}:{line.iloc[row]}: `{column}` of {shown(models.iloc[row])} is {shown(text.iloc[row])}, "
                               "not a number")
         return values
 
@@ -267,7 +267,7 @@ def read_reference(path: str | Path) -> pd.DataFrame:
         reversed_ = frame["ci_low"] > frame["ci_high"]
         if reversed_.any():
             row = int(np.argmax(reversed_.to_numpy()))
-            raise ConfigError(f"{path}:{line.iloc[row]}: the interval of {models.iloc[row]!r} runs backwards "
+            raise ConfigError(f"{path}:{line.iloc[row]}: the interval of {shown(models.iloc[row])} runs backwards "
                               f"({interval[0]} above {interval[1]})")
     return frame
 
@@ -694,7 +694,7 @@ def _tau(first: pd.Series, second: pd.Series) -> float:
 # --- helpers -----------------------------------------------------------------------------------------------
 
 def _names(values, limit: int = 10) -> str:
-    values = [str(v) for v in values]
+    values = [str(v) if len(str(v)) <= 80 else f"{str(v)[:80]}… ({len(str(v)):,} characters)" for v in values]
     return ", ".join(values[:limit]) + (f", ... ({len(values)} in all)" if len(values) > limit else "")
 
 

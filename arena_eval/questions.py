@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import codecs
 import csv
-import json
+import io
 from array import array
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+from .lines import (MAX_LINE_BYTES, BadLine, Line, file_lines, open_regular, parse_json_text, shown,
+                    too_long_reason)
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class QuestionSet:
         for index, question in enumerate(self._questions):
             if question.question_id in seen:
                 raise ConfigError(
-                    f"{self.name}: duplicate question id {question.question_id!r} "
+                    f"{self.name}: duplicate question id {shown(question.question_id)} "
                     f"(entries {seen[question.question_id] + 1} and {index + 1}); ids must be unique"
                 )
             seen[question.question_id] = index
@@ -189,7 +191,7 @@ class _QuestionFile:
             if qid in seen:
                 first_entry, first_line = seen[qid]
                 raise ConfigError(
-                    f"{self.path}: duplicate question id {qid!r} (entries {first_entry} and {entry}) at lines "
+                    f"{self.path}: duplicate question id {shown(qid)} (entries {first_entry} and {entry}) at lines "
                     f"{first_line} and {line}; ids must be unique"
                 )
             seen[qid] = (entry, line)
@@ -242,9 +244,9 @@ def question_from_record(record: Mapping[str, Any], where: str) -> Question:
         prompt = record["prompt"]
         turns = _user_turns(prompt, "prompt", where, qid) if isinstance(prompt, list) else [prompt]
     else:
-        raise ConfigError(f"{where}: question {qid!r} has neither `prompt` nor `turns`")
+        raise ConfigError(f"{where}: question {shown(qid)} has neither `prompt` nor `turns`")
     if not isinstance(turns[0], str) or not turns[0].strip():
-        raise ConfigError(f"{where}: question {qid!r} has an empty prompt")
+        raise ConfigError(f"{where}: question {shown(qid)} has an empty prompt")
 
     def optional(key: str) -> str | None:
         value = record.get(key)
@@ -268,22 +270,22 @@ def _user_turns(turns: Any, key: str, where: str, qid: Any) -> list[str]:
     """The user turns of `turns`: strings (MT-bench, simple form) or `{content}` objects (arena-hard), each one
     non-empty; a turn with a role other than `user` is refused."""
     if not isinstance(turns, list) or not turns:
-        raise ConfigError(f"{where}: question {qid!r}: `{key}` must be a non-empty list of user turns (strings or "
+        raise ConfigError(f"{where}: question {shown(qid)}: `{key}` must be a non-empty list of user turns (strings or "
                           "{\"content\": ...} objects)")
     out = []
     for number, turn in enumerate(turns, start=1):
         if isinstance(turn, Mapping):
             role = turn.get("role", "user")
             if role != "user":
-                raise ConfigError(f"{where}: question {qid!r}: `{key}` turn {number} has role {role!r}; a question "
+                raise ConfigError(f"{where}: question {shown(qid)}: `{key}` turn {number} has role {shown(role)}; a question "
                                   "holds the user's turns only (the contestants write the assistant's)")
             if "content" not in turn:
-                raise ConfigError(f"{where}: question {qid!r}: `{key}` turn {number} has no `content`")
+                raise ConfigError(f"{where}: question {shown(qid)}: `{key}` turn {number} has no `content`")
             turn = turn["content"]
         if not isinstance(turn, str):
-            raise ConfigError(f"{where}: question {qid!r}: `{key}` turn {number} is {type(turn).__name__}, not text")
+            raise ConfigError(f"{where}: question {shown(qid)}: `{key}` turn {number} is {type(turn).__name__}, not text")
         if not turn.strip():
-            raise ConfigError(f"{where}: question {qid!r}: `{key}` turn {number} is empty")
+            raise ConfigError(f"{where}: question {shown(qid)}: `{key}` turn {number} is empty")
         out.append(turn)
     return out
 
@@ -292,7 +294,7 @@ def _joined_references(references: list, where: str, qid: Any) -> str | None:
     """MT-bench's per-turn references as one text: a single one as it is, several labelled by turn."""
     texts = [r for r in references if isinstance(r, str) and r.strip()]
     if len(texts) != len(references):
-        raise ConfigError(f"{where}: question {qid!r}: `reference` must be a list of non-empty strings")
+        raise ConfigError(f"{where}: question {shown(qid)}: `reference` must be a list of non-empty strings")
     if not texts:
         return None
     if len(texts) == 1:
@@ -326,27 +328,42 @@ def decode_utf8(data: bytes, path: str | Path, first_line: int = 1) -> str:
         ) from None
 
 
-def utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) for each line of a UTF-8 file, decoded line by line so that a bad byte names its line.
-    A byte-order mark at the start is dropped: spreadsheet programs and Windows editors write one."""
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if number == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8) :]
-            yield number, decode_utf8(raw, path, number)
+def utf8_lines(path: Path, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[int, str]]:
+    """(line number, text without its line end) for each line of a UTF-8 file, decoded line by line so that a bad
+    byte names its line. A byte-order mark at the start is dropped: spreadsheet programs and Windows editors write
+    one. Lines are read with a bound (`limit` bytes) and only from a regular file (lines.file_lines)."""
+    for line in file_lines(path, limit):
+        if line.data is None:
+            raise ConfigError(f"{path}:{line.number}: {too_long_reason(line, limit)}")
+        yield line.number, _decoded(line, path)
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed value) for each non-blank line; a malformed line is an error naming file:line."""
-    if not path.exists():
+def _decoded(line: Line, path: Path) -> str:
+    raw = line.data
+    if line.number == 1 and raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+    return decode_utf8(raw, path, line.number)
+
+
+def read_jsonl(path: Path, limit: int = MAX_LINE_BYTES,
+               too_long: Callable[[Line], None] | None = None) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for each non-blank line; a malformed line is an error naming file:line. A line
+    over `limit` bytes is an error too, or, given `too_long`, handed to it (unread) and skipped."""
+    if not path.exists() and not path.is_symlink():
         raise ConfigError(f"{path}: file not found")
-    for number, line in utf8_lines(path):
-        if not line.strip():
+    for line in file_lines(path, limit):
+        if line.data is None:
+            if too_long is None:
+                raise ConfigError(f"{path}:{line.number}: {too_long_reason(line, limit)}")
+            too_long(line)
+            continue
+        text = _decoded(line, path)
+        if not text.strip():
             continue
         try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{number}: malformed JSON ({exc.msg} at column {exc.colno}); fix or remove the line") from None
+            yield line.number, parse_json_text(text)
+        except BadLine as exc:
+            raise ConfigError(f"{path}:{line.number}: {exc.reason}; fix or remove the line") from None
 
 
 def _read_jsonl_lines(path: Path) -> Iterator[tuple[int, Question]]:
@@ -357,6 +374,8 @@ def _read_jsonl_lines(path: Path) -> Iterator[tuple[int, Question]]:
 def _read_csv_lines(path: Path) -> Iterator[tuple[int, Question]]:
     try:
         yield from _csv_questions(path)
+    except csv.Error as exc:  # a field over the csv module's limit, a NUL byte
+        raise ConfigError(f"{path}: not a readable CSV question file ({exc}); save it as CSV, or as JSONL") from None
     except UnicodeDecodeError:
         # The text reader decodes in blocks and cannot say where; a second, binary pass finds the line.
         for _ in utf8_lines(path):
@@ -367,7 +386,7 @@ def _read_csv_lines(path: Path) -> Iterator[tuple[int, Question]]:
 def _csv_questions(path: Path) -> Iterator[tuple[int, Question]]:
     # utf-8-sig: spreadsheet programs save CSV with a byte-order mark, which would otherwise become part of the
     # first column's name.
-    with path.open(encoding="utf-8-sig", newline="") as handle:
+    with io.TextIOWrapper(open_regular(path, "question file"), encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         columns = set(reader.fieldnames or [])
         if not {"id", "prompt"} <= columns:

@@ -246,11 +246,18 @@ class RunSummary:
     # a batch that could not be polled), and results that matched no request (recorded and skipped).
     batches_waiting: list[str] = field(default_factory=list)
     batch_notes: list[str] = field(default_factory=list)
+    # `run --max-cost` (spending.py): the cap, what this run's priced replies cost, and whether it stopped there
+    # (with the requests it then held back, and the replies it could not price).
+    max_cost: float | None = None
+    spent: float | None = None
+    capped: bool = False
+    requests_held_back: int = 0
+    unpriced_replies: int = 0
 
     @property
     def complete(self) -> bool:
         return not (self.answer_errors or self.answers_missing or self.game_errors or self.games_missing
-                    or self.guidance_errors or self.unrated)
+                    or self.guidance_errors or self.unrated or self.capped)
 
     @property
     def extra(self) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from .questions import Question
 from .recorders import AnswerRecorder, VerdictRecorder
 from .records import Answer, AnswerError, answer_turns
 from .redaction import register_secret
+from .spending import SpendingCap, SpendingCapReached
 
 
 def judge_shares_a_meter(scope: RunScope) -> bool:
@@ -58,9 +59,10 @@ def _multi_turn(question: Question) -> bool:
 class _JudgeLane:
     """One judge's share of the stream: its provider, its bounded queue of games, its energy counts."""
 
-    def __init__(self, judge: RunJudge, base_dir: str):
+    def __init__(self, judge: RunJudge, base_dir: str, cap: SpendingCap):
         self.judge = judge
         self.provider = make_provider(judge.config, base_dir)
+        self.requests = cap.guard(self.provider, judge.config)  # what the games are sent through
         self.games: asyncio.Queue = asyncio.Queue(maxsize=max(64, 2 * judge.config.concurrency))
         self.counts = WindowCounts()
         # A batch judge (judge.batch) asks nothing here: its games wait in this list for batch.Batches.judge.
@@ -78,6 +80,7 @@ class CollectAndJudge:
                  passes: int = 1):
         scope, store, run_id = context.scope, context.store, context.run_id
         self.scope, self.store, self.sets, self.augmenter = scope, store, context.sets, context.augmenter
+        self.cap = context.cap  # `run --max-cost`: no request once it is reached (the run's one cap, every pass)
         self.run_id, self.summary, self.progress = run_id, context.summary, context.progress
         self.collect, self.judge = collect, judge
         # count_answers False when a pass before this one counted the same answers already
@@ -86,7 +89,7 @@ class CollectAndJudge:
         config = scope.config
         self.contestant_providers = ({c.name: make_provider(c, config.base_dir) for c in scope.contestants}
                                      if collect else {})
-        self.lanes = [_JudgeLane(j, config.base_dir) for j in scope.judges] if judge else []
+        self.lanes = [_JudgeLane(j, config.base_dir, self.cap) for j in scope.judges] if judge else []
         self.device_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.references = [j.reference_contestant for j in scope.judges if judge and j.reference_contestant]
         self.tracker = EnergyTracker(config.energy, store.db, run_id)
@@ -235,8 +238,9 @@ class CollectAndJudge:
 
                 # A batch contestant's single-turn answers come from its batches (batch.py): only a conversation,
                 # which needs its answers turn by turn, is asked here.
-                await collect_into(contestant, provider, self.questions, self.store, prepare, count_and_deliver,
-                                   self.run_id, set_id, ask=_multi_turn if contestant.batch else None)
+                await collect_into(contestant, self.cap.guard(provider, contestant), self.questions, self.store,
+                                   prepare, count_and_deliver, self.run_id, set_id,
+                                   ask=_multi_turn if contestant.batch else None)
                 if metered and counts.requests:
                     self.record_memory(contestant, provider, set_id)
         finally:
@@ -324,7 +328,11 @@ class CollectAndJudge:
             game = work.game
             try:
                 judgment = await judge_game(game, work.question, work.text_a, work.text_b, judge.config,
-                                            judge.config_id, lane.provider, work.prompts, self.run_id, work.reference)
+                                            judge.config_id, lane.requests, work.prompts, self.run_id, work.reference)
+            except SpendingCapReached:
+                # The run's spending cap: this game is not sent (nor recorded as an error: the next run asks it).
+                # The worker goes on taking games off the queue, so that the producers are never blocked.
+                continue
             except (RetriesExhausted, TemplateError) as exc:
                 # A template that fails on this game's text (a render limit) is this game's error, as a judge
                 # endpoint that keeps failing is: recorded with its reason, the other games go on.

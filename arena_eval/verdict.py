@@ -18,6 +18,11 @@ parser as if it were its verdict. So:
   distinct label the judge states outside them (none or several different ones: unparsed, as before).
 - A reply cut off at the token limit (finish reason "length") yields no verdict at all: the label it holds may
   be half of a quote. The judge is asked again, like a reply without a label.
+- A judge's own thinking is never read for a verdict, and only a block that opens the reply is thinking
+  (`reasoning.split_think` with `leading_only`): a `</think>` planted in an answer, quoted by the judge, cuts
+  nothing off. Labels are looked for, and compared with the material, in the reply as received, thinking
+  included, so that a quote the thinking block's end falls into keeps its copied surroundings; only labels after
+  the thinking can be the verdict.
 
 A judge that restates a label in its own words (a bare "[[B>>A]]" with no copied context) states it; text the
 judge copies with fewer than `MIN_CONTEXT` characters around a label cannot be told apart from its own words.
@@ -33,6 +38,8 @@ import sys
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+from .reasoning import split_think
 
 Message = dict[str, str]
 
@@ -177,19 +184,34 @@ class VerdictReading:
 
 
 def read_verdict(reply: str, material: QuotedMaterial | None = None, finish_reason: str | None = None) -> VerdictReading:
-    """The verdict a judge's reply states outside any quoted material (see the module docstring)."""
+    """The verdict a judge's reply, as received (its thinking included), states after its thinking and outside any
+    quoted material (see the module docstring)."""
     if finish_reason == "length":
         return VerdictReading(None, frozenset({CUT_OFF}))
     normal = normalise(reply or "")
+    answer_from = _answer_start(reply or "", normal)
     labels, flags = set(), set()
     for match in _LABEL.finditer(normal):
         if material and material.quotes(normal, match.start(), match.end()):
             flags.add(QUOTED_LABEL)
             continue
+        if match.start() < answer_from:
+            continue  # the judge's thinking: never its verdict
         label = canonical_label(*match.groups())
         if label is not None:
             labels.add(label)
     return VerdictReading(labels.pop() if len(labels) == 1 else None, frozenset(flags))
+
+
+def _answer_start(reply: str, normal: str) -> int:
+    """Where, in `normal` (the normalised reply), the answer after a leading thinking block begins; 0 without one.
+    Normalising the answer alone gives the end of `normal` except where NFKC joins a character across the block's
+    end (a combining mark after `>`): then 0, and every label of the reply is read, each checked for a copy."""
+    answer, thinking = split_think(reply, leading_only=True)
+    if thinking is None:
+        return 0
+    tail = normalise(answer)
+    return len(normal) - len(tail) if normal.endswith(tail) else 0
 
 
 def parse_verdict(text: str, material: QuotedMaterial | None = None) -> str | None:

@@ -16,6 +16,7 @@ What a test can set (BatchFaults), for every batch submitted from then on:
   expired (OpenAI: lines of the error file with code batch_expired; Anthropic: results of type expired);
 - `unknown_ids`: custom ids of extra result lines that match no request;
 - `error_ids`: custom ids whose requests fail (OpenAI: status 500 in the output file; Anthropic: errored).
+- `raw_results`, `extra_raw`, `long_replies`: result lines replaced by raw bytes, raw lines added, huge replies.
 
 Counts: `submissions[api]` (batches created), `submitted[api]` (custom ids, every submission), `polls_seen`.
 Ordinary OpenAI chat requests (`POST /v1/chat/completions`) are served too, by `openai_chat`, which counts them.
@@ -45,6 +46,11 @@ class BatchFaults:
     judge_verdict: str = "longer"
     # Creates whose reply is lost: the batch is made, then the client gets a 502 (as after a proxy timeout).
     lost_create_replies: int = 0
+    # Hostile result files: custom id → the raw bytes written instead of its result line; raw lines added at the
+    # end of the file; custom id → the length in characters of its reply's text (a huge answer).
+    raw_results: dict[str, bytes] = field(default_factory=dict)
+    extra_raw: list[bytes] = field(default_factory=list)
+    long_replies: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -137,7 +143,7 @@ class FakeBatches:
             succeeded = sum(1 for line in done if line["custom_id"] not in batch.faults.error_ids)
             view.update(status="expired" if batch.faults.expire_half else "completed",
                         request_counts={"total": total, "completed": succeeded, "failed": total - succeeded})
-            view["output_file_id"] = self._file(output)
+            view["output_file_id"] = self._file(output, batch.faults)
             view["error_file_id"] = self._file(errors) if errors else None
         return view
 
@@ -146,10 +152,11 @@ class FakeBatches:
             return {"id": "x", "custom_id": line["custom_id"], "error": None,
                     "response": {"status_code": 500, "body": {"error": {"message": "injected batch item failure"}}}}
         return {"id": "x", "custom_id": line["custom_id"], "error": None,
-                "response": {"status_code": 200, "body": self._openai_reply(line["body"])}}
+                "response": {"status_code": 200, "body": self._openai_reply(line["body"],
+                                                                             faults.long_replies.get(line["custom_id"]))}}
 
-    def _openai_reply(self, body: dict) -> dict:
-        text = self.openai_chat.reply_text(body)
+    def _openai_reply(self, body: dict, length: int | None = None) -> dict:
+        text = self.openai_chat.reply_text(body) if length is None else "x" * length
         prompt = sum(len(m.get("content", "").split()) for m in body.get("messages", []))
         return {"id": "chatcmpl-x", "object": "chat.completion", "model": body.get("model"),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
@@ -161,9 +168,9 @@ class FakeBatches:
             return _openai_error(404, "no such file")
         return web.Response(body=data, content_type="application/octet-stream")
 
-    def _file(self, lines: list[dict]) -> str:
+    def _file(self, lines: list[dict], faults: BatchFaults | None = None) -> str:
         file_id = f"file-{next(self._ids)}"
-        self.files[file_id] = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        self.files[file_id] = _jsonl(lines, faults)
         return file_id
 
     # --- Anthropic ------------------------------------------------------------------------------------------
@@ -215,15 +222,15 @@ class FakeBatches:
                                                                         "messages": [{"role": "user", "content": "?"}]}},
                                          batch.faults)
                   for cid in batch.faults.unknown_ids]
-        return web.Response(body="".join(json.dumps(line) + "\n" for line in lines).encode(),
-                            content_type="application/binary")
+        return web.Response(body=_jsonl(lines, batch.faults), content_type="application/binary")
 
     def _anthropic_result(self, request: dict, faults: BatchFaults) -> dict:
         if request["custom_id"] in faults.error_ids:
             return {"custom_id": request["custom_id"], "result": {"type": "errored", "error": {
                 "type": "error", "error": {"type": "api_error", "message": "injected batch item failure"}}}}
         params = request["params"]
-        text = self.anthropic_chat.reply_text(params)
+        length = faults.long_replies.get(request["custom_id"])
+        text = self.anthropic_chat.reply_text(params) if length is None else "x" * length
         usage = {"input_tokens": sum(len(str(m.get("content", "")).split()) for m in params["messages"]),
                  "output_tokens": len(text.split())}
         message = {"id": "msg_x", "type": "message", "role": "assistant", "model": params.get("model"),
@@ -294,6 +301,13 @@ class FakeBatches:
     def base_url(self) -> str:
         """The server's root: Anthropic's base_url as is; OpenAI's is this + /v1."""
         return f"http://127.0.0.1:{self.port}"
+
+
+def _jsonl(lines: list[dict], faults: BatchFaults | None) -> bytes:
+    """A result file: a line per result, those named in faults.raw_results replaced, faults.extra_raw added."""
+    raw = (faults.raw_results if faults else {})
+    out = [raw.get(line.get("custom_id"), None) or json.dumps(line).encode() for line in lines]
+    return b"".join(line + b"\n" for line in out + list(faults.extra_raw if faults else []))
 
 
 def _openai_error(status: int, message: str) -> web.Response:

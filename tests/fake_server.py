@@ -19,6 +19,9 @@ chosen per request from the configured rates (deterministic for a seed):
   "echo" repeats the judge's user prompt (a broken judge) and states no label of its own;
   "cutoff" starts like "quote" but is cut off (finish reason "length") right after the first label inside the
   quoted answers, before its own verdict; asked again, it answers like "longer";
+  "quote-only" quotes both answers and states no label of its own; asked again, it answers like "longer";
+  "think-quote" is a reasoning model without a reasoning parser: it quotes both answers inside a leading
+  <think>…</think> block, then gives the "longer" label;
 - `replies`: model → reply texts, given in turn (e.g. answers that try to dictate the verdict);
 - `reasoning`: model → thinking that its replies carry beside the answer, as reasoning models' do: in the message's
   (or the stream deltas') `reasoning_field` ("reasoning_content" by default; "reasoning" as OpenRouter and Ollama
@@ -26,6 +29,8 @@ chosen per request from the configured rates (deterministic for a seed):
   in `completion_tokens_details.reasoning_tokens`;
 - `think_tags`: model → thinking that its replies begin with, between <think> tags in the content (a server
   without a reasoning parser), counted in `completion_tokens` only;
+- `runaway_words`: every successful reply runs on for this many more words, whatever the request's `max_tokens` (a
+  server that ignores it), with the words counted in `completion_tokens`; a judge's reply still ends with its verdict;
 - `rates`: named faults (FAULTS below) with a probability per request, e.g. {"503": 0.1, "reset": 0.05};
 - `turn_faults`: model → (n, fault): every request of that model that holds n user messages (a conversation's
   n-th turn) gets the fault; may be changed while the server runs;
@@ -118,6 +123,7 @@ class Faults:
     reasoning: dict[str, str] = field(default_factory=dict)
     reasoning_field: str | None = "reasoning_content"
     think_tags: dict[str, str] = field(default_factory=dict)
+    runaway_words: int = 0
 
     def __post_init__(self) -> None:
         unknown = (set(self.rates) | {fault for fault, _ in self.scripted.values()}) - set(FAULTS)
@@ -210,6 +216,8 @@ class FakeServer:
         text = self.reply_text(body)
         finish, refusal = self.finish_reason_for(body), None
         thinking = f.reasoning.get(model)
+        if f.runaway_words and fault is None:
+            text = "and so on " * (f.runaway_words // 3) + text  # the label, if any, stays the reply's last words
         if model in f.think_tags:
             text = f"<think>\n{f.think_tags[model]}\n</think>\n\n{text}"
         if fault == "empty":
@@ -450,7 +458,7 @@ class FakeServer:
             if verdict == "echo":
                 return messages[1]["content"]
             first_ask = len(messages) <= 2
-            if verdict in ("longer", "second-try", "quote", "cutoff"):
+            if verdict in ("longer", "second-try", "quote", "cutoff", "quote-only", "think-quote"):
                 answers = dict(_ANSWER_FENCE.findall(messages[1]["content"]))
                 a, b = len(answers.get("A", "")), len(answers.get("B", ""))
                 label = "A>B" if a > b else "B>A" if b > a else "A=B"
@@ -461,6 +469,11 @@ class FakeServer:
                 if verdict == "quote":
                     return (f"Assistant A wrote: \"{answers.get('A')}\" Assistant B wrote: \"{answers.get('B')}\" "
                             f"My final verdict: [[{label}]]")
+                quoted = f"Assistant A wrote: \"{answers.get('A')}\" Assistant B wrote: \"{answers.get('B')}\""
+                if verdict == "quote-only" and first_ask:
+                    return quoted + " Both have merits."
+                if verdict == "think-quote":
+                    return f"<think>\n{quoted}\n</think>\n\nMy final verdict: [[{label}]]"
                 verdict = label
             elif verdict == "hash":
                 answers = dict(_ANSWER_FENCE.findall(messages[1]["content"]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,13 @@ import yaml
 from conftest import write_config
 from typer.testing import CliRunner
 
+from arena_eval.augment.rag import load_corpus
 from arena_eval.cli import app
+from arena_eval.errors import ArenaError
+from arena_eval.interop import read_battles
+from arena_eval.labels import read_labels
+from arena_eval.quality import read_reference
+from arena_eval.questions import load_questions
 
 N = 3
 
@@ -86,6 +93,11 @@ CASES = {
         lambda config, questions, folder: edit(config, lambda d: d.update(baseline={"cat0": "base", "cat1": "c1"})),
         [r"baseline: \S*questions\.jsonl has questions in category cat2 that the baseline mapping gives no baseline",
          r"add them to the mapping or give a `default:` baseline"]),
+    "baseline for an unknown category": (
+        lambda config, questions, folder: edit(config, lambda d: d.update(
+            baseline={"cat0": "base", "cat_1": "c1", "default": "base"})),
+        [r"baseline names category cat_1, which \S*questions\.jsonl does not have; its categories: cat0, cat1, cat2",
+         r"`default:` names the baseline of every other category"]),
     "judge prompts for an unknown category": (
         lambda config, questions, folder: edit(config, lambda d: d["judge"].update(
             prompts_by_category={"creative": "prompts"})),
@@ -123,6 +135,15 @@ CASES = {
         lambda config, questions, folder: questions.write_bytes(
             questions.read_bytes().replace(b"Question number 1?", b"Question number \xff?")),
         [r"questions\.jsonl:2: not valid UTF-8 \(byte 0xff at column \d+\); save the file as UTF-8$"]),
+    "a lone surrogate in a question": (
+        lambda config, questions, folder: questions.write_text(questions.read_text().splitlines()[0] + "\n"
+            + '{"id": "q1", "prompt": "bad \\ud800 text"}\n'),
+        [r"questions\.jsonl:2: a string in field `prompt` holds a lone UTF-16 surrogate \(such as \\ud800\)",
+         r"fix or remove the line$"]),
+    "a deeply nested JSON line": (
+        lambda config, questions, folder: questions.write_text(questions.read_text().splitlines()[0] + "\n"
+            + "[" * 100_000 + "\n"),
+        [r"questions\.jsonl:2: JSON nested too deeply to read", r"fix or remove the line$"]),
     "output below a regular file": (
         lambda config, questions, folder: edit(config, lambda d: d.update(output=str(questions / "results"))),
         [r"cannot write to the output folder \S*questions\.jsonl/results/t: Not a directory",
@@ -187,3 +208,117 @@ def test_a_leaderboard_that_cannot_be_written_keeps_every_answer_and_verdict(tmp
     score = runner.invoke(app, ["score", "--config", str(config), "--format", "json"])
     assert score.exit_code == 0, score.output
     assert (output / "leaderboard.json").exists() and sum(server.requests.values()) == requests
+
+
+# --- hostile input files: links to devices, endless lines, lone surrogates, deep nesting, huge values -------------
+
+@contextmanager
+def memory_bound(extra: int = 2**30):
+    """At most `extra` more bytes of address space while inside: a reader that reads a link to /dev/zero to the end
+    fails with MemoryError instead of taking the machine's memory (the old code did)."""
+    import resource
+
+    used = int(next(line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
+                    if line.startswith("VmSize:"))) * 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (used + extra, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+READERS = {
+    "questions": ("x.jsonl", load_questions),
+    "questions (CSV)": ("x.csv", load_questions),
+    "labels": ("x.jsonl", read_labels),
+    "battles": ("x.jsonl", read_battles),
+    "rag passages": ("x.jsonl", load_corpus),
+    "reference leaderboard": ("x.csv", read_reference),
+}
+
+
+@pytest.mark.parametrize("reader", list(READERS))
+def test_every_input_reader_refuses_a_link_to_a_device_naming_the_file(tmp_path, reader):
+    """Old code: each read /dev/zero until memory ran out (a file without line ends)."""
+    name, read = READERS[reader]
+    link = tmp_path / name
+    link.symlink_to("/dev/zero")
+    with memory_bound(), pytest.raises(ArenaError) as caught:
+        read(link)
+    assert f"{link}: is a device (a link to /dev/zero), not a regular file" in str(caught.value)
+
+
+def test_a_fifo_as_question_file_is_refused_without_waiting_for_a_writer(tmp_path):
+    """Old code: the open blocked for ever, waiting for a writer (here: given up after 10 s, in a daemon thread)."""
+    import os
+    import threading
+
+    os.mkfifo(tmp_path / "q.jsonl")
+    outcome: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_questions(tmp_path / "q.jsonl")
+        except BaseException as exc:  # noqa: BLE001 (handed to the test)
+            outcome.append(exc)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "still waiting for a writer after 10 s"
+    (error,) = outcome
+    assert isinstance(error, ArenaError) and "q.jsonl: is a pipe, not a regular file" in str(error)
+
+
+def test_a_line_over_the_bound_is_never_held_and_files_and_downloads_split_lines_alike(tmp_path):
+    from arena_eval.lines import LineSplitter, file_lines
+
+    data = b"short\n" + b'{"custom_id": "c-1", "x": "' + b"y" * 200 + b'"}\nend'
+    (tmp_path / "f").write_bytes(data)
+    from_file = list(file_lines(tmp_path / "f", limit=40))
+    splitter = LineSplitter(limit=40)
+    from_chunks = [line for i in range(0, len(data), 7) for line in splitter.feed(data[i:i + 7])] + splitter.end()
+    assert from_file == from_chunks
+    assert [(line.number, line.data, line.size) for line in from_file] == [(1, b"short", 5), (2, None, 229),
+                                                                           (3, b"end", 3)]
+    assert from_file[1].head.startswith(b'{"custom_id": "c-1"')
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"id": "q1", "prompt": "bad \\ud800 text"}',
+     r"q\.jsonl:2: a string in field `prompt` holds a lone UTF-16 surrogate \(such as \\ud800\)"),
+    ("[" * 100_000, r"q\.jsonl:2: JSON nested too deeply to read"),
+])
+def test_a_lone_surrogate_or_deep_nesting_in_a_question_is_an_error_naming_file_and_line(tmp_path, line, message):
+    """Old code: a UnicodeEncodeError traceback when the question was stored, a RecursionError traceback."""
+    from arena_eval.errors import ConfigError
+    from arena_eval.questions import load_questions
+
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": "q0", "prompt": "fine"}\n' + line + "\n")
+    with pytest.raises(ConfigError, match=message):
+        load_questions(path)
+
+
+def test_a_question_line_over_the_bound_is_an_error_naming_file_and_line(tmp_path):
+    from arena_eval import questions
+
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": "q0", "prompt": "fine"}\n{"id": "q1", "prompt": "' + "z" * 5_000 + '"}\n')
+    with pytest.raises(questions.ConfigError, match=r"q\.jsonl:2: the line is 5,026 bytes, more than the 1,000"):
+        list(questions.read_jsonl(path, limit=1_000))
+
+
+def test_an_error_about_a_reference_csv_shows_a_huge_value_cut_short(tmp_path):
+    """Old code: the message held the 5 MB value whole."""
+    from arena_eval.errors import ConfigError
+    from arena_eval.quality import read_reference
+
+    path = tmp_path / "ref.csv"
+    path.write_text("model,score\na,1\nb," + "9x" * 2_500_000 + "\n")
+    with pytest.raises(ConfigError) as caught:
+        read_reference(path)
+    message = str(caught.value)
+    assert len(message) < 400 and "ref.csv:3: `score` of 'b' is '9x9x" in message
+    assert "… (5,000,000 characters), not a number" in message

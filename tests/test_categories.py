@@ -173,3 +173,22 @@ def test_a_changed_mapping_is_another_baseline_for_regressions_and_history(tmp_p
     with Store(second.output_dir / "arena.db") as store:
         baselines = set(history_frame(store).baseline)
     assert baselines == {"creative_writing: b-creative, hard_prompt: b-hard", "creative_writing: c, hard_prompt: b-hard"}
+
+
+def test_a_baseline_for_a_category_the_questions_lack_is_refused_naming_it_and_the_categories_there_are(tmp_path):
+    from typer.testing import CliRunner
+
+    from arena_eval.cli import app
+    from arena_eval.errors import ConfigError
+
+    path = write_config(tmp_path, "http://127.0.0.1:9/v1", n_questions=6)  # categories cat0, cat1, cat2
+    data = yaml.safe_load(path.read_text())
+    # A misspelt category: with a `default`, its questions would quietly be judged against the default baseline.
+    data["baseline"] = {"cat0": "base", "Cat1": "c1", "default": "base"}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    message = f"baseline names category Cat1, which {tmp_path / 'questions.jsonl'} does not have; its categories: " \
+              "cat0, cat1, cat2"
+    with pytest.raises(ConfigError, match="^" + message.replace(".", r"\.")):
+        Arena(load_config(path))
+    result = CliRunner().invoke(app, ["validate", "--config", str(path)])
+    assert result.exit_code == 1 and message in " ".join(result.stderr.split())

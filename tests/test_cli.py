@@ -168,3 +168,83 @@ def test_real_arena_hard_answers_import(tmp_path, fake_server):
     run = cli("import", str(SHARED / "model_answer" / "gpt-4-0314.jsonl"), "--contestant", "base", "--config", str(path))
     assert run.returncode == 0, run.stderr
     assert "500 answers imported for base" in run.stdout
+
+
+def _interrupted(args: list[str], started, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run the `arena-eval` command (`python -m arena_eval`), wait for `started()`, then press Ctrl-C (SIGINT)."""
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "arena_eval", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    handle = started()
+    time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    if handle is not None:
+        handle.close()
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_command_starts_up_is_one_line_and_exit_130(tmp_path):
+    """Ctrl-C while the command line loads (its imports take seconds on a busy machine) printed a KeyboardInterrupt
+    traceback; Ctrl-C in a command without a handler of its own (here: blocked opening the question file) was
+    silent. Both now say so in one line and exit 130."""
+    import os
+    import time
+
+    config = write_config(tmp_path, "http://127.0.0.1:9/v1", n_questions=3)
+    questions = tmp_path / "questions.jsonl"
+    questions.unlink()
+    os.mkfifo(questions)  # opening it blocks until the test opens the other end
+    # sitecustomize runs when the interpreter starts, before the command line is imported: it says when.
+    hooks, marker = tmp_path / "hooks", tmp_path / "started"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hooks), root])}
+
+    def interpreter_started():
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    loading = _interrupted(["plan", "--config", str(config)], interpreter_started, env)
+    assert "Traceback" not in loading.stderr and loading.returncode == 130, loading.stderr
+    assert "interrupted while starting up; nothing was changed" in loading.stderr
+
+    for command in ("plan", "score", "report"):
+        marker.unlink(missing_ok=True)
+        waiting = _interrupted([command, "--config", str(config)], lambda: questions.open("w"), env)
+        assert "Traceback" not in waiting.stderr and waiting.returncode == 130, (command, waiting.stderr)
+        assert "interrupted (SIGINT) before the command finished" in waiting.stderr, (command, waiting.stderr)
+
+
+def test_export_with_names_too_long_for_a_file_writes_every_file_under_a_shortened_name(tmp_path, fake_server):
+    """A 300-character contestant or judge name made `export` fail with "File name too long" after it had written
+    part of the export. Every file name is now settled first: a name too long is cut and given a hash suffix (with
+    a note), the files keep the real names inside, and the export is written whole."""
+    from typer.testing import CliRunner
+
+    from arena_eval.cli import app
+
+    server = fake_server()
+    long_contestant, long_judge = "c" * 300, "J/" * 150
+    contestants = [{"name": "base", "model": "m-base"}, {"name": long_contestant, "model": "m-long"},
+                   {"name": "é" * 200, "model": "m-wide"}]  # 400 bytes in UTF-8
+    path = write_config(tmp_path, server.base_url, n_questions=3, contestants=contestants,
+                        judge={"name": long_judge}, energy={"idle_seconds": 0})
+    runner = CliRunner()
+    assert runner.invoke(app, ["run", "--config", str(path), "--no-progress"]).exit_code == 0
+    export = runner.invoke(app, ["export", "--config", str(path), "--to", str(tmp_path / "ah")])
+    assert export.exit_code == 0, export.output
+    assert "(its name is too long for a file name)" in export.stdout
+    files = sorted(p for p in (tmp_path / "ah").rglob("*") if p.is_file())
+    assert all(len(p.name.encode()) <= 255 for p in files)
+    answers = sorted((tmp_path / "ah" / "model_answer").iterdir())
+    judge_dirs = list((tmp_path / "ah" / "model_judgment").iterdir())
+    assert len(answers) == 3 and len(judge_dirs) == 1 and len(list(judge_dirs[0].iterdir())) == 2
+    models = {json.loads(p.read_text().splitlines()[0])["model_id"] for p in answers}
+    assert models == {"base", long_contestant, "é" * 200}  # the real names inside the files
+    assert (tmp_path / "ah" / "battles.jsonl").read_text().count(long_contestant) == 6  # 3 questions, 2 games

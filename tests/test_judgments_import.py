@@ -216,6 +216,9 @@ ERRORS = {
                            r"m1\.jsonl:2: m1 on question q1 was already judged at \S*m1\.jsonl:1"),
     "other baseline": (lambda p: append(p, json.dumps(v20("q2", "m1", "A>B", "A>B") | {"baseline": "gemini"})),
                        r"m1\.jsonl:2: judged against baseline 'gemini', not 'base'"),
+    "lone surrogate": (lambda p: append(p, '{"question_id": "q\\ud800", "model": "m1", "games": []}'),
+                       r"m1\.jsonl:2: a string in field `question_id` holds a lone UTF-16 surrogate"),
+    "deep nesting": (lambda p: append(p, "[" * 100_000), r"m1\.jsonl:2: JSON nested too deeply to read"),
 }
 
 
@@ -263,3 +266,16 @@ def test_option_errors(tmp_path):
     assert with_battles.exit_code == 1 and "a battles file has none" in with_battles.stderr
     both = score("--judgments", str(tmp_path), "--battles", str(tmp_path / "b.jsonl"), "--baseline", "base")
     assert both.exit_code == 1 and "not both" in both.stderr
+
+
+def test_score_judgments_refuses_a_link_to_dev_zero_in_the_folder_naming_it(tmp_path):
+    """Old code: the link was read as a judgment file until memory ran out (here: 1 GiB more, then MemoryError)."""
+    from test_bad_input import memory_bound
+
+    good(tmp_path)
+    link = tmp_path / "model_judgment" / "j1" / "m2.jsonl"
+    link.symlink_to("/dev/zero")
+    with memory_bound():
+        run = score("--judgments", str(tmp_path), "--baseline", "base")
+    assert run.exit_code == 1 and "Traceback" not in run.output, run.output[-2000:]
+    assert f"{link}: is a device (a link to /dev/zero), not a regular file" in run.stderr

@@ -392,3 +392,53 @@ def test_a_merge_killed_mid_transaction_leaves_dir_unchanged_and_a_rerun_finishe
     again = cli("merge", str(tmp_path / "big"), "--into", str(merged))  # the lock died with the process
     assert again.returncode == 0, again.stderr
     assert counts(merged / "arena.db")["answers"] == before["answers"] + 60000
+
+
+def test_a_reply_over_the_cap_in_a_source_is_refused_with_what_names_it_and_the_rest_is_merged(tmp_path):
+    """Old code: a crafted store's answer of any size (and a verdict, a conversation's turn, guidance) was merged,
+    and then judged or reported. Now each is refused and named; a current answer pointing at a refused answer is
+    refused with it, so DIR never points at an answer it does not hold."""
+    source = fill(tmp_path / "a")
+    with Store(source) as store:
+        store.save_answer(Answer("big", "base", "cfg", "q2", "p9", "x" * 5_000, created_at=1.0))
+        store.save_answer(Answer("talk", "base", "cfg", "q2", "p8", "short", created_at=1.0,
+                                 turns=[{"text": "y" * 5_000}, {"text": "short"}]))
+        store.set_current("cfg", "q2", "big")
+        store.save_answer_turn("cfg", "q9", "p9", 0, {"text": "z" * 5_000}, "r1")
+        store.save_judgment(Judgment("game9", "judge", "q1", "c1", "base", 2, "ans1", "ans2", None, "v" * 5_000, 1))
+        store.save_guidance("q2", "guide", "w" * 5_000, "hints", 5, 6, 1.0, "r1")
+    merged = merge_stores([source], tmp_path / "m", max_response_bytes=1_000)
+
+    assert merged.exit_code == 2
+    refused = {(r.table, r.key, r.size) for r in merged.refused}
+    assert refused == {("answers", (("answer_id", "big"),), 5_000), ("answers", (("answer_id", "talk"),), 5_000),
+                       ("current_answers", (("config_id", "cfg"), ("question_id", "q2")), None),
+                       ("answer_turns", (("config_id", "cfg"), ("question_id", "q9"), ("prompt_hash", "p9"),
+                                         ("turn", 0)), 5_000),
+                       ("judgments", (("game_id", "game9"),), 5_000),
+                       ("guidance", (("question_id", "q2"), ("guide_config_id", "guide")), 5_000)}
+    assert "answers [answer_id=big] from" in merged.refused[0].describe(1_000)
+    assert "a reply of 5,000 bytes, over the cap of 1,000 (max_response_bytes); not merged" in \
+        merged.refused[0].describe(1_000)
+    with sqlite3.connect(tmp_path / "m" / "arena.db") as con:
+        assert con.execute("SELECT answer_id FROM answers").fetchall() == [("ans1",)]
+        assert con.execute("SELECT MAX(LENGTH(judge_text)) FROM judgments").fetchone() == (len("[[A>B]]"),)
+        assert con.execute("SELECT question_id, answer_id FROM current_answers").fetchall() == [("q1", "ans1")]
+    # Within the default cap (33 MiB) everything small is merged.
+    assert merge_stores([source], tmp_path / "m2").refused == []
+
+
+def test_merge_cli_refuses_a_50_mb_answer_and_says_how_to_take_it(tmp_path):
+    source = fill(tmp_path / "a")
+    with Store(source) as store:
+        store.save_answer(Answer("huge", "base", "cfg", "q2", "p9", "x" * 50_000_000, created_at=1.0))
+    merged = cli("merge", str(tmp_path / "a"), "--into", str(tmp_path / "m"))
+    assert merged.returncode == 2, merged.stderr
+    assert "refused: answers [answer_id=huge] from" in merged.stderr
+    assert "a reply of 50,000,000 bytes, over the cap of 34,603,008" in merged.stderr
+    assert "1 rows refused (a reply over 34,603,008 bytes; pass --max-response-bytes to take larger ones)" in \
+        merged.stderr
+    with sqlite3.connect(tmp_path / "m" / "arena.db") as con:
+        assert con.execute("SELECT COUNT(*) FROM answers WHERE answer_id = 'huge'").fetchone() == (0,)
+    taken = cli("merge", str(tmp_path / "a"), "--into", str(tmp_path / "m"), "--max-response-bytes", "60000000")
+    assert taken.returncode == 0, taken.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 
 import pytest
@@ -77,3 +78,40 @@ def test_run_refuses_a_plan_above_max_cost_and_sends_nothing(tmp_path, fake_serv
     assert bad.exit_code == 1 and "--max-cost must be a positive amount" in bad.stderr
     ok = runner.invoke(app, ["run", "--config", str(path), "--no-progress", "--max-cost", "100"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_run_stops_at_max_cost_when_the_server_ignores_max_tokens_and_resumes_later(tmp_path, fake_server):
+    """A server that ignores max_tokens bills far more than the plan says: the replies' cost is counted as they
+    arrive, and the run stops sending once it reaches --max-cost, within one concurrency's worth of requests,
+    keeps every reply that arrived, exits 4 and says so. Run again with room, it asks only what is missing."""
+    server = fake_server(runaway_words=3000)
+    contestants = [{"name": "base", "model": "m-base", "price": PRICE, "max_tokens": 32, "concurrency": 2},
+                   {"name": "c1", "model": "m-c1", "price": PRICE, "max_tokens": 32, "concurrency": 2}]
+    path = write_config(tmp_path, server.base_url, n_questions=20, contestants=contestants,
+                        judge={"price": PRICE, "max_tokens": 32, "concurrency": 2}, energy={"idle_seconds": 0})
+    in_flight = 2 + 2 + 2  # every endpoint's concurrency: the most requests that can be on their way at once
+    cap = 0.55
+    runner = CliRunner()
+    capped = runner.invoke(app, ["run", "--config", str(path), "--no-progress", "--max-cost", str(cap)])
+    assert capped.exit_code == 4, capped.output
+    assert "stopped at --max-cost $0.55" in capped.stderr and "nothing was scored" in capped.stderr
+
+    sent = sum(server.requests.values())
+    with sqlite3.connect(load_config(path).output_dir / "arena.db") as db:
+        run_id, status = db.execute("SELECT run_id, status FROM runs").fetchone()
+        costs = [c for table in ("answers", "judgments")
+                 for (c,) in db.execute(f"SELECT cost FROM {table} WHERE run_id=?", (run_id,))]
+        stored = len(costs)
+    assert status == "capped"
+    assert stored == sum(server.successes.values()) == sent  # every reply that arrived is stored
+    assert all(c is not None for c in costs)
+    spent = sum(costs)
+    assert spent >= cap
+    # The cap is reached after at most ceil(cap / cheapest) replies; past it, only the requests already in flight.
+    assert sent <= math.ceil(cap / min(costs)) + in_flight
+    assert spent <= cap + in_flight * max(costs)
+    assert sent < 80  # the whole run: 40 answers and 40 games
+
+    resumed = runner.invoke(app, ["run", "--config", str(path), "--no-progress", "--max-cost", "100"])
+    assert resumed.exit_code == 0, resumed.output
+    assert sum(server.requests.values()) == 80  # nothing asked twice

@@ -180,3 +180,50 @@ def test_quality_of_a_run_over_arena_hards_real_answers_against_the_published_le
     # separability 0.76, Spearman 0.37 [0.33, 0.45], pair Brier 0.33; docs/benchmarks.md).
     assert q["spearman_ci_low"] <= q["spearman"] <= q["spearman_ci_high"]
     assert 0 < q["spearman"] < 0.9 and q["pair_brier"] > 0.15
+
+
+@pytest.mark.slow
+def test_prune_refuses_an_out_that_would_replace_the_store_the_config_or_any_file_of_the_output_folder(
+        tmp_path, fake_server):
+    """`prune --out <output>/arena.db --force` replaced the results database with the pruned question list. Every
+    path that is (or, through `..` or a symbolic or hard link, leads to) the store, its -wal or -shm, the config or
+    a file inside the output folder is refused with exit 1, and nothing is written; a path elsewhere works."""
+    import hashlib
+    import os
+
+    from typer.testing import CliRunner
+
+    from arena_eval.cli import app
+
+    server = fake_server()
+    contestants = [{"name": "base", "model": "m-base"}, {"name": "c1", "model": "m-c1"},
+                   {"name": "c2", "model": "m-c2"}]
+    config = write_config(tmp_path, server.base_url, n_questions=12, contestants=contestants,
+                          energy={"idle_seconds": 0})
+    runner = CliRunner()
+    assert runner.invoke(app, ["run", "--config", str(config), "--no-progress"]).exit_code == 0
+    folder = tmp_path / "out" / "t"
+    store = folder / "arena.db"
+    (tmp_path / "link.jsonl").symlink_to(store)
+    os.link(store, tmp_path / "hard.jsonl")
+
+    def digests() -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in [config, *folder.iterdir()] if p.is_file()}
+
+    before = digests()
+    cases = {folder / "arena.db": "the result database", folder / "arena.db-wal": "write-ahead log",
+             folder / "arena.db-shm": "shared-memory file", config: "the run config",
+             folder / "leaderboard.csv": "a file inside the output folder",
+             folder / "new.jsonl": "a file inside the output folder",
+             folder / ".." / "t" / "arena.db": "the result database",
+             tmp_path / "link.jsonl": "the result database", tmp_path / "hard.jsonl": "the result database"}
+    for out, what in cases.items():
+        done = runner.invoke(app, ["prune", "--config", str(config), "--size", "4", "--splits", "2", "--out", str(out),
+                                   "--force"])
+        assert done.exit_code == 1, (out, done.output)
+        assert f"--out {out}" in done.stderr and what in done.stderr and "replace the run's results" in done.stderr
+    assert digests() == before and not (folder / "new.jsonl").exists()
+    elsewhere = runner.invoke(app, ["prune", "--config", str(config), "--size", "4", "--splits", "2", "--out",
+                                    str(tmp_path / "small.jsonl")])
+    assert elsewhere.exit_code == 0, elsewhere.output
+    assert len((tmp_path / "small.jsonl").read_text().splitlines()) == 4

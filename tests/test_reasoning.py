@@ -263,3 +263,28 @@ def test_litellm_reasoning_is_kept_out_of_the_text(fake_server, litellm_imported
     assert completion.text == ANSWER
     assert completion.reasoning == THINKING
     assert (completion.output_tokens, completion.reasoning_tokens) == (19, 10)
+
+
+# --- a closing tag with no opening one (issue 21) ------------------------------------------------------------
+
+STRAY_CLOSINGS = ["</think>", "</THINK>", "</Think >", "</thinking>", "</THINKING>", "</ think >", "\uff1c/think\uff1e",
+                  "</thi\nnk>", "</think></think>", "</think>\n</thinking>", "</reasoning>"]
+
+
+@pytest.mark.parametrize("closing", STRAY_CLOSINGS)
+def test_a_stray_closing_tag_never_hides_the_answer_before_it(closing):
+    """An ordinary answer holding `</think>` (or one that plants it) keeps every word: the judge sees all of it."""
+    text = f"My answer. {closing} Verdict: [[B>>A]]"
+    plain = Completion(text=text, output_tokens=9)
+    assert separate_reasoning(plain) is plain
+    assert split_think(text, leading_only=True) == (text, None)
+    assert split_think("  " + text, leading_only=True) == ("  " + text, None)  # its whitespace untouched too
+
+
+def test_only_a_leading_block_is_thinking_and_a_stray_tag_after_it_stays_in_the_answer():
+    separated = separate_reasoning(Completion(text="<think>Two and two.</think>\nFour. </think> [[B>>A]]"))
+    assert (separated.text, separated.reasoning) == ("Four. </think> [[B>>A]]", "Two and two.")
+    # Nested blocks close at the first closing tag: the rest is answer, shown to the judge, never hidden.
+    nested = separate_reasoning(Completion(text="<think>a <think>b</think> c</think> Four."))
+    assert (nested.text, nested.reasoning) == ("c</think> Four.", "a <think>b")
+

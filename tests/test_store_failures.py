@@ -99,3 +99,53 @@ def test_a_database_with_damaged_pages_is_a_message_not_a_traceback(tmp_path, fa
         assert f"the result database {db_path} is damaged" in done.stderr, done.stderr
         assert ".recover" in done.stderr
     assert dict(server.requests) == before
+
+
+def _damage_pages(db_path, tables: tuple[str, ...]) -> None:
+    """Overwrite the pages that hold `tables` (SQLite's dbstat table); the schema stays readable."""
+    with sqlite3.connect(db_path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+        damaged = [n for (n,) in db.execute(f"SELECT pageno FROM dbstat WHERE name IN ({','.join('?' * len(tables))})",
+                                              tables)]
+    raw = bytearray(db_path.read_bytes())
+    for n in damaged:  # 1-based page numbers
+        raw[(n - 1) * page + 8 : (n - 1) * page + 64] = b"\xa5" * 56
+    db_path.write_bytes(bytes(raw))
+
+
+@pytest.mark.slow
+def test_run_and_score_leave_a_damaged_store_byte_for_byte_untouched(tmp_path, fake_server):
+    """Damaged pages under an intact schema (and a file that is no database at all): `run` and `score` stop with
+    the damage message before writing anything, so that `.recover` still finds everything the file held. Before,
+    `run` wrote its row into the runs table first."""
+    import hashlib
+
+    from typer.testing import CliRunner
+
+    from arena_eval.cli import app
+
+    server = fake_server()
+    config = write_config(tmp_path, server.base_url, n_questions=12, energy={"idle_seconds": 0})
+    runner = CliRunner()
+    assert runner.invoke(app, ["run", "--config", str(config), "--no-progress"]).exit_code == 0
+    db_path = tmp_path / "out" / "t" / "arena.db"
+    intact = db_path.read_bytes()
+    damaged = []
+    for tables in (("contestants",), ("answers", "judgments")):
+        db_path.write_bytes(intact)
+        _damage_pages(db_path, tables)
+        damaged.append(db_path.read_bytes())
+    requests = sum(server.requests.values())
+    for content in (*damaged, b"these bytes are not an SQLite database\n" * 100):
+        for stale in db_path.parent.glob("arena.db-*"):  # no WAL left over from the content before
+            stale.unlink()
+        db_path.write_bytes(content)
+        digest = hashlib.sha256(content).hexdigest()
+        for command in (["run", "--no-progress"], ["score"]):
+            done = runner.invoke(app, [command[0], "--config", str(config), *command[1:]])
+            assert done.exit_code == 1, (command, done.output)
+            assert f"the result database {db_path} is damaged" in done.stderr, done.stderr
+            assert hashlib.sha256(db_path.read_bytes()).hexdigest() == digest, command
+            assert not any(p.stat().st_size for p in db_path.parent.glob("arena.db-wal")), command  # nor pending
+    assert sum(server.requests.values()) == requests  # nothing was sent either

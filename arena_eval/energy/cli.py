@@ -10,9 +10,8 @@ from pathlib import Path
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from ..console import err
+from ..console import Table, echo, err
 from ..errors import ArenaError
 
 energy_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -59,17 +58,17 @@ def import_codecarbon(
         _fail(exc)
     unmatched = runs.attrs["unmatched"]
     summary = summarise_runs(runs)
-    typer.echo(f"{file}: {stored} runs imported into {output / 'arena.db'}"
+    echo(f"{file}: {stored} runs imported into {output / 'arena.db'}"
                + (f" (replacing {replaced} from an earlier import of this file)" if replaced else ""))
     for row in summary.itertuples():
         tags = ", ".join(f"{k}={v}" for k, v in row.tags.items())
-        typer.echo(f"  {row.contestant}{f' [{tags}]' if tags else ''}: {row.runs} run(s), {row.energy_wh:.4g} Wh per run")
+        echo(f"  {row.contestant}{f' [{tags}]' if tags else ''}: {row.runs} run(s), {row.energy_wh:.4g} Wh per run")
     if unmatched:
-        typer.echo(f"{len(unmatched)} row(s) did not match the pattern in column {column!r} and were not imported:")
+        echo(f"{len(unmatched)} row(s) did not match the pattern in column {column!r} and were not imported:")
         for item in unmatched[:20]:
-            typer.echo(f"  line {item.line}: {item.value!r}")
+            echo(f"  line {item.line}: {item.value!r}")
         if len(unmatched) > 20:
-            typer.echo(f"  … and {len(unmatched) - 20} more")
+            echo(f"  … and {len(unmatched) - 20} more")
 
 
 @energy_app.command("show")
@@ -104,7 +103,7 @@ def print_summary(summary: pd.DataFrame, fmt: Format) -> None:
         summary.assign(tags=[json.dumps(t, sort_keys=True) for t in summary["tags"]]).to_csv(sys.stdout, index=False)
         return
     if summary.empty:
-        typer.echo("no energy imported yet")
+        echo("no energy imported yet")
         return
     table = Table(title="Energy per contestant and configuration (CodeCarbon runs)")
     for column in SHOW_COLUMNS:

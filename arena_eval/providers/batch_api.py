@@ -10,6 +10,9 @@ endpoint, with three calls:
 - `results(state)` → `BatchResult`s as the result files stream in: a `Completion`, or the reason the item failed.
   OpenAI: the output file, then the error file (failed requests, and those a batch that expired or was cancelled
   never ran); Anthropic: the results file. An item the provider gives no line for is the caller's to notice.
+  A line is trusted no more than a reply: one that is over its bound, not JSON or of the wrong shape is that item's
+  error (its custom id read from the line's start where it can be) or the file's; a reply over max_response_bytes
+  is an error, as for a direct request (docs/design.md §6.2).
 
 Each HTTP call runs under the endpoint's retry policy (providers.retry). Credentials go only to the configured
 origin: a results URL elsewhere is refused, as the chat providers refuse such redirects.
@@ -18,6 +21,7 @@ origin: a results URL elsewhere is refused, as the chat providers refuse such re
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +30,9 @@ import aiohttp
 import yarl
 
 from ..config import BATCH_LIMITS, EndpointConfig, redact_url
+from ..lines import BadLine, Line, LineSplitter, lone_surrogate, parse_json_line, reply_line_bytes, shown
 from ..records import Completion, Message
-from .base import RETRYABLE_STATUS, ProviderError
+from .base import RETRYABLE_STATUS, ProviderError, reply_byte_cap, reply_text_bytes, reply_too_large
 from .retry import call_with_retries
 
 # The providers' own limit on the bytes of one batch (requests: config.BATCH_LIMITS).
@@ -48,7 +53,7 @@ class BatchState:
 
 @dataclass(frozen=True)
 class BatchResult:
-    custom_id: str
+    custom_id: str | None  # None: a line of the file that cannot be read, and whose custom id cannot be either
     completion: Completion | None
     error: str | None  # why this item has no completion
 
@@ -83,9 +88,10 @@ class _Http:
             self._check(response.status, body)
             return json.loads(body)
 
-    async def lines(self, path: str) -> AsyncIterator[dict[str, Any]]:
-        """The JSON lines of a results file, read as it arrives (a line may be far longer than aiohttp's limit).
-        Only the opening of the download is retried: lines already handed on cannot be taken back."""
+    async def lines(self, path: str, limit: int) -> AsyncIterator[Line]:
+        """The lines of a results file, read as it arrives, each held up to `limit` bytes (a longer one arrives as
+        its head only: lines.LineSplitter). Only the opening of the download is retried: lines already handed on
+        cannot be taken back."""
         url = self.url(path)
 
         async def opened() -> aiohttp.ClientResponse:
@@ -97,18 +103,37 @@ class _Http:
             return response
 
         response = (await call_with_retries(self.config, lambda: self._guarded(opened)))[0]
+        splitter = LineSplitter(limit)
         try:
-            partial = b""
             while chunk := await response.content.readany():
-                partial += chunk
-                *complete, partial = partial.split(b"\n")
-                for line in complete:
-                    if line.strip():
-                        yield json.loads(line)
-            if partial.strip():
-                yield json.loads(partial)
+                for line in splitter.feed(chunk):
+                    yield line
+            for line in splitter.end():
+                yield line
         finally:
             response.release()
+
+    async def records(self, path: str, limit: int) -> AsyncIterator[tuple[str | None, Any, str | None]]:
+        """(custom id, record, None) for each result line of a file, or (custom id or None, None, why) for a line
+        that cannot be read: over `limit`, not JSON, not an object, no custom id. The custom id of a bad line is
+        read from its beginning where it can be, so the error is that item's; else it is None (the file's)."""
+        name = path.rsplit("/", 2)[-2]  # the file id (OpenAI: /files/ID/content) or batch id (Anthropic: …/ID/results)
+        async for line in self.lines(path, limit):
+            if line.data is not None and not line.data.strip():
+                continue
+            where = f"result line {line.number} of {name}"
+            try:
+                record = parse_json_line(line, limit)
+            except BadLine as exc:
+                yield _custom_id_in(line.head), None, f"{where}: {exc.reason}"
+                continue
+            custom_id = record.get("custom_id") if isinstance(record, dict) else None
+            if not isinstance(record, dict):
+                yield None, None, f"{where}: a {type(record).__name__}, not a JSON object"
+            elif not isinstance(custom_id, str) or not custom_id:
+                yield None, None, f"{where}: no custom_id (found {shown(custom_id, 40)})"
+            else:
+                yield custom_id, record, None
 
     async def _guarded(self, call):
         try:
@@ -183,22 +208,31 @@ class OpenAIBatches:
                           (counts.get("completed") or 0) + (counts.get("failed") or 0), counts.get("total") or 0, files)
 
     async def results(self, state: BatchState) -> AsyncIterator[BatchResult]:
-        from .openai_compat import _check_usable, _from_json
-
+        cap = reply_byte_cap(self.config)
         for file_id in state.files:
-            async for line in self.http.lines(f"/files/{file_id}/content"):
-                custom_id = str(line.get("custom_id"))
-                response, error = line.get("response") or {}, line.get("error")
-                if error or response.get("status_code") != 200:
-                    yield BatchResult(custom_id, None, _openai_error(error, response))
+            async for custom_id, record, problem in self.http.records(f"/files/{file_id}/content", reply_line_bytes(cap)):
+                if record is None:
+                    yield BatchResult(custom_id, None, problem)
                     continue
                 try:
-                    completion = _from_json(response.get("body"))
-                    _check_usable(completion)
-                except (ProviderError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-                    yield BatchResult(custom_id, None, getattr(exc, "reason", None) or f"malformed result: {exc}")
-                    continue
-                yield BatchResult(custom_id, completion, None)
+                    yield self._result(custom_id, record, cap)
+                except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:  # a field of a wrong type
+                    yield BatchResult(custom_id, None, f"malformed result: {shown(str(exc), 300)}")
+
+    def _result(self, custom_id: str, line: dict[str, Any], cap: int) -> BatchResult:
+        from .openai_compat import _check_usable, _from_json
+
+        response, error = line.get("response") or {}, line.get("error")
+        if not isinstance(response, dict):
+            raise TypeError(f"`response` is a {type(response).__name__}, not an object")
+        if error or response.get("status_code") != 200:
+            return BatchResult(custom_id, None, _openai_error(error, response))
+        try:
+            completion = _from_json(response.get("body"))
+            _check_usable(completion)
+        except ProviderError as exc:
+            return BatchResult(custom_id, None, exc.reason)
+        return _capped(custom_id, completion, cap, self.endpoint, self.config)
 
     async def close(self) -> None:
         await self.http.close()
@@ -243,38 +277,75 @@ class AnthropicBatches:
         return BatchState(batch_id, status, status == "ended", finished, finished + waiting, (url,) if url else ())
 
     async def results(self, state: BatchState) -> AsyncIterator[BatchResult]:
+        cap = reply_byte_cap(self.config)
+        for url in state.files:
+            async for custom_id, record, problem in self.http.records(url, reply_line_bytes(cap)):
+                if record is None:
+                    yield BatchResult(custom_id, None, problem)
+                    continue
+                try:
+                    yield self._result(custom_id, record, cap)
+                except (KeyError, TypeError, AttributeError, IndexError) as exc:  # a field of a wrong type
+                    yield BatchResult(custom_id, None, f"malformed result: {shown(str(exc), 300)}")
+                except ValueError as exc:  # pydantic's ValidationError is one
+                    yield BatchResult(custom_id, None, f"malformed result: {str(exc)[:300]}")
+
+    def _result(self, custom_id: str, line: dict[str, Any], cap: int) -> BatchResult:
         from .anthropic import _check_usable, _from_message
         from anthropic.types import Message as SdkMessage
 
-        for url in state.files:
-            async for line in self.http.lines(url):
-                custom_id, result = str(line.get("custom_id")), line.get("result") or {}
-                kind = result.get("type")
-                if kind != "succeeded":
-                    error = result.get("error") or {}
-                    inner = error.get("error") if isinstance(error.get("error"), dict) else error
-                    detail = inner.get("message") or inner.get("type") if isinstance(inner, dict) else None
-                    yield BatchResult(custom_id, None, f"{kind or 'unknown result'}{f': {detail}' if detail else ''}")
-                    continue
-                try:
-                    completion = _from_message(SdkMessage.model_validate(result.get("message")))
-                    _check_usable(completion, self.endpoint)
-                except ProviderError as exc:
-                    yield BatchResult(custom_id, None, exc.reason)
-                    continue
-                except ValueError as exc:  # pydantic's ValidationError is one
-                    yield BatchResult(custom_id, None, f"malformed result: {str(exc)[:300]}")
-                    continue
-                yield BatchResult(custom_id, completion, None)
+        result = line.get("result") or {}
+        if not isinstance(result, dict):
+            raise TypeError(f"`result` is a {type(result).__name__}, not an object")
+        kind = result.get("type")
+        if kind != "succeeded":
+            error = result.get("error") or {}
+            error = error if isinstance(error, dict) else {}
+            inner = error.get("error") if isinstance(error.get("error"), dict) else error
+            detail = inner.get("message") or inner.get("type")
+            return BatchResult(custom_id, None, f"{shown(kind, 60) if kind else 'unknown result'}"
+                                                f"{f': {shown(detail, 300)}' if detail else ''}")
+        try:
+            completion = _from_message(SdkMessage.model_validate(result.get("message")))
+            _check_usable(completion, self.endpoint)
+        except ProviderError as exc:
+            return BatchResult(custom_id, None, exc.reason)
+        return _capped(custom_id, completion, cap, self.endpoint, self.config)
 
     async def close(self) -> None:
         await self.http.close()
 
 
+def _capped(custom_id: str, completion: Completion, cap: int, endpoint: str, config: EndpointConfig) -> BatchResult:
+    """The result, or its error when the reply is over max_response_bytes: the cap of a direct request holds for a
+    batch's too (docs/design.md §6.2)."""
+    if reply_text_bytes(completion) > cap:
+        return BatchResult(custom_id, None, reply_too_large(endpoint, config, "batch result").reason)
+    return BatchResult(custom_id, completion, None)
+
+
+_CUSTOM_ID = re.compile(rb'"custom_id"\s*:\s*("(?:[^"\\]|\\.){1,512}")')
+
+
+def _custom_id_in(head: bytes) -> str | None:
+    """The custom id written at the start of a line that cannot be read whole (both providers write it first)."""
+    found = _CUSTOM_ID.search(head)
+    if found is None:
+        return None
+    try:
+        custom_id = json.loads(found.group(1))
+    except ValueError:
+        return None
+    return custom_id if isinstance(custom_id, str) and custom_id and lone_surrogate(custom_id) is None else None
+
+
 def _openai_error(error: Any, response: dict[str, Any]) -> str:
     """Why an OpenAI batch item failed: the error line's code and message, or the response's status and error."""
     if isinstance(error, dict):
-        return ": ".join(str(part) for part in (error.get("code"), error.get("message")) if part) or "failed"
+        return ": ".join(shown(part, 300) if not isinstance(part, str) else part[:300]
+                         for part in (error.get("code"), error.get("message")) if part) or "failed"
+    if error:
+        return f"failed: {shown(error, 300)}"
     body = response.get("body") if isinstance(response.get("body"), dict) else {}
     detail = body.get("error", {}).get("message") if isinstance(body.get("error"), dict) else None
     return f"HTTP {response.get('status_code')}{f': {detail}' if detail else ''}"

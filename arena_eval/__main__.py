@@ -1,0 +1,5 @@
+"""`python -m arena_eval`: the `arena-eval` command."""
+
+from .launch import main
+
+main()
