@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .config import JudgeConfig as Judge
     from .config import RatingConfig, RunConfig, load_config
     from .errors import ArenaError, ConfigError
-    from .pipeline import Arena, Result, RunResult
+    from .pipeline import Arena, Result
     from .questions import Question, QuestionSet, load_questions
 
 # public name → (module, name in that module)
@@ -30,7 +30,6 @@ _EXPORTS = {
     "RatingConfig": ("config", "RatingConfig"),
     "Result": ("pipeline", "Result"),
     "RunConfig": ("config", "RunConfig"),
-    "RunResult": ("pipeline", "RunResult"),
     "load_config": ("config", "load_config"),
     "load_questions": ("questions", "load_questions"),
 }
@@ -45,7 +44,6 @@ __all__ = [
     "RatingConfig",
     "Result",
     "RunConfig",
-    "RunResult",
     "load_config",
     "load_questions",
 ]

@@ -29,21 +29,20 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from .answer_sets import AnswerSets, question_digest
-from .augment import Augmenter
+from .answer_sets import question_digest
 from .collect import answer_id, prompt_hash
 from .config import EndpointConfig
+from .context import RunContext
 from .errors import AugmentError
-from .judge import RunJudge, judge_messages
+from .judge import GameRequest, RunJudge, judge_messages
+from .lines import shown
 from .pricing import completion_cost, price_for
-from .progress import Progress
 from .providers.base import ProviderError, no_answer_error
 from .providers.batch_api import MAX_BATCH_BYTES, BatchResult, BatchState, batch_client, max_requests
 from .providers.retry import RetriesExhausted
 from .reasoning import separate_reasoning
-from .records import Answer, AnswerError, Game, GameError, Judgment, RunSummary
-from .lines import shown
-from .store import Store
+from .recorders import AnswerRecorder, VerdictRecorder
+from .records import Answer, AnswerError, Game, Judgment
 from .verdict import LABEL_IN_MATERIAL, LABELS, QuotedMaterial, read_verdict
 
 ANSWERS, JUDGMENTS = "answers", "judgments"
@@ -51,12 +50,13 @@ ANSWERS, JUDGMENTS = "answers", "judgments"
 
 class Batches:
     """One run's batch rounds (see the module docstring), for the contestants and judges of `scope` (a
-    leaderboard.RunScope) that have `batch: true`."""
+    context.RunScope) that have `batch: true`."""
 
-    def __init__(self, scope, store: Store, sets: AnswerSets, augmenter: Augmenter, run_id: str,
-                 summary: RunSummary, progress: Progress, wait: bool = True):
-        self.scope, self.store, self.sets, self.augmenter = scope, store, sets, augmenter
-        self.run_id, self.summary, self.progress, self.wait = run_id, summary, progress, wait
+    def __init__(self, context: RunContext, wait: bool = True):
+        self.scope, self.store, self.sets, self.augmenter = context.scope, context.store, context.sets, context.augmenter
+        self.run_id, self.summary, self.progress, self.wait = context.run_id, context.summary, context.progress, wait
+        self.answers = AnswerRecorder(context.store, context.run_id, context.summary, context.progress)
+        self.verdicts = VerdictRecorder(context.store, context.run_id, context.summary, context.progress)
         self.clients: dict[str, Any] = {}  # endpoint name → its batch API client
         self.waiting: list[str] = []  # batches left at the provider by this run
 
@@ -142,7 +142,7 @@ class Batches:
 
     # --- 4. judgments -------------------------------------------------------------------------------------
 
-    async def judge(self, gathered: Sequence[tuple[RunJudge, list[tuple]]]) -> None:
+    async def judge(self, gathered: Sequence[tuple[RunJudge, list[GameRequest]]]) -> None:
         """Submit the games each batch judge was given in the stream (stream._JudgeLane.batched), then wait."""
         jobs = []
         for judge, works in gathered:
@@ -150,12 +150,14 @@ class Batches:
             overrides = (self.client(judge.name, judge.config).chat.constrain_to([f"[[{label}]]" for label in LABELS])
                          if judge.config.constrain_labels and judge.config.provider == "openai" else {})
             requests, taken = [], set()
-            for game, question, text_a, text_b, reference, prompts in works:
+            for work in works:
+                game = work.game
                 if game.game_id in pending or game.game_id in taken:
                     self.progress.advance("games", cached=True)
                     continue
                 try:
-                    messages, material = judge_messages(question, text_a, text_b, judge.config, prompts, reference)
+                    messages, material = judge_messages(work.question, work.text_a, work.text_b, judge.config,
+                                                        work.prompts, work.reference)
                 except TemplateError as exc:  # a render limit on this game's text: this game's error
                     self._game_failed(game, str(exc), 0)
                     continue
@@ -273,9 +275,8 @@ class Batches:
             cost=cost, created_at=time.time(), run_id=self.run_id, context_ids=item.get("context_ids"),
             question_digest=item.get("question_digest"), reasoning=completion.reasoning,
             reasoning_tokens=completion.reasoning_tokens)
-        self.store.save_answer(answer)
-        if self.store.has_current_overrides(set_id):  # the newest answer is current again (as collect_into)
-            self.store.set_current(set_id, question_id, answer.answer_id)
+        # The newest answer is current again where the set has overrides (as collect_into).
+        self.answers.saved(answer, current=self.store.has_current_overrides(set_id))
         # Counted as a new answer when the stream hands it on (collect_into's `ask`).
 
     def _store_judgment(self, judge_config_id: str, item: dict[str, Any], completion, cost, received) -> None:
@@ -291,12 +292,7 @@ class Batches:
             answer_b_id=game.answer_b_id, verdict=reading.verdict, judge_text=completion.text, attempts=1,
             input_tokens=completion.input_tokens, output_tokens=completion.output_tokens, latency_s=None,
             run_id=self.run_id, cost=cost, flags=",".join(sorted(flags)) or None)
-        self.store.save_judgment(judgment)
-        s = self.summary
-        s.games_new += 1
-        s.games_unparsed += judgment.verdict is None
-        s.games_suspicious += judgment.flags is not None
-        self.progress.advance("games")
+        self.verdicts.judged(judgment)
 
     # --- failures -----------------------------------------------------------------------------------------
 
@@ -308,18 +304,12 @@ class Batches:
             self._game_failed(Game(*item["game"]), reason, attempts)
 
     def _answer_failed(self, name: str, set_id: str, question_id: str, reason: str, attempts: int) -> None:
-        self.store.save_answer_error(AnswerError(name, set_id, question_id, reason, attempts), self.run_id)
-        if self.store.question_answers(set_id, question_id):  # an older answer must not stand in (as collect_into)
-            self.store.set_current(set_id, question_id, None)
-        s = self.summary
-        s.answer_errors += 1
-        s.errors_by_contestant[name] = s.errors_by_contestant.get(name, 0) + 1
+        # An older answer must not stand in (as collect_into). Counted here: the stream never hands this error on.
+        self.answers.failed(AnswerError(name, set_id, question_id, reason, attempts),
+                            clear_current=bool(self.store.question_answers(set_id, question_id)), count=True)
 
     def _game_failed(self, game: Game, reason: str, attempts: int) -> None:
-        self.store.save_game_error(GameError(game.game_id, game.question_id, game.contestant, game.game, reason,
-                                             attempts), self.run_id)
-        self.summary.game_errors += 1
-        self.progress.advance("games", error=True)
+        self.verdicts.failed(game, reason, attempts)
 
 
 def _chunks(client, requests: list[tuple[str, str, list, dict[str, Any]]], overrides: dict[str, Any],

@@ -123,7 +123,7 @@ def print_table(board: pd.DataFrame, fmt: Format, title: str = "Leaderboard", co
     records.LeaderboardRow marks for it, as many as fit the terminal by priority (records.TERMINAL_PRIORITY), or
     `columns` (the contestant's name first in any case), with their headers and number formats."""
     if fmt is Format.json:
-        from .leaderboard import leaderboard_records
+        from .leaderboard_files import leaderboard_records
 
         sys.stdout.write(json.dumps(leaderboard_records(board), indent=2) + "\n")
         return
@@ -777,7 +777,7 @@ def prune(
         board = arena.stored_leaderboard()
         if board.battles.empty:
             raise ArenaError(f"{cfg.name}: no parsed verdict is stored yet; run `arena-eval run` with this config first")
-        from .leaderboard import pruning_savings
+        from .savings import pruning_savings
         from .quality import fully_judged, prune_questions
 
         battles, _ = fully_judged(board.battles)

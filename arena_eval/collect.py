@@ -25,6 +25,7 @@ from .providers.base import Provider, no_answer_error
 from .providers.retry import RateLimiter, RetriesExhausted, call_with_retries
 from .questions import Question
 from .reasoning import separate_reasoning
+from .recorders import AnswerRecorder
 from .records import Answer, AnswerError, Completion, Message
 from .spending import SpendingCapReached
 
@@ -106,13 +107,12 @@ async def collect_into(
     overridden = look_up and store.has_current_overrides(config_id)
     limiter = RateLimiter(contestant.requests_per_minute)
     pending = iter(questions)
+    recorder = AnswerRecorder(store, run_id)  # counting is the consumer's, as `deliver` hands each item on
 
     def failed(question: Question, reason: str, attempts: int, stored: list[tuple]) -> AnswerError:
-        error = AnswerError(contestant.name, config_id, question.question_id, reason, attempts)
-        store.save_answer_error(error, run_id)
-        if stored:  # an older answer, to an earlier prompt, must not stand in for this one
-            store.set_current(config_id, question.question_id, None)
-        return error
+        # An older answer, to an earlier prompt, must not stand in for this one.
+        return recorder.failed(AnswerError(contestant.name, config_id, question.question_id, reason, attempts),
+                               clear_current=bool(stored))
 
     async def one(question: Question) -> Answer | AnswerError | None:
         stored = store.question_answers(config_id, question.question_id) if look_up else []
@@ -128,7 +128,7 @@ async def collect_into(
             cached = store.get_answer(stored_id)
             if cached is not None:
                 if current_among(stored, digest) != stored_id or overridden:
-                    store.set_current(config_id, question.question_id, stored_id)
+                    recorder.reused(config_id, question.question_id, stored_id)
                 cached.cached = ask is None or ask(question) or cached.run_id != run_id
                 cached.contestant = contestant.name
                 return cached
@@ -176,11 +176,11 @@ async def collect_into(
                 reasoning=completion.reasoning,
                 reasoning_tokens=completion.reasoning_tokens,
             )
-        store.save_answer(answer)
+        # The newest answer is current again where the set has overrides; a record from an earlier run would say
+        # otherwise.
+        recorder.saved(answer, current=overridden)
         if question.multi_turn:
             store.drop_answer_turns(config_id, question.question_id, p_hash)
-        if overridden:  # the newest answer is current again; a record from an earlier run would say otherwise
-            store.set_current(config_id, question.question_id, answer.answer_id)
         return answer
 
     async def converse(question: Question, prepared: "Prepared", p_hash: str, request) -> list[dict[str, Any]]:

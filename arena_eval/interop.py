@@ -15,15 +15,17 @@ import pandas as pd
 from .answer_sets import AnswerSets, question_digest
 from .collect import answer_id, prompt_hash
 from .config import ContestantConfig, VerdictWeights
+from .context import RunScope
 from .errors import ArenaError, ConfigError
 from .judge import battle_outcome
-from .leaderboard import RunScope, current_games
 from .lines import MAX_LINE_BYTES, Line, reply_line_bytes, shown, too_long_reason
 from .questions import Question, QuestionSet, read_jsonl
 from .providers.base import estimate_tokens, reply_byte_cap
 from .reasoning import split_think
+from .recorders import AnswerRecorder
 from .records import Answer, Judgment, Message, answer_turns
 from .store import Store
+from .tally import current_games
 from .verdict import LABELS, canonical_label
 
 _WINNERS = {"model_a": "model_a", "model_b": "model_b", "tie": "tie", "tie (bothbad)": "tie"}
@@ -163,6 +165,7 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
     set_id = set_id or contestant.base_config_id
     by_id = {q.question_id: q for q in questions}
     counts = {"imported": 0, "already_stored": 0, "unknown_question": 0, "too_large": 0, "repeated": 0}
+    recorder = AnswerRecorder(store, None)  # an import belongs to no run, and counts its own way
     stored = store.answer_ids(set_id)
     cap = reply_byte_cap(contestant)
     limit = reply_line_bytes(cap)
@@ -201,7 +204,7 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
         p_hash = prompt_hash(prepared.conversation)
         if (qid, p_hash) in stored:
             counts["already_stored"] += 1
-            store.set_current(set_id, qid, stored[(qid, p_hash)])
+            recorder.reused(set_id, qid, stored[(qid, p_hash)])
             continue
         key = answer_id(set_id, qid, p_hash)
         known = [n for n in tokens if n is not None]
@@ -209,7 +212,8 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
         split = [split_think(text, leading_only=True) for text in texts]  # a stray </think> hides nothing
         texts = [answer for answer, _ in split]
         thinking = [t for _, t in split if t]
-        store.save_answer(
+        # Its time stamp is the file's, maybe older than an answer stored since: it is made current.
+        recorder.saved(
             Answer(
                 answer_id=key,
                 contestant=contestant.name,
@@ -226,10 +230,9 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
                         for t, n, (_, r) in zip(texts, tokens, split)] if len(texts) > 1 else None),
                 source_id=found.source_id,
                 reasoning="\n\n".join(thinking) if thinking else None,
-            )
+            ),
+            current=True,
         )
-        # Its time stamp is the file's, maybe older than an answer stored since: say which one counts.
-        store.set_current(set_id, qid, key)
         counts["imported"] += 1
     return counts
 

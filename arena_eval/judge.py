@@ -25,7 +25,7 @@ from .reasoning import separate_reasoning
 from .records import Game, Judgment, Message
 from .style import STYLE_COLUMNS, StyleCounts, style_features
 from .templates import read_template, render
-from .verdict import LABEL_IN_MATERIAL, LABEL_PATTERN, LABELS, QuotedMaterial, normalise, parse_verdict, read_verdict  # noqa: F401
+from .verdict import LABEL_IN_MATERIAL, LABELS, QuotedMaterial, normalise, parse_verdict, read_verdict  # noqa: F401
 
 _FENCE = re.compile(r"=+ *(BEGIN|END) (ANSWER [AB]|REFERENCE ANSWER) *=+", re.IGNORECASE)
 # A line that, once normalised (verdict.normalise), names an answer's fence: "======== END ANSWER B ========" in any
@@ -256,6 +256,20 @@ def games_for(judge_config_id: str, question_id: str, contestant: str, baseline:
         Game(game_id(judge_config_id, a, b, reference_id, conversation), question_id, contestant, baseline, number, a, b)
         for number, a, b in pairs
     ]
+
+
+@dataclass(frozen=True)
+class GameRequest:
+    """One game ready to ask a judge: the game, the question's prompt (a conversation: its user turns), the texts
+    in positions A and B (a conversation: each assistant's turns), the reference to show (None: none) and the
+    judge's prompts for the question's category. The stream poses these; a judge worker or batch mode asks them."""
+
+    game: Game
+    question: str | list[str]
+    text_a: str | list[str]
+    text_b: str | list[str]
+    reference: str | None
+    prompts: JudgePrompts
 
 
 def judge_messages(question: str | Sequence[str], answer_a: str | Sequence[str], answer_b: str | Sequence[str],

@@ -30,9 +30,13 @@ from .config import RunConfig, first_shared_configuration, shared_configuration_
 from .errors import ArenaError, ConfigError, RunInterrupted, StoreError
 from .history import find_regressions
 from .judge import RunJudge
-from .leaderboard import (Leaderboard, RunScope, Tally, adaptive_key, adaptive_plan, adaptive_summary, build_leaderboard,
-                          count_missing, latest_comparable_run, previous_results, rated_battles, report_data,
-                          settled_questions, tally, write_leaderboard)
+from .adaptive_run import adaptive_key, adaptive_plan, latest_comparable_run, previous_results
+from .context import RunContext, RunScope
+from .leaderboard import Leaderboard, build_leaderboard, rated_battles
+from .leaderboard_files import write_leaderboard
+from .report_data import report_data
+from .savings import adaptive_summary
+from .tally import Tally, count_missing, current_judgments, settled_questions, tally
 from .progress import NullProgress, Progress
 from .providers.replicas import replica_counts
 from .questions import QuestionSet, load_questions
@@ -92,9 +96,6 @@ class Result:
     def keep(self, board: Leaderboard) -> None:
         self.leaderboard, self.rows = board.frame, board.rows
         self.battles, self.diagnostics, self.energy = board.battles, board.diagnostics, board.energy
-
-
-RunResult = Result  # the earlier name
 
 
 def _config_from_parts(questions: QuestionSet | None, parts: dict[str, Any]) -> RunConfig:
@@ -196,8 +197,6 @@ class Arena:
         if shared:  # two prompt folders with the same templates: config loading compared the folders' paths only
             raise ConfigError(shared_configuration_message("judge", self.judges[shared[0]].name,
                                                            self.judges[shared[1]].name, *shared))
-        # The first judge's, for code written when a run had one judge.
-        self.prompts, self.judge_config_id = self.judges[0].prompts, self.judges[0].config_id
         self.baseline = config.baseline_contestant
         # Baseline first: under a shared device lock it then runs first, and games can start early.
         self.contestants = [self.baseline] + [c for c in config.contestants if c.name != config.baseline]
@@ -254,7 +253,8 @@ class Arena:
                 for c in self.contestants:
                     store.save_contestant(c.name, sets.set_id(c), c.provider, c.model, c.model_dump(mode="json"))
                 augmenter = self.augmenter(store, run_id)
-                batches = Batches(self.scope, store, sets, augmenter, run_id, summary, self.progress, self.wait)
+                context = RunContext(self.scope, store, sets, augmenter, run_id, summary, self.progress, cap)
+                batches = Batches(context, self.wait)
                 try:
                     if "guidance" in stages and augmenter.guide is not None:
                         summary.guidance = GuidanceCounts()
@@ -268,18 +268,15 @@ class Arena:
                             await batches.collect()
                     judging = None
                     if self.config.rating.adaptive is not None and "judge" in stages:
-                        await self._judge_adaptively(store, sets, augmenter, run_id, summary, stages, cap)
+                        await self._judge_adaptively(context, stages)
                     elif "answers" in stages and "judge" in stages and judge_shares_a_meter(self.scope):
                         # A judge on the machine (or GPU) a local contestant is metered on: its requests would fall
                         # inside the contestants' windows and count twice, so it judges once collection is done.
-                        await CollectAndJudge(self.scope, store, sets, augmenter, run_id, summary, self.progress,
-                                              collect=True, judge=False, cap=cap).run()
-                        judging = CollectAndJudge(self.scope, store, sets, augmenter, run_id, summary, self.progress,
-                                                  collect=False, judge=True, count_answers=False, cap=cap)
+                        await CollectAndJudge(context, collect=True, judge=False).run()
+                        judging = CollectAndJudge(context, collect=False, judge=True, count_answers=False)
                         await judging.run()
                     elif "answers" in stages or "judge" in stages:
-                        judging = CollectAndJudge(self.scope, store, sets, augmenter, run_id, summary, self.progress,
-                                                  collect="answers" in stages, judge="judge" in stages, cap=cap)
+                        judging = CollectAndJudge(context, collect="answers" in stages, judge="judge" in stages)
                         await judging.run()
                     if judging is not None and judging.judge and not cap.reached:
                         await batches.judge(judging.batched_games())  # the batch judges' games, gathered above
@@ -345,14 +342,13 @@ class Arena:
         plan = adaptive_plan(self.scope, store, sets) if self.config.rating.adaptive is not None else None
         return tally(self.scope, store, sets, plan), plan
 
-    async def _judge_adaptively(self, store: Store, sets: AnswerSets, augmenter: Augmenter, run_id: str,
-                                summary: RunSummary, stages: tuple[str, ...], cap: SpendingCap) -> None:
+    async def _judge_adaptively(self, context: RunContext, stages: tuple[str, ...]) -> None:
         """Judge batch by batch in the plan's order until every contestant is settled (adaptive.py)."""
-        scope, settings = self.scope, self.config.rating.adaptive
+        scope, settings = context.scope, self.config.rating.adaptive
+        store, sets, run_id, cap = context.store, context.sets, context.run_id, context.cap
         collect_all = "answers" in stages and settings.answers
         if collect_all:  # every answer first; then judging alone adapts
-            await CollectAndJudge(scope, store, sets, augmenter, run_id, summary, self.progress, collect=True,
-                                  judge=False, cap=cap).run()
+            await CollectAndJudge(context, collect=True, judge=False).run()
         key = adaptive_key(scope, sets)
         recorded, previous_run = store.adaptive_previous(key)
         if not recorded:  # the plan's first run fixes which scored run it compares with, for every replay
@@ -362,10 +358,8 @@ class Arena:
         plan = AdaptivePlan(question_order([q.question_id for q in scope.questions], self.config.rating.seed),
                             [c.name for c in scope.contestants[1:]])
         by_id = {q.question_id: q for q in scope.questions}
-        stream = CollectAndJudge(scope, store, sets, augmenter, run_id, summary, self.progress,
-                                 collect="answers" in stages and not collect_all, judge=True,
-                                 count_answers=not collect_all, passes=len(plan.order) // settings.batch + 1,
-                                 cap=cap)
+        stream = CollectAndJudge(context, collect="answers" in stages and not collect_all, judge=True,
+                                 count_answers=not collect_all, passes=len(plan.order) // settings.batch + 1)
         await stream.open()
         try:
             while not plan.done and not cap.reached:
@@ -428,8 +422,6 @@ class Arena:
 
     def judgments_by_judge(self) -> dict[str, list]:
         """Each judge's stored verdicts on the current games (named by today's contestant names)."""
-        from .leaderboard import current_judgments
-
         with self.open_store() as store:
             counted = tally(self.scope, store, self.answer_sets(store))
             return {j.name: current_judgments(self.scope, store, counted, [j]) for j in self.judges}

@@ -17,10 +17,11 @@ from typing import Any
 import pandas as pd
 
 from .collect import prompt_hash
-from .leaderboard import RunScope, current_games
+from .context import RunScope
 from .pricing import cost_of, price_for
 from .providers import estimate_tokens
 from .store import UsageStats
+from .tally import current_games
 
 PLAN_COLUMNS = ["role", "name", "requests", "input_tokens", "output_tokens", "cost", "duration_s", "energy_wh",
                 "estimated"]

@@ -18,7 +18,7 @@ import pandas as pd
 from jinja2 import FileSystemLoader, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
-from .leaderboard import ReportData
+from .report_data import ReportData
 from .records import LeaderboardRow
 
 _HERE = Path(__file__).parent

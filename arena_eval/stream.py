@@ -22,25 +22,22 @@ from collections.abc import Sequence
 
 from jinja2 import TemplateError
 
-from .answer_sets import AnswerSets
-from .augment import Augmenter
 from .collect import collect_into, missing_answers
 from .config import ContestantConfig
+from .context import RunContext, RunScope, judge_energy_lines
 from .dispatch import GameDispatcher, Pairing
 from .energy.tracking import EnergyTracker, WindowCounts
 from .efficiency import peak_resident_gb
 from .errors import ArenaError, StoreError
-from .judge import RunJudge, games_for, judge_game
-from .leaderboard import RunScope, judge_energy_lines
-from .progress import Progress
+from .judge import GameRequest, RunJudge, games_for, judge_game
 from .providers import make_provider
 from .providers.replicas import replica_counts
 from .providers.retry import RetriesExhausted
 from .questions import Question
-from .records import Answer, AnswerError, GameError, RunSummary, answer_turns
+from .recorders import AnswerRecorder, VerdictRecorder
+from .records import Answer, AnswerError, answer_turns
 from .redaction import register_secret
 from .spending import SpendingCap, SpendingCapReached
-from .store import Store
 
 
 def judge_shares_a_meter(scope: RunScope) -> bool:
@@ -69,7 +66,7 @@ class _JudgeLane:
         self.games: asyncio.Queue = asyncio.Queue(maxsize=max(64, 2 * judge.config.concurrency))
         self.counts = WindowCounts()
         # A batch judge (judge.batch) asks nothing here: its games wait in this list for batch.Batches.judge.
-        self.batched: list[tuple] = []
+        self.batched: list[GameRequest] = []
 
 
 class CollectAndJudge:
@@ -79,14 +76,16 @@ class CollectAndJudge:
     `run()` streams the whole scope once. Adaptive judging streams it batch by batch instead: `open()` (the judges'
     providers start once), `stream(questions, contestants)` per batch, `close()`."""
 
-    def __init__(self, scope: RunScope, store: Store, sets: AnswerSets, augmenter: Augmenter, run_id: str,
-                 summary: RunSummary, progress: Progress, *, collect: bool, judge: bool, count_answers: bool = True,
-                 passes: int = 1, cap: SpendingCap | None = None):
-        self.scope, self.store, self.sets, self.augmenter = scope, store, sets, augmenter
-        self.cap = cap if cap is not None else SpendingCap()  # `run --max-cost`: no request once it is reached
-        self.run_id, self.summary, self.progress = run_id, summary, progress
+    def __init__(self, context: RunContext, *, collect: bool, judge: bool, count_answers: bool = True,
+                 passes: int = 1):
+        scope, store, run_id = context.scope, context.store, context.run_id
+        self.scope, self.store, self.sets, self.augmenter = scope, store, context.sets, context.augmenter
+        self.cap = context.cap  # `run --max-cost`: no request once it is reached (the run's one cap, every pass)
+        self.run_id, self.summary, self.progress = run_id, context.summary, context.progress
         self.collect, self.judge = collect, judge
-        self.count_answers = count_answers  # False when a pass before this one counted the same answers already
+        # count_answers False when a pass before this one counted the same answers already
+        self.answers = AnswerRecorder(store, run_id, context.summary, context.progress, count_answers=count_answers)
+        self.verdicts = VerdictRecorder(store, run_id, context.summary, context.progress)
         config = scope.config
         self.contestant_providers = ({c.name: make_provider(c, config.base_dir) for c in scope.contestants}
                                      if collect else {})
@@ -111,7 +110,7 @@ class CollectAndJudge:
         self.open_producers = 0
         self.needs_work: set[str] = set()
 
-    def batched_games(self) -> list[tuple[RunJudge, list[tuple]]]:
+    def batched_games(self) -> list[tuple[RunJudge, list[GameRequest]]]:
         """Each batch judge's games that this stream posed, for batch.Batches.judge to submit."""
         return [(lane.judge, lane.batched) for lane in self.lanes if lane.judge.config.batch]
 
@@ -209,8 +208,7 @@ class CollectAndJudge:
         except ArenaError as exc:  # e.g. a model file that cannot be served: the others go on
             for question in self.questions:
                 error = AnswerError(contestant.name, self.sets.set_id(contestant), question.question_id, str(exc), 0)
-                self.store.save_answer_error(error, self.run_id)
-                await self.deliver(error)
+                await self.deliver(self.answers.failed(error, clear_current=False))
         # End of this contestant's stream. Not in a `finally`: when the run is stopping (Ctrl-C, a failure
         # elsewhere) the judge's workers are gone, and waiting for room in their full queue would hang it.
         await self.end(contestant)
@@ -263,16 +261,7 @@ class CollectAndJudge:
             self.store.save_resources(self.run_id, contestant.name, set_id, *reading)
 
     async def deliver(self, item: Answer | AnswerError) -> None:
-        summary = self.summary
-        if isinstance(item, Answer):
-            if self.count_answers:
-                summary.answers_cached += item.cached
-                summary.answers_new += not item.cached
-            self.progress.advance("answers", cached=item.cached)
-        else:
-            summary.answer_errors += 1
-            summary.errors_by_contestant[item.contestant] = summary.errors_by_contestant.get(item.contestant, 0) + 1
-            self.progress.advance("answers", error=True)
+        self.answers.delivered(item)
         if self.judge:
             for pairing in self.dispatcher.deliver(item):
                 await self.enqueue(pairing)
@@ -302,8 +291,7 @@ class CollectAndJudge:
             self.progress.add("games", len(games))
             for game in games:
                 if self.store.has_judgment(game.game_id):
-                    self.summary.games_cached += 1
-                    self.progress.advance("games", cached=True)
+                    self.verdicts.cached()
                     continue
                 if prompt is None:  # saved by the run before collection starts
                     prompt = self.store.question_prompt(game.question_id)
@@ -311,9 +299,9 @@ class CollectAndJudge:
                         prompt = list(self.store.question(game.question_id).turns)
                 a, b = (base, answer) if game.game == 1 else (answer, base)
                 if isinstance(prompt, list):  # a conversation: each assistant's answers turn by turn
-                    await lane.games.put((game, prompt, answer_turns(a), answer_turns(b), reference, prompts))
+                    await lane.games.put(GameRequest(game, prompt, answer_turns(a), answer_turns(b), reference, prompts))
                 else:
-                    await lane.games.put((game, prompt, a.text, b.text, reference, prompts))
+                    await lane.games.put(GameRequest(game, prompt, a.text, b.text, reference, prompts))
 
     def reference_for(self, judge: RunJudge, pairing: Pairing) -> tuple[str | None, str | None]:
         """(reference text, the answer id it came from) for `judge` on this pairing's question: the question's own
@@ -332,15 +320,15 @@ class CollectAndJudge:
         return answer.text, answer.answer_id
 
     async def judge_worker(self, lane: _JudgeLane) -> None:
-        summary, judge = self.summary, lane.judge
+        judge = lane.judge
         while (work := await lane.games.get()) is not None:
             if judge.config.batch:
                 lane.batched.append(work)
                 continue
-            game, question, text_a, text_b, reference, prompts = work
+            game = work.game
             try:
-                judgment = await judge_game(game, question, text_a, text_b, judge.config, judge.config_id,
-                                            lane.requests, prompts, self.run_id, reference)
+                judgment = await judge_game(game, work.question, work.text_a, work.text_b, judge.config,
+                                            judge.config_id, lane.requests, work.prompts, self.run_id, work.reference)
             except SpendingCapReached:
                 # The run's spending cap: this game is not sent (nor recorded as an error: the next run asks it).
                 # The worker goes on taking games off the queue, so that the producers are never blocked.
@@ -351,14 +339,7 @@ class CollectAndJudge:
                 reason, attempts = (exc.reason, exc.attempts) if isinstance(exc, RetriesExhausted) else (str(exc), 0)
                 if len(self.lanes) > 1:
                     reason = f"judge {judge.name}: {reason}"
-                self.store.save_game_error(GameError(game.game_id, game.question_id, game.contestant, game.game,
-                                                     reason, attempts), self.run_id)
-                summary.game_errors += 1
-                self.progress.advance("games", error=True)
+                self.verdicts.failed(game, reason, attempts)
                 continue
-            self.store.save_judgment(judgment)
+            self.verdicts.judged(judgment)
             lane.counts.add(judgment.output_tokens)
-            summary.games_new += 1
-            summary.games_unparsed += judgment.verdict is None
-            summary.games_suspicious += judgment.flags is not None
-            self.progress.advance("games")

@@ -43,8 +43,7 @@ from .reasoning import split_think
 Message = dict[str, str]
 
 LABELS = ["A>>B", "A>B", "A=B", "B>A", "B>>A"]
-# The design's pattern for the canonical spelling; `read_verdict` matches the normalised form (_LABEL) instead.
-LABEL_PATTERN = re.compile(r"\[\[([AB<>=]+)\]\]")
+# A label as `read_verdict` matches it, in the normalised form (lower case, `<` spellings included).
 _LABEL = re.compile(r"\[\[([ab])(>>|>|=|<<|<)([ab])\]\]")
 MIN_CONTEXT = 12  # normalised characters (no whitespace): about two words of copied surroundings
 _OPEN, _CLOSE = "\u2063", "\u2064"  # invisible separator and invisible plus: format characters (Cf)
@@ -227,8 +226,3 @@ def _answer_start(reply: str, normal: str) -> int:
 def parse_verdict(text: str, material: QuotedMaterial | None = None) -> str | None:
     """The canonical label when the text states exactly one distinct label; None for none or a conflict."""
     return read_verdict(text, material).verdict
-
-
-def holds_label(text: str | None) -> bool:
-    """Whether `text` holds anything that reads as a verdict label once normalised."""
-    return bool(text) and _LABEL.search(normalise(text)) is not None
