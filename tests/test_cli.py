@@ -195,9 +195,6 @@ def test_ctrl_c_while_the_command_starts_up_is_one_line_and_exit_130(tmp_path):
     import time
 
     config = write_config(tmp_path, "http://127.0.0.1:9/v1", n_questions=3)
-    questions = tmp_path / "questions.jsonl"
-    questions.unlink()
-    os.mkfifo(questions)  # opening it blocks until the test opens the other end
     # sitecustomize runs when the interpreter starts, before the command line is imported: it says when.
     hooks, marker = tmp_path / "hooks", tmp_path / "started"
     hooks.mkdir()
@@ -214,9 +211,17 @@ def test_ctrl_c_while_the_command_starts_up_is_one_line_and_exit_130(tmp_path):
     assert "Traceback" not in loading.stderr and loading.returncode == 130, loading.stderr
     assert "interrupted while starting up; nothing was changed" in loading.stderr
 
+    # A command blocked reading its question file (input files are opened through lines.open_regular, which refuses
+    # a FIFO, so the block is made by wrapping it): the hook says when the command got there.
+    blocking = tmp_path / "blocking"
+    blocking.mkdir()
+    (blocking / "sitecustomize.py").write_text(
+        "import time\nimport arena_eval.lines as lines\n\n\ndef _blocked(*args, **kwargs):\n"
+        f"    open({str(marker)!r}, 'w').close()\n    time.sleep(60)\n\n\nlines.open_regular = _blocked\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocking), root])}
     for command in ("plan", "score", "report"):
         marker.unlink(missing_ok=True)
-        waiting = _interrupted([command, "--config", str(config)], lambda: questions.open("w"), env)
+        waiting = _interrupted([command, "--config", str(config)], interpreter_started, env)
         assert "Traceback" not in waiting.stderr and waiting.returncode == 130, (command, waiting.stderr)
         assert "interrupted (SIGINT) before the command finished" in waiting.stderr, (command, waiting.stderr)
 
