@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .errors import ConfigError
 
 
@@ -169,6 +167,8 @@ class _QuestionFile:
         if not hashes:
             raise ConfigError(f"{path}: the question set is empty; add at least one question")
         source.count = len(hashes)
+        import numpy as np  # here: loading a config (config.py reads questions.decode_utf8) needs no numpy
+
         ordered = np.frombuffer(hashes, dtype=np.int64).copy()
         del hashes
         ordered.sort()
