@@ -34,7 +34,22 @@ _EXPORTS = {
     "load_config": ("config", "load_config"),
     "load_questions": ("questions", "load_questions"),
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Arena",
+    "ArenaError",
+    "ConfigError",
+    "Contestant",
+    "Judge",
+    "Question",
+    "QuestionSet",
+    "RatingConfig",
+    "Result",
+    "RunConfig",
+    "RunResult",
+    "load_config",
+    "load_questions",
+]
+assert sorted(__all__) == sorted(_EXPORTS)
 __version__ = "0.1.0"
 
 

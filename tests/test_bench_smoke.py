@@ -25,6 +25,7 @@ SCRIPTS = {
     "bench_local_model.py": "identical answers on both sides",
     "bench_quality.py adaptive": "median share judged",
     "bench_quality.py prune": "medians over 1 benchmarks",
+    "bench_startup.py": "median CPU s",
 }
 
 

@@ -39,7 +39,8 @@ def plan(
     except ArenaError as exc:
         fail(exc)
     frame = result.frame()
-    if write_frame(frame, format, lambda f: {"rows": json.loads(f.to_json(orient="records")), "totals": result.totals()}):
+    if write_frame(frame, format, lambda f: {"rows": json.loads(f.to_json(orient="records")),
+                                             "totals": result.totals()}):
         return
     render_table(frame.to_dict("records"), list(frame.columns), f"{cfg.name}: plan (nothing sent)", cell=_plan_cell,
                  left=("role", "name", "estimated"), no_wrap=("name",))

@@ -8,7 +8,6 @@ and CSV carry every column unformatted; `write_frame` writes them.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import sys
@@ -163,7 +162,8 @@ def print_leaderboard(board: "pd.DataFrame", fmt: Format, title: str = "Leaderbo
     if columns:
         absent = [c for c in columns if c not in board.columns]
         if absent:
-            err.print(f"no figures for column{'s' if len(absent) > 1 else ''} {', '.join(absent)} in this run", highlight=False)
+            err.print(f"no figures for column{'s' if len(absent) > 1 else ''} {', '.join(absent)} in this run",
+                      highlight=False)
         shown = ["model", *[c for c in columns if c != "model" and c in board.columns]]
     else:
         shown = fit_columns(board, available, width)

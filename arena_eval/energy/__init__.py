@@ -27,7 +27,14 @@ _EXPORTS = {
     "read_codecarbon_csv": "codecarbon_import",
     "summarise_runs": "codecarbon_import",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ECOLOGITS_MODELS",
+    "EnergyConfig",
+    "UnknownModelWarning",
+    "read_codecarbon_csv",
+    "summarise_runs",
+]
+assert sorted(__all__) == sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
