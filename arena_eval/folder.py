@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .config import RunConfig
-    from .interop import Exported
+    from .interop import ArenaHardVersion, Exported
 
 
 def stored_db(output_dir: Path, hint: str = "run `arena-eval run` with this config first") -> Path:
@@ -53,7 +53,7 @@ def provider_batches(config: "RunConfig", forget: Iterable[str] = (),
         return store.batch_jobs()
 
 
-def export_arena_hard(config: "RunConfig", to: Path | None = None, version: str = "v0.1") -> "Exported":
+def export_arena_hard(config: "RunConfig", to: Path | None = None, version: "ArenaHardVersion" = "v0.1") -> "Exported":
     """Write the stored answers, judgments and battles in arena-hard's layout `version` to `to` (default:
     <output>/arena-hard); interop.export_arena_hard says what is written."""
     from .interop import export_arena_hard as export

@@ -81,8 +81,9 @@ class RatingDefaultsHelp(TyperCommand):
     def format_help(self, ctx, formatter) -> None:
         defaults = {name: rating_default(name) for name in RATING_DEFAULTS}
         for param in self.params:
-            if isinstance(getattr(param, "help", None), str) and "{" in param.help:
-                param.help = param.help.format(**defaults)
+            text = getattr(param, "help", None)
+            if isinstance(text, str) and "{" in text:
+                setattr(param, "help", text.format(**defaults))
         super().format_help(ctx, formatter)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -14,6 +14,9 @@ from ..console import err
 from ..errors import ArenaError
 from ..redaction import redact
 from .common import ConfigOption, Format, FormatOption, app, echo, fail, load
+
+if TYPE_CHECKING:
+    from ..interop import ArenaHardVersion
 
 
 class ExportFormat(str, Enum):
@@ -23,7 +26,7 @@ class ExportFormat(str, Enum):
     arena_hard_v2 = "arena-hard-v2"
 
     @property
-    def version(self) -> str:
+    def version(self) -> "ArenaHardVersion":
         return "v2.0" if self is ExportFormat.arena_hard_v2 else "v0.1"
 
 

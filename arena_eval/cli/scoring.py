@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -13,7 +13,7 @@ from .common import (ColumnsOption, ConfigOption, Format, FormatOption, RatingDe
                      fail, load, parse_columns, rating_default)
 
 # `--compat arena-hard`: arena-hard-auto's own bootstrap (battle rows resampled, 100 rounds, seed 42).
-ARENA_HARD_RATING = {"bootstrap": "rows", "rounds": 100, "seed": 42}
+ARENA_HARD_RATING: dict[str, Any] = {"bootstrap": "rows", "rounds": 100, "seed": 42}
 
 
 class Compat(str, Enum):
@@ -77,7 +77,7 @@ def score(
         else:
             frame = read_judgments(judgments, judge, baseline=baseline)
             title = f"{judgments.name} (judges {', '.join(dict.fromkeys(frame['judge']))})"
-        settings = ARENA_HARD_RATING if compat is Compat.arena_hard else {
+        settings: dict[str, Any] = ARENA_HARD_RATING if compat is Compat.arena_hard else {
             name: rating_default(name) for name in ("bootstrap", "rounds", "seed")}
         try:
             board = compute_leaderboard(frame, baseline, by=settings["bootstrap"],

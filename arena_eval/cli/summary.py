@@ -76,7 +76,9 @@ def judge_line(s: RunSummary, max_position_bias: float | None = None) -> list[Li
     if d is None or d.consistency is None:
         return []
     if max_position_bias is None:
-        from ..judge_diagnostics import MAX_POSITION_BIAS as max_position_bias
+        from ..judge_diagnostics import MAX_POSITION_BIAS
+
+        max_position_bias = MAX_POSITION_BIAS
     first = d.first_position_win_rate if d.first_position_win_rate is not None else float("nan")
     return [Line(f"judge diagnostics: position consistency {100 * d.consistency:.0f}% of questions, "
                  f"position A wins {100 * first:.0f}% of decisive games"
