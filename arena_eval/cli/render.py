@@ -94,14 +94,16 @@ def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], titl
                  left: Collection[str] = (), headers: Mapping[str, str] | None = None,
                  no_wrap: Collection[str] = (), min_width: Mapping[str, int] | None = None) -> None:
     """Print `rows` (mappings column → value) as a table on stdout, `terminal_width()` wide: `columns` in order,
-    the `left` ones left-aligned (figures right), each cell written by `cell(column, value)`."""
+    the `left` ones left-aligned (figures right), each cell written by `cell(column, value)`. A table wider than
+    that folds its cells onto more lines: no text is cut (the `no_wrap` columns are never folded)."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
     for column in columns:
         table.add_column((headers or {}).get(column, column), justify="left" if column in left else "right",
-                         no_wrap=column in no_wrap, min_width=(min_width or {}).get(column))
+                         no_wrap=column in no_wrap, overflow="ellipsis" if column in no_wrap else "fold",
+                         min_width=(min_width or {}).get(column))
     for row in rows:
         table.add_row(*(cell(column, row[column]) for column in columns))
     Console(width=terminal_width()).print(table)
