@@ -448,6 +448,13 @@ class Arena:
                 raise
             raise RunInterrupted(received[0], self.last_summary, self.config.output_dir) from None
 
+    def check_keys(self) -> None:
+        """Every contestant's and judge's API key can be found (`arena-eval validate`); nothing is sent."""
+        from .providers import make_provider
+
+        for endpoint in [*self.config.contestants, *self.config.judges]:
+            make_provider(endpoint, self.config.base_dir).api_key()
+
     def open_store(self) -> Store:
         """The output folder's store, for reading (no run lock is taken)."""
         db = self.config.output_dir / "arena.db"

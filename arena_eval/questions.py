@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .errors import ConfigError
 from .lines import (MAX_LINE_BYTES, BadLine, Line, file_lines, open_regular, parse_json_text, shown,
                     too_long_reason)
@@ -171,6 +169,8 @@ class _QuestionFile:
         if not hashes:
             raise ConfigError(f"{path}: the question set is empty; add at least one question")
         source.count = len(hashes)
+        import numpy as np  # here: loading a config (config.py reads questions.decode_utf8) needs no numpy
+
         ordered = np.frombuffer(hashes, dtype=np.int64).copy()
         del hashes
         ordered.sort()

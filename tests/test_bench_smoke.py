@@ -26,6 +26,7 @@ SCRIPTS = {
     "bench_quality.py adaptive": "median share judged",
     "bench_quality.py prune": "medians over 1 benchmarks",
     "bench_judge_cpu.py": "whole-process user + system CPU",
+    "bench_startup.py": "median CPU s",
 }
 
 

@@ -33,7 +33,7 @@ class CodeCarbonMeter:
         self.tool_version = f"codecarbon {_codecarbon_version()}"
         self.country_iso_code = country_iso_code.upper()
         self.measure_power_secs = measure_power_secs
-        # Quiet unless the CLI's --verbose asked for the libraries' own log lines (cli.quiet_third_party_logs).
+        # Quiet unless the CLI's --verbose asked for the libraries' own log lines (cli.common.quiet_third_party_logs).
         self.log_level = log_level or ("info" if os.environ.get("ARENA_EVAL_VERBOSE") == "1" else "error")
         self.tracking_mode = tracking_mode
 

@@ -1,0 +1,153 @@
+"""Scores: `score` (a run's stored verdicts, or arena-hard battles and judgments), `history`, `report`."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ..console import echo
+from ..errors import ArenaError, RunInterrupted
+from .common import (ColumnsOption, ConfigOption, Format, FormatOption, RatingDefaultsHelp, app, baseline_words, fail,
+                     load, parse_columns, rating_default)
+
+# `--compat arena-hard`: arena-hard-auto's own bootstrap (battle rows resampled, 100 rounds, seed 42).
+ARENA_HARD_RATING: dict[str, Any] = {"bootstrap": "rows", "rounds": 100, "seed": 42}
+
+
+class Compat(str, Enum):
+    arena_hard = "arena-hard"
+
+
+@app.command(cls=RatingDefaultsHelp)
+def score(
+    config: Optional[Path] = ConfigOption,
+    battles: Optional[Path] = typer.Option(None, "--battles", help="An arena-hard battles JSONL file to rate instead."),
+    judgments: Optional[Path] = typer.Option(None, "--judgments", help="An arena-hard model_judgment folder (or the "
+                                             "folder holding it) to rate instead: <judge>/<model>.jsonl files."),
+    judge: list[str] = typer.Option([], "--judge", help="With --config: rate this judge's verdicts only (default: "
+                                    "every judge's, pooled). With --judgments: a judge subfolder to rate (repeatable; "
+                                    "their battles are pooled; default: every judge)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Baseline model (required with --battles and "
+                                           "--judgments)."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", min=0,
+                                         help="Bootstrap rounds (default {rounds})."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default {seed})."),
+    compat: Optional[Compat] = typer.Option(None, "--compat", help="arena-hard: resample battle rows, "
+                                            f"{ARENA_HARD_RATING['rounds']} rounds, seed {ARENA_HARD_RATING['seed']}."),
+    format: Format = FormatOption,
+    columns: Optional[str] = ColumnsOption,
+) -> None:
+    """Rate stored judgments (or an arena-hard battles file or judgment folder) and print the leaderboard."""
+    from .render import print_leaderboard
+
+    shown = parse_columns(columns)
+    try:
+        if battles is not None and judgments is not None:
+            raise ArenaError("give --battles or --judgments, not both")
+        if judge and battles is not None:
+            raise ArenaError("--judge picks the judges of a run (--config) or of --judgments DIR; a battles file has none")
+        if battles is None and judgments is None:
+            cfg = load(config)
+            updates = dict(ARENA_HARD_RATING) if compat is Compat.arena_hard else {}
+            if judge:
+                if len(judge) > 1:
+                    raise ArenaError("--judge with --config takes one judge (the pooled rating is the default)")
+                names = [j.label for j in cfg.judges]
+                if judge[0] not in names:
+                    raise ArenaError(f"--judge {judge[0]!r} names no judge of {cfg.name}; judges: {', '.join(names)}")
+                updates["judges"] = judge[0]
+            if rounds is not None:
+                updates["rounds"] = rounds
+            if seed is not None:
+                updates["seed"] = seed
+            cfg.rating = cfg.rating.model_copy(update=updates)
+            _run_stages_config(cfg, format, shown)
+            return
+        source = battles if battles is not None else judgments
+        if not baseline:
+            option = "--battles" if battles is not None else "--judgments"
+            raise ArenaError(f"{option} needs --baseline NAME (the model every score is relative to)")
+        from ..interop import read_battles, read_judgments
+        from ..rating import compute_leaderboard
+
+        assert source is not None  # one of --battles and --judgments is given here
+        if battles is not None:
+            frame, title = read_battles(battles), battles.name
+        else:
+            frame = read_judgments(source, judge, baseline=baseline)
+            title = f"{source.name} (judges {', '.join(dict.fromkeys(frame['judge']))})"
+        settings: dict[str, Any] = ARENA_HARD_RATING if compat is Compat.arena_hard else {
+            name: rating_default(name) for name in ("bootstrap", "rounds", "seed")}
+        try:
+            board = compute_leaderboard(frame, baseline, by=settings["bootstrap"],
+                                        rounds=rounds if rounds is not None else settings["rounds"],
+                                        seed=seed if seed is not None else settings["seed"])
+        except ValueError as exc:
+            raise ArenaError(f"{source}: {exc}") from None
+    except ArenaError as exc:
+        fail(exc)
+    print_leaderboard(board, format, title=f"{title}: score vs baseline {baseline} (95% CI)", columns=shown)
+
+
+def _run_stages_config(cfg, fmt: Format, columns: list[str] | None = None) -> None:
+    """`score --config`: rate what the run stored, with the rating settings in `cfg`."""
+    from ..pipeline import Arena
+    from .render import print_leaderboard
+    from .stages import say_interrupted
+    from .summary import housekeeping_lines, judge_warning_lines, say
+
+    try:
+        result = Arena(cfg).run_sync(("score",), "score")
+    except RunInterrupted as exc:
+        say_interrupted(exc)
+    say(housekeeping_lines(result.summary))
+    say(judge_warning_lines(result.summary))
+    print_leaderboard(result.leaderboard, fmt, title=f"{cfg.name}: score vs {baseline_words(cfg)} (95% CI)",
+                      columns=columns)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def report(
+    config: Optional[Path] = ConfigOption,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write (default: <output>/<name>/report.html)."),
+) -> None:
+    """Write the self-contained HTML report from what is stored (no requests; does not need the run lock)."""
+    from ..pipeline import Arena
+
+    try:
+        path = Arena(load(config)).report(out)
+    except ArenaError as exc:
+        fail(exc)
+    echo(f"wrote {path}")
+
+
+HISTORY_TEXT = ("run_id", "time", "model", "baseline", "status")  # history's columns printed as they are
+
+
+@app.command()
+def history(
+    config: Optional[Path] = ConfigOption,
+    contestant: Optional[str] = typer.Option(None, "--contestant", help="Only this contestant."),
+    format: Format = FormatOption,
+) -> None:
+    """Scores over time: one row per scored run and contestant, oldest first."""
+    from .. import folder
+    from ..history import HISTORY_COLUMNS
+    from .render import leaderboard_cell, print_leaderboard, render_table
+
+    try:
+        cfg = load(config)
+        frame = folder.history(cfg, contestant)
+    except ArenaError as exc:
+        fail(exc)
+    if format is not Format.table:
+        print_leaderboard(frame, format)
+        return
+    shown = [c for c in HISTORY_COLUMNS
+             if c != "command" and (c != "category_scores" or frame[c].map(lambda v: isinstance(v, dict)).any())]
+    render_table(frame.to_dict("records"), shown, f"{cfg.name}: scores over time", left=HISTORY_TEXT,
+                 cell=lambda c, v: str(v) if c in HISTORY_TEXT else leaderboard_cell(c, v))
