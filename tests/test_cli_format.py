@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from arena_eval.cli import app
 from arena_eval.cli import render
 from arena_eval.cli.summary import (Line, counts_line, housekeeping_lines, interrupted_line, judge_line,
-                                    regression_lines, say, summary_lines)
+                                    regression_lines, say, stopped_lines, summary_lines)
 from arena_eval.config import RatingConfig
 from arena_eval.judge_diagnostics import MAX_POSITION_BIAS
 from arena_eval.records import (AdaptiveSummary, EndpointReplicas, EnergyOverview, GuidanceCounts, JudgeDiagnostics,
@@ -206,3 +206,23 @@ def test_help_loads_neither_pandas_nor_the_providers_nor_the_pipeline():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "loaded: []" in done.stdout, done.stdout[-500:]
+
+
+def test_a_run_stopped_by_its_spending_cap_says_so_instead_of_incomplete():
+    summary = RunSummary("r1", questions=10, contestants=["base", "c1"], capped=True, max_cost=0.5, spent=0.61,
+                         requests_held_back=7)
+    (line,) = stopped_lines(summary, "out/x")
+    assert line.style == "red" and line.text.startswith("stopped at --max-cost $0.5: this run's replies cost $0.6100")
+    assert "(7 held back)" in line.text and "out/x" in line.text
+    (incomplete,) = stopped_lines(RunSummary("r1", questions=1, contestants=["b"], answers_missing=1), "out/x")
+    assert incomplete.text.startswith("incomplete: results are stored in out/x")
+    assert stopped_lines(RunSummary("r1", questions=1, contestants=["b"]), "out/x") == []
+
+
+def test_tables_and_summary_lines_print_names_inert(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    render.render_table([{"model": "a\x1b]0;owned\x07[/b]", "score": 1}], ["model", "score"], "title \x1b[2J")
+    say([Line("contestant \x1b[31mred[/x]", "red")])
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out and "\x07" not in out and "\\x1b]0;owned\\x07[/b]" in out and "title \\x1b[2J" in out
+    assert "\x1b" not in err and "contestant \\x1b[31mred[/x]" in err
