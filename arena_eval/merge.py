@@ -162,7 +162,9 @@ def _merge_one(store: Store, label: str, db: Path, schema: dict[str, list[str]],
     with store.attached(db) as source:
         source_tables = source.tables()
         epochs_before = {(e.base_config_id, e.epoch) for e in store.answer_epoch_keys()}
-        counts, conflicts, refused = [], [], []
+        counts: list[TableCount] = []
+        conflicts: list[Conflict] = []
+        refused: list[Refused] = []
         try:
             with source.transaction():
                 for rule in RULES:

@@ -59,7 +59,8 @@ def completion_cost(completion, price: Price | None) -> float | None:
     return cost_of(price, completion.input_tokens, completion.output_tokens)
 
 
-def cost_of(price: Price | None, input_tokens: int | None, output_tokens: int | None) -> float | None:
+def cost_of(price: Price | None, input_tokens: float | None, output_tokens: float | None) -> float | None:
+    """The price of a request (or of an average one: the plan passes mean token counts)."""
     if price is None or input_tokens is None or output_tokens is None:
         return None
     return (input_tokens * price.input_per_mtok + output_tokens * price.output_per_mtok) / 1e6

@@ -102,31 +102,36 @@ class GuardedConnection(sqlite3.Connection):
             raise store_error(self, exc) from None
 
 
+# SQLite's primary result codes (stable across its versions; the sqlite3 module names them only from Python 3.11).
+_SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT = 3, 5, 6, 8, 10, 11
+_SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_AUTH, _SQLITE_NOTADB = 13, 14, 23, 26
+
+
 def store_error(db: Any, exc: BaseException) -> StoreError:
     """A message for a failure of the database at `db.path`: which kind, and what the user can do about it."""
     path = getattr(db, "path", None) or Path("arena.db")
     code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # the primary result code
     text = str(exc)
-    if code == sqlite3.SQLITE_FULL or "disk is full" in text or getattr(exc, "errno", None) == errno.ENOSPC:
+    if code == _SQLITE_FULL or "disk is full" in text or getattr(exc, "errno", None) == errno.ENOSPC:
         return StoreError(
             f"the disk holding {path} is full{_free_space(path)} (SQLite: {text}). The run stopped; everything stored "
             "before is kept. Free some space there, then run the same command again to finish the missing work"
         )
-    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "disk image is malformed" in text \
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or "disk image is malformed" in text \
             or "not a database" in text:
         return StoreError(
             f"the result database {path} is damaged (SQLite: {text}). Stop other programs writing to it, then "
             f"recover what it holds with `sqlite3 {path} .recover | sqlite3 recovered.db` and put recovered.db in its "
             "place, or move it away to start this output folder afresh"
         )
-    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH) \
+    if code in (_SQLITE_READONLY, _SQLITE_CANTOPEN, _SQLITE_PERM, _SQLITE_AUTH) \
             or "readonly" in text or "unable to open" in text:
         return StoreError(f"cannot write the result database {path} (SQLite: {text}). Make the output folder and "
                           "the database writable, or set `output` to a folder you can write to")
-    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
         return StoreError(f"the result database {path} is held by another program (SQLite: {text}); close it and "
                           "run again")
-    if code == sqlite3.SQLITE_IOERR or "disk I/O error" in text:
+    if code == _SQLITE_IOERR or "disk I/O error" in text:
         return StoreError(f"reading or writing {path} failed (SQLite: {text}): check the disk and the file system, "
                           "then run again; what was stored before is kept")
     return StoreError(f"the result database {path} failed (SQLite: {text})")
