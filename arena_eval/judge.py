@@ -16,11 +16,11 @@ from pathlib import Path
 import pandas as pd
 from jinja2 import TemplateError
 
-from .providers.retry import call_with_retries
 from .config import JudgeConfig, VerdictWeights
 from .errors import ConfigError
 from .pricing import completion_cost, price_for
 from .providers.base import Provider
+from .providers.retry import call_with_retries
 from .reasoning import separate_reasoning
 from .records import Game, Judgment, Message
 from .style import STYLE_COLUMNS, StyleCounts, style_features
@@ -45,7 +45,7 @@ class JudgePrompts:
     conversation: str | None = None
 
     @classmethod
-    def load(cls, prompt_dir: str | Path | None = None, with_reference: bool = False) -> "JudgePrompts":
+    def load(cls, prompt_dir: str | Path | None = None, with_reference: bool = False) -> JudgePrompts:
         texts = {part: read_template(prompt_dir, f"judge_{part}.j2") for part in ("system", "user", "reask")}
         # A prompt folder without its own reference or conversation template uses the bundled one.
         if with_reference:
@@ -187,7 +187,7 @@ class RunJudge:
     by_category: dict[str, JudgePrompts] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, config: JudgeConfig, resolve: Callable[[str], Path]) -> "RunJudge":
+    def load(cls, config: JudgeConfig, resolve: Callable[[str], Path]) -> RunJudge:
         """`resolve` turns the config's relative paths into real ones (RunConfig.resolve)."""
         with_reference = config.reference != "none"
         prompts = JudgePrompts.load(resolve(config.prompt_dir) if config.prompt_dir else None, with_reference)

@@ -22,8 +22,12 @@ from .energy_tables import efficiency_table, energy_table, number_or_none
 from .judge import RunJudge, battles_from_judgments, position_diagnostics
 from .records import EnergyOverview, JudgeDiagnostics, Judgment, LeaderboardRow, StyleEffect
 from .style import STYLE_COLUMNS, answer_styles
-from .tally import Tally, current_judgments, games_without_reference
-from .tally import current_games  # noqa: F401  re-exported: tests/test_interop.py imports it from here
+from .tally import (
+    Tally,
+    current_games,  # noqa: F401  re-exported: tests/test_interop.py imports it from here
+    current_judgments,
+    games_without_reference,
+)
 
 if TYPE_CHECKING:
     from .store import Store

@@ -21,30 +21,30 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 
+from .adaptive import AdaptivePlan, advance, question_order
+from .adaptive_run import adaptive_key, adaptive_plan, latest_comparable_run, previous_results
 from .answer_sets import AnswerSets
 from .augment import Augmenter
-from .adaptive import AdaptivePlan, advance, question_order
 from .augment.guidance import build_guidance
 from .batch import Batches
 from .config import RunConfig, first_shared_configuration, shared_configuration_message
+from .context import RunContext, RunScope
 from .errors import ArenaError, ConfigError, RunInterrupted, StoreError
 from .history import find_regressions
 from .judge import RunJudge
-from .adaptive_run import adaptive_key, adaptive_plan, latest_comparable_run, previous_results
-from .context import RunContext, RunScope
 from .leaderboard import Leaderboard, build_leaderboard, rated_battles
 from .leaderboard_files import write_leaderboard
-from .report_data import report_data
-from .savings import adaptive_summary
-from .tally import Tally, count_missing, current_judgments, settled_questions, tally
 from .progress import NullProgress, Progress
 from .providers.replicas import replica_counts
 from .questions import QuestionSet, load_questions
 from .records import Answer, GuidanceCounts, LeaderboardRow, RunSummary
 from .report import write_report
+from .report_data import report_data
+from .savings import adaptive_summary
 from .spending import SpendingCap
 from .store import RunLock, Store
 from .stream import CollectAndJudge, judge_shares_a_meter
+from .tally import Tally, count_missing, current_judgments, settled_questions, tally
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -68,7 +68,7 @@ class Result:
     regressions: pd.DataFrame | None = None
     diagnostics: pd.DataFrame | None = None  # the judge's position consistency and bias, per model and overall
     rows: list[LeaderboardRow] = field(default_factory=list)
-    _arena: "Arena | None" = field(default=None, repr=False)
+    _arena: Arena | None = field(default=None, repr=False)
     _tally: Tally | None = field(default=None, repr=False)
     _answers: pd.DataFrame | None = field(default=None, repr=False)
     # `--no-wait` left batches at the provider (summary.batches_waiting): nothing was scored, and that is no failure.
@@ -208,7 +208,7 @@ class Arena:
                              f"known: {', '.join(sorted(names))}")
         self._augmenters: dict[int, Augmenter] = {}
 
-    def plan(self) -> "Plan":
+    def plan(self) -> Plan:
         """What `run` would send now, with its estimated tokens, cost, duration and energy (plan.py). Sends
         nothing and writes nothing: a folder without results is planned against an empty store in memory."""
         from .plan import build_plan

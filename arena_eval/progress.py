@@ -92,7 +92,8 @@ class LineProgress:
 
 class RichProgress:
     def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bars, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bars
 
         self.bars = Bars(
             TextColumn("{task.description:<8}"),

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .lines import (MAX_LINE_BYTES, BadLine, Line, file_lines, open_regular, parse_json_text, shown,
-                    too_long_reason)
+from .lines import MAX_LINE_BYTES, BadLine, Line, file_lines, open_regular, parse_json_text, shown, too_long_reason
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ class QuestionSet:
         self._count = len(self._questions)
 
     @classmethod
-    def _from_file(cls, path: Path, kind: str) -> "QuestionSet":
+    def _from_file(cls, path: Path, kind: str) -> QuestionSet:
         self = cls.__new__(cls)
         self.name = str(path)
         self._questions = None
@@ -99,30 +98,30 @@ class QuestionSet:
         return f"QuestionSet({self.name!r}, {self._count} questions, {where})"
 
     @classmethod
-    def from_records(cls, records: Iterable[Mapping[str, Any]], name: str = "records") -> "QuestionSet":
+    def from_records(cls, records: Iterable[Mapping[str, Any]], name: str = "records") -> QuestionSet:
         return cls(name, [question_from_record(r, f"{name}: record {i + 1}") for i, r in enumerate(records)])
 
     @classmethod
-    def load(cls, path: str | Path) -> "QuestionSet":
+    def load(cls, path: str | Path) -> QuestionSet:
         """A .jsonl (arena-hard or simple records) or .csv file, chosen by its suffix."""
         return load_questions(path)
 
     @classmethod
-    def from_jsonl(cls, path: str | Path) -> "QuestionSet":
+    def from_jsonl(cls, path: str | Path) -> QuestionSet:
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"{path}: file not found")
         return cls._from_file(path, "jsonl")
 
     @classmethod
-    def from_csv(cls, path: str | Path) -> "QuestionSet":
+    def from_csv(cls, path: str | Path) -> QuestionSet:
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"{path}: file not found")
         return cls._from_file(path, "csv")
 
     @classmethod
-    def from_dataframe(cls, frame: Any, name: str = "dataframe") -> "QuestionSet":
+    def from_dataframe(cls, frame: Any, name: str = "dataframe") -> QuestionSet:
         """Rows with the record keys as columns (`id`/`question_id`, `prompt`, optional `category`, `reference`).
         Missing values (NaN, None) in optional columns are left out."""
         records = ({k: v for k, v in row.items() if not _missing(v)} for row in frame.to_dict("records"))
@@ -159,7 +158,7 @@ class _QuestionFile:
         return _read_jsonl_lines(self.path) if self.kind == "jsonl" else _read_csv_lines(self.path)
 
     @classmethod
-    def validate(cls, path: Path, kind: str) -> "_QuestionFile":
+    def validate(cls, path: Path, kind: str) -> _QuestionFile:
         """One streaming pass: every record is checked as it would be used, ids are kept only as 8-byte hashes."""
         stamp = cls._stamp(path)
         source = cls(path, kind, 0, stamp)

@@ -61,7 +61,7 @@ class Answer:
     cached: bool = field(default=False, compare=False)
 
 
-def answer_turns(answer: "Answer") -> list[str]:
+def answer_turns(answer: Answer) -> list[str]:
     """The assistant's text for each turn: one for a single-turn answer."""
     return [t["text"] for t in answer.turns] if answer.turns else [answer.text]
 
@@ -380,7 +380,7 @@ class LeaderboardRow:
     tags: dict | None = _column("energy", terminal=True)  # the energy configuration's tags (CodeCarbon imports)
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> "LeaderboardRow":
+    def from_record(cls, record: dict[str, Any]) -> LeaderboardRow:
         unknown = set(record) - set(COLUMN_NAMES)
         if unknown:
             raise ValueError(f"leaderboard column(s) {', '.join(sorted(unknown))} are not LeaderboardRow fields "

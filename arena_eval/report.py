@@ -18,8 +18,8 @@ import pandas as pd
 from jinja2 import FileSystemLoader, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
-from .report_data import ReportData
 from .records import LeaderboardRow
+from .report_data import ReportData
 
 _HERE = Path(__file__).parent
 _ENV = SandboxedEnvironment(loader=FileSystemLoader(_HERE / "report_templates"),
@@ -131,7 +131,7 @@ def _scatters(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _pareto(points: list["_Point"], lower: bool) -> set[str]:
+def _pareto(points: list[_Point], lower: bool) -> set[str]:
     """The models no other point beats on both axes: a score at least as high and an x at least as good, one of
     them strictly (for energy this is the leaderboard's own front)."""
     def better_x(a: float, b: float) -> bool:

@@ -26,8 +26,8 @@ from .collect import collect_into, missing_answers
 from .config import ContestantConfig
 from .context import RunContext, RunScope, judge_energy_lines
 from .dispatch import GameDispatcher, Pairing
-from .energy.tracking import EnergyTracker, WindowCounts
 from .efficiency import peak_resident_gb
+from .energy.tracking import EnergyTracker, WindowCounts
 from .errors import ArenaError, StoreError
 from .judge import GameRequest, RunJudge, games_for, judge_game
 from .providers import make_provider

@@ -7,7 +7,6 @@ Pure functions; the pipeline reads answer texts from the store and passes them i
 from __future__ import annotations
 
 import json
-
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import astuple, dataclass

@@ -34,11 +34,11 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from functools import lru_cache, update_wrapper
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
@@ -102,7 +102,7 @@ class _Budget:
     loop_items: int = 0
 
     @classmethod
-    def for_values(cls, values: Mapping[str, Any]) -> "_Budget":
+    def for_values(cls, values: Mapping[str, Any]) -> _Budget:
         given = sum(_text_size(value, 1 << 62) for value in values.values())
         cap = OUTPUT_CAP_BASE + 2 * given
         return cls(cap, ALLOCATION_FACTOR * cap, time.monotonic() + RENDER_SECONDS)

@@ -110,7 +110,7 @@ class QuotedMaterial:
     labels: Mapping[str, list[tuple[str, str, int, int]]] = field(default_factory=dict)
 
     @classmethod
-    def from_prompt(cls, render: Callable[[dict[str, str]], list[Message]], values: Mapping[str, str]) -> "QuotedMaterial":
+    def from_prompt(cls, render: Callable[[dict[str, str]], list[Message]], values: Mapping[str, str]) -> QuotedMaterial:
         """The material of the prompt `render(values)` sends, where every value came from outside (the question, both
         answers as rendered, a reference). Only labels inside those values count, with the prompt's text around them."""
         # A label needs two '[' once normalised; text without any character that NFKC turns into '[' holds none,

@@ -31,9 +31,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 import harness
+import yaml
 
 CONFIG_NAME = "bench-orchestration"
 PROMPT = ("Question {i}: explain, in a few sentences and with one concrete example, how topic number {t} "

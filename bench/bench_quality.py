@@ -30,9 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 import harness
+import yaml
 
 sys.path.insert(0, str(harness.ROOT / "tests"))
 SHARED = harness.ROOT.parent / "shared" / "data" / "arena-hard-v0.1"
@@ -65,8 +64,9 @@ def arena_config(folder: Path, base_url: str, questions: Path, contestants: list
 
 
 def adaptive(args) -> None:
-    from arena_eval import Arena, load_config
     from fake_server import FakeServer, Faults
+
+    from arena_eval import Arena, load_config
 
     strengths = {name: elo for setting in SETTINGS.values() for name, elo in setting.items()}
     server = FakeServer(Faults(judge_verdict="strength", strengths=strengths)).start()
@@ -113,8 +113,9 @@ def adaptive(args) -> None:
 
 
 def prune(args) -> None:
-    from arena_eval.quality import prune_questions
     from test_quality import synthetic_benchmark
+
+    from arena_eval.quality import prune_questions
 
     rows = []
     for seed in range(args.seeds):

@@ -24,9 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-
 import harness
+import yaml
 
 CONFIG_NAME = "bench-resume"
 TARGET_S = 10.0  # "seconds": the whole `arena-eval run` re-run, start-up and scoring included

@@ -24,9 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-
 import harness
+import yaml
 
 CONFIG_NAME = "bench-startup"
 

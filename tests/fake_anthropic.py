@@ -288,7 +288,7 @@ class FakeAnthropic:
 
     # --- lifecycle in a background thread -----------------------------------------------------------------
 
-    def start(self) -> "FakeAnthropic":
+    def start(self) -> FakeAnthropic:
         ready = threading.Event()
 
         def serve() -> None:

@@ -32,7 +32,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from aiohttp import web
-
 from fake_anthropic import FakeAnthropic
 from fake_server import FakeServer
 
@@ -270,7 +269,7 @@ class FakeBatches:
         app.router.add_get("/v1/messages/batches/{batch_id}/results", self.anthropic_results)
         return app
 
-    def start(self) -> "FakeBatches":
+    def start(self) -> FakeBatches:
         ready = threading.Event()
 
         def serve() -> None:

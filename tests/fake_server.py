@@ -488,7 +488,7 @@ class FakeServer:
 
     # --- lifecycle in a background thread -----------------------------------------------------------------
 
-    def start(self) -> "FakeServer":
+    def start(self) -> FakeServer:
         ready = threading.Event()
 
         def serve() -> None:

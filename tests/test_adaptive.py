@@ -13,8 +13,16 @@ import yaml
 from conftest import write_config
 
 from arena_eval import Arena, load_config
-from arena_eval.adaptive import (NOT_REGRESSED, PRECISE, REGRESSED, Previous, battle_floor, question_order, settle,
-                                 wilson_half_width)
+from arena_eval.adaptive import (
+    NOT_REGRESSED,
+    PRECISE,
+    REGRESSED,
+    Previous,
+    battle_floor,
+    question_order,
+    settle,
+    wilson_half_width,
+)
 from arena_eval.config import AdaptiveConfig
 from arena_eval.errors import ConfigError
 

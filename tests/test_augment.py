@@ -141,8 +141,9 @@ def _answers(path, contestant):
 
 
 def test_augment_without_its_section_is_a_config_error(tmp_path):
-    from arena_eval.errors import ConfigError
     import pytest
+
+    from arena_eval.errors import ConfigError
 
     path = write_config(tmp_path, "http://x/v1", contestants=[{"name": "a", "model": "m"}, {"name": "b", "model": "m", "augment": "rag"}])
     with pytest.raises(ConfigError, match="augment: rag, but the config has no `rag:` section"):
@@ -167,6 +168,7 @@ def test_bm25_ranks_the_matching_passage_first_and_ignores_stopwords():
 
 def test_jsonl_corpus_and_bad_lines(tmp_path):
     import pytest
+
     from arena_eval.errors import ConfigError
 
     good = tmp_path / "p.jsonl"
@@ -180,6 +182,7 @@ def test_jsonl_corpus_and_bad_lines(tmp_path):
 
 def test_a_corpus_line_that_is_not_utf8_names_the_file_and_line_and_a_byte_order_mark_is_accepted(tmp_path):
     import pytest
+
     from arena_eval.errors import ConfigError
 
     bad = tmp_path / "p.jsonl"

@@ -279,8 +279,9 @@ def test_a_judge_named_like_a_batch_contestant_gets_its_own_client():
 
 
 def test_batch_with_a_list_of_replicas_is_a_config_error():
-    from arena_eval.config import ContestantConfig
     from pydantic import ValidationError
+
+    from arena_eval.config import ContestantConfig
 
     with pytest.raises(ValidationError, match="a list of replicas in base_url has no meaning there"):
         ContestantConfig(name="c", provider="openai", model="m", batch=True,

@@ -13,14 +13,30 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from arena_eval.cli import app
-from arena_eval.cli import render
-from arena_eval.cli.summary import (Line, counts_line, housekeeping_lines, interrupted_line, judge_line,
-                                    regression_lines, say, stopped_lines, summary_lines)
+from arena_eval.cli import app, render
+from arena_eval.cli.summary import (
+    Line,
+    counts_line,
+    housekeeping_lines,
+    interrupted_line,
+    judge_line,
+    regression_lines,
+    say,
+    stopped_lines,
+    summary_lines,
+)
 from arena_eval.config import RatingConfig
 from arena_eval.judge_diagnostics import MAX_POSITION_BIAS
-from arena_eval.records import (AdaptiveSummary, EndpointReplicas, EnergyOverview, GuidanceCounts, JudgeDiagnostics,
-                                ReplicaCounts, RunSummary, StyleEffect)
+from arena_eval.records import (
+    AdaptiveSummary,
+    EndpointReplicas,
+    EnergyOverview,
+    GuidanceCounts,
+    JudgeDiagnostics,
+    ReplicaCounts,
+    RunSummary,
+    StyleEffect,
+)
 from arena_eval.redaction import register_secret
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,8 +18,7 @@ from typer.testing import CliRunner
 
 from arena_eval import Arena, load_config
 from arena_eval.cli import app
-from arena_eval.efficiency import (GGUFError, efficiency_of, model_flops_utilisation, read_gguf_parameters,
-                                   request_rows)
+from arena_eval.efficiency import GGUFError, efficiency_of, model_flops_utilisation, read_gguf_parameters, request_rows
 from arena_eval.errors import ConfigError
 
 

@@ -7,8 +7,10 @@ import pytest
 pytest.importorskip("ecologits", reason="ecologits is not installed")
 
 from arena_eval.energy import ECOLOGITS_MODELS, UnknownModelWarning  # noqa: E402
-from arena_eval.energy.ecologits_estimate import estimate_api_energy  # noqa: E402
-from arena_eval.energy.ecologits_estimate import resolve_model  # noqa: E402
+from arena_eval.energy.ecologits_estimate import (
+    estimate_api_energy,  # noqa: E402
+    resolve_model,  # noqa: E402
+)
 
 
 def test_known_model_gives_an_estimated_positive_energy():

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from arena_eval.cli.energy import energy_app
 from arena_eval.energy import read_codecarbon_csv, summarise_runs
 from arena_eval.energy.codecarbon_import import UnmatchedRow
-from arena_eval.store.energy import create_energy_tables, load_imports, load_windows, save_imports, save_window
 from arena_eval.energy.meters import EnergyReading
-from arena_eval.cli.energy import energy_app
 from arena_eval.errors import ArenaError, ConfigError
+from arena_eval.store.energy import create_energy_tables, load_imports, load_windows, save_imports, save_window
 
 CSV = Path(__file__).parent / "data" / "energy" / "emissions.csv"
 PATTERN = r"(?P<contestant>.+)-(?P<gpus>\d+)gpu-run\d+"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from arena_eval.energy.available import available_meter
 from arena_eval.energy.meters import (
     EnergyReading,
     MeterUnavailable,
@@ -15,7 +16,6 @@ from arena_eval.energy.meters import (
     Window,
     measure_idle_power,
 )
-from arena_eval.energy.available import available_meter
 from arena_eval.energy.nvml import NVMLMeter, trapezoid_energy
 from arena_eval.energy.rapl import RAPLMeter, counter_delta
 

@@ -12,7 +12,12 @@ from scipy.special import expit, log_expit
 from sklearn.metrics import cohen_kappa_score
 
 from arena_eval.judge_diagnostics import (
-    BASE_COLUMNS, judge_diagnostics, length_coefficient, pairwise_agreement, verdict_class, warnings,
+    BASE_COLUMNS,
+    judge_diagnostics,
+    length_coefficient,
+    pairwise_agreement,
+    verdict_class,
+    warnings,
 )
 from arena_eval.records import Judgment
 

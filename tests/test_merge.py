@@ -19,13 +19,13 @@ from conftest import write_config
 from fake_server import FakeServer, Faults
 
 from arena_eval import Arena, load_config
-from arena_eval.store.energy import save_imports, save_window
 from arena_eval.energy.meters import EnergyReading
 from arena_eval.errors import ArenaError, StoreError
 from arena_eval.merge import RULES, merge_stores
 from arena_eval.questions import Question
 from arena_eval.records import Answer, AnswerError, GameError, Judgment
 from arena_eval.store import RunLock, Store
+from arena_eval.store.energy import save_imports, save_window
 
 CLI = [sys.executable, "-m", "arena_eval.cli"]
 CONTESTANTS = [{"name": "base", "model": "model-base"}, {"name": "c1", "model": "model-c1"},

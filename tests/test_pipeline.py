@@ -16,8 +16,8 @@ import pytest
 from conftest import write_config
 
 from arena_eval import Arena, load_config
-from arena_eval.store import RunLock
 from arena_eval.errors import StoreLockedError
+from arena_eval.store import RunLock
 
 CLI = [sys.executable, "-m", "arena_eval.cli"]
 

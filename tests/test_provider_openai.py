@@ -35,7 +35,7 @@ class Recorder:
         self.requests.append((request.raw_path, dict(request.headers), body))
         return await self.reply(request, body)
 
-    async def __aenter__(self) -> "Recorder":
+    async def __aenter__(self) -> Recorder:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self.handle)
         self.runner = web.AppRunner(app)

@@ -20,13 +20,13 @@ from conftest import write_config
 from fake_anthropic import FakeAnthropic
 
 from arena_eval import Arena, load_config
-from arena_eval.providers.retry import RetriesExhausted, call_with_retries
 from arena_eval.config import EndpointConfig
 from arena_eval.errors import ConfigError
 from arena_eval.providers import make_provider
 from arena_eval.providers.anthropic import AnthropicProvider, split_system
 from arena_eval.providers.base import ProviderError
 from arena_eval.providers.litellm import LiteLLMProvider, load_litellm
+from arena_eval.providers.retry import RetriesExhausted, call_with_retries
 from arena_eval.redaction import known_secrets
 
 KEY_VARIABLE = "ARENA_FAKE_KEY"

@@ -11,7 +11,7 @@ from arena_eval.config import JudgeConfig
 from arena_eval.judge import JudgePrompts, judge_game
 from arena_eval.providers import make_provider
 from arena_eval.records import Game
-from arena_eval.verdict import (CUT_OFF, LABELS, MIN_CONTEXT, QUOTED_LABEL, normalise, parse_verdict, read_verdict)
+from arena_eval.verdict import CUT_OFF, LABELS, MIN_CONTEXT, QUOTED_LABEL, normalise, parse_verdict, read_verdict
 
 PROMPTS = JudgePrompts.load()
 

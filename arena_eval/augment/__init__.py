@@ -15,7 +15,7 @@ from ..errors import AugmentError
 from ..questions import Question
 from ..records import Message
 from ..templates import read_template, render
-from .guidance import Guide, GuidanceUnavailable
+from .guidance import GuidanceUnavailable, Guide
 
 
 @dataclass

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from jinja2 import TemplateError
 
-from ..providers.retry import RetriesExhausted, call_with_retries
 from ..config import GuideConfig
 from ..errors import AugmentError
 from ..providers import make_provider
+from ..providers.retry import RetriesExhausted, call_with_retries
 from ..questions import Question
 from ..records import GuidanceCounts
 from ..templates import read_template, render

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from enum import Enum
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import NoReturn
 
 import typer
 from typer.core import TyperCommand
@@ -77,11 +77,11 @@ class RatingDefaultsHelp(TyperCommand):
         for param in self.params:
             text = getattr(param, "help", None)
             if isinstance(text, str) and "{" in text:
-                setattr(param, "help", text.format(**defaults))
+                setattr(param, "help", text.format(**defaults))  # noqa: B010  (only click's Option has `help`)
         super().format_help(ctx, formatter)
 
 
-def parse_columns(value: Optional[str]) -> list[str] | None:
+def parse_columns(value: str | None) -> list[str] | None:
     """--columns a,b,c as a list, each a leaderboard column (records.LeaderboardRow); exit 1 naming an unknown one."""
     if value is None:
         return None
@@ -95,7 +95,7 @@ def parse_columns(value: Optional[str]) -> list[str] | None:
     return names
 
 
-def load(config: Optional[Path], guided_demo: bool = False):
+def load(config: Path | None, guided_demo: bool = False):
     """The run config of --config, or the bundled demo without one."""
     if guided_demo and config is not None:
         raise ArenaError("--demo-guided changes the bundled demo; it cannot be combined with --config")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -26,14 +26,14 @@ class ExportFormat(str, Enum):
     arena_hard_v2 = "arena-hard-v2"
 
     @property
-    def version(self) -> "ArenaHardVersion":
+    def version(self) -> ArenaHardVersion:
         return "v2.0" if self is ExportFormat.arena_hard_v2 else "v0.1"
 
 
 @app.command("export")
 def export_(
-    config: Optional[Path] = ConfigOption,
-    to: Optional[Path] = typer.Option(None, "--to", help="Folder to write to (default: <output>/<name>/arena-hard)."),
+    config: Path | None = ConfigOption,
+    to: Path | None = typer.Option(None, "--to", help="Folder to write to (default: <output>/<name>/arena-hard)."),
     format: ExportFormat = typer.Option(ExportFormat.arena_hard, "--format",
                                         help="arena-hard (v0.1 files) or arena-hard-v2 (v2.0 files)."),
 ) -> None:
@@ -55,7 +55,7 @@ def import_(
     answers_file: Path = typer.Argument(..., help="An arena-hard answer file (model_answer/<model>.jsonl), v0.1 "
                                                   "or v2.0."),
     contestant: str = typer.Option(..., "--contestant", help="The contestant (in the config) these answers belong to."),
-    config: Optional[Path] = ConfigOption,
+    config: Path | None = ConfigOption,
 ) -> None:
     """Take an arena-hard answer file as a contestant's answers, so that `run` does not regenerate them."""
     from .. import folder
@@ -86,10 +86,10 @@ MERGE_COLUMNS = ["source", "table", "added", "duplicates", "conflicts", "refused
 @app.command()
 def merge(
     sources: list[Path] = typer.Argument(..., help="Output folders (or their arena.db files) to merge."),
-    into: Optional[Path] = typer.Option(None, "--into", help="The output folder to merge into (created if new)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Merge into this run config's output folder "
+    into: Path | None = typer.Option(None, "--into", help="The output folder to merge into (created if new)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Merge into this run config's output folder "
                                           "instead of --into."),
-    max_response_bytes: Optional[int] = typer.Option(
+    max_response_bytes: int | None = typer.Option(
         None, "--max-response-bytes", min=1, help="The most bytes of one model reply (answer, verdict, guidance) "
         "brought in; a row over it is refused. Default: with --config, the largest max_response_bytes of its "
         "endpoints; else 34,603,008 (that of max_tokens 32,768)."),
@@ -165,7 +165,7 @@ BATCH_COLUMNS = ["batch_id", "kind", "name", "provider", "status", "provider_sta
 
 @app.command()
 def batches(
-    config: Optional[Path] = ConfigOption,
+    config: Path | None = ConfigOption,
     forget: list[str] = typer.Option([], "--forget", help="Stop waiting for this pending batch (repeatable): the next "
                                      "run submits its work again. It is not cancelled at the provider."),
     format: Format = FormatOption,

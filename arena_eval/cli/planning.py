@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -25,7 +24,7 @@ def _plan_cell(column: str, value) -> str:
 
 @app.command()
 def plan(
-    config: Optional[Path] = ConfigOption,
+    config: Path | None = ConfigOption,
     format: Format = FormatOption,
 ) -> None:
     """What `run` would do, sending nothing: requests still to make per contestant and judge, with estimated

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from ..console import echo, err
 from ..errors import ArenaError
-from .common import (ConfigOption, Format, FormatOption, RatingDefaultsHelp, app, fail, load,
-                     rating_default)
+from .common import ConfigOption, Format, FormatOption, RatingDefaultsHelp, app, fail, load, rating_default
 
 
 @app.command()
 def judges(
-    config: Optional[Path] = ConfigOption,
+    config: Path | None = ConfigOption,
     format: Format = FormatOption,
 ) -> None:
     """How far each judge can be trusted: position and length bias, agreement between judges, self-preference."""
@@ -41,7 +39,7 @@ def judges(
 def agreement(
     labels: Path = typer.Option(..., "--labels", help="Human labels, JSONL: {question_id, model_a, model_b, winner"
                                 ", annotator?}; winner is model_a, model_b or tie."),
-    config: Optional[Path] = ConfigOption,
+    config: Path | None = ConfigOption,
     format: Format = FormatOption,
 ) -> None:
     """How often each judge (and the judges' majority) agrees with human labels, with and without ties."""
@@ -70,8 +68,8 @@ def agreement(
                   f"{'; '.join(report.unmatched_examples)}", highlight=False)
 
 
-def _quality_source(config: Optional[Path], battles: Optional[Path], judgments: Optional[Path], baseline: Optional[str],
-                    rounds: Optional[int], seed: Optional[int]):
+def _quality_source(config: Path | None, battles: Path | None, judgments: Path | None, baseline: str | None,
+                    rounds: int | None, seed: int | None):
     """The battles to judge a benchmark by, with their bootstrap: a run's stored verdicts (--config: its
     rating settings, the very rounds behind its leaderboard's intervals) or a battles file / judgment folder
     (the rating defaults of config.RatingConfig)."""
@@ -117,20 +115,20 @@ def _quality_source(config: Optional[Path], battles: Optional[Path], judgments: 
 
 @app.command(cls=RatingDefaultsHelp)
 def quality(
-    config: Optional[Path] = ConfigOption,
-    battles: Optional[Path] = typer.Option(None, "--battles", help="An arena-hard battles JSONL file instead of a run."),
-    judgments: Optional[Path] = typer.Option(None, "--judgments", help="An arena-hard model_judgment folder instead of "
+    config: Path | None = ConfigOption,
+    battles: Path | None = typer.Option(None, "--battles", help="An arena-hard battles JSONL file instead of a run."),
+    judgments: Path | None = typer.Option(None, "--judgments", help="An arena-hard model_judgment folder instead of "
                                              "a run."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="Baseline model (required with --battles and "
+    baseline: str | None = typer.Option(None, "--baseline", help="Baseline model (required with --battles and "
                                            "--judgments)."),
-    reference: Optional[Path] = typer.Option(None, "--reference", help="A leaderboard to compare with: CSV with "
+    reference: Path | None = typer.Option(None, "--reference", help="A leaderboard to compare with: CSV with "
                                              "columns model, score and optionally ci_low, ci_high (arena-hard's "
                                              "rating_q025/rating_q975 too); extra columns are ignored."),
     questions: bool = typer.Option(False, "--questions", help="Also each question's discrimination, tie rate and "
                                    "judge disagreement, least useful first."),
-    rounds: Optional[int] = typer.Option(None, "--rounds", min=1, help="Bootstrap rounds (default: the run's "
+    rounds: int | None = typer.Option(None, "--rounds", min=1, help="Bootstrap rounds (default: the run's "
                                          "rating.rounds; {rounds} for --battles)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default: the run's rating.seed; "
+    seed: int | None = typer.Option(None, "--seed", help="Bootstrap seed (default: the run's rating.seed; "
                                        "{seed})."),
     format: Format = FormatOption,
 ) -> None:
@@ -141,7 +139,13 @@ def quality(
 
     try:
         frame, base, point, boot, title = _quality_source(config, battles, judgments, baseline, rounds, seed)
-        from ..quality import benchmark_quality, fully_judged, outcome_disagreement, question_diagnostics, read_reference
+        from ..quality import (
+            benchmark_quality,
+            fully_judged,
+            outcome_disagreement,
+            question_diagnostics,
+            read_reference,
+        )
 
         ref = read_reference(reference) if reference is not None else None
         try:
@@ -200,11 +204,11 @@ def _quality_metrics(data: dict):
 
 @app.command()
 def prune(
-    config: Optional[Path] = ConfigOption,
+    config: Path | None = ConfigOption,
     size: int = typer.Option(..., "--size", help="How many questions to keep (at least 2, fewer than the set)."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the smaller question set (JSONL)."),
     splits: int = typer.Option(20, "--splits", min=1, help="Held-out bootstrap splits for the estimate."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the splits and tie-breaks (default: the run's "
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the splits and tie-breaks (default: the run's "
                                        "rating.seed)."),
     force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
     format: Format = FormatOption,
@@ -229,8 +233,8 @@ def prune(
         board = arena.stored_leaderboard()
         if board.battles.empty:
             raise ArenaError(f"{cfg.name}: no parsed verdict is stored yet; run `arena-eval run` with this config first")
-        from ..savings import pruning_savings
         from ..quality import fully_judged, prune_questions
+        from ..savings import pruning_savings
 
         battles, _ = fully_judged(board.battles)
         judged = set(battles.question_id)

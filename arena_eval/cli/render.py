@@ -112,7 +112,7 @@ def render_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], titl
     Console(width=terminal_width()).print(table)
 
 
-def json_records(frame: "pd.DataFrame") -> list[dict]:
+def json_records(frame: pd.DataFrame) -> list[dict]:
     """JSON-ready rows: NaN is null; an infinite figure (a judge whose verdicts follow length completely) is
     written as the string "inf" or "-inf", since JSON has no number for it."""
     def cell(value):
@@ -131,7 +131,7 @@ def write_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def write_frame(frame: "pd.DataFrame", fmt: Format, records: Callable[["pd.DataFrame"], Any] = json_records) -> bool:
+def write_frame(frame: pd.DataFrame, fmt: Format, records: Callable[[pd.DataFrame], Any] = json_records) -> bool:
     """JSON (`records(frame)`) or CSV of every column on stdout; False (nothing written) for Format.table."""
     if fmt is Format.json:
         write_json(records(frame))
@@ -142,7 +142,7 @@ def write_frame(frame: "pd.DataFrame", fmt: Format, records: Callable[["pd.DataF
     return False
 
 
-def print_frame(frame: "pd.DataFrame", fmt: Format, title: str, percent: Collection[str] = (),
+def print_frame(frame: pd.DataFrame, fmt: Format, title: str, percent: Collection[str] = (),
                 cell: Cell | None = None, left: Collection[str] | None = None) -> None:
     """A table of figures (judges, agreement, quality, batches): text columns left, `percent` columns in %."""
     if write_frame(frame, fmt):
@@ -152,7 +152,7 @@ def print_frame(frame: "pd.DataFrame", fmt: Format, title: str, percent: Collect
     render_table(frame.to_dict("records"), list(frame.columns), title, cell=cell or figures(percent), left=left)
 
 
-def print_leaderboard(board: "pd.DataFrame", fmt: Format, title: str = "Leaderboard",
+def print_leaderboard(board: pd.DataFrame, fmt: Format, title: str = "Leaderboard",
                       columns: list[str] | None = None) -> None:
     """A leaderboard (or history) frame: JSON and CSV carry every column; the terminal table shows the columns
     records.LeaderboardRow marks for it, as many as fit the terminal by priority (records.TERMINAL_PRIORITY), or
@@ -188,7 +188,7 @@ def _known(value) -> bool:
     return not missing(value)
 
 
-def fit_columns(board: "pd.DataFrame", available: list[str], width: int) -> list[str]:
+def fit_columns(board: pd.DataFrame, available: list[str], width: int) -> list[str]:
     """The columns that fit in `width` characters, by priority: the contestant's full name, its score and
     interval always (a name is never cut), then each next column while it fits (docs/design.md §5.3)."""
     def column_width(column: str) -> int:

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
 from ..console import echo
 from ..errors import ArenaError, RunInterrupted
-from .common import (ColumnsOption, ConfigOption, Format, FormatOption, RatingDefaultsHelp, app, baseline_words, fail,
-                     load, parse_columns, rating_default)
+from .common import (
+    ColumnsOption,
+    ConfigOption,
+    Format,
+    FormatOption,
+    RatingDefaultsHelp,
+    app,
+    baseline_words,
+    fail,
+    load,
+    parse_columns,
+    rating_default,
+)
 
 # `--compat arena-hard`: arena-hard-auto's own bootstrap (battle rows resampled, 100 rounds, seed 42).
 ARENA_HARD_RATING: dict[str, Any] = {"bootstrap": "rows", "rounds": 100, "seed": 42}
@@ -23,22 +34,22 @@ class Compat(str, Enum):
 
 @app.command(cls=RatingDefaultsHelp)
 def score(
-    config: Optional[Path] = ConfigOption,
-    battles: Optional[Path] = typer.Option(None, "--battles", help="An arena-hard battles JSONL file to rate instead."),
-    judgments: Optional[Path] = typer.Option(None, "--judgments", help="An arena-hard model_judgment folder (or the "
+    config: Path | None = ConfigOption,
+    battles: Path | None = typer.Option(None, "--battles", help="An arena-hard battles JSONL file to rate instead."),
+    judgments: Path | None = typer.Option(None, "--judgments", help="An arena-hard model_judgment folder (or the "
                                              "folder holding it) to rate instead: <judge>/<model>.jsonl files."),
     judge: list[str] = typer.Option([], "--judge", help="With --config: rate this judge's verdicts only (default: "
                                     "every judge's, pooled). With --judgments: a judge subfolder to rate (repeatable; "
                                     "their battles are pooled; default: every judge)."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="Baseline model (required with --battles and "
+    baseline: str | None = typer.Option(None, "--baseline", help="Baseline model (required with --battles and "
                                            "--judgments)."),
-    rounds: Optional[int] = typer.Option(None, "--rounds", min=0,
+    rounds: int | None = typer.Option(None, "--rounds", min=0,
                                          help="Bootstrap rounds (default {rounds})."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Bootstrap seed (default {seed})."),
-    compat: Optional[Compat] = typer.Option(None, "--compat", help="arena-hard: resample battle rows, "
+    seed: int | None = typer.Option(None, "--seed", help="Bootstrap seed (default {seed})."),
+    compat: Compat | None = typer.Option(None, "--compat", help="arena-hard: resample battle rows, "
                                             f"{ARENA_HARD_RATING['rounds']} rounds, seed {ARENA_HARD_RATING['seed']}."),
     format: Format = FormatOption,
-    columns: Optional[str] = ColumnsOption,
+    columns: str | None = ColumnsOption,
 ) -> None:
     """Rate stored judgments (or an arena-hard battles file or judgment folder) and print the leaderboard."""
     from .render import print_leaderboard
@@ -112,8 +123,8 @@ def _run_stages_config(cfg, fmt: Format, columns: list[str] | None = None) -> No
 
 @app.command()
 def report(
-    config: Optional[Path] = ConfigOption,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write (default: <output>/<name>/report.html)."),
+    config: Path | None = ConfigOption,
+    out: Path | None = typer.Option(None, "--out", "-o", help="Where to write (default: <output>/<name>/report.html)."),
 ) -> None:
     """Write the self-contained HTML report from what is stored (no requests; does not need the run lock)."""
     from ..pipeline import Arena
@@ -130,8 +141,8 @@ HISTORY_TEXT = ("run_id", "time", "model", "baseline", "status")  # history's co
 
 @app.command()
 def history(
-    config: Optional[Path] = ConfigOption,
-    contestant: Optional[str] = typer.Option(None, "--contestant", help="Only this contestant."),
+    config: Path | None = ConfigOption,
+    contestant: str | None = typer.Option(None, "--contestant", help="Only this contestant."),
     format: Format = FormatOption,
 ) -> None:
     """Scores over time: one row per scored run and contestant, oldest first."""

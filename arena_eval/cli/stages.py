@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from ..console import err
 from ..errors import ArenaError, RunInterrupted
-from .common import (ColumnsOption, ConfigOption, Format, FormatOption, ProgressOption, app, baseline_words, fail, load,
-                     parse_columns)
+from .common import (
+    ColumnsOption,
+    ConfigOption,
+    Format,
+    FormatOption,
+    ProgressOption,
+    app,
+    baseline_words,
+    fail,
+    load,
+    parse_columns,
+)
 
 
-def _run_stages(config: Optional[Path], stages: tuple[str, ...], command: str, fmt: Format, progress: bool,
+def _run_stages(config: Path | None, stages: tuple[str, ...], command: str, fmt: Format, progress: bool,
                 guided_demo: bool = False, refresh: tuple[str, ...] = (), columns: list[str] | None = None,
                 max_cost: float | None = None, wait: bool = True) -> None:
     from ..pipeline import Arena
@@ -84,14 +93,14 @@ def say_interrupted(exc: RunInterrupted) -> None:
 
 @app.command()
 def run(
-    config: Optional[Path] = ConfigOption,
+    config: Path | None = ConfigOption,
     format: Format = FormatOption,
     progress: bool = ProgressOption,
     demo_guided: bool = typer.Option(False, "--demo-guided", help="Demo only: add a SmolLM2 contestant with guidance."),
     refresh: list[str] = typer.Option([], "--refresh", help="Collect a fresh answer set for this contestant "
                                       "(repeatable; e.g. the baseline, which is otherwise kept)."),
-    columns: Optional[str] = ColumnsOption,
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Refuse to start (exit 1) when the plan's "
+    columns: str | None = ColumnsOption,
+    max_cost: float | None = typer.Option(None, "--max-cost", help="Refuse to start (exit 1) when the plan's "
                                              "estimated cost in USD is above this (see `arena-eval plan`); stop "
                                              "sending (exit 4) once the replies' priced cost reaches it."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Batch mode: submit the batches, store their ids and exit "
@@ -106,18 +115,18 @@ def run(
 
 
 @app.command()
-def answers(config: Optional[Path] = ConfigOption, progress: bool = ProgressOption) -> None:
+def answers(config: Path | None = ConfigOption, progress: bool = ProgressOption) -> None:
     """Only collect the contestants' answers."""
     _run_stages(config, ("answers",), "answers", Format.table, progress)
 
 
 @app.command()
-def guidance(config: Optional[Path] = ConfigOption, progress: bool = ProgressOption) -> None:
+def guidance(config: Path | None = ConfigOption, progress: bool = ProgressOption) -> None:
     """Build the guidance for guided contestants ahead of a run (`run` builds whatever is missing)."""
     _run_stages(config, ("guidance",), "guidance", Format.table, progress)
 
 
 @app.command()
-def judge(config: Optional[Path] = ConfigOption, progress: bool = ProgressOption) -> None:
+def judge(config: Path | None = ConfigOption, progress: bool = ProgressOption) -> None:
     """Only judge stored answers against the baseline's."""
     _run_stages(config, ("judge",), "judge", Format.table, progress)

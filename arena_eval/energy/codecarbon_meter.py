@@ -37,7 +37,7 @@ class CodeCarbonMeter:
         self.log_level = log_level or ("info" if os.environ.get("ARENA_EVAL_VERBOSE") == "1" else "error")
         self.tracking_mode = tracking_mode
 
-    def start(self) -> "CodeCarbonWindow":
+    def start(self) -> CodeCarbonWindow:
         return CodeCarbonWindow(self)
 
 

@@ -61,7 +61,7 @@ def _tool_version() -> str | None:
         return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def resolve_model(model: str, provider: str | None = None) -> tuple[str, str] | None:
     """(EcoLogits provider, EcoLogits model) for one of our model names, or None when EcoLogits lacks it."""
     from ecologits.model_repository import models
@@ -92,7 +92,7 @@ def _request_kwh(eco_provider: str, eco_model: str, output_tokens: int, latency_
     return float(value.mean if hasattr(value, "mean") else value)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _warn_unknown(model: str, provider: str | None) -> None:
     warnings.warn(
         f"EcoLogits has no data for model {model!r} (provider {provider or 'unspecified'}): its energy is left "

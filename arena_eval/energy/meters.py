@@ -71,7 +71,7 @@ class Window(ABC):
     def _close(self) -> EnergyReading:
         """Read the end of the window. Must not raise for a sensor failure: report it in `error`."""
 
-    def __enter__(self) -> "Window":
+    def __enter__(self) -> Window:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -120,7 +120,7 @@ class NVMLMeter:
     def polls_power(self) -> bool:
         return any(not d.has_counter for d in self.devices)
 
-    def start(self) -> "NVMLWindow":
+    def start(self) -> NVMLWindow:
         return NVMLWindow(self)
 
     def memory_used_gb(self) -> float | None:

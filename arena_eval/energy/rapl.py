@@ -93,7 +93,7 @@ class RAPLMeter:
         self.poll_interval_s = poll_interval_s
         self._clock = clock
 
-    def start(self) -> "RAPLWindow":
+    def start(self) -> RAPLWindow:
         return RAPLWindow(self)
 
 

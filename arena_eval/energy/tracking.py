@@ -11,8 +11,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from .config import EnergyConfig
 from .available import available_meter
+from .config import EnergyConfig
 from .meters import Meter
 from .nvml import gpu_indices
 

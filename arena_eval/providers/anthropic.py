@@ -38,8 +38,19 @@ import anthropic
 
 from ..config import EndpointConfig, redact_url
 from ..records import Completion, Message
-from .base import (REFUSALS, RETRYABLE_STATUS, ProviderError, estimate_tokens, no_answer_error, read_api_key,
-                   register_url_password, reply_byte_cap, reply_text_bytes, reply_too_large, retry_after_from_headers)
+from .base import (
+    REFUSALS,
+    RETRYABLE_STATUS,
+    ProviderError,
+    estimate_tokens,
+    no_answer_error,
+    read_api_key,
+    register_url_password,
+    reply_byte_cap,
+    reply_text_bytes,
+    reply_too_large,
+    retry_after_from_headers,
+)
 
 DEFAULT_ENDPOINT = "https://api.anthropic.com"
 DEFAULT_KEY_VARIABLE = "ANTHROPIC_API_KEY"

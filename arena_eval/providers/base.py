@@ -16,7 +16,6 @@ from ..errors import ConfigError
 from ..records import Completion, Message
 from ..redaction import redact, register_basic_auth, register_secret
 
-
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 # Finish reasons that mean the provider refused to answer: an error, never an answer.
 REFUSALS = frozenset({"content_filter", "refusal", "safety"})

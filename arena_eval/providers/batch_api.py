@@ -291,8 +291,9 @@ class AnthropicBatches:
                     yield BatchResult(custom_id, None, f"malformed result: {str(exc)[:300]}")
 
     def _result(self, custom_id: str, line: dict[str, Any], cap: int) -> BatchResult:
-        from .anthropic import _check_usable, _from_message
         from anthropic.types import Message as SdkMessage
+
+        from .anthropic import _check_usable, _from_message
 
         result = line.get("result") or {}
         if not isinstance(result, dict):

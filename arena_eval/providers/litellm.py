@@ -38,9 +38,20 @@ from typing import Any
 from ..config import EndpointConfig, redact_url
 from ..errors import ConfigError
 from ..records import Completion, Message
-from .base import (REFUSALS, RETRYABLE_STATUS, ProviderError, choice_response_format, estimate_tokens, no_answer_error,
-                   read_api_key, register_url_password, reply_byte_cap, reply_text_bytes, reply_too_large,
-                   retry_after_from_headers)
+from .base import (
+    REFUSALS,
+    RETRYABLE_STATUS,
+    ProviderError,
+    choice_response_format,
+    estimate_tokens,
+    no_answer_error,
+    read_api_key,
+    register_url_password,
+    reply_byte_cap,
+    reply_text_bytes,
+    reply_too_large,
+    retry_after_from_headers,
+)
 
 
 def load_litellm() -> ModuleType:

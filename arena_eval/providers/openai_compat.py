@@ -47,8 +47,18 @@ from ..config import EndpointConfig, redact_url
 from ..errors import ConfigError
 from ..records import Completion, Message
 from ..redaction import register_basic_auth, register_secret
-from .base import (REFUSALS, RETRYABLE_STATUS, ProviderError, choice_response_format, estimate_tokens, no_answer_error,
-                   read_api_key, reply_byte_cap, reply_too_large, retry_after_from_headers)
+from .base import (
+    REFUSALS,
+    RETRYABLE_STATUS,
+    ProviderError,
+    choice_response_format,
+    estimate_tokens,
+    no_answer_error,
+    read_api_key,
+    reply_byte_cap,
+    reply_too_large,
+    retry_after_from_headers,
+)
 
 OPENAI_URL = "https://api.openai.com/v1"
 MAX_REDIRECTS = 5

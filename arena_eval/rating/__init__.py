@@ -9,7 +9,13 @@ batched Newton steps and runs the bootstrap, ``leaderboard`` turns the fits into
 The public names are re-exported here; the modules behind them are internal.
 """
 
-from .leaderboard import LEADERBOARD_COLUMNS, compute_category_leaderboard, compute_leaderboard, elo_from_score, score_from_elo
+from .leaderboard import (
+    LEADERBOARD_COLUMNS,
+    compute_category_leaderboard,
+    compute_leaderboard,
+    elo_from_score,
+    score_from_elo,
+)
 from .problem import WINNERS
 from .solver import BASELINE_ELO
 from .win_rate import weighted_win_rate

@@ -132,7 +132,7 @@ def _fit(
     points: np.ndarray,
     weight: np.ndarray,
     start: tuple[np.ndarray, np.ndarray] | None = None,
-    solver: "_Newton | None" = None,
+    solver: _Newton | None = None,
     beta: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Elo (rounds × models) and style coefficients (rounds × fitted features) from per-round row points and
@@ -374,7 +374,7 @@ class _PointExpansion:
     iterations start one step closer.
     """
 
-    def __init__(self, problem: _Problem, solver: "_Newton", beta: np.ndarray):
+    def __init__(self, problem: _Problem, solver: _Newton, beta: np.ndarray):
         k, f = solver.n_models, solver.n_style
         self.beta, self.n_models, self.n_style = beta, k, f
         mu = _sigmoid(solver._predictor(beta[None])[0])
@@ -399,7 +399,7 @@ class _PointExpansion:
         ])
 
     @classmethod
-    def of(cls, problem: _Problem, solver: "_Newton", start: tuple[np.ndarray, np.ndarray]) -> "_PointExpansion | None":
+    def of(cls, problem: _Problem, solver: _Newton, start: tuple[np.ndarray, np.ndarray]) -> _PointExpansion | None:
         k, f = solver.n_models, solver.n_style
         width = 3 * k + f + 1 + k * f + f * f
         # Worth it when rows far outnumber units (resampled questions), and possible for an arrow-shaped Hessian.

@@ -27,19 +27,19 @@ from ..errors import ArenaError, StoreError, StoreLockedError
 class GuardedCursor(sqlite3.Cursor):
     """A cursor whose SQLite failures (also those that surface while rows are fetched) become StoreError."""
 
-    def execute(self, *args: Any) -> "GuardedCursor":
+    def execute(self, *args: Any) -> GuardedCursor:
         try:
             return super().execute(*args)
         except sqlite3.Error as exc:
             raise store_error(self.connection, exc) from None
 
-    def executemany(self, *args: Any) -> "GuardedCursor":
+    def executemany(self, *args: Any) -> GuardedCursor:
         try:
             return super().executemany(*args)
         except sqlite3.Error as exc:
             raise store_error(self.connection, exc) from None
 
-    def executescript(self, *args: Any) -> "GuardedCursor":
+    def executescript(self, *args: Any) -> GuardedCursor:
         try:
             return super().executescript(*args)  # type: ignore[return-value]  # the factory makes it a GuardedCursor
         except sqlite3.Error as exc:
@@ -152,7 +152,7 @@ class RunLock:
         self.path = folder / ".arena.lock"
         self._handle: TextIO | None = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(self.path, "a+")
@@ -184,7 +184,7 @@ class RunLock:
             self._handle.close()
             self._handle = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
