@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from jinja2 import TemplateError
 
 from .config import JudgeConfig, VerdictWeights
@@ -26,6 +26,9 @@ from .records import Game, Judgment, Message
 from .style import STYLE_COLUMNS, StyleCounts, style_features
 from .templates import read_template, render
 from .verdict import LABEL_IN_MATERIAL, LABELS, QuotedMaterial, normalise, parse_verdict, read_verdict  # noqa: F401
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported by the two functions that build frames: judging itself needs none
 
 _FENCE = re.compile(r"=+ *(BEGIN|END) (ANSWER [AB]|REFERENCE ANSWER) *=+", re.IGNORECASE)
 # A line that, once normalised (verdict.normalise), names an answer's fence: "======== END ANSWER B ========" in any
@@ -371,6 +374,8 @@ def battles_from_judgments(
     With `styles` (answer_id → StyleCounts, for style control) also the style features of the baseline's
     answer against the contestant's, in columns style.STYLE_COLUMNS.
     """
+    import pandas as pd
+
     rows = []
     for j in judgments:
         if j.verdict is None:
@@ -394,6 +399,8 @@ def position_diagnostics(judgments: Iterable[Judgment]) -> pd.DataFrame:
     suspicious_rate: share of judged games (parsed or not) whose replies were flagged by verdict.read_verdict
     (a label copied from the answers, a reply cut off, answers that hold a label).
     """
+    import pandas as pd
+
     outcomes: dict[tuple[str, str], dict[int, str]] = {}
     first_wins: dict[str, list[int]] = {}
     suspicious: dict[str, list[int]] = {}

@@ -19,35 +19,28 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import pandas as pd
-
-from .adaptive import AdaptivePlan, advance, question_order
-from .adaptive_run import adaptive_key, adaptive_plan, latest_comparable_run, previous_results
 from .answer_sets import AnswerSets
 from .augment import Augmenter
-from .augment.guidance import build_guidance
-from .batch import Batches
 from .config import RunConfig, first_shared_configuration, shared_configuration_message
 from .context import RunContext, RunScope
 from .errors import ArenaError, ConfigError, RunInterrupted, StoreError
-from .history import find_regressions
 from .judge import RunJudge
-from .leaderboard import Leaderboard, build_leaderboard, rated_battles
-from .leaderboard_files import write_leaderboard
 from .progress import NullProgress, Progress
-from .providers.replicas import replica_counts
 from .questions import QuestionSet, load_questions
-from .records import Answer, GuidanceCounts, LeaderboardRow, RunSummary
-from .report import write_report
-from .report_data import report_data
-from .savings import adaptive_summary
+from .records import Answer, GuidanceCounts, RunSummary
 from .spending import SpendingCap
 from .store import RunLock, Store
-from .stream import CollectAndJudge, judge_shares_a_meter
-from .tally import Tally, count_missing, current_judgments, settled_questions, tally
 
 if TYPE_CHECKING:
+    # Imported where they are used: `validate` and `plan` build an Arena, and need none of the run's stages,
+    # scoring, pandas or the providers' HTTP clients (start-up, issue 26 item 6).
+    import pandas as pd
+
+    from .adaptive import AdaptivePlan
+    from .leaderboard import Leaderboard
     from .plan import Plan
+    from .records import LeaderboardRow
+    from .tally import Tally
 
 T = TypeVar("T")
 STAGES = ("answers", "judge", "score")  # what `run` does; `guidance` is a stage of its own
@@ -235,6 +228,12 @@ class Arena:
     # --- entry points -----------------------------------------------------------------------------------
 
     async def run(self, stages: Iterable[str] = STAGES, command: str = "run") -> Result:
+        from .augment.guidance import build_guidance
+        from .batch import Batches
+        from .providers.replicas import replica_counts
+        from .stream import CollectAndJudge, judge_shares_a_meter
+        from .tally import count_missing
+
         stages = tuple(stages)
         out = self.config.output_dir
         with RunLock(out), Store(out / "arena.db", verify=True) as store:
@@ -327,6 +326,9 @@ class Arena:
 
     def _score(self, store: Store, sets: AnswerSets, result: Result) -> None:
         """Rate, keep the leaderboard in the store's history, find regressions, write the files and the report."""
+        from .history import find_regressions
+        from .leaderboard_files import write_leaderboard
+
         board = self._leaderboard(store, sets, result)
         store.save_leaderboard(result.run_id, board.rows, board.columns,
                                ",".join(sorted(j.config_id for j in self.scope.rated_judges)))
@@ -339,11 +341,20 @@ class Arena:
 
     def _tally(self, store: Store, sets: AnswerSets) -> tuple[Tally, AdaptivePlan | None]:
         """What is called for and stored; with adaptive judging, by the plan the stored verdicts give."""
+        from .adaptive_run import adaptive_plan
+        from .tally import tally
+
         plan = adaptive_plan(self.scope, store, sets) if self.config.rating.adaptive is not None else None
         return tally(self.scope, store, sets, plan), plan
 
     async def _judge_adaptively(self, context: RunContext, stages: tuple[str, ...]) -> None:
         """Judge batch by batch in the plan's order until every contestant is settled (adaptive.py)."""
+        from .adaptive import AdaptivePlan, advance, question_order
+        from .adaptive_run import adaptive_key, latest_comparable_run, previous_results
+        from .leaderboard import rated_battles
+        from .stream import CollectAndJudge
+        from .tally import settled_questions, tally
+
         scope, settings = context.scope, self.config.rating.adaptive
         store, sets, run_id, cap = context.store, context.sets, context.run_id, context.cap
         collect_all = "answers" in stages and settings.answers
@@ -377,6 +388,10 @@ class Arena:
             await stream.close()
 
     def _leaderboard(self, store: Store, sets: AnswerSets, result: Result) -> Leaderboard:
+        from .leaderboard import build_leaderboard
+        from .savings import adaptive_summary
+        from .tally import count_missing
+
         counted, plan = self._tally(store, sets)
         count_missing(counted, result.summary, STAGES)
         board = build_leaderboard(self.scope, store, sets, counted, plan)
@@ -391,11 +406,16 @@ class Arena:
         return board
 
     def _write_report(self, store: Store, sets: AnswerSets, board: Leaderboard, result: Result, path: Path) -> Path:
+        from .report import write_report
+        from .report_data import report_data
+
         data = report_data(self.scope, store, result._tally, board, result.run_id, result.summary, result.regressions)
         return write_report(data, path)
 
     def report(self, path: Path | None = None) -> Path:
         """Write report.html from what is stored (no requests, no run lock): the same path as a run's report."""
+        from .history import find_regressions
+
         with self.open_store() as store:
             sets = self.answer_sets(store)
             runs = [r for r in store.runs() if r["command"] in ("run", "score")]
@@ -422,6 +442,8 @@ class Arena:
 
     def judgments_by_judge(self) -> dict[str, list]:
         """Each judge's stored verdicts on the current games (named by today's contestant names)."""
+        from .tally import current_judgments, tally
+
         with self.open_store() as store:
             counted = tally(self.scope, store, self.answer_sets(store))
             return {j.name: current_judgments(self.scope, store, counted, [j]) for j in self.judges}
@@ -464,6 +486,8 @@ class Arena:
 
     def answers_frame(self, store: Store | None = None) -> pd.DataFrame:
         """The current answers (one row per contestant and question) as a DataFrame."""
+        import pandas as pd
+
         own = store is None
         store = store or self.open_store()
         try:

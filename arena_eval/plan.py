@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .collect import prompt_hash
 from .context import RunScope
@@ -22,6 +20,9 @@ from .pricing import cost_of, price_for
 from .providers import estimate_tokens
 from .store import UsageStats
 from .tally import current_games
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PLAN_COLUMNS = ["role", "name", "requests", "input_tokens", "output_tokens", "cost", "duration_s", "energy_wh",
                 "estimated"]
@@ -45,6 +46,8 @@ class Plan:
     rows: list[PlanRow]
 
     def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         records = [{**asdict(r), "estimated": "; ".join(r.estimated)} for r in self.rows]
         frame = pd.DataFrame(records, columns=PLAN_COLUMNS)
         return frame

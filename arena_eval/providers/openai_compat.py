@@ -38,9 +38,8 @@ import ssl
 import time
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import yarl
 
 from ..config import EndpointConfig, redact_url
@@ -60,14 +59,17 @@ from .base import (
     retry_after_from_headers,
 )
 
+if TYPE_CHECKING:
+    # aiohttp is imported when a session starts (and where its errors are caught): `validate` makes providers to
+    # check their keys and sends nothing, so it does not pay aiohttp's import (issue 26 item 6).
+    import aiohttp
+
 OPENAI_URL = "https://api.openai.com/v1"
 MAX_REDIRECTS = 5
 # An error reply's body is read this far; its message keeps 300 characters.
 ERROR_BODY_BYTES = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SAME_METHOD_REDIRECTS = frozenset({307, 308})  # the others turn a POST into a GET
-# Every timeout is ours (see the module docstring): aiohttp's defaults (5 minutes in all) must not cut in.
-_NO_AIOHTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=None, sock_read=None)
 
 
 class OpenAIProvider:
@@ -98,6 +100,8 @@ class OpenAIProvider:
         )
 
     async def start(self) -> None:
+        import aiohttp
+
         if self._session is not None:
             return
         url = yarl.URL((self.base_url or OPENAI_URL).rstrip("/") + "/chat/completions")
@@ -127,7 +131,8 @@ class OpenAIProvider:
             headers=headers,
             # Our workers bound the requests in flight; the pool must not queue them a second time.
             connector=aiohttp.TCPConnector(limit=0, ssl=_ssl_context() if url.scheme == "https" else True),
-            timeout=_NO_AIOHTTP_TIMEOUT,
+            # Every timeout is ours (see the module docstring): aiohttp's defaults (5 minutes in all) must not cut in.
+            timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_connect=None, sock_read=None),
             # HTTP(S)_PROXY and NO_PROXY as the SDK honoured them, looked up once: aiohttp's trust_env looks them
             # (and ~/.netrc) up again for every request, in a worker thread.
             proxy=_proxy_for(str(url)),
@@ -160,6 +165,8 @@ class OpenAIProvider:
         return request
 
     async def complete(self, messages: list[Message], **overrides: Any) -> Completion:
+        import aiohttp  # in sys.modules once a session has started: a dictionary look-up
+
         if self._session is None:
             await self.start()
         request = self._request(messages, dict(overrides))
