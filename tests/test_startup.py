@@ -64,6 +64,16 @@ def test_validate_imports_no_dataframes_http_client_sdk_or_statistics_library(tm
     assert sorted(loaded & set(NEVER_IMPORTED)) == []
 
 
+def test_help_imports_none_of_them_either(tmp_path):
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", _IN_PROCESS, "--help"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["code"] == 0, done.stdout + done.stderr
+    assert "validate" in done.stdout  # the command list was printed
+    loaded = {name.split(".")[0] for name in report["modules"]}
+    assert sorted(loaded & set(NEVER_IMPORTED)) == []
+
+
 # --- repeated question ids: a set for small files, numpy's sort above SET_CHECK_MAX, the same answer ------------
 
 def _write(path: Path, ids: list[str]) -> Path:
