@@ -125,3 +125,5 @@ def pytest_collection_modifyitems(config, items):
         definitions = fixtures.name2fixturedefs.values() if fixtures else ()
         if _starts_a_process(item.obj, seen) or any(_starts_a_process(d[-1].func, seen) for d in definitions if d):
             item.add_marker(pytest.mark.slow)
+        elif "litellm_imported" in getattr(item, "fixturenames", ()):  # importing litellm alone takes ~8 s here
+            item.add_marker(pytest.mark.slow)

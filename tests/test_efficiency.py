@@ -203,6 +203,7 @@ def test_a_run_reports_latency_throughput_size_compression_and_mfu(tmp_path, fak
     assert saved["api"]["peak_memory_gb"] is None and saved["llama-8b-int4"]["params_b"] == 8.0
 
 
+@pytest.mark.slow  # a second or more on 2 cores
 def test_the_terminal_table_keeps_names_whole_and_says_how_to_see_the_rest(tmp_path, fake_server):
     server = fake_server()
     path = efficiency_run(tmp_path, server)

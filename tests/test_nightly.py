@@ -104,6 +104,7 @@ def test_run_exits_3_exactly_when_a_contestant_regressed(tmp_path, fake_server):
     assert missing.returncode == 1 and "no stored scores for contestant 'nobody'" in missing.stderr
 
 
+@pytest.mark.slow  # a second or more on 2 cores
 def test_refresh_always_recollects_and_keeps_the_baseline(tmp_path, fake_server):
     server = fake_server(judge_verdict="longer")
     contestants = [{"name": "base", "model": "model-base"}, {"name": "api", "model": "model-api", "refresh": "always"},

@@ -23,6 +23,7 @@ def priced_config(tmp_path, server, n_questions: int) -> object:
                         judge={"price": PRICE}, energy={"idle_seconds": 0})
 
 
+@pytest.mark.slow  # a second or more on 2 cores
 def test_the_plan_lists_what_the_next_run_sends_and_its_cost_within_20_percent(tmp_path, fake_server):
     server = fake_server()
     # Half the questions first: their answers and games are stored.
@@ -80,6 +81,7 @@ def test_run_refuses_a_plan_above_max_cost_and_sends_nothing(tmp_path, fake_serv
     assert ok.exit_code == 0, ok.output
 
 
+@pytest.mark.slow  # a second or more on 2 cores
 def test_run_stops_at_max_cost_when_the_server_ignores_max_tokens_and_resumes_later(tmp_path, fake_server):
     """A server that ignores max_tokens bills far more than the plan says: the replies' cost is counted as they
     arrive, and the run stops sending once it reaches --max-cost, within one concurrency's worth of requests,

@@ -331,6 +331,7 @@ def test_pruning_to_a_quarter_keeps_the_ranking_on_held_out_splits():
     assert plain["question_ids"][0] == result.question_ids[0] and len(plain["per_split"]) == 20
 
 
+@pytest.mark.slow  # a second or more on 2 cores
 def test_pruning_is_deterministic_for_a_seed():
     battles, _ = synthetic_benchmark(n_questions=60, seed=1)
     first = prune_questions(battles, "base", 15, seed=3, splits=3, rounds=20)

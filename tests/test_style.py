@@ -107,6 +107,7 @@ def test_answer_styles_reads_each_judged_answer_once_and_refuses_missing_ones():
         answer_styles(judgments, lambda ids, columns: [])
 
 
+@pytest.mark.slow  # a second or more on 2 cores
 def test_run_with_style_control_reports_the_style_coefficients(tmp_path, fake_server):
     server = fake_server(judge_verdict="hash")
     # Model names are part of the fake answers: a many-word name makes a longer answer.
