@@ -341,10 +341,13 @@ class Arena:
 
     def _tally(self, store: Store, sets: AnswerSets) -> tuple[Tally, AdaptivePlan | None]:
         """What is called for and stored; with adaptive judging, by the plan the stored verdicts give."""
-        from .adaptive_run import adaptive_plan
         from .tally import tally
 
-        plan = adaptive_plan(self.scope, store, sets) if self.config.rating.adaptive is not None else None
+        plan = None
+        if self.config.rating.adaptive is not None:  # the plan's module loads numpy and pandas: only when needed
+            from .adaptive_run import adaptive_plan
+
+            plan = adaptive_plan(self.scope, store, sets)
         return tally(self.scope, store, sets, plan), plan
 
     async def _judge_adaptively(self, context: RunContext, stages: tuple[str, ...]) -> None:
