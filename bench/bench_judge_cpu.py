@@ -18,7 +18,6 @@ medians).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sqlite3
 import sys
@@ -26,31 +25,14 @@ import tempfile
 from pathlib import Path
 
 import harness
-import yaml
 
 CONFIG_NAME = "bench-judge-cpu"
 PROMPT = "Question {i}: explain how topic number {t} relates to everyday engineering practice."
 
 
 def write_config(folder: Path, base_url: str, contestants: int, questions: int, concurrency: int) -> Path:
-    qfile = folder / "questions.jsonl"
-    with qfile.open("w", encoding="utf-8") as handle:
-        for i in range(questions):
-            handle.write(json.dumps({"id": f"q{i:05d}", "prompt": PROMPT.format(i=i, t=i % 97)}) + "\n")
-    endpoint = {"provider": "openai", "base_url": base_url, "concurrency": concurrency,
-                "retry_initial_s": 0.05, "retry_max_s": 1.0, "max_attempts": 6}
-    names = [f"c{k}" for k in range(contestants)]
-    config = {
-        "name": CONFIG_NAME,
-        "questions": str(qfile),
-        "output": str(folder / "out"),
-        "baseline": names[0],
-        "judge": {**endpoint, "model": "judge-model"},
-        "contestants": [{**endpoint, "name": n, "model": f"model-{n}"} for n in names],
-    }
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    return path
+    return harness.write_loopback_config(folder, base_url, name=CONFIG_NAME, prompt=PROMPT, contestants=contestants,
+                                         questions=questions, concurrency=concurrency)
 
 
 def cli_cmd(command: str, config: Path, profile: Path | None = None) -> list[str]:

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import harness
-import yaml
 
 CONFIG_NAME = "bench-orchestration"
 PROMPT = ("Question {i}: explain, in a few sentences and with one concrete example, how topic number {t} "
@@ -84,25 +83,9 @@ class Run:
 
 
 def write_inputs(folder: Path, base_url: str, contestants: int, questions: int, concurrency: int) -> Path:
-    qfile = folder / "questions.jsonl"
-    with qfile.open("w", encoding="utf-8") as handle:
-        for i in range(questions):
-            handle.write(json.dumps({"id": f"q{i:05d}", "prompt": PROMPT.format(i=i, t=i % 97)}) + "\n")
-    endpoint = {"provider": "openai", "base_url": base_url, "concurrency": concurrency,
-                "retry_initial_s": 0.05, "retry_max_s": 1.0, "max_attempts": 6}
-    names = [f"c{k}" for k in range(contestants)]
-    config = {
-        "name": CONFIG_NAME,
-        "questions": str(qfile),
-        "output": str(folder / "out"),
-        "baseline": names[0],
-        "judge": {**endpoint, "model": "judge-model"},
-        "contestants": [{**endpoint, "name": n, "model": f"model-{n}"} for n in names],
-        "rating": {"rounds": 100},
-    }
-    path = folder / f"config-{concurrency}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    return path
+    return harness.write_loopback_config(folder, base_url, name=CONFIG_NAME, prompt=PROMPT, contestants=contestants,
+                                         questions=questions, concurrency=concurrency,
+                                         file_name=f"config-{concurrency}.yaml", rating={"rounds": 100})
 
 
 def count_requests(db: Path) -> tuple[int, int, int]:

@@ -7,6 +7,7 @@ Scripts import it as `harness` (they run as `python bench/<script>.py`, so bench
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import resource
@@ -214,3 +215,31 @@ if __name__ == "__main__":
     parser.add_argument("--profile", help="write cProfile stats of the run to this file")
     cli = parser.parse_args()
     timed_arena_run(cli.config, tuple(cli.stages.split(",")), cli.result, cli.profile)
+
+
+def write_loopback_config(folder: Path, base_url: str, *, name: str, prompt: str, contestants: int, questions: int,
+                          concurrency: int, file_name: str = "config.yaml", **extra: object) -> Path:
+    """A run config for a benchmark against a loopback fake server: `questions` generated prompts (`prompt` with
+    {i} and {t}), contestants c0 (the baseline) … c{n-1} and a judge on one OpenAI-compatible endpoint with quick
+    retries; `extra` adds top-level keys (e.g. rating)."""
+    import yaml
+
+    qfile = folder / "questions.jsonl"
+    with qfile.open("w", encoding="utf-8") as handle:
+        for i in range(questions):
+            handle.write(json.dumps({"id": f"q{i:05d}", "prompt": prompt.format(i=i, t=i % 97)}) + "\n")
+    endpoint = {"provider": "openai", "base_url": base_url, "concurrency": concurrency,
+                "retry_initial_s": 0.05, "retry_max_s": 1.0, "max_attempts": 6}
+    names = [f"c{k}" for k in range(contestants)]
+    config = {
+        "name": name,
+        "questions": str(qfile),
+        "output": str(folder / "out"),
+        "baseline": names[0],
+        "judge": {**endpoint, "model": "judge-model"},
+        "contestants": [{**endpoint, "name": n, "model": f"model-{n}"} for n in names],
+        **extra,
+    }
+    path = folder / file_name
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path

@@ -69,9 +69,7 @@ def _run_stages(config: Path | None, stages: tuple[str, ...], command: str, fmt:
 def _check_max_cost(arena, max_cost: float) -> None:
     """--max-cost before the run: refuse to start when the plan's estimated cost is above it (nothing is sent).
     While the run goes, the Arena counts the replies' cost and stops sending at the cap (spending.py, exit 4)."""
-    if not max_cost > 0:
-        raise ArenaError(f"--max-cost must be a positive amount in USD, got {max_cost:g}")
-    plan = arena.plan()
+    plan = arena.plan()  # a cap that is not a positive amount was refused when the Arena was built (spending.py)
     if plan.cost > max_cost:
         raise ArenaError(f"the plan's estimated cost is ${plan.cost:.4f}, above --max-cost ${max_cost:g}; "
                          "nothing was sent. See `arena-eval plan` for where it goes")
