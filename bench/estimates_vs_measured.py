@@ -51,7 +51,7 @@ or, for one pinned commit:
 
     curl -LO https://raw.githubusercontent.com/ml-energy/leaderboard/<commit>/public/data/tasks/lm-arena-chat.json
 
-docs/energy.md names the commit behind its published table."""
+docs/energy-estimates.md names the commit behind its published table (7885788e)."""
 
 # Leaderboard models EcoLogits does not list, estimated as a listed model of the same architecture (EcoLogits'
 # estimate depends only on the parameter counts): Llama 3.3 70B is a further-trained Llama 3.1 70B (70.55 B).
@@ -177,7 +177,8 @@ def compare(entry: dict, task: str) -> Comparison | None:
         reading = estimate_api_energy(estimated_as, whole_tokens, latency)
     if reading.energy_j is None:
         if reading.error and "not installed" in reading.error:
-            raise SystemExit(f"{reading.error}: this script needs EcoLogits, as arena-eval's estimate does")
+            raise SystemExit("this script needs EcoLogits, as arena-eval's estimate does: "
+                             "pip install 'arena-eval[energy]'")
         return None
     gpus, gpu_j = _ecologits_gpu_part(estimated_as, whole_tokens, latency)
     return Comparison(
