@@ -52,6 +52,7 @@ def render_report(data: ReportData) -> str:
         "judge": data.judge,
         "n_questions": len(data.categories),
         "rows": rows,
+        "estimate_note": estimate_note(rows),
         "scatters": _scatters(rows),
         "categories": _category_scores(board.battles, data.categories, data.contestants),
         "diagnostics": _diagnostics(board.rows, board.diagnostics, data.contestants, data.baseline),
@@ -96,6 +97,19 @@ def _leaderboard_rows(rows: list[LeaderboardRow]) -> list[dict[str, Any]]:
                                                "high": high if high is not None else score, "score": score},
         })
     return out
+
+
+# How far EcoLogits' estimates are from measurement: docs/energy-estimates.md (bench/estimates_vs_measured.py
+# against the ML.ENERGY leaderboard's GPU energy, commit 7885788e; geometric means over the H100 configurations).
+ESTIMATE_NOTE = ("API models' energy is EcoLogits' estimate, which for open models runs about 2.6× above the GPU "
+                 "energy measured on H100 servers at batch size 64 and about 5× at 256 (ML.ENERGY leaderboard): an "
+                 "estimate a few times a measured figure does not show that the model uses more energy.")
+
+
+def estimate_note(rows: list[dict[str, Any]]) -> str | None:
+    """The note on how far EcoLogits' estimates run from measurement, when some row's energy is one."""
+    # a row's method lists every method of its windows, comma-separated ("ecologits", "codecarbon,nvml")
+    return ESTIMATE_NOTE if any("ecologits" in (r.get("method") or "").split(",") for r in rows) else None
 
 
 # --- quality vs energy scatter -------------------------------------------------------------------------------
