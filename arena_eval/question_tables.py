@@ -40,6 +40,9 @@ def resolve_columns(available: Sequence[str], mapped: Mapping[str, str | None], 
     """field → column for a table with the columns `available`: the mapped ones (each must exist), else the
     default names present. An id and a prompt (`prompt` or `turns`) are required. With both `prompt` and `turns`
     present and neither mapped, `turns` is read (as in a JSONL record). Errors name the columns there are."""
+    if mapped.get("turns") and mapped.get("prompt"):
+        raise ConfigError(f"{where}: both `prompt` and `turns` are mapped; map `prompt` (one turn per question) or "
+                          "`turns` (a list of user turns), not both")
     present = list(available)
     there = f"its columns are: {', '.join(present) if present else '(none)'}"
     absent = [f"{column!r} (for `{field}`)" for field, column in mapped.items() if column and column not in present]
@@ -53,9 +56,6 @@ def resolve_columns(available: Sequence[str], mapped: Mapping[str, str | None], 
         found = next((name for name in DEFAULT_COLUMNS[field] if name in present), None)
         if found is not None and found not in columns.values():
             columns[field] = found
-    if mapped.get("turns") and mapped.get("prompt"):
-        raise ConfigError(f"{where}: both `prompt` and `turns` are mapped; map `prompt` (one turn per question) or "
-                          "`turns` (a list of user turns), not both")
     if "turns" in columns and "prompt" in columns:  # one source of the user's turns
         del columns["turns" if mapped.get("prompt") and not mapped.get("turns") else "prompt"]
     needed = [label for field, label in (("id", "an id (id, question_id or uid)"),

@@ -357,12 +357,12 @@ def question_from_row(row: Mapping[str, Any], columns: Mapping[str, str], where:
         if _missing(value):
             raise ConfigError(f"{where}: question {shown(qid)}: column {column!r} is empty; give the question's user "
                               "turns")
-        turns = _user_turns(value, column, where, qid)
+        turns = _user_turns(_cells_turns(value), column, where, qid)
     else:
         column = columns["prompt"]
         value = row.get(column)
         if isinstance(value, list):
-            turns = _user_turns(value, column, where, qid)
+            turns = _user_turns(_cells_turns(value), column, where, qid)
         elif isinstance(value, str) and value.strip():
             turns = [value]
         elif _missing(value) or isinstance(value, str):
@@ -388,6 +388,14 @@ def question_from_row(row: Mapping[str, Any], columns: Mapping[str, str], where:
         follow_ups=tuple(turns[1:]),
         subcategory=None if subcategory is None else str(subcategory),
     )
+
+
+def _cells_turns(value: Any) -> Any:
+    """A table cell's list of turns with the keys a Parquet struct fills with null left out: a column of
+    `{content, role}` structs gives `role: None` to a turn that had no role, which a JSONL turn would not have."""
+    if not isinstance(value, list):
+        return value
+    return [{k: v for k, v in turn.items() if v is not None} if isinstance(turn, Mapping) else turn for turn in value]
 
 
 def _joined_references(references: list, where: str, qid: Any) -> str | None:
