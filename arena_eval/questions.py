@@ -361,7 +361,7 @@ def question_from_row(row: Mapping[str, Any], columns: Mapping[str, str], where:
     else:
         column = columns["prompt"]
         value = row.get(column)
-        if isinstance(value, list):
+        if isinstance(value, (list, Mapping)):
             turns = _user_turns(_cells_turns(value), column, where, qid)
         elif isinstance(value, str) and value.strip():
             turns = [value]
@@ -391,8 +391,12 @@ def question_from_row(row: Mapping[str, Any], columns: Mapping[str, str], where:
 
 
 def _cells_turns(value: Any) -> Any:
-    """A table cell's list of turns with the keys a Parquet struct fills with null left out: a column of
-    `{content, role}` structs gives `role: None` to a turn that had no role, which a JSONL turn would not have."""
+    """A table cell's turns as a JSONL record holds them. A list of `{content, role}` structs gives `role: None` to a
+    turn that had no role (a JSONL turn would have no key): such keys are left out. A Hugging Face `Sequence` of
+    such dicts is stored as a struct of lists (`{"content": [...], "role": [...]}`): it becomes a list of turns."""
+    if isinstance(value, Mapping) and isinstance(value.get("content"), list):
+        lists = {k: v for k, v in value.items() if isinstance(v, list)}
+        value = [{k: v[i] for k, v in lists.items() if i < len(v)} for i in range(len(value["content"]))]
     if not isinstance(value, list):
         return value
     return [{k: v for k, v in turn.items() if v is not None} if isinstance(turn, Mapping) else turn for turn in value]

@@ -125,6 +125,24 @@ def test_a_dataset_saved_to_disk_is_the_jsonl_set(tmp_path):
         load_questions(tmp_path / "dd", {"id": "qid"})
     with pytest.raises(ConfigError, match=r"has no split 'validation'; its splits are: test, train"):
         load_questions(tmp_path / "dd", {"id": "qid"}, split="validation")
+    # The same through a run config: a folder's path, or a mapping with the split and the columns.
+    data = {"name": "t", "baseline": "a", "judge": {"model": "j"}, "contestants": [{"name": "a", "model": "m"}]}
+    config = tmp_path / "config.yaml"
+    for questions, expected in (("ds", from_jsonl), ({"path": "dd", "split": "train", "id": "qid"}, from_jsonl[:1])):
+        config.write_text(yaml.safe_dump({**data, "questions": questions}))
+        assert [(q.question_id, q.turns) for q in load_config(config).load_questions()] == [
+            (q.question_id, q.turns) for q in expected]
+
+
+def test_a_dataset_whose_turns_are_a_sequence_of_dicts_is_read_turn_by_turn(tmp_path):
+    """`datasets.Sequence({content, role})` is stored as a struct of lists, not a list of structs."""
+    datasets = pytest.importorskip("datasets")
+    turn = datasets.Sequence({"content": datasets.Value("string"), "role": datasets.Value("string")})
+    features = datasets.Features({"id": datasets.Value("string"), "turns": turn})
+    rows = {"id": ["a", "b"], "turns": [{"content": ["Plan a picnic.", "Now make it rain-proof."], "role": ["user", "user"]},
+                                        {"content": ["Hi?"], "role": ["user"]}]}
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "ds"))
+    assert [q.turns for q in load_questions(tmp_path / "ds")] == [("Plan a picnic.", "Now make it rain-proof."), ("Hi?",)]
 
 
 def test_a_dataset_by_name_that_needs_the_network_says_so_offline(tmp_path, monkeypatch):
