@@ -12,14 +12,24 @@ import os
 import re
 import urllib.parse
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from .energy.config import EnergyConfig
 from .errors import ConfigError
-from .questions import decode_utf8
+from .questions import QuestionSet, decode_utf8, load_dataset_questions, load_questions
 from .redaction import register_basic_auth
 
 PROVIDERS = ("openai", "anthropic", "litellm", "llama_cpp", "vllm")
@@ -387,6 +397,51 @@ class RatingConfig(_Strict):
         return self
 
 
+class QuestionsConfig(_Strict):
+    """`questions:` as a mapping (docs/design.md §5.2): a table or a saved dataset at `path`, or a Hugging Face
+    dataset by name (`hf`, with `split` and `revision`), and which column holds each field of a question. A field
+    left out is looked for under its own name (the id also as question_id or uid)."""
+
+    path: str | None = Field(None, min_length=1)
+    hf: str | None = Field(None, min_length=1)
+    split: str | None = Field(None, min_length=1)
+    revision: str | None = Field(None, min_length=1)
+    id: str | None = Field(None, min_length=1)
+    prompt: str | None = Field(None, min_length=1)
+    turns: str | None = Field(None, min_length=1)
+    category: str | None = Field(None, min_length=1)
+    subcategory: str | None = Field(None, min_length=1)
+    cluster: str | None = Field(None, min_length=1)
+    reference: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> QuestionsConfig:
+        if (self.path is None) == (self.hf is None):
+            raise ValueError("give either `path` (a .jsonl, .csv or .parquet file, or a folder holding a dataset saved "
+                             "with save_to_disk) or `hf` (a dataset's name on the Hugging Face Hub), not "
+                             + ("both" if self.path else "neither"))
+        if self.revision is not None and self.hf is None:
+            raise _KeyProblem(("revision",), "`revision` applies to a dataset on the Hub (`hf:`); a saved dataset "
+                              "is the revision it was saved from: remove it")
+        if self.turns is not None and self.prompt is not None:
+            raise _KeyProblem(("turns",), "map `prompt` (one user turn) or `turns` (a list of user turns), not both")
+        return self
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """field → column, for the fields mapped."""
+        fields = ("id", "prompt", "turns", "category", "subcategory", "cluster", "reference")
+        return {field: getattr(self, field) for field in fields if getattr(self, field) is not None}
+
+
+def _questions_form(value: Any) -> str:
+    return "mapping" if isinstance(value, (dict, QuestionsConfig)) else "path"
+
+
+# The tags of `questions:`'s two forms, left out of the field names in error messages (_describe).
+_QUESTIONS_FORMS = ("mapping", "path")
+
+
 class RegressionConfig(_Strict):
     """When a contestant counts as regressed against its previous run (`run` exits 3 and lists it)."""
 
@@ -397,7 +452,9 @@ class RegressionConfig(_Strict):
 
 class RunConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    questions: str
+    # A question file's or saved dataset's path, or a mapping naming the source and its columns (QuestionsConfig).
+    questions: Annotated[Annotated[str, Tag("path")] | Annotated[QuestionsConfig, Tag("mapping")],
+                         Discriminator(_questions_form)]
     output: str = "outputs"
     # A contestant's name, or a mapping category → contestant with an optional `default` (each category's
     # questions are judged against their own baseline). Held as the name of the main baseline (`default`, else the
@@ -547,8 +604,32 @@ class RunConfig(_Strict):
         return candidate if candidate.is_absolute() else Path(self.base_dir) / candidate
 
     @property
-    def questions_path(self) -> Path:
+    def questions_path(self) -> Path | None:
+        """The question file's (or saved dataset's) path; None for a dataset given by its name on the Hub."""
+        if isinstance(self.questions, QuestionsConfig):
+            return None if self.questions.path is None else self.resolve(self.questions.path)
         return self.resolve(self.questions)
+
+    @property
+    def questions_label(self) -> str:
+        """The question set as messages name it: its path, or `hf:NAME` (with `@revision` and `[split]`)."""
+        path = self.questions_path
+        if path is not None:
+            return str(path)
+        source = self.questions
+        assert isinstance(source, QuestionsConfig) and source.hf is not None
+        return (f"hf:{source.hf}" + (f"@{source.revision}" if source.revision else "")
+                + (f"[{source.split}]" if source.split else ""))
+
+    def load_questions(self) -> QuestionSet:
+        """The question set `questions:` names, validated (docs/design.md §5.2)."""
+        source = self.questions
+        if not isinstance(source, QuestionsConfig):
+            return load_questions(self.resolve(source))
+        if source.hf is not None:
+            return load_dataset_questions(name=source.hf, split=source.split, revision=source.revision,
+                                          columns=source.columns)
+        return load_questions(self.resolve(source.path or ""), source.columns, split=source.split)
 
     @property
     def output_dir(self) -> Path:
@@ -734,12 +815,15 @@ def config_from_dict(
         config = RunConfig.model_validate({**data, "base_dir": str(base_dir)})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source, yaml_root, isinstance(data.get("judge"), dict))) from None
-    if check_questions and not config.questions_path.exists():
-        line = _line_of(yaml_root, ("questions",))
+    questions_path = config.questions_path
+    if check_questions and questions_path is not None and not questions_path.exists():
+        loc = ("questions", "path") if isinstance(config.questions, QuestionsConfig) else ("questions",)
+        line = _line_of(yaml_root, loc)
         where = f"{source}:{line}" if line else source
         raise ConfigError(
-            f"{where}: questions: file {config.questions_path} not found. "
-            "Point `questions` at a .jsonl or .csv question set (relative paths start at the config's folder)."
+            f"{where}: {_dotted(loc)}: file {questions_path} not found. "
+            "Point `questions` at a .jsonl or .csv question set, a .parquet file or a folder holding a Hugging Face "
+            "dataset saved with save_to_disk (relative paths start at the config's folder)."
         )
     return config
 
@@ -748,6 +832,8 @@ def _describe(exc: ValidationError, source: str, yaml_root: Any, single_judge: b
     lines = []
     for error in exc.errors():
         loc = tuple(part for part in error["loc"] if part not in ("function-after",))
+        if loc[:1] == ("questions",) and loc[1:2] and loc[1] in _QUESTIONS_FORMS:
+            loc = loc[:1] + loc[2:]  # the tag of the form given (a path or a mapping) is no key of the file
         cause = (error.get("ctx") or {}).get("error")
         if isinstance(cause, _KeyProblem):
             loc = loc + cause.loc

@@ -26,7 +26,7 @@ from .context import RunContext, RunScope
 from .errors import ArenaError, ConfigError, RunInterrupted, StoreError
 from .judge import RunJudge
 from .progress import NullProgress, Progress
-from .questions import QuestionSet, load_questions
+from .questions import QuestionSet
 from .records import Answer, GuidanceCounts, RunSummary
 from .spending import SpendingCap
 from .store import RunLock, Store
@@ -181,10 +181,10 @@ class Arena:
         # (spending.py). Checked here, before the question set is read.
         self.max_cost = SpendingCap(max_cost).limit
         self.progress = progress or NullProgress()
-        self.questions = questions or load_questions(config.questions_path)
+        self.questions = questions or config.load_questions()
         if config.category_baselines or any(j.prompts_by_category for j in config.judges):
             # A category left without a baseline, or judge prompts for a category the set lacks: refused now.
-            config.check_categories(Counter(q.category for q in self.questions), str(config.questions_path))
+            config.check_categories(Counter(q.category for q in self.questions), config.questions_label)
         self.judges = [RunJudge.load(j, config.resolve) for j in config.judges]  # templates checked before any request
         shared = first_shared_configuration([j.config_id for j in self.judges])
         if shared:  # two prompt folders with the same templates: config loading compared the folders' paths only
