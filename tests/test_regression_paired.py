@@ -106,8 +106,9 @@ def test_alpha_outside_zero_one_is_a_config_error_naming_the_field(tmp_path):
 
 def test_a_nightly_run_through_the_cli_flags_a_fall_and_exits_3(tmp_path, fake_server):
     """Two nights against the fake server, whose judge follows known strengths with outcomes correlated within a
-    question. Night two: `worse` is a new build ~3 points weaker, `same` a new build just as strong."""
-    strengths = {"m-base": 1000.0, "m-worse": 1100.0, "m-same": 1100.0, "m-worse-2": 1075.0, "m-same-2": 1100.0}
+    question. Night two: `worse` is a new build ~3 points weaker; `same` is unchanged (its stored answers and verdicts
+    are reused: a change of exactly 0). An unchanged build with new answers is the benchmark's false-alarm case."""
+    strengths = {"m-base": 1000.0, "m-worse": 1100.0, "m-same": 1100.0, "m-worse-2": 1075.0}
     server = fake_server(judge_verdict="difficulty", strengths=strengths)
     contestants = [{"name": "base", "model": "m-base"}, {"name": "worse", "model": "m-worse"},
                    {"name": "same", "model": "m-same"}]
@@ -117,7 +118,7 @@ def test_a_nightly_run_through_the_cli_flags_a_fall_and_exits_3(tmp_path, fake_s
     first = subprocess.run([*cli, "run", "-c", str(path), "--no-progress"], capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     data = yaml.safe_load(path.read_text())
-    data["contestants"][1]["model"], data["contestants"][2]["model"] = "m-worse-2", "m-same-2"
+    data["contestants"][1]["model"] = "m-worse-2"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     second = subprocess.run([*cli, "run", "-c", str(path), "--no-progress"], capture_output=True, text=True)
     assert second.returncode == 3, second.stdout + second.stderr
@@ -126,6 +127,10 @@ def test_a_nightly_run_through_the_cli_flags_a_fall_and_exits_3(tmp_path, fake_s
         frame = history_frame(store)
     tonight = frame[frame.run_id == frame.run_id.iloc[-1]].set_index("model")
     assert bool(tonight.loc["worse", "regressed"]) and tonight.loc["worse", "change"] < 0
-    assert not bool(tonight.loc["same", "regressed"])
+    assert not bool(tonight.loc["same", "regressed"]) and tonight.loc["same", "change"] == 0
     shown = subprocess.run([*cli, "history", "-c", str(path), "--format", "json"], capture_output=True, text=True)
     assert shown.returncode == 0 and '"p_holm"' in shown.stdout
+    from arena_eval import Arena
+
+    page = Arena(load_config(path)).report().read_text()
+    assert "Since the previous run" in page and f"{tonight.loc['worse', 'change']:+.1f}" in page
