@@ -1,6 +1,6 @@
 """How often the regression rules flag a contestant between two nights, with known truth.
 
-    python bench/bench_regression.py [--seeds 200] [--questions 500] [--fall 3] [--difficulty 1.5] [--rounds 1000]
+    python bench/bench_regression.py [--seeds 100] [--questions 500] [--fall 3] [--difficulty 1.5] [--rounds 1000]
                                      [--quick]
 
 Each seed makes two nights of battles: a baseline and three contestants, two games per question (positions
@@ -8,7 +8,7 @@ swapped), a judge that prefers the stronger answer by Bradley-Terry, and a per-q
 contestant and both nights (normal, `--difficulty` log-odds standard deviation: a question that is easy for one
 model is easy for the others), so that outcomes on a question correlate as they do on real benchmarks; the larger
 it is, the more of the spread between questions both nights share, and the more the pairing gains. On night two `worse` is `--fall` score points weaker, `same` and
-`other` are unchanged (new draws, same strength). Both nights are rated by the product (compute_leaderboard with
+`other` are unchanged (new draws, same strength); the fall is in the expected win rate over the seed's questions. Both nights are rated by the product (compute_leaderboard with
 the given rounds), stored as the pipeline stores them (leaderboard rows and per-question points), and judged by
 history.compare_with_previous under `test: paired` and `test: overlap`. Prints the detection rate for `worse`
 and the false-alarm rate for the unchanged contestants, each with its binomial standard error.
@@ -53,13 +53,27 @@ def night(rng: np.random.Generator, difficulty: np.ndarray, elo: dict[str, float
     return pd.concat(rows, ignore_index=True)
 
 
+def expected_score(elo: float, difficulty: np.ndarray) -> float:
+    """The expected win rate against the baseline (0–100) over these questions' difficulties."""
+    return float(100.0 * np.mean(1.0 / (1.0 + np.exp(-((elo - 1000.0) * LN10 / 400.0 + difficulty)))))
+
+
+def elo_drop(elo: float, difficulty: np.ndarray, fall: float) -> float:
+    """The Elo drop that lowers the expected win rate over these questions by `fall` points (bisection): the
+    true change the tests should find, whatever the spread of difficulties."""
+    target, low, high = expected_score(elo, difficulty) - fall, 0.0, 2000.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if expected_score(elo - mid, difficulty) > target else (low, mid)
+    return (low + high) / 2
+
+
 def one_seed(seed: int, questions: int, fall: float, difficulty_sd: float, rounds: int, folder: Path) -> dict[str, dict[str, bool]]:
     rng = np.random.default_rng(seed)
     difficulty = rng.normal(0.0, difficulty_sd, questions)
-    start = 62.0  # score of each contestant on night one
-    elo = float(elo_from_score(start))
+    elo = float(elo_from_score(62.0))  # each contestant's strength on a question of difficulty 0 on night one
     nights = [night(rng, difficulty, {"worse": elo, "same": elo, "other": elo}),
-              night(rng, difficulty, {"worse": float(elo_from_score(start - fall)), "same": elo, "other": elo})]
+              night(rng, difficulty, {"worse": elo - elo_drop(elo, difficulty, fall), "same": elo, "other": elo})]
     found: dict[str, dict[str, bool]] = {}
     path = folder / f"seed{seed}.db"
     with Store(path) as store:
@@ -84,7 +98,7 @@ def rate(hits: int, n: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=200)
+    parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--questions", type=int, default=500)
     parser.add_argument("--fall", type=float, default=3.0)
     parser.add_argument("--difficulty", type=float, default=1.5)
