@@ -7,8 +7,10 @@ gets no further games once, after at least `min_questions` questions,
 - its 95 % interval is at most `ci_half_width` score points either side ("precise"), or
 - with a previous scored run to compare with (same baseline, same judges), its regression verdict is settled
   either way: its interval already lies entirely below the previous interval ("regressed"), or its lower end is
-  already at or above the previous interval's lower end, and above the previous score minus `score_drop` when that
-  rule is set ("not regressed"). More questions only narrow an interval, so the verdict would not change.
+  already at or above the previous interval's lower end (under the paired rule, the default: at or above the
+  previous score itself, since a fall too small for the intervals to show can still be significant paired), and
+  above the previous score minus `score_drop` when that rule is set ("not regressed"). More questions only narrow
+  an interval, so the verdict would not change.
 
 Every decision reads the interval widened, where needed, to at least the Wilson 95 % half-width of the
 contestant's share of battles won (ties count half) on the questions judged so far: a contestant that won every
@@ -49,6 +51,9 @@ class Previous:
     score: float
     ci_low: float
     ci_high: float
+    # Under the paired rule (§3.6) a contestant whose interval clears the previous interval's lower end can still
+    # have fallen significantly: "not regressed" then needs the interval above the previous score itself.
+    paired: bool = False
 
 
 @dataclass
@@ -111,7 +116,8 @@ def settle(board: pd.DataFrame, judged: Mapping[str, int], settings: AdaptiveCon
             if below_interval or below_drop:
                 out[row.model] = REGRESSED
                 continue
-            if low >= before.ci_low and (score_drop is None or low > before.score - score_drop):
+            cleared = low >= (before.score if before.paired else before.ci_low)
+            if cleared and (score_drop is None or low > before.score - score_drop):
                 out[row.model] = NOT_REGRESSED
                 continue
         if (high - low) / 2 <= settings.ci_half_width:

@@ -32,7 +32,8 @@ def previous_results(scope: RunScope, store: Store, run_id: str | None) -> dict[
     """Each contestant's score and interval in the scored run `run_id` (the one an adaptive plan compares with)."""
     if not run_id:
         return {}
-    return {row["model"]: Previous(row["score"], row["ci_low"], row["ci_high"])
+    paired = scope.config.regression.test == "paired"
+    return {row["model"]: Previous(row["score"], row["ci_low"], row["ci_high"], paired)
             for row in store.leaderboard_history() if row["run_id"] == run_id
             and None not in (row.get("score"), row.get("ci_low"), row.get("ci_high"))}
 

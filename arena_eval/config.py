@@ -443,9 +443,12 @@ _QUESTIONS_FORMS = ("mapping", "path")
 
 
 class RegressionConfig(_Strict):
-    """When a contestant counts as regressed against its previous run (`run` exits 3 and lists it)."""
+    """When a contestant counts as regressed against its previous run (`run` exits 3 and lists it), §3.6."""
 
-    # Always: the new 95% interval lies entirely below the previous one.
+    # paired: the change over the questions both runs judged, resampled together, is negative with p < alpha after
+    # Holm's correction over the run's contestants. overlap: the new 95% interval lies entirely below the previous.
+    test: Literal["paired", "overlap"] = "paired"
+    alpha: float = Field(0.05, gt=0, lt=1)
     # Also, when set: the score fell by at least this many points (0-100 scale).
     score_drop: float | None = Field(None, gt=0, le=100)
 

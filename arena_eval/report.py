@@ -59,6 +59,7 @@ def render_report(data: ReportData) -> str:
         **_judges(board, data.rated),
         "benchmark": _benchmark(board, data),
         "regressions": data.regressions,
+        "changes": data.changes,
         "summary": data.summary,
         "questions": data.questions,
         "contestants": data.contestants,

@@ -15,6 +15,9 @@ chosen per request from the configured rates (deterministic for a seed):
   "position-a" always prefers position A; "better" prefers the answer of the stronger model (`strengths`,
   model → number, read from the answer's "Answer from MODEL" text) and errs with `judge_error_rate`;
   "strength" makes position A win with probability 1 / (1 + 10^((s_B − s_A)/400)), `strengths` as Elo points;
+  "difficulty" is "strength" with outcomes correlated within a question, as on a real benchmark: for half the
+  questions (chosen by a hash of the question) the draw depends on the judge and the question only, shared by
+  every pair of answers to it (a question every model finds easy, or hard), for the other half on the answers too;
   `judge_modes` gives each judge model (several judges in one run) a mode of its own;
   "echo" repeats the judge's user prompt (a broken judge) and states no label of its own;
   "cutoff" starts like "quote" but is cut off (finish reason "length") right after the first label inside the
@@ -421,11 +424,16 @@ class FakeServer:
             label = "A>B" if (strength["A"] > strength["B"]) != flipped else "B>A"
         return f"Judged on correctness. My final verdict: [[{label}]]"
 
-    def _strength_verdict(self, judge: str, prompt: str) -> str:
+    def _strength_verdict(self, judge: str, prompt: str, shared: bool = False) -> str:
         """Bradley-Terry by Elo: the answer in position A wins with probability 1 / (1 + 10^((s_B − s_A)/400)),
-        `strengths` giving each model's Elo; the draw comes from a hash of the judge and its prompt (repeatable)."""
+        `strengths` giving each model's Elo; the draw comes from a hash of the judge and its prompt (repeatable).
+        With `shared` ("difficulty"), half the questions draw from the judge and the question alone."""
         answers = dict(_ANSWER_FENCE.findall(prompt))
         a, b = (self.faults.strengths.get(_model_of(answers.get(side, "")), 1000.0) for side in "AB")
+        question = _ANSWER_FENCE.sub("", prompt)
+        if shared and hashlib.sha256(f"half\x1f{question}".encode()).digest()[0] < 128:
+            # The position of the stronger-named side keeps game 1 and game 2 of a question apart.
+            prompt = f"{question}\x1f{a > b}"
         digest = hashlib.sha256(f"{judge}\x1f{prompt}".encode()).digest()
         draw = int.from_bytes(digest[:4], "big") / 2 ** 32
         label = "A>B" if draw < 1 / (1 + 10 ** ((b - a) / 400)) else "B>A"
@@ -449,8 +457,8 @@ class FakeServer:
                 return "Assistant A answers better. My final verdict: [[A>B]]"
             if verdict == "better":
                 return self._better_verdict(body.get("model", ""), messages[1]["content"])
-            if verdict == "strength":
-                return self._strength_verdict(body.get("model", ""), messages[1]["content"])
+            if verdict in ("strength", "difficulty"):
+                return self._strength_verdict(body.get("model", ""), messages[1]["content"], verdict == "difficulty")
             if verdict == "none" or (verdict == "second-try" and len(messages) <= 2):
                 return "Both answers have merits and I cannot decide."
             if verdict == "conflict":
