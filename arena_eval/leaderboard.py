@@ -61,6 +61,9 @@ class Leaderboard:
     judge_concerns: list[str] = field(default_factory=list)
     # Judges that take a reference: how many of their games had none to show (judged without it).
     without_reference: dict[str, int] = field(default_factory=dict)
+    # With games between contestants (pairing): the rated judges' games and unparsed games, each counted once (a
+    # contestant's `games` counts such a game for both: the column's sum is not the number of games).
+    rated_games: tuple[int, int] | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -135,12 +138,14 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
         for j in scope.judges:
             own = _battles([j], by_judge, styles)
             per_judge[j.name] = rate(scope, own) if not own.empty else pd.DataFrame(columns=["model"])
-    rated_names = set(battles.model_a) | set(battles.model_b) if not battles.empty else set()
+    # (a contestant rated through games with other contestants only (pairing) is rated too)
+    rated_names = set() if battles.empty else set(battles.model_b) | (set(battles.model_a) if tally.opponents else set())
     unrated = [c.name for c in scope.contestants[1:] if per[c.name]["games"] and c.name not in rated_names]
     judges, concerns = judge_table(scope, store, by_judge, board, per_judge)
     return Leaderboard(frame, rows, battles, diagnostics.reset_index(), energy, judge, overview, style, per_judge,
                        unparsed_warnings(scope, by_judge), unrated, judges, concerns,
-                       games_without_reference(scope, tally))
+                       games_without_reference(scope, tally),
+                       (len(judgments), sum(j.verdict is None for j in judgments)) if tally.opponents else None)
 
 
 def _judge_cost(store: Store, own: list[str], shared: list[str]) -> float | None:

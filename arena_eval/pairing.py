@@ -37,8 +37,11 @@ def opponent_pairs(question_id: str, contestants: Sequence[str], pairing: str | 
     circle = sorted(contestants, key=lambda name: _draw_key(pairing.seed, question_id, name))
     edges = _circulant(len(circle), pairing.opponents)
     rank = {name: i for i, name in enumerate(contestants)}
-    pairs = {tuple(sorted((circle[i], circle[j]), key=rank.__getitem__)) for i, j in edges}
-    return sorted(pairs, key=lambda pair: (rank[pair[0]], rank[pair[1]]))  # type: ignore[return-value]
+    pairs: set[Pair] = set()
+    for i, j in edges:
+        first, second = (circle[i], circle[j]) if rank[circle[i]] < rank[circle[j]] else (circle[j], circle[i])
+        pairs.add((first, second))
+    return sorted(pairs, key=lambda pair: (rank[pair[0]], rank[pair[1]]))
 
 
 def _draw_key(seed: int, question_id: str, name: str) -> str:

@@ -270,3 +270,28 @@ def test_pairing_with_a_baseline_per_category_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(ConfigError, match=r"pairing: games between contestants need one baseline for every question"):
         load_config(path)
+
+
+def test_the_dispatcher_poses_a_pair_once_both_answers_exist_without_waiting_for_the_baseline():
+    from arena_eval.dispatch import GameDispatcher
+    from arena_eval.records import Answer, AnswerError
+
+    def answer(name: str, q: str) -> Answer:
+        return Answer(f"{name}-{q}", name, f"cfg-{name}", q, "p", f"text {name}")
+
+    def posed(ready) -> list[tuple[str, str]]:
+        return [(p.base.answer_id, p.answer.answer_id) for p in ready]
+
+    names = ["base", "c1", "c2", "c3"]
+    d = GameDispatcher(names, "base", opponents=lambda q: [("c1", "c2"), ("c1", "c3"), ("c2", "c3")])
+    assert posed(d.deliver(answer("c2", "q1"))) == []
+    assert posed(d.deliver(answer("c1", "q1"))) == [("c1-q1", "c2-q1")]  # the baseline has not answered yet
+    assert posed(d.deliver(AnswerError("c3", "cfg-c3", "q1", "HTTP 500", 3))) == []  # c3's pairs have no game
+    assert posed(d.deliver(answer("base", "q1"))) == [("base-q1", "c2-q1"), ("base-q1", "c1-q1")]
+    assert d.open_questions == 0
+    # Only pairs of two judged contestants (adaptive judging's active ones); a finished contestant drops its pairs.
+    d = GameDispatcher(names, "base", judged=["c1", "c2"], opponents=lambda q: [("c1", "c2"), ("c1", "c3")])
+    d.deliver(answer("c3", "q1"))
+    d.deliver(answer("c1", "q1"))
+    assert posed(d.finish("c2")) == [] and d.open_questions == 1
+    assert posed(d.deliver(answer("base", "q1"))) == [("base-q1", "c1-q1")]
