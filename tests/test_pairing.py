@@ -86,6 +86,9 @@ def test_pairing_all_poses_every_pair_in_both_positions_for_every_judge(tmp_path
     # for both sides of a pair.
     assert board.loc["c1", "games"] == 5 * (2 + 3 * 2) * 2
     assert board.loc["c1", "games_missing"] == 0 and result.summary.games_missing == 0
+    # judge_cost gives each contestant half of its games with another: the column adds up to what judging cost.
+    total = stored(path, "SELECT SUM(cost) FROM judgments")[0][0]
+    assert board.judge_cost.sum() == pytest.approx(total) and total > 0
 
 
 def test_opponents_k_gives_each_contestant_k_opponents_per_question_drawn_the_same_way_every_time(tmp_path,
