@@ -135,10 +135,12 @@ def battle_floor(battles: pd.DataFrame) -> dict[str, float]:
 
 def advance(plan: AdaptivePlan, battles: pd.DataFrame, judged_questions: Mapping[str, set[str]], baseline: str,
             settings: AdaptiveConfig, rating: RatingConfig, previous: Mapping[str, Previous] | None = None,
-            score_drop: float | None = None) -> bool:
+            score_drop: float | None = None, pending_pairs: Mapping[str, set[tuple[str, str]]] | None = None) -> bool:
     """Process the next batch of the order if every active contestant's games on it are stored
-    (`judged_questions[c]`: the questions whose games of c are all stored, or cannot be posed); refit on the
-    questions judged so far and stop the contestants that are settled. Returns whether a batch was processed."""
+    (`judged_questions[c]`: the questions whose games of c against the baseline are all stored, or cannot be
+    posed; `pending_pairs[q]`: the pairs of contestants whose games on q are not, pairing's games between
+    contestants); refit on the questions judged so far and stop the contestants that are settled. Returns whether
+    a batch was processed."""
     from .rating import compute_leaderboard  # here: scipy is slow to import
 
     if plan.done:
@@ -151,17 +153,23 @@ def advance(plan: AdaptivePlan, battles: pd.DataFrame, judged_questions: Mapping
         return False
     if any(not set(batch) <= judged_questions.get(c, set()) for c in active):
         return False  # not judged yet (or a game failed): the next run resumes here
+    if pending_pairs and any(a in active and b in active for q in batch for a, b in pending_pairs.get(q, ())):
+        return False  # a game between two contestants still judged is not in yet
     plan.batches += 1
     for c in active:
         plan.judged[c] = start + len(batch)
     judged = {c: plan.judged_questions(c) for c in active}
-    kept = battles[[c in judged and q in judged[c] for q, c in zip(battles.question_id, battles.model_b)]]
+    # A battle counts while its contestant is judged on its question; a game between two contestants, while both
+    # are (pairing).
+    kept = battles[[c in judged and q in judged[c] and (a == baseline or (a in judged and q in judged[a]))
+                    for q, a, c in zip(battles.question_id, battles.model_a, battles.model_b)]]
     if not kept.empty:
         style = list(STYLE_COLUMNS) if rating.style_control else None  # the fit the leaderboard will publish
         board = compute_leaderboard(kept, baseline, rounds=rating.rounds, seed=rating.seed, by=rating.bootstrap,
                                     style=style)
         board = board[board.model.isin(active)]  # (the baseline's own row: pinned, never settled)
-        plan.stopped.update(settle(board, plan.judged, settings, previous, score_drop, battle_floor(kept)))
+        against_baseline = kept[kept.model_a == baseline]  # (the Wilson floor reads the share won against it)
+        plan.stopped.update(settle(board, plan.judged, settings, previous, score_drop, battle_floor(against_baseline)))
     if not plan.active or start + len(batch) >= len(plan.order):
         plan.done = True
     return True
@@ -169,9 +177,10 @@ def advance(plan: AdaptivePlan, battles: pd.DataFrame, judged_questions: Mapping
 
 def replay(order: Sequence[str], contestants: Sequence[str], battles: pd.DataFrame,
            judged_questions: Mapping[str, set[str]], baseline: str, settings: AdaptiveConfig, rating: RatingConfig,
-           previous: Mapping[str, Previous] | None = None, score_drop: float | None = None) -> AdaptivePlan:
+           previous: Mapping[str, Previous] | None = None, score_drop: float | None = None,
+           pending_pairs: Mapping[str, set[tuple[str, str]]] | None = None) -> AdaptivePlan:
     """The plan the stored verdicts give, batch by batch, as far as they go."""
     plan = AdaptivePlan(list(order), list(contestants))
-    while advance(plan, battles, judged_questions, baseline, settings, rating, previous, score_drop):
+    while advance(plan, battles, judged_questions, baseline, settings, rating, previous, score_drop, pending_pairs):
         pass
     return plan

@@ -397,6 +397,14 @@ class RatingConfig(_Strict):
         return self
 
 
+class OpponentPairing(_Strict):
+    """`pairing: {opponents: K}` (docs/design.md §3.3.1): on each question every contestant other than the baseline
+    also meets K others, drawn by a balanced rule from `seed`, the question's id and the set of contestants."""
+
+    opponents: int
+    seed: int = 0
+
+
 class QuestionsConfig(_Strict):
     """`questions:` as a mapping (docs/design.md §5.2): a table or a saved dataset at `path`, or a Hugging Face
     dataset by name (`hf`, with `split` and `revision`), and which column holds each field of a question. A field
@@ -469,6 +477,9 @@ class RunConfig(_Strict):
     judge: list[JudgeConfig] = Field(min_length=1)
     contestants: list[ContestantConfig] = Field(min_length=1)
     rating: RatingConfig = Field(default_factory=RatingConfig)
+    # Who meets whom on a question (docs/design.md §3.3.1): `baseline` (every contestant against the baseline only),
+    # `all` (also every pair of the other contestants) or {opponents: K} (also K drawn opponents each).
+    pairing: Literal["baseline", "all"] | OpponentPairing = "baseline"
     efficiency: EfficiencyConfig = Field(default_factory=EfficiencyConfig)
     guidance: GuideConfig | None = None
     rag: RagConfig | None = None
@@ -556,6 +567,7 @@ class RunConfig(_Strict):
         if self.category_baselines and self.rating.adaptive is not None:
             raise _KeyProblem(("rating", "adaptive"), "adaptive judging needs one baseline for every question; with a "
                               "baseline per category, judge every question (remove rating.adaptive)")
+        self._check_pairing(len(names) - 1)
         if self.efficiency.reference is not None and self.efficiency.reference not in names:
             raise _KeyProblem(("efficiency", "reference"), f"efficiency.reference {self.efficiency.reference!r} is not "
                               f"a contestant; use one of: {', '.join(names)}")
@@ -568,6 +580,42 @@ class RunConfig(_Strict):
                 ("baseline",), f"baseline {self.baseline!r} is not a contestant; set baseline to one of: {', '.join(names)}"
             )
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pairing_shape(cls, data: Any) -> Any:
+        """`pairing:` is a word or {opponents: K}: say so in one message rather than one per form it could take."""
+        value = data.get("pairing") if isinstance(data, dict) else None
+        if value is None or value in ("baseline", "all"):
+            return data
+        if not isinstance(value, dict):
+            raise _KeyProblem(("pairing",), f"pairing is {value!r}; use baseline (games against the baseline only), all "
+                              "(also every pair of the other contestants) or {opponents: K}")
+        unknown = sorted(set(value) - {"opponents", "seed"}, key=str)
+        if unknown:
+            raise _KeyProblem(("pairing", unknown[0]), f"unknown key {unknown[0]!r} in pairing; it takes opponents (and "
+                              "optionally seed)")
+        opponents = value.get("opponents")
+        if isinstance(opponents, bool) or not isinstance(opponents, int) or opponents < 1:
+            raise _KeyProblem(("pairing", "opponents"), f"pairing.opponents is {opponents!r}; give a whole number of at "
+                              "least 1: how many other contestants each contestant meets on a question")
+        seed = value.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise _KeyProblem(("pairing", "seed"), f"pairing.seed is {seed!r}; give a whole number")
+        return {**data, "pairing": OpponentPairing(opponents=opponents, seed=seed)}
+
+    def _check_pairing(self, others: int) -> None:
+        """{opponents: K} needs K other contestants besides the baseline; with a baseline per category the games
+        between contestants are not modelled."""
+        if self.pairing == "baseline":
+            return
+        if self.category_baselines:
+            raise _KeyProblem(("pairing",), "games between contestants need one baseline for every question; with a "
+                              "baseline per category, use pairing: baseline (or one baseline)")
+        if isinstance(self.pairing, OpponentPairing) and self.pairing.opponents >= others:
+            raise _KeyProblem(("pairing", "opponents"), f"pairing.opponents is {self.pairing.opponents}: each contestant "
+                              f"meets that many others, which needs at least {self.pairing.opponents + 1} contestants "
+                              f"besides the baseline (there are {others}); lower opponents, or use pairing: all")
 
     def _judge_identity(self, judge: JudgeConfig) -> str:
         """What makes up a judge's config id (JudgeConfig.config_id), with its prompt folder's path standing for the

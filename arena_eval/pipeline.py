@@ -372,7 +372,7 @@ class Arena:
         from .adaptive_run import adaptive_key, latest_comparable_run, previous_results
         from .leaderboard import rated_battles
         from .stream import CollectAndJudge
-        from .tally import settled_questions, tally
+        from .tally import settled_questions, tally, unsettled_pairs
 
         scope, settings = context.scope, self.config.rating.adaptive
         store, sets, run_id, cap = context.store, context.sets, context.run_id, context.cap
@@ -401,7 +401,7 @@ class Arena:
                 counted = tally(scope, store, sets)
                 if not advance(plan, rated_battles(scope, store, counted), settled_questions(scope, store, sets, counted),
                                scope.baseline.name, settings, self.config.rating, previous,
-                               self.config.regression.score_drop):
+                               self.config.regression.score_drop, unsettled_pairs(scope, store, counted)):
                     break  # a game of this batch failed: the next run resumes here
         finally:
             await stream.close()

@@ -55,7 +55,7 @@ def render_report(data: ReportData) -> str:
         "estimate_note": estimate_note(rows),
         "scatters": _scatters(rows),
         "categories": _category_scores(board.battles, data.categories, data.contestants),
-        "diagnostics": _diagnostics(board.rows, board.diagnostics, data.contestants, data.baseline),
+        "diagnostics": _diagnostics(board.rows, board.diagnostics, data.contestants, data.baseline, board.rated_games),
         **_judges(board, data.rated),
         "benchmark": _benchmark(board, data),
         "regressions": data.regressions,
@@ -303,7 +303,7 @@ def _benchmark(board, data: ReportData) -> dict[str, Any]:
 
 
 def _diagnostics(rows: list[LeaderboardRow], diagnostics: pd.DataFrame, contestants: list[str],
-                 baseline: str) -> list[dict[str, Any]]:
+                 baseline: str, rated_games: tuple[int, int] | None = None) -> list[dict[str, Any]]:
     per_model = {r["model"]: r for r in diagnostics.to_dict("records")} if diagnostics is not None else {}
     unparsed = {r.model: _num(r.unparsed_rate) for r in rows}
     games = {r.model: r.games for r in rows}
@@ -314,6 +314,8 @@ def _diagnostics(rows: list[LeaderboardRow], diagnostics: pd.DataFrame, contesta
             total = sum(_num(games.get(m)) or 0 for m in games if m != baseline)
             bad = sum((unparsed.get(m) or 0) * (_num(games.get(m)) or 0) for m in games if m != baseline)
             rate = bad / total if total else None
+            if rated_games is not None and total:  # (a game between two contestants is in both of their rows)
+                total, rate = rated_games[0], rated_games[1] / rated_games[0] if rated_games[0] else None
         else:
             rate = unparsed.get(name)
         first = _num(d.get("first_position_win_rate"))

@@ -1,7 +1,8 @@
 """Collecting and judging as one stream, with no barrier between them (docs/design.md §1.2, §3.1.1).
 
 Contestants are collected side by side; a contestant's two games for a question go to the judge's queue as soon
-as its answer and the baseline's exist (`dispatch.GameDispatcher` decides when). The queue is bounded, so a slow
+as its answer and the baseline's exist (`dispatch.GameDispatcher` decides when; so do the games between
+contestants that `pairing` calls for). The queue is bounded, so a slow
 judge slows collection down instead of letting memory grow. Local contestants that share a device take turns
 (one device lock each), so that their energy windows never overlap. Without collection (the `judge` stage
 alone) the stored current answers stream in instead (`answer_sets.AnswerSets`).
@@ -30,6 +31,7 @@ from .efficiency import peak_resident_gb
 from .energy.tracking import EnergyTracker, WindowCounts
 from .errors import ArenaError, StoreError
 from .judge import GameRequest, RunJudge, games_for, judge_game
+from .pairing import opponents_of
 from .providers import make_provider
 from .providers.replicas import replica_counts
 from .providers.retry import RetriesExhausted
@@ -106,7 +108,9 @@ class CollectAndJudge:
         self.energy_lines = judge_energy_lines(scope)
         # One pass's state (stream()): its questions and contestants, the dispatcher, who has work to do.
         self.questions: Sequence[Question] = scope.questions
-        self.dispatcher = GameDispatcher([c.name for c in scope.contestants], scope.baseline.name, self.references)
+        self.opponents = opponents_of(scope)  # games between contestants (pairing), or None
+        self.dispatcher = GameDispatcher([c.name for c in scope.contestants], scope.baseline.name, self.references,
+                                         opponents=self.opponents)
         self.open_producers = 0
         self.needs_work: set[str] = set()
 
@@ -164,7 +168,8 @@ class CollectAndJudge:
         contestants = [*contestants, *helpers]
         self.questions = questions
         baseline = self.scope.baseline_for if self.scope.by_category else contestants[0].name
-        self.dispatcher = GameDispatcher([c.name for c in contestants], baseline, self.references, judged=names)
+        self.dispatcher = GameDispatcher([c.name for c in contestants], baseline, self.references, judged=names,
+                                         opponents=self.opponents)
         self.open_producers = len(contestants)
         # No per-question state for the whole set here: questions stream from the set (a file set re-reads its
         # file), the judge looks a prompt up in the store by id, and dispatch keeps only unfinished questions.
