@@ -140,6 +140,9 @@ class CollectAndJudge:
         self.check_credentials()
         metered = [c for c in self.scope.contestants if self.collect] + [lane.judge.config for lane in self.lanes]
         await asyncio.to_thread(self.tracker.check_remote, metered)
+        for endpoint in metered:  # a meter named in the config that cannot work fails here, before any request
+            if endpoint.is_local and endpoint.energy is None:
+                await asyncio.to_thread(self.tracker.meter, endpoint.device)
         try:
             for lane in self.lanes:
                 await lane.provider.start()

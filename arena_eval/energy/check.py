@@ -55,8 +55,8 @@ def _idle(meter: Meter, seconds: float, check: EndpointCheck) -> None:
         return
     check.idle_w = reading.avg_power_w
     watts = f"{check.idle_w:.1f} W" if check.idle_w is not None else "unknown"
-    check.lines.append(f"idle power: {watts} over {reading.duration_s or seconds:.1f} s "
-                       f"({reading.energy_j if reading.energy_j is not None else '?'} J)")
+    joules = f"{reading.energy_j:.1f} J" if reading.energy_j is not None else "? J"
+    check.lines.append(f"idle power: {watts} over {reading.duration_s or seconds:.1f} s ({joules})")
 
 
 def _local(config: RunConfig, endpoint: EndpointConfig, check: EndpointCheck, seconds: float,
@@ -170,9 +170,13 @@ def check_exit_code(checks: list[EndpointCheck]) -> int:
 def lock_groups(config: RunConfig) -> list[str]:
     """Endpoints that share a metered device, and so take turns (a line each)."""
     metered = [c for c in config.contestants if EnergyTracker.metered(c)]
-    keys = EnergyTracker.endpoint_keys(config.energy, metered)
+    tracker = EnergyTracker(config.energy, None, "", metered)
     sharing: dict[str, list[str]] = {}
-    for contestant, ks in zip(metered, keys, strict=True):
-        for key in ks:
+    for contestant in metered:
+        try:
+            keys = tracker.lock_keys(contestant)
+        except MeterUnavailable:  # this machine has no meter: said above, under the contestant
+            continue
+        for key in keys:
             sharing.setdefault(key, []).append(contestant.name)
     return [f"{key}: {', '.join(names)} take turns" for key, names in sharing.items() if len(names) > 1]

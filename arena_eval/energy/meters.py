@@ -149,6 +149,10 @@ def measure_idle_power(meter: Meter, seconds: float, sleep: Callable[[float], No
 
 class _SumWindow(Window):
     def __init__(self, meters: Sequence[Meter]):
+        for meter in meters:  # connect every part first, so that their windows open back to back
+            prepare = getattr(meter, "prepare", None)
+            if prepare is not None:
+                prepare()
         self._windows = [m.start() for m in meters]
 
     def _close(self) -> EnergyReading:

@@ -65,20 +65,24 @@ class ServerWindow(Window):
         self._error: str | None = None
         self._start_j: float | None = None
         try:
+            before = time.monotonic()
             self._start_j = read_total_j(meter.url)
+            self._t0 = (before + time.monotonic()) / 2  # the figure was taken inside the request
         except MeterUnavailable as exc:
             self._error = f"at window start: {exc}"
 
     def _close(self) -> EnergyReading:
         energy = None
+        t1 = time.monotonic()
         if self._start_j is not None:
             try:
+                before = time.monotonic()
                 energy = read_total_j(self._meter.url) - self._start_j
+                t1 = (before + time.monotonic()) / 2
             except MeterUnavailable as exc:
                 self._error = f"at window end: {exc}"
         if energy is not None and energy < 0:  # the server restarted: its counter began again
             self._error, energy = f"{self._meter.url}: the figure went down during the window (server restarted?)", None
-        t1 = time.monotonic()
         return EnergyReading(method="server", is_estimated=False, tool_version=self._meter.tool_version,
                              devices=[self._meter.url], started_at=self._started_at, ended_at=time.time(),
                              duration_s=t1 - self._t0, energy_j=energy, gpu_j=energy, error=self._error)

@@ -123,6 +123,13 @@ class ZeusdMeter:
             assert self._plan is not None
             return self._client, self._plan
 
+    def prepare(self) -> None:
+        """Connect now if not yet connected (a failure is left for the window to report)."""
+        try:
+            self.client()
+        except Exception:
+            pass
+
     def forget_client(self) -> None:
         """After a failed read: the next window connects afresh (the daemon may have restarted)."""
         with self._lock:
@@ -167,6 +174,9 @@ class ZeusdMeter:
 
 
 class ZeusdWindow(Window):
+    """The window's time runs from the middle of the start reading to the middle of the end one: the counters were
+    read somewhere inside each request, so its watts stay the daemon's, whatever the network's delay."""
+
     def __init__(self, meter: ZeusdMeter):
         self._meter = meter
         self._error: str | None = None
@@ -177,9 +187,13 @@ class ZeusdWindow(Window):
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         try:
+            meter.client()  # connecting (discovery, the token) is not part of the window
+            before = time.monotonic()
             self._start = meter.read_counters()
-        except DaemonRefused as exc:
-            self._error = str(exc)
+            self._t0 = (before + time.monotonic()) / 2
+        except (DaemonRefused, MeterUnavailable) as exc:
+            self._error = f"{exc} (at window start)"
+            meter.forget_client()
         except Exception as exc:
             self._error = f"zeusd at {meter.address} unreadable at window start: {_short(exc)}"
             meter.forget_client()
@@ -213,15 +227,17 @@ class ZeusdWindow(Window):
             self._stop_event.set()
             self._thread.join()
         end = None
+        t1 = time.monotonic()
         if self._error is None:
             try:
-                end = meter.read_counters()
                 if self._samples:
                     self._sample()
+                before = time.monotonic()
+                end = meter.read_counters()
+                t1 = (before + time.monotonic()) / 2
             except Exception as exc:
                 self._error = f"zeusd at {meter.address} unreadable at window end: {_short(exc)}"
                 meter.forget_client()
-        t1 = time.monotonic()
         gpu_j = cpu_j = ram_j = total = None
         plan = meter._plan
         if end is not None and self._start is not None and plan is not None:
