@@ -57,6 +57,7 @@ def remote_run(tmp_path: Path, server, contestant: dict, n_questions: int = 5, *
 # --- a contestant on another machine --------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a whole run in process: a few seconds
 def test_a_contestant_metered_by_a_remote_daemon_gets_watts_times_its_window(tmp_path, fake_server, zeusd):
     server = fake_server(latency_s=0.25)
     daemon = zeusd(gpu_watts={0: 120.0, 1: 80.0}, cpu_watts={0: 40.0}, dram_watts={0: 5.0}, gpu_names={0: "H100"})
@@ -78,6 +79,7 @@ def test_a_contestant_metered_by_a_remote_daemon_gets_watts_times_its_window(tmp
     assert idle["device"] == window["device"] == f"zeusd {daemon.address} gpu0"
 
 
+@pytest.mark.slow  # a whole run in process: a few seconds
 def test_a_replica_list_of_two_daemons_sums_both(tmp_path, fake_server, zeusd):
     first, second = fake_server(latency_s=0.25), fake_server(latency_s=0.25)
     d1, d2 = zeusd(gpu_watts={0: 100.0}), zeusd(gpu_watts={0: 300.0, 1: 1000.0})
@@ -124,6 +126,7 @@ def test_bad_energy_sources_are_config_errors_naming_the_field(tmp_path, energy,
     assert "zd-secret-token" not in str(caught.value)  # a token written where its variable's name belongs
 
 
+@pytest.mark.slow  # a whole run in process: a few seconds
 def test_a_daemon_killed_mid_run_leaves_that_window_unknown_and_the_run_completes(tmp_path, fake_server, zeusd):
     server = fake_server(latency_s=0.2)
     daemon = zeusd(gpu_watts={0: 100.0})
@@ -212,6 +215,7 @@ def test_an_unreachable_daemon_makes_the_window_unknown_with_the_reason(zeusd):
 # --- a server's own figures -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a whole run in process: a few seconds
 def test_a_server_reporting_its_own_energy(tmp_path, fake_server):
     server = fake_server(latency_s=0.25, energy_watts=75.0)
     path = remote_run(tmp_path, server, {"energy": {"server": "/energy_metrics"}})
@@ -234,6 +238,7 @@ def test_a_server_without_the_figure_leaves_the_window_unknown(fake_server):
 # --- sharing a remote device: the no-overlap rule --------------------------------------------------------------
 
 
+@pytest.mark.slow  # a whole run in process: a few seconds
 def test_contestants_on_one_remote_gpu_take_turns(tmp_path, fake_server, zeusd):
     server = fake_server(latency_s=0.05)
     daemon = zeusd(gpu_watts={0: 100.0, 1: 100.0})
@@ -249,6 +254,33 @@ def test_contestants_on_one_remote_gpu_take_turns(tmp_path, fake_server, zeusd):
     c1, c2, c3 = by_name["c1"], by_name["c2"], by_name["c3"]
     assert c1["ended_at"] <= c2["started_at"] or c2["ended_at"] <= c1["started_at"]  # gpu0: one after the other
     assert c3["started_at"] < max(c1["ended_at"], c2["ended_at"])  # gpu1 is another device: no wait
+
+
+@pytest.mark.slow  # a whole run in process: a few seconds
+def test_a_judge_on_a_contestants_remote_gpu_judges_after_collection(tmp_path, fake_server, zeusd):
+    server = fake_server(latency_s=0.05)
+    daemon = zeusd(gpu_watts={0: 100.0})
+    on_gpu0 = {"zeusd": daemon.address, "gpus": [0]}
+    contestants = [{"name": "base", "model": "m-base"}, {"name": "c1", "model": "m-c1", "energy": on_gpu0}]
+    path = write_config(tmp_path, server.base_url, n_questions=4, contestants=contestants, judge={"energy": on_gpu0},
+                        energy={"idle_seconds": 0, "estimate_api": False})
+    result = Arena(load_config(path)).run_sync()
+    assert result.exit_code == 0, result.summary
+    [contestant], [judge] = windows(result), windows(result, "judge")
+    assert contestant["ended_at"] <= judge["started_at"]  # one GPU, one window at a time: nothing counted twice
+    assert judge["energy_j"] == pytest.approx(100.0 * judge["duration_s"], rel=0.05) and judge["requests"] == 8
+
+
+def test_validate_points_at_energy_check_when_an_endpoint_is_metered(tmp_path, fake_server):
+    from arena_eval.cli import app
+
+    server = fake_server()
+    contestants = [{"name": "base", "model": "m-base"},
+                   {"name": "c1", "model": "m-c1", "energy": {"zeusd": "http://gpu-box:4938"}}]
+    path = write_config(tmp_path, server.base_url, n_questions=2, contestants=contestants)
+    result = CliRunner().invoke(app, ["validate", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"energy: 1 endpoint(s) metered; `arena-eval energy check -c {path}`" in result.output
 
 
 # --- this machine ----------------------------------------------------------------------------------------------
@@ -299,6 +331,7 @@ def test_meter_zeus_with_nothing_to_measure_is_an_error_saying_what_zeus_found(t
 # --- arena-eval energy check -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # two checks with idle measurements
 def test_energy_check_against_the_fake_daemon(tmp_path, fake_server, zeusd):
     from arena_eval.cli import app
 
