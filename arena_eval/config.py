@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from .energy.config import EnergyConfig
+from .energy.config import EndpointEnergy, EnergyConfig
 from .errors import ConfigError
 from .questions import QuestionSet, decode_utf8, load_dataset_questions, load_questions
 from .redaction import register_basic_auth
@@ -106,6 +106,10 @@ class EndpointConfig(_Strict):
     # Treat an OpenAI-compatible endpoint as a model on this machine (a vLLM or llama.cpp server you started):
     # it then takes the device lock and gets an energy window like llama_cpp and vllm contestants.
     local: bool = False
+    # Where this endpoint's power is measured when its model runs on another machine (docs/design.md §3.5.1): that
+    # machine's Zeus daemon, or the server's own figures; a list, one per replica, when base_url lists replicas
+    # (or an `energy` beside each replica's `url`). Not part of the configuration's id.
+    energy: EndpointEnergy | list[EndpointEnergy] | None = None
     extra_body: dict[str, Any] = Field(default_factory=dict)
     price: Price | None = None
     # The provider's batch API instead of one request each (openai, anthropic; docs/design.md §3.9): half the price,
@@ -116,6 +120,32 @@ class EndpointConfig(_Strict):
     batch_poll_max_s: float = Field(600.0, gt=0)
     # The most requests in one batch; default: the provider's limit (OpenAI 50,000, Anthropic 100,000).
     batch_max_requests: int | None = Field(None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replica_entries(cls, data: Any) -> Any:
+        """Replicas written as `{url: ..., energy: {...}}` become the base_url list and the energy list."""
+        urls = data.get("base_url") if isinstance(data, dict) else None
+        if not isinstance(urls, list) or not any(isinstance(entry, dict) for entry in urls):
+            return data
+        if not all(isinstance(entry, dict) for entry in urls):
+            raise _KeyProblem(("base_url",), "write every replica the same way: all as URLs, or all as "
+                              "{url: ..., energy: {...}}")
+        if data.get("energy") is not None:
+            raise _KeyProblem(("energy",), "each replica says where its energy is measured (base_url[i].energy): "
+                              "remove this energy, or the replicas' own")
+        for i, entry in enumerate(urls):
+            unknown = set(entry) - {"url", "energy"}
+            if "url" not in entry or unknown:
+                raise _KeyProblem(("base_url", i), "a replica written as a mapping takes url (its address) and "
+                                  f"energy (where its power is measured){f'; unknown: {sorted(unknown)}' if unknown else ''}")
+        energies = [entry.get("energy") for entry in urls]
+        if any(e is None for e in energies) and not all(e is None for e in energies):
+            missing = [i for i, e in enumerate(energies) if e is None]
+            raise _KeyProblem(("base_url", missing[0]), "every replica needs an energy when one has one: a replica "
+                              "left out would make the endpoint's sum wrong")
+        return {**data, "base_url": [entry["url"] for entry in urls],
+                "energy": None if energies[0] is None else energies}
 
     @field_validator("provider")
     @classmethod
@@ -196,7 +226,28 @@ class EndpointConfig(_Strict):
         if isinstance(self.base_url, list) and self.provider != "openai":
             raise _KeyProblem(("base_url",), f"a list of replicas needs provider openai (any OpenAI-compatible "
                               f"server); provider {self.provider} takes one base_url")
+        replicas = len(self.base_url) if isinstance(self.base_url, list) else None
+        if isinstance(self.energy, list):
+            if replicas is None:
+                raise _KeyProblem(("energy",), "a list of energy sources is for a list of replicas in base_url; "
+                                  "give one mapping for one endpoint")
+            if len(self.energy) != replicas:
+                raise _KeyProblem(("energy",), f"{len(self.energy)} energy sources for {replicas} replicas: give one "
+                                  "per replica, in base_url's order")
+        elif self.energy is not None and replicas is not None:
+            raise _KeyProblem(("energy",), f"base_url lists {replicas} replicas: give a list of {replicas} energy "
+                              "sources, one per replica in base_url's order (or an energy beside each replica's url)")
         return self
+
+    def energy_sources(self) -> list[tuple[EndpointEnergy, str | None]]:
+        """(where its power is measured, the replica's base URL) for each part of this endpoint; [] when none."""
+        if self.energy is None:
+            return []
+        if isinstance(self.energy, list):
+            assert isinstance(self.base_url, list)
+            return list(zip(self.energy, self.base_url, strict=True))
+        assert not isinstance(self.base_url, list)
+        return [(self.energy, self.base_url)]
 
     @property
     def is_local(self) -> bool:

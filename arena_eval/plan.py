@@ -154,7 +154,7 @@ def _energy(scope: RunScope, store, endpoint, set_id: str | None, requests: int,
             latency: float | None, estimated: list[str]) -> float | None:
     if not requests:
         return 0.0
-    if endpoint.is_local:
+    if endpoint.is_local or endpoint.energy is not None:  # metered: here, or where its `energy:` says
         totals = store.energy_totals(set_id)
         if totals.energy_j is None or not totals.requests or totals.unmeasured:
             return None

@@ -37,6 +37,8 @@ chosen per request from the configured rates (deterministic for a seed):
 - `rates`: named faults (FAULTS below) with a probability per request, e.g. {"503": 0.1, "reset": 0.05};
 - `turn_faults`: model → (n, fault): every request of that model that holds n user messages (a conversation's
   n-th turn) gets the fault; may be changed while the server runs;
+- `energy_watts`: the server reports its own energy, as TensorRT-LLM's `GET /energy_metrics` does
+  (`{"total_energy_j": ..., "query_time": ...}`), growing at this many watts since the server started;
 - `scripted`: model → (fault, n): the first n requests for each distinct prompt of that model get the fault,
   the later ones succeed; n = None: every request. Deterministic whatever the timing, for retry tests.
 
@@ -127,6 +129,9 @@ class Faults:
     reasoning_field: str | None = "reasoning_content"
     think_tags: dict[str, str] = field(default_factory=dict)
     runaway_words: int = 0
+    # The server's own energy figure (TensorRT-LLM's GET /energy_metrics): {"total_energy_j": watts × seconds since
+    # the server started}. None: no such endpoint (404), as on servers that report nothing.
+    energy_watts: float | None = None
 
     def __post_init__(self) -> None:
         unknown = (set(self.rates) | {fault for fault, _ in self.scripted.values()}) - set(FAULTS)
@@ -155,6 +160,7 @@ class FakeServer:
         self.drip_held: list[float] = []  # seconds each "drip" reply held its client (until it left, or hang_s)
         self.huge_sent: list[int] = []  # bytes of each "huge" reply written before the client left (or all)
         self.port: int | None = None
+        self.started = time.monotonic()  # the origin of the energy figure (energy_watts)
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -165,7 +171,15 @@ class FakeServer:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/moved/v1/chat/completions", self.chat)  # where a same-origin "redirect" can point
+        if self.faults.energy_watts is not None:
+            app.router.add_get("/energy_metrics", self.energy_metrics)
         return app
+
+    async def energy_metrics(self, request: web.Request) -> web.Response:
+        elapsed = time.monotonic() - self.started
+        assert self.faults.energy_watts is not None
+        return web.json_response({"total_energy_j": round(self.faults.energy_watts * elapsed, 4),
+                                  "query_time": time.perf_counter()})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
