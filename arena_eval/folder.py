@@ -95,7 +95,7 @@ def import_inspect_answers(config: RunConfig, log: Path, contestant: str,
     (inspect_logs.read_answers chooses them, inspect_logs.store_answers stores them), into the answer set in use,
     under the folder's run lock, as `import_answers` does. The log is read first: a log that cannot be imported
     touches nothing. Returns what was read and the counts (imported, already_stored, unknown_question, too_large)."""
-    from .inspect_logs import read_answers, store_answers
+    from .inspect_logs import match_questions, read_answers, store_answers
     from .pipeline import Arena
 
     if contestant not in {c.name for c in config.contestants}:  # before the question set and the log are read
@@ -106,6 +106,7 @@ def import_inspect_answers(config: RunConfig, log: Path, contestant: str,
     notes.extend(read.notes)
     arena = Arena(config)
     target = next(c for c in arena.contestants if c.name == contestant)
+    match_questions(read, arena.questions)  # ids that clash with the set's: before the store is opened
     if target.model not in (read.model, read.model.split("/", 1)[-1]):  # inspect names models provider/model
         notes.append(f"the log's model is {read.model!r}, contestant {contestant}'s config names {target.model!r}; the "
                      f"answers are stored as {contestant}'s all the same")

@@ -369,16 +369,11 @@ def store_answers(read: InspectAnswers, contestant: ContestantConfig, questions:
     sent now, made current, held to its max_response_bytes). A sample whose id is a question of the set must have
     that question's user turns (else the log is of another version of the set: an error); a sample of a question not
     in the set is counted (`unknown_question`) and skipped. Returns the counts."""
+    matched = match_questions(read, questions)  # every clash is found before the first answer is stored
     importer = AnswerImporter(contestant, store, augmenter, set_id, notes)
     counts = importer.counts
-    counts["unknown_question"] = 0
-    by_id = {q.question_id: q for q in questions}
-    for sample in read.chosen:
-        question = by_id.get(sample.question_id)
-        if question is None:
-            counts["unknown_question"] += 1
-            continue
-        _check_turns(sample, question)
+    counts["unknown_question"] = len(read.chosen) - len(matched)
+    for sample, question in matched:
         texts = [*sample.given_turns, sample.answer or ""]
         given: list[None] = [None] * len(sample.given_turns)  # the input's turns: no tokens or thinking of the model's
         # A log without usage (a provider that reports none): ~4 characters a token, flagged, as collection does.
@@ -391,6 +386,16 @@ def store_answers(read: InspectAnswers, contestant: ContestantConfig, questions:
                       finish_reason=sample.finish_reason or "imported", created_at=sample.created_at,
                       latency_s=sample.latency_s, source_id=sample.uuid)
     return counts
+
+
+def match_questions(read: InspectAnswers, questions: QuestionSet) -> list[tuple[LoggedSample, Question]]:
+    """Each chosen sample with its question of the set (a sample of no question left out); a sample whose id is a
+    question of the set with other user turns is an error."""
+    by_id = {q.question_id: q for q in questions}
+    matched = [(sample, by_id[sample.question_id]) for sample in read.chosen if sample.question_id in by_id]
+    for sample, question in matched:
+        _check_turns(sample, question)
+    return matched
 
 
 def _check_turns(sample: LoggedSample, question: Question) -> None:

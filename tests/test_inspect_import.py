@@ -135,6 +135,10 @@ def config_for(folder: Path, questions: Path, judge_url: str = UNUSED_URL, **alp
     return path
 
 
+def stored_anything(folder: Path) -> bool:
+    return any((folder / "out").rglob("arena.db"))
+
+
 def stored_answers(config: Path, contestant: str) -> dict[str, object]:
     arena = Arena(load_config(config))
     with Store(arena.config.output_dir / "arena.db") as store:
@@ -237,6 +241,47 @@ def test_an_answer_over_max_response_bytes_is_skipped_and_named(logs, tmp_path):
     assert set(stored_answers(config, "alpha")) == {"q1"}
 
 
+def test_thinking_a_cut_off_answer_a_log_without_usage_a_refusal_and_inputs_that_are_not_questions(logs, tmp_path):
+    """alpha's log rewritten by inspect_ai's own writer with the cases its mock model cannot produce: an output
+    with reasoning content, stopped at max_tokens, without usage; a refused one; inputs with an image or a tool
+    message."""
+    from inspect_ai.log import read_eval_log, write_eval_log
+    from inspect_ai.model import (ChatMessageTool, ChatMessageUser, ContentImage, ContentReasoning, ContentText,
+                                  ModelOutput)
+
+    log = read_eval_log(str(log_file(logs["alpha"])))
+    by_id = {str(s.id): s for s in log.samples if s.epoch == 1}
+    thought = ModelOutput.from_content(model="alpha", stop_reason="max_tokens", content=[
+        ContentReasoning(reasoning="Two plus two: count on."), ContentText(text="4, as far as I got")])
+    log.samples = [
+        by_id["q1"].model_copy(update={"output": thought}),
+        by_id["2"].model_copy(update={"output": ModelOutput.from_content(model="alpha", content="No.",
+                                                                       stop_reason="content_filter")}),
+        by_id["conv"].model_copy(update={"input": [ChatMessageUser(content="Look it up."),
+                                                   ChatMessageTool(content="42", tool_call_id="t1")]}),
+        by_id["flaky"].model_copy(update={"input": [ChatMessageUser(content=[
+            ContentText(text="What is this?"), ContentImage(image="data:image/png;base64,iVBORw0KGgo=")])]}),
+    ]
+    rewritten = tmp_path / "logs" / "2026-01-01T00-00-00+00-00_arena_rewritten.eval"
+    rewritten.parent.mkdir()
+    write_eval_log(log, str(rewritten))
+
+    questions = tmp_path / "from_log.jsonl"
+    made = cli("questions", "--from", "inspect", rewritten, "--out", questions)
+    assert "wrote 2 questions" in made.stdout and "(2 samples are not questions: named above)" in made.stdout
+    assert "sample 'conv' (epoch 1): input message 2 is the tool's where a conversation has the assistant's" \
+           in made.stderr
+    assert "sample 'flaky' (epoch 1): input message 1 holds image content; a question is text only" in made.stderr
+    config = config_for(tmp_path, questions)
+    result = cli("import", "--from", "inspect", rewritten, "--contestant", "alpha", "--config", config)
+    assert "1 answers imported for alpha" in result.stdout and "1 questions without an answer" in result.stdout
+    assert "sample 2 (epoch 1): was refused (stop reason content_filter); not imported" in result.stderr
+    answer = stored_answers(config, "alpha")["q1"]
+    assert (answer.text, answer.reasoning, answer.finish_reason) == ("4, as far as I got", "Two plus two: count on.",
+                                                                     "length")
+    assert (answer.output_tokens, answer.tokens_estimated) == (round(len("4, as far as I got") / 4), True)
+
+
 # --- bad input ----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, content", [("notes.json", b'{"a": 1}\n'), ("broken.eval", b"not a zip file"),
@@ -250,7 +295,7 @@ def test_a_file_that_is_not_an_inspect_log_is_an_error_naming_it_and_nothing_is_
     bad.write_bytes(content)
     result = cli("import", "--from", "inspect", bad, "--contestant", "alpha", "--config", config, code=1)
     assert f"{bad}: not an inspect_ai eval log: inspect_ai cannot read it" in result.output
-    assert not (tmp_path / "out" / "arena.db").exists()
+    assert not stored_anything(tmp_path)
     out = tmp_path / "q2.jsonl"
     assert f"{bad}: not an inspect_ai eval log" in cli("questions", "--from", "inspect", bad, "--out", out,
                                                        code=1).output
@@ -264,7 +309,7 @@ def test_a_log_whose_samples_have_no_output_is_an_error(logs, tmp_path):
     result = cli("import", "--from", "inspect", logs["unanswered"], "--contestant", "alpha", "--config", config, code=1)
     assert f"{logs['unanswered']}: its samples have no output to import (4 without output)" in result.output
     assert "has no output" in result.output
-    assert not (tmp_path / "out" / "arena.db").exists()
+    assert not stored_anything(tmp_path)
 
 
 def test_ids_that_clash_are_an_error_between_logs_and_against_the_question_set(logs, tmp_path):
@@ -282,6 +327,7 @@ def test_ids_that_clash_are_an_error_between_logs_and_against_the_question_set(l
     result = cli("import", "--from", "inspect", logs["alpha"], "--contestant", "alpha", "--config", config, code=1)
     assert "its id is question 'q1' of the set, but its input user turn 1 differs" in result.output
     assert "ids clash" in result.output and "arena-eval questions --from inspect" in result.output
+    assert not stored_anything(tmp_path)  # found before the store was opened
 
 
 def test_a_folder_of_two_models_logs_a_folder_without_logs_and_an_unknown_contestant_are_errors(logs, tmp_path):
