@@ -87,8 +87,8 @@ class LoggedSamples:
             if seen.user_turns != sample.user_turns:
                 raise ConfigError(
                     f"{sample.where}: its id {shown(sample.question_id)} is also {seen.where}'s, with another input "
-                    f"(starts {_start(sample.user_turns)}, the other {_start(seen.user_turns)}); ids clash: a question "
-                    "id must name one question. Give the logs of one task at a time")
+                    f"({_difference(sample.user_turns, seen.user_turns, 'the other')}); ids clash: a question id must "
+                    "name one question. Give the logs of one task at a time")
         return list(first.values())
 
 
@@ -109,8 +109,12 @@ def _first(notes: list[str]) -> str:
     return notes[0] + (f" (and {len(notes) - 1} more)" if len(notes) > 1 else "") if notes else "none"
 
 
-def _start(turns: tuple[str, ...]) -> str:
-    return shown(turns[0][:40]) if turns else "empty"
+def _difference(ours: tuple[str, ...], theirs: tuple[str, ...], other: str) -> str:
+    """How two inputs' user turns differ, for messages: their number, or the first turn that differs."""
+    if len(ours) != len(theirs):
+        return f"{len(ours)} user turn(s), {other} {len(theirs)}"
+    number, mine, its = next((n, a, b) for n, (a, b) in enumerate(zip(ours, theirs), start=1) if a != b)
+    return f"user turn {number} starts {shown(mine[:40])}, {other}'s {shown(its[:40])}"
 
 
 def _inspect_log_api() -> Any:
@@ -148,12 +152,18 @@ def _local_path(name: str) -> str:
 def read_logs(path: str | Path) -> LoggedSamples:
     """Every sample of the inspect log(s) at `path`, logs ordered by start time. A file inspect_ai cannot read as a
     log, and a log without samples, are errors naming the file."""
+    from inspect import signature
+
     api = _inspect_log_api()
+    # The events (every model call's transcript) are left out where inspect_ai can (exclude_fields, .eval logs):
+    # only the samples' input and output are read.
+    options: dict[str, Any] = {"resolve_attachments": True}
+    if "exclude_fields" in signature(api.read_eval_log).parameters:
+        options["exclude_fields"] = {"events"}
     read: list[tuple[str, Path, Any]] = []
     for file in log_files(Path(path)):
         try:
-            # The events (every model call's transcript) are left out: only the samples' input and output are read.
-            log = api.read_eval_log(str(file), resolve_attachments="core", exclude_fields={"events"})
+            log = api.read_eval_log(str(file), **options)
         except Exception as exc:  # inspect_ai's reader raises whatever its parsers do (zip, JSON, pydantic)
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ConfigError(f"{file}: not an inspect_ai eval log: inspect_ai cannot read it ({type(exc).__name__}: "
@@ -399,15 +409,12 @@ def match_questions(read: InspectAnswers, questions: QuestionSet) -> list[tuple[
 
 
 def _check_turns(sample: LoggedSample, question: Question) -> None:
-    ours = question.turns
-    if sample.user_turns == ours:
+    if sample.user_turns == question.turns:
         return
-    differs = (f"has {len(sample.user_turns)} user turn(s), the question {len(ours)}" if len(ours) != len(sample.user_turns)
-               else next(f"user turn {n} differs (starts {shown(a[:40])}, the question's {shown(b[:40])})"
-                         for n, (a, b) in enumerate(zip(sample.user_turns, ours), start=1) if a != b))
     raise ConfigError(f"{sample.where}: its id is question {shown(question.question_id)} of the set, but its input "
-                      f"{differs}; ids clash: the log belongs to another question set. Make the set from the log "
-                      f"(`arena-eval questions --from inspect {sample.log} --out FILE.jsonl`)")
+                      f"differs ({_difference(sample.user_turns, question.turns, 'the question')}); ids clash: the log "
+                      f"belongs to another question set. Make the set from the log (`arena-eval questions --from "
+                      f"inspect {sample.log} --out FILE.jsonl`)")
 
 
 def write_questions(log: str | Path, out: Path, force: bool = False) -> tuple[int, LoggedSamples]:

@@ -246,8 +246,14 @@ def test_thinking_a_cut_off_answer_a_log_without_usage_a_refusal_and_inputs_that
     with reasoning content, stopped at max_tokens, without usage; a refused one; inputs with an image or a tool
     message."""
     from inspect_ai.log import read_eval_log, write_eval_log
-    from inspect_ai.model import (ChatMessageTool, ChatMessageUser, ContentImage, ContentReasoning, ContentText,
-                                  ModelOutput)
+    from inspect_ai.model import (
+        ChatMessageTool,
+        ChatMessageUser,
+        ContentImage,
+        ContentReasoning,
+        ContentText,
+        ModelOutput,
+    )
 
     log = read_eval_log(str(log_file(logs["alpha"])))
     by_id = {str(s.id): s for s in log.samples if s.epoch == 1}
@@ -325,7 +331,8 @@ def test_ids_that_clash_are_an_error_between_logs_and_against_the_question_set(l
     cli("questions", "--from", "inspect", logs["other"], "--out", questions)
     config = config_for(tmp_path, questions)
     result = cli("import", "--from", "inspect", logs["alpha"], "--contestant", "alpha", "--config", config, code=1)
-    assert "its id is question 'q1' of the set, but its input user turn 1 differs" in result.output
+    assert "its id is question 'q1' of the set, but its input differs (user turn 1 starts 'What is 2+2?', the question's " \
+           "'What is 3+3?')" in result.output.replace("\n", "")
     assert "ids clash" in result.output and "arena-eval questions --from inspect" in result.output
     assert not stored_anything(tmp_path)  # found before the store was opened
 
