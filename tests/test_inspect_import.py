@@ -87,7 +87,7 @@ def logs(tmp_path_factory) -> dict[str, Path]:
     samples = _samples(Sample, ChatMessageUser, ChatMessageAssistant, ChatMessageSystem)
     saved = [(logger, logger.level, list(logger.handlers), logger.propagate)
              for logger in (logging.getLogger(), logging.getLogger("inspect_ai"), logging.getLogger("httpx"))]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("XDG_DATA_HOME", str(root / "inspect_data"))  # its trace files, not the user's
@@ -107,7 +107,7 @@ def logs(tmp_path_factory) -> dict[str, Path]:
             logger.setLevel(level)
             logger.handlers[:] = handlers
             logger.propagate = propagate
-    print(f"\ninspect_ai wrote 4 logs in {time.perf_counter() - started:.1f} s")
+    print(f"\ninspect_ai wrote 4 logs in {time.perf_counter() - started:.1f} s ({time.process_time() - cpu:.1f} s CPU)")
     return {name: root / name for name in ("alpha", "beta", "unanswered", "other")}
 
 
@@ -187,6 +187,7 @@ def test_questions_refuses_an_existing_out_file_without_force_and_a_file_that_is
 
 # --- answers, and judging them ------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # judging and scoring in process: seconds
 def test_two_models_logs_imported_as_two_contestants_are_judged_with_the_logs_ids_and_answers(logs, tmp_path,
                                                                                             fake_server):
     server = fake_server()  # the judge only: it prefers the longer answer, beta's
