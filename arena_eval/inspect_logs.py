@@ -100,7 +100,8 @@ class InspectAnswers:
     chosen: list[LoggedSample]
     model: str
     notes: list[str]
-    counts: dict[str, int] = field(default_factory=dict)  # failed, no_output, refused, other_epochs, repeated
+    # failed, no_output, refused (samples); other_epochs, repeated (samples not taken); unanswered (questions)
+    counts: dict[str, int] = field(default_factory=dict)
     epochs: dict[int, int] = field(default_factory=dict)  # epoch → questions whose answer was taken from it
     logs: list[Path] = field(default_factory=list)
 
@@ -269,17 +270,20 @@ def _with_output(logged: LoggedSample, sample: Any) -> LoggedSample:
         reason = (str(sample.error.message).strip().splitlines() or ["an error"])[0]
         return replace(logged, skipped=f"failed in inspect_ai ({reason[:200]})", skip_kind="failed")
     output = sample.output
-    if output is None or not output.choices:
+    choice = output.choices[0] if output is not None and output.choices else None
+    # The completion is the final output as inspect_ai's scorers read it (a solver may have set it after generating).
+    completion = (output.completion if output is not None else "") or (choice.message.text if choice else "")
+    if choice is None and not completion:
         return replace(logged, skipped="has no output", skip_kind="no_output")
-    choice = output.choices[0]
-    if choice.stop_reason in REFUSED:
-        return replace(logged, skipped=f"was refused (stop reason {choice.stop_reason})", skip_kind="refused")
+    stop_reason = choice.stop_reason if choice else None
+    if stop_reason in REFUSED:
+        return replace(logged, skipped=f"was refused (stop reason {stop_reason})", skip_kind="refused")
     if getattr(output, "error", None):
         return replace(logged, skipped=f"has an error in its output ({str(output.error)[:200]})", skip_kind="failed")
-    content = choice.message.content
+    content = choice.message.content if choice else ""
     thinking = [] if isinstance(content, str) else [part.reasoning for part in content
                                                     if part.type == "reasoning" and not part.redacted and part.reasoning]
-    text, think = split_think(choice.message.text, leading_only=True)  # a model served with its thinking inline
+    text, think = split_think(completion, leading_only=True)  # a model served with its thinking inline
     if think:
         thinking.append(think)
     if not text.strip():
@@ -289,7 +293,7 @@ def _with_output(logged: LoggedSample, sample: Any) -> LoggedSample:
         logged, answer=text, thinking="\n\n".join(thinking) if thinking else None,
         input_tokens=usage.input_tokens if usage else None, output_tokens=usage.output_tokens if usage else None,
         reasoning_tokens=usage.reasoning_tokens if usage else None,
-        finish_reason=FINISH_REASONS.get(choice.stop_reason, choice.stop_reason), latency_s=output.time)
+        finish_reason=FINISH_REASONS.get(stop_reason, stop_reason) if stop_reason else None, latency_s=output.time)
 
 
 # --- a question set from the logs -----------------------------------------------------------------------------
