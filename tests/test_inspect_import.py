@@ -86,7 +86,7 @@ def logs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("inspect_logs")
     samples = _samples(Sample, ChatMessageUser, ChatMessageAssistant, ChatMessageSystem)
     saved = [(logger, logger.level, list(logger.handlers), logger.propagate)
-             for logger in (logging.getLogger(), logging.getLogger("inspect_ai"), logging.getLogger("httpx"))]
+             for logger in (logging.getLogger(), *map(logging.getLogger, ("inspect_ai", "httpx", "httpx2")))]
     started, cpu = time.perf_counter(), time.process_time()
     try:
         with pytest.MonkeyPatch.context() as patch:
