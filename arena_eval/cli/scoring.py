@@ -147,7 +147,7 @@ def history(
 ) -> None:
     """Scores over time: one row per scored run and contestant, oldest first."""
     from .. import folder
-    from ..history import HISTORY_COLUMNS
+    from ..history import CHANGE_COLUMNS, HISTORY_COLUMNS
     from .render import leaderboard_cell, print_leaderboard, render_table
 
     try:
@@ -159,6 +159,7 @@ def history(
         print_leaderboard(frame, format)
         return
     shown = [c for c in HISTORY_COLUMNS
-             if c != "command" and (c != "category_scores" or frame[c].map(lambda v: isinstance(v, dict)).any())]
+             if c != "command" and (c != "category_scores" or frame[c].map(lambda v: isinstance(v, dict)).any())
+             and (c not in CHANGE_COLUMNS or frame[c].notna().any())]  # a run's change: once there is a previous one
     render_table(frame.to_dict("records"), shown, f"{cfg.name}: scores over time", left=HISTORY_TEXT,
                  cell=lambda c, v: str(v) if c in HISTORY_TEXT else leaderboard_cell(c, v))
