@@ -1,0 +1,186 @@
+"""Scores calibrated with human labels (rating/calibration.py, docs/design.md §3.4.7): a hand-checked case against
+ppi_py itself, the judge that agrees with every label, the paired difference, bad labels, and a biased judge of
+known truth through the loopback fake server."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from arena_eval.errors import ConfigError
+from arena_eval.labels import HumanLabel
+from arena_eval.rating import compute_leaderboard
+
+ppi_py = pytest.importorskip("ppi_py")
+
+from arena_eval.rating.calibration import (  # noqa: E402  (after the skip: ppi_py is an optional extra)
+    calibrate,
+    calibrated_difference,
+    check_labels,
+    judged_pairs,
+)
+
+LN10 = math.log(10)
+
+
+def battles_of(outcomes: dict[tuple[str, str], tuple[str, str]], baseline: str = "base") -> pd.DataFrame:
+    """(question, contestant) → the two games' winners (model_a = the baseline), weight 1 each."""
+    rows = [(q, baseline, c, w, 1.0) for (q, c), games in outcomes.items() for w in games]
+    return pd.DataFrame(rows, columns=["question_id", "model_a", "model_b", "winner", "weight"])
+
+
+def test_a_hand_checked_case_matches_ppi_py_and_the_ppi_mean_formula():
+    # One contestant, ten questions: the judge says it wins 8 (both games); four labelled pairs where the judge
+    # said "wins" and the humans say it won only two. Plain PPI (λ = 1) on a logistic model with one coefficient
+    # is the PPI mean: p = mean judge share + mean (human − judge) over the labelled = 0.8 + (0.5 − 1) = 0.3.
+    outcomes = {(f"q{i}", "c"): ("model_b", "model_b") if i < 8 else ("model_a", "model_a") for i in range(10)}
+    battles = battles_of(outcomes)
+    labels = [HumanLabel(f"q{i}", "base", "c", "model_b" if i < 2 else "model_a") for i in range(4)]
+    result = calibrate(battles, labels, "base", lam=1.0, min_labels=2)
+    table = result.table().set_index("model")
+    assert table.loc["c", "calibrated_score"] == pytest.approx(30.0, abs=1e-4)
+    assert table.loc["base", "calibrated_score"] == 50.0
+    assert table.loc["c", "labels"] == 4
+
+    # The same rows handed to ppi_py directly: x = ln 10 (log10-odds), judge share and human points of "c".
+    x_all = np.full((10, 1), LN10)
+    yhat_all = np.array([1.0] * 8 + [0.0] * 2)
+    x_lab, y_lab, yhat_lab = x_all[:4], np.array([1.0, 1.0, 0.0, 0.0]), yhat_all[:4]
+    theta = ppi_py.ppi_logistic_pointestimate(x_lab, y_lab, yhat_lab, x_all, yhat_all, lam=1.0)
+    assert result.theta[result.index("c")] == pytest.approx(float(np.ravel(theta)[0]), abs=1e-5)
+    assert result.theta[result.index("c")] == pytest.approx(math.log10(0.3 / 0.7), abs=1e-5)
+
+    # The variance by hand: per question φ = (C/N)(μ − ŷ) x + (C/n) R (ŷ − y) x, H = μ(1 − μ) x², var = Cov(φ)/C/H².
+    mu, C = 0.3, 10
+    phi = (mu - yhat_all) * LN10 * (C / 10)
+    phi[:4] += (yhat_lab - y_lab) * LN10 * (C / 4)
+    variance = np.var(phi, ddof=1) / C / (mu * (1 - mu) * LN10**2) ** 2
+    assert result.cov[result.index("c"), result.index("c")] == pytest.approx(variance, rel=1e-4)
+
+
+@pytest.mark.slow  # ppi_py's interval compiles its numba statistics: ~20 s of CPU
+def test_the_interval_agrees_with_ppi_py_s_on_independent_pairs():
+    # Each question one pair: ppi_py's interval (independent rows) and ours (questions as units, labelled pairs
+    # drawn from the judged ones) differ only by the overlap term, small here.
+    rng = np.random.default_rng(3)
+    n_q = 2000
+    truth = rng.random(n_q) < 0.6
+    judge = np.where(rng.random(n_q) < 0.85, truth, ~truth)
+    outcomes = {(f"q{i}", "c"): ("model_b", "model_b") if judge[i] else ("model_a", "model_a") for i in range(n_q)}
+    labels = [HumanLabel(f"q{i}", "base", "c", "model_b" if truth[i] else "model_a") for i in range(200)]
+    battles = battles_of(outcomes)
+    for lam in (0.0, 0.7, 1.0):
+        result = calibrate(battles, labels, "base", lam=lam)
+        i = result.index("c")
+        se = math.sqrt(result.cov[i, i])
+        x_all = np.full((n_q, 1), LN10)
+        low, high = ppi_py.ppi_logistic_ci(x_all[:200], truth[:200].astype(float), judge[:200].astype(float), x_all,
+                                           judge.astype(float), alpha=0.05, lam=lam)
+        ours = result.theta[i]
+        assert ours == pytest.approx((float(np.ravel(low)[0]) + float(np.ravel(high)[0])) / 2, abs=1e-4)
+        assert 2 * 1.96 * se == pytest.approx(float(np.ravel(high)[0] - np.ravel(low)[0]), rel=0.05)
+
+
+def test_calibrated_equals_judge_only_when_the_judge_agrees_with_every_label():
+    rng = np.random.default_rng(7)
+    winners = ("model_a", "model_b", "tie")
+    outcomes = {}
+    for q in range(60):
+        for c, p in (("strong", (0.2, 0.7, 0.1)), ("weak", (0.6, 0.3, 0.1))):
+            w = winners[rng.choice(3, p=p)]
+            outcomes[(f"q{q}", c)] = (w, w)  # a consistent judge: both games agree
+    battles = battles_of(outcomes)
+    labels = [HumanLabel(q, "base", c, w) for (q, c), (w, _) in outcomes.items()]
+    judge_only = compute_leaderboard(battles, "base", rounds=0).set_index("model")["score"]
+    every = calibrate(battles, labels, "base").table().set_index("model")
+    for c in ("strong", "weak"):
+        assert every.loc[c, "calibrated_score"] == pytest.approx(judge_only[c], abs=1e-4)
+
+    # A fifth of the pairs labelled (the contestant given first, winner turned around): the rectifier is zero, and
+    # only the estimated power-tuning weight (≈ 1) keeps the estimate from being exactly the judge-only one.
+    some = [HumanLabel(q, c, "base", {"model_a": "model_b", "model_b": "model_a", "tie": "tie"}[w])
+            for (q, c), (w, _) in outcomes.items() if int(q[1:]) % 5 == 0]
+    part = calibrate(battles, some, "base")
+    table = part.table().set_index("model")
+    assert part.lam == pytest.approx(1.0, abs=0.15)
+    for c in ("strong", "weak"):
+        width = table.loc[c, "calibrated_ci_high"] - table.loc[c, "calibrated_ci_low"]
+        assert abs(table.loc[c, "calibrated_score"] - judge_only[c]) < 0.05 * width
+
+
+def test_ties_and_both_positions_make_one_row_per_question_and_pair():
+    battles = pd.DataFrame([
+        ("q1", "base", "c", "model_b", 3.0),  # game 1: the contestant much better
+        ("q1", "base", "c", "tie", 1.0),  # game 2: a tie
+        ("q2", "base", "c", "model_a", 1.0),
+    ], columns=["question_id", "model_a", "model_b", "winner", "weight"])
+    pairs = judged_pairs(battles, "base")
+    assert pairs.to_dict("records") == [
+        {"question_id": "q1", "first": "c", "second": "base", "judge": pytest.approx(3.5 / 4), "weight": 4.0},
+        {"question_id": "q2", "first": "c", "second": "base", "judge": 0.0, "weight": 1.0},
+    ]
+
+
+def test_the_paired_difference_of_two_contestants_and_against_the_baseline():
+    rng = np.random.default_rng(11)
+    outcomes = {}
+    for q in range(300):
+        base_bad = rng.random() < 0.5  # a question where the baseline's answer is poor: both contestants win
+        for c, p in (("a", 0.75), ("b", 0.6)):
+            won = rng.random() < (p + 0.2 if base_bad else p - 0.2)
+            outcomes[(f"q{q}", c)] = ("model_b", "model_b") if won else ("model_a", "model_a")
+    battles = battles_of(outcomes)
+    labels = [HumanLabel(q, "base", c, w) for (q, c), (w, _) in outcomes.items() if int(q[1:]) % 3 == 0]
+    result = calibrate(battles, labels, "base")
+    table = result.table().set_index("model")
+    diff, low, high, p = calibrated_difference(result, "a", "b")
+    assert diff == pytest.approx(table.loc["a", "calibrated_score"] - table.loc["b", "calibrated_score"])
+    assert low < diff < high and 0 <= p <= 1
+    # Against the baseline: the score minus 50, significant here.
+    diff_base, low_base, high_base, p_base = calibrated_difference(result, "a", "base")
+    assert diff_base == pytest.approx(table.loc["a", "calibrated_score"] - 50)
+    assert p_base < 1e-3 and low_base > 0
+    # The questions shared by a and b correlate their errors: the paired interval is narrower than the one that
+    # treats them as independent.
+    i, j = result.index("a"), result.index("b")
+    assert result.cov[i, j] > 0
+    assert calibrated_difference(result, "b", "a")[0] == pytest.approx(-diff)
+
+
+def test_labels_for_pairs_never_judged_are_counted_and_listed_not_fatal():
+    outcomes = {(f"q{i}", c): ("model_b", "model_a") for i in range(12) for c in ("c1", "c2")}
+    labels = [HumanLabel(f"q{i}", "base", "c1", "tie", source=f"labels.jsonl:{i + 1}") for i in range(12)]
+    labels += [HumanLabel("q1", "c1", "c2", "tie", source="labels.jsonl:13"),  # two contestants: never judged
+               HumanLabel("q99", "base", "c1", "tie", source="labels.jsonl:14")]  # an unknown question
+    result = calibrate(battles_of(outcomes), labels, "base")
+    assert result.unmatched_count == 2
+    assert result.unmatched == ("labels.jsonl:13 (q1: c1 vs c2)", "labels.jsonl:14 (q99: base vs c1)")
+    assert result.uncalibrated == ("c2",)  # no labels of its own
+    assert math.isnan(result.table().set_index("model").loc["c2", "calibrated_score"])
+    assert math.isnan(calibrated_difference(result, "c1", "c2")[0])
+
+
+def test_too_few_labels_is_an_error_that_says_the_minimum():
+    outcomes = {(f"q{i}", "c"): ("model_b", "model_b") for i in range(30)}
+    labels = [HumanLabel(f"q{i}", "base", "c", "model_b") for i in range(4)]
+    with pytest.raises(ConfigError, match=r"labels.jsonl: calibration needs at least 10 labelled judged pairs per "
+                                          r"contestant; the most any contestant has is 4 \(c\)"):
+        calibrate(battles_of(outcomes), labels, "base", source="labels.jsonl")
+
+
+def test_a_labels_file_for_another_question_set_names_its_first_line():
+    labels = [HumanLabel("other-1", "base", "c", "tie", source="l.jsonl:1"),
+              HumanLabel("other-2", "base", "c", "tie", source="l.jsonl:2")]
+    with pytest.raises(ConfigError, match=r"l.jsonl:1: question 'other-1' is not in the question set demo"):
+        check_labels(labels, ["q1", "q2"], "l.jsonl", "demo")
+    check_labels(labels[:1] + [HumanLabel("q1", "base", "c", "tie")], ["q1"], "l.jsonl")  # one known is enough
+
+
+def test_a_contestant_that_wins_everything_stays_finite():
+    outcomes = {(f"q{i}", "c"): ("model_b", "model_b") for i in range(20)}
+    labels = [HumanLabel(f"q{i}", "base", "c", "model_b") for i in range(10)]
+    table = calibrate(battles_of(outcomes), labels, "base").table().set_index("model")
+    assert 99.9 < table.loc["c", "calibrated_score"] < 100
