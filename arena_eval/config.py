@@ -367,6 +367,14 @@ class EfficiencyConfig(_Strict):
     reference: str | None = None
 
 
+class CalibrationConfig(_Strict):
+    """Scores calibrated with human labels (docs/design.md §3.4.7): `labels` is a JSONL file in the `agreement`
+    format on a subset of the judged pairs; a contestant needs `min_labels` labelled pairs for a calibrated score."""
+
+    labels: str = Field(min_length=1)
+    min_labels: int = Field(10, ge=2)
+
+
 class RatingConfig(_Strict):
     bootstrap: Literal["questions", "rows"] = "questions"
     rounds: int = Field(1000, ge=0, le=100_000)
@@ -378,6 +386,8 @@ class RatingConfig(_Strict):
     judges: str = Field("pooled", min_length=1)
     # Off by default: every game is judged.
     adaptive: AdaptiveConfig | None = None
+    # Off by default: the judge's scores alone.
+    calibration: CalibrationConfig | None = None
 
     @model_validator(mode="after")
     def _adaptive_needs_intervals(self) -> RatingConfig:
@@ -496,6 +506,10 @@ class RunConfig(_Strict):
         if self.category_baselines and self.rating.adaptive is not None:
             raise _KeyProblem(("rating", "adaptive"), "adaptive judging needs one baseline for every question; with a "
                               "baseline per category, judge every question (remove rating.adaptive)")
+        if self.category_baselines and self.rating.calibration is not None:
+            raise _KeyProblem(("rating", "calibration"), "calibration with human labels fits one Bradley-Terry model "
+                              "anchored at one baseline; with a baseline per category it is not available (remove "
+                              "rating.calibration, or use one baseline)")
         if self.efficiency.reference is not None and self.efficiency.reference not in names:
             raise _KeyProblem(("efficiency", "reference"), f"efficiency.reference {self.efficiency.reference!r} is not "
                               f"a contestant; use one of: {', '.join(names)}")

@@ -184,3 +184,58 @@ def test_a_contestant_that_wins_everything_stays_finite():
     labels = [HumanLabel(f"q{i}", "base", "c", "model_b") for i in range(10)]
     table = calibrate(battles_of(outcomes), labels, "base").table().set_index("model")
     assert 99.9 < table.loc["c", "calibrated_score"] < 100
+
+
+# --- a biased judge of known truth, through the loopback fake server --------------------------------------------
+
+STRENGTHS = {"model-base": 1000.0, "model-padded-longer": 1000.0, "model-c": 1100.0}
+
+
+def true_score(contestant_model: str) -> float:
+    return 100 / (1 + 10 ** ((STRENGTHS["model-base"] - STRENGTHS[contestant_model]) / 400))
+
+
+@pytest.mark.slow  # 900 answers and 1200 games through HTTP per seed
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_judge_that_prefers_longer_answers_is_corrected_by_a_tenth_of_the_questions_labelled(
+        tmp_path, fake_server, seed):
+    import json
+
+    import yaml
+
+    from arena_eval import Arena
+    from arena_eval.config import load_config
+    from conftest import write_config
+    from fake_server import true_winner
+
+    # "pad" writes the longer answer (a longer model name), "plain" the shorter: the judge picks the longer answer in
+    # 40 % of its games whatever the truth, so it over-rates pad (true 50) and under-rates plain (true 64).
+    server = fake_server(judge_verdict="biased", strengths=STRENGTHS, longer_bias=0.4)
+    path = write_config(tmp_path, server.base_url, n_questions=300, contestants=[
+        {"name": "base", "model": "model-base"}, {"name": "pad", "model": "model-padded-longer"},
+        {"name": "plain", "model": "model-c"}], rating={"rounds": 200, "seed": 1})
+    questions = tmp_path / "questions.jsonl"  # a question set of its own per seed: other answers, other truths
+    questions.write_text("".join(json.dumps({"question_id": f"q{i:04d}", "turns": [{"content": f"Seed {seed}: "
+                                                                                    f"question {i}?"}]}) + "\n"
+                                 for i in range(300)))
+    first = Arena(load_config(path)).run_sync()
+    assert first.exit_code == 0
+    answers = {(row.contestant, row.question_id): row.text for row in first.answers.itertuples()}
+    labelled = [f"q{i:04d}" for i in range(0, 300, 10)]
+    with (tmp_path / "labels.jsonl").open("w") as handle:
+        for q in labelled:
+            for name in ("pad", "plain"):
+                winner = true_winner(answers[("base", q)], answers[(name, q)], STRENGTHS)
+                handle.write(json.dumps({"question_id": q, "model_a": "base", "model_b": name,
+                                         "winner": "model_a" if winner == answers[("base", q)] else "model_b"}) + "\n")
+    data = yaml.safe_load(path.read_text())
+    data["rating"]["calibration"] = {"labels": "labels.jsonl"}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    board = Arena(load_config(path)).run_sync(("score",), "score").leaderboard.set_index("model")
+
+    assert board.loc["pad", "labels"] == board.loc["plain", "labels"] == 30
+    for name, model in (("pad", "model-padded-longer"), ("plain", "model-c")):
+        truth = true_score(model)
+        assert board.loc[name, "calibrated_ci_low"] <= truth <= board.loc[name, "calibrated_ci_high"], name
+        assert not board.loc[name, "ci_low"] <= truth <= board.loc[name, "ci_high"], name  # the judge alone misses
+    assert board.loc["pad", "score"] > board.loc["pad", "calibrated_score"] + 10
