@@ -231,7 +231,8 @@ def test_a_judge_that_prefers_longer_answers_is_corrected_by_a_tenth_of_the_ques
     data = yaml.safe_load(path.read_text())
     data["rating"]["calibration"] = {"labels": "labels.jsonl"}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    board = Arena(load_config(path)).run_sync(("score",), "score").leaderboard.set_index("model")
+    scored = Arena(load_config(path)).run_sync(("score",), "score")
+    board = scored.leaderboard.set_index("model")
 
     assert board.loc["pad", "labels"] == board.loc["plain", "labels"] == 30
     for name, model in (("pad", "model-padded-longer"), ("plain", "model-c")):
@@ -239,3 +240,9 @@ def test_a_judge_that_prefers_longer_answers_is_corrected_by_a_tenth_of_the_ques
         assert board.loc[name, "calibrated_ci_low"] <= truth <= board.loc[name, "calibrated_ci_high"], name
         assert not board.loc[name, "ci_low"] <= truth <= board.loc[name, "ci_high"], name  # the judge alone misses
     assert board.loc["pad", "score"] > board.loc["pad", "calibrated_score"] + 10
+    # Said in words, in the files and in the report.
+    assert any(sentence.startswith("the judge over-rates pad by ~") for sentence in scored.summary.judge_bias)
+    files = pd.read_csv(tmp_path / "out" / "t" / "leaderboard.csv")
+    assert {"calibrated_score", "calibrated_ci_low", "calibrated_ci_high", "labels"} <= set(files.columns)
+    report = (tmp_path / "out" / "t" / "report.html").read_text()
+    assert "Calibrated with human labels" in report and "The judge over-rates pad by ~" in report
