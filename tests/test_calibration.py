@@ -202,11 +202,11 @@ def test_a_judge_that_prefers_longer_answers_is_corrected_by_a_tenth_of_the_ques
     import json
 
     import yaml
+    from conftest import write_config
+    from fake_server import true_winner
 
     from arena_eval import Arena
     from arena_eval.config import load_config
-    from conftest import write_config
-    from fake_server import true_winner
 
     # "pad" writes the longer answer (a longer model name), "plain" the shorter: the judge picks the longer answer in
     # 40 % of its games whatever the truth, so it over-rates pad (true 50) and under-rates plain (true 64).

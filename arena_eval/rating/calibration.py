@@ -103,7 +103,7 @@ def calibrated_difference(result: CalibrationResult, a: str, b: str) -> tuple[fl
     """
     i, j = result.index(a), result.index(b)
     if a in result.uncalibrated or b in result.uncalibrated:
-        return (math.nan,) * 4  # type: ignore[return-value]
+        return math.nan, math.nan, math.nan, math.nan
     p = 1.0 / (1.0 + 10.0 ** (-result.theta[[i, j]]))
     slope = 100.0 * _LN10 * p * (1.0 - p)  # d score / d theta
     gradient = np.zeros(len(result.models))
@@ -224,6 +224,60 @@ def calibrate(battles: pd.DataFrame, labels: Sequence[HumanLabel], baseline: str
     )
 
 
+def labels_needed(battles: pd.DataFrame, labels: Sequence[HumanLabel], baseline: str, target_width: float, *,
+                  min_labels: int = MIN_LABELS, source: str = "labels") -> pd.DataFrame:
+    """About how many labelled pairs each contestant needs for a calibrated 95 % interval `target_width` score
+    points wide (high − low), from the labels so far (ppi_py's power analysis, `ppi_power`).
+
+    Per contestant: the labels-only standard error now gives the classical sample size n0 the target needs
+    (se ∝ 1/√n); the correlation ρ between the human and the judge's gradients on the labelled pairs gives the
+    prediction-powered variance σ²·((1 − ρ²)/n + ρ²/M) with n labelled of its M judged pairs; `ppi_power` solves
+    it for n with every judged pair already paid for. Columns: model, labels, judged_pairs, width (calibrated,
+    now), judge_correlation, labels_needed (NaN when even every judged pair labelled would not reach the target:
+    judge more questions), more (labels_needed − labels, at least 0).
+    """
+    result = calibrate(battles, labels, baseline, min_labels=min_labels, source=source)
+    pairs = judged_pairs(battles, baseline)
+    labelled, _ = labelled_pairs(labels, pairs, baseline)
+    fit = _Fit(pairs, labelled, result.models, baseline, [m for m in result.models if m != baseline
+                                                          and m not in result.uncalibrated])
+    free = [m for m in result.models if m != baseline]
+    theta = result.theta[[result.index(m) for m in free]]
+    classical = fit.covariance(theta, 0.0)
+    _, g, ghat, _, h_lab = fit._pieces(theta)
+    inv = np.linalg.inv(fit._hessian(h_lab, h_lab, 0.0))
+    human, judge = g @ inv.T, ghat @ inv.T
+    table = result.table().set_index("model")
+    ppi_power = _ppi().ppi_power
+    rows = []
+    for k, m in enumerate(free):
+        n_now = result.labels.get(m, 0)
+        judged = int(((pairs["first"] == m) | (pairs.second == m)).sum())
+        width = table.loc[m, "calibrated_ci_high"] - table.loc[m, "calibrated_ci_low"]
+        if m in result.uncalibrated:
+            rows.append((m, n_now, judged, width, math.nan, math.nan))
+            continue
+        seen = np.abs(human[:, k]) + np.abs(judge[:, k]) > 0
+        rho = float(np.corrcoef(human[seen, k], judge[seen, k])[0, 1]) if seen.sum() > 2 else 0.0
+        rho = float(np.clip(np.nan_to_num(rho), -(1 - 1 / max(n_now, 2)), 1 - 1 / max(n_now, 2)))
+        p = float(_sigmoid(_LN10 * result.theta[result.index(m)]))
+        se_target = target_width / (2 * Z95 * 100.0 * _LN10 * p * (1 - p))
+        n0 = n_now * classical[k, k] / se_target**2
+        if n0 > judged:
+            needed = math.nan
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                plan = ppi_power(rho, cost_X=0.0, cost_Y=1.0, cost_Yhat=1e-6, effective_n=max(n0, 1.0),
+                                 n_max=judged)
+            needed = float(min(max(plan["n"], min_labels), judged))
+        rows.append((m, n_now, judged, width, rho, needed))
+    frame = pd.DataFrame(rows, columns=["model", "labels", "judged_pairs", "width", "judge_correlation",
+                                        "labels_needed"])
+    frame["more"] = (frame.labels_needed - frame.labels).clip(lower=0)
+    return frame
+
+
 class _Fit:
     """The design of one calibration: every judged pair (the predictions) and the labelled ones (the truth)."""
 
@@ -283,7 +337,7 @@ class _Fit:
                                                w=ws[keep], w_unlabeled=w_unl)
         return np.asarray(theta, dtype=float).reshape(self.d)
 
-    def _pieces(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _pieces(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per question: A (the judge's gradient over all its pairs, ×C/N), L (the human gradient over its
         labelled pairs, ×C/n), Lhat (the judge's over the same, ×C/n); and the Hessians of both sets."""
         n, N, C = len(self.y_lab), len(self.yhat_all), self.clusters
