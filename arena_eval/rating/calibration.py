@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from .solver import _LN10, BASELINE_ELO
+from .solver import _LN10, BASELINE_ELO, _blas_threads
 
 if TYPE_CHECKING:
     from ..labels import HumanLabel
@@ -144,17 +144,18 @@ def labelled_pairs(labels: Sequence[HumanLabel], pairs: pd.DataFrame, baseline: 
                    ) -> tuple[pd.DataFrame, list[HumanLabel]]:
     """The labels matched to judged pairs, one row per pair (question_id, first, second, human: the mean of its
     annotators' points for `first`, annotators), and the labels whose pair no judge judged."""
-    known = set(zip(pairs.question_id, pairs["first"], pairs.second))
+    known = set(zip(pairs.question_id.tolist(), pairs["first"].tolist(), pairs.second.tolist()))
     points: dict[tuple[str, str, str], list[float]] = {}
     unmatched = []
     for label in labels:
-        first, second = _orient(np.array([label.model_a], object), np.array([label.model_b], object), baseline)
-        key = (str(label.question_id), str(first[0]), str(second[0]))
+        a, b = str(label.model_a), str(label.model_b)
+        a_first = a != baseline and (b == baseline or a < b)
+        key = (str(label.question_id), a, b) if a_first else (str(label.question_id), b, a)
         if key not in known:
             unmatched.append(label)
             continue
         won = {"tie": 0.5, "model_a": 1.0, "model_b": 0.0}[label.winner]
-        points.setdefault(key, []).append(won if first[0] == label.model_a else 1.0 - won)
+        points.setdefault(key, []).append(won if a_first else 1.0 - won)
     rows = [(*key, float(np.mean(v)), len(v)) for key, v in sorted(points.items())]
     return pd.DataFrame(rows, columns=["question_id", "first", "second", "human", "annotators"]), unmatched
 
@@ -205,12 +206,15 @@ def calibrate(battles: pd.DataFrame, labels: Sequence[HumanLabel], baseline: str
                           "the judged pairs (`arena-eval agreement --target-width` says how many)")
 
     fit = _Fit(pairs, labelled, models, baseline, calibrated)
-    if lam is None:
-        # PPI++: plain PPI first, then the λ that minimises the calibrated models' total variance, then refit.
-        theta1 = fit.point(1.0)
-        lam = fit.best_lambda(theta1)
-    theta = fit.point(lam)
-    cov = fit.covariance(theta, lam)
+    # One BLAS thread, as the judge-only fit (solver._fit): these products are small, and a BLAS thread pool
+    # spinning up on a busy machine took most of a second per product.
+    with _blas_threads().limit(limits=1, user_api="blas"):
+        if lam is None:
+            # PPI++: plain PPI first, then the λ that minimises the calibrated models' total variance, then refit.
+            theta1 = fit.point(1.0)
+            lam = fit.best_lambda(theta1)
+        theta = fit.point(lam)
+        cov = fit.covariance(theta, lam)
     full_theta = np.zeros(len(models))
     full_cov = np.zeros((len(models), len(models)))
     keep = [models.index(m) for m in free]
@@ -243,9 +247,10 @@ def labels_needed(battles: pd.DataFrame, labels: Sequence[HumanLabel], baseline:
                                                           and m not in result.uncalibrated])
     free = [m for m in result.models if m != baseline]
     theta = result.theta[[result.index(m) for m in free]]
-    classical = fit.covariance(theta, 0.0)
-    _, g, ghat, _, h_lab = fit._pieces(theta)
-    inv = np.linalg.inv(fit._hessian(h_lab, h_lab, 0.0))
+    with _blas_threads().limit(limits=1, user_api="blas"):
+        classical = fit.covariance(theta, 0.0)
+        _, g, ghat, _, h_lab = fit._pieces(theta)
+        inv = np.linalg.inv(fit._hessian(h_lab, h_lab, 0.0))
     human, judge = g @ inv.T, ghat @ inv.T
     table = result.table().set_index("model")
     ppi_power = _ppi().ppi_power
@@ -328,13 +333,14 @@ class _Fit:
         xs, ys, yhats, ws = (np.vstack([x, x]), np.concatenate([np.ones(len(y)), np.zeros(len(y))]),
                              np.concatenate([yhat, yhat]), np.concatenate([w * y, w * (1.0 - y)]))
         keep = ws > 0
-        x_unl = np.vstack([self.x_all, self.keel_x])
-        yhat_unl = np.concatenate([self.yhat_all, np.full(self.d, 0.5)])
-        w_unl = np.concatenate([np.ones(N), self.keel_w])
+        lab_x, lab_y, lab_yhat, lab_w = _merge_rows(xs[keep], ws[keep], ys[keep], yhats[keep])
+        unl_x, unl_yhat, unl_w = _merge_rows(np.vstack([self.x_all, self.keel_x]),
+                                             np.concatenate([np.ones(N), self.keel_w]),
+                                             np.concatenate([self.yhat_all, np.full(self.d, 0.5)]))
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # scikit-learn's starting fit on separated labels; numba's notices
-            theta = ppi_logistic_pointestimate(xs[keep], ys[keep], yhats[keep], x_unl, yhat_unl, lam=float(lam),
-                                               w=ws[keep], w_unlabeled=w_unl)
+            warnings.simplefilter("ignore")  # scikit-learn's starting fit on separated labels
+            theta = ppi_logistic_pointestimate(lab_x, lab_y, lab_yhat, unl_x, unl_yhat, lam=float(lam), w=lab_w,
+                                               w_unlabeled=unl_w)
         return np.asarray(theta, dtype=float).reshape(self.d)
 
     def _pieces(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -379,11 +385,38 @@ class _Fit:
 # --- helpers ---------------------------------------------------------------------------------------------
 
 def _ppi():
+    """ppi_py, imported with numba's compiler off when this process has not imported it yet: the kernels of it that
+    calibration calls are numpy one-liners (`safe_expit`), and compiling them took 1.5 s on a quiet machine and 11 s
+    on a loaded one, each process; its compiled loops (`_logistic_get_stats`) are not called (§3.4.7)."""
+    import sys
+
+    if "ppi_py" in sys.modules:
+        return sys.modules["ppi_py"]
+    try:
+        import numba
+    except ImportError:
+        raise ConfigError(f"calibration with human labels needs the ppi-python package: {INSTALL}") from None
+    compiling = numba.config.DISABLE_JIT
+    numba.config.DISABLE_JIT = True  # read by @njit when ppi_py's functions are defined, on import
     try:
         import ppi_py
     except ImportError:
         raise ConfigError(f"calibration with human labels needs the ppi-python package: {INSTALL}") from None
+    finally:
+        numba.config.DISABLE_JIT = compiling
     return ppi_py
+
+
+def _merge_rows(x: np.ndarray, w: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Identical rows (x and values) merged into one with their summed weight: ppi_py's objective is a weighted mean
+    within each set, so it is unchanged, and the optimiser passes over a few hundred rows instead of every pair."""
+    table = np.ascontiguousarray(np.column_stack([x, *values]) + 0.0)  # + 0.0: no -0.0 beside 0.0
+    rows = table.view(np.dtype((np.void, table.dtype.itemsize * table.shape[1]))).ravel()
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    unique = table[first]
+    weight = np.bincount(inverse.ravel(), weights=w, minlength=len(unique))
+    columns = [unique[:, : x.shape[1]]] + [unique[:, x.shape[1] + i] for i in range(len(values))]
+    return (*columns, weight)
 
 
 def _orient(a: np.ndarray, b: np.ndarray, baseline: str) -> tuple[np.ndarray, np.ndarray]:
@@ -392,9 +425,8 @@ def _orient(a: np.ndarray, b: np.ndarray, baseline: str) -> tuple[np.ndarray, np
 
 
 def _sum_by(cluster: np.ndarray, values: np.ndarray, clusters: int) -> np.ndarray:
-    out = np.zeros((clusters, values.shape[1]))
-    np.add.at(out, cluster, values)
-    return out
+    return np.column_stack([np.bincount(cluster, weights=values[:, k], minlength=clusters)
+                            for k in range(values.shape[1])]).reshape(clusters, values.shape[1])
 
 
 def _cov(u: np.ndarray, v: np.ndarray) -> np.ndarray:
