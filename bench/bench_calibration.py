@@ -4,6 +4,7 @@ speed.
     python bench/bench_calibration.py simulate [--seeds 100]   # known truth: coverage and interval widths
     python bench/bench_calibration.py pandalm [--draws 20]     # ../shared/data/pandalm: real verdicts, real labels
     python bench/bench_calibration.py speed [--repeats 5]      # 20 contestants x 500 questions
+    (--quick: 2 seeds, 2 draws, 1 repeat; the numbers then mean nothing)
 
 **simulate** draws battles in process (the loopback version of the same judge is tests/test_calibration.py's
 fake-server test): 500 questions, four contestants of known strength against a baseline, each question with a
@@ -242,7 +243,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--draws", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="2 seeds, 2 draws, 1 repeat: checks the script runs")
     args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.draws, args.repeats = 2, 2, 1
     result = {"simulate": lambda: simulate(args.seeds), "pandalm": lambda: pandalm(args.draws),
               "speed": lambda: speed(args.repeats), "first-call": first_call}[args.part]()
     print(json.dumps(result, indent=1, default=lambda x: None if isinstance(x, float) and math.isnan(x) else x))
