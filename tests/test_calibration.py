@@ -246,3 +246,35 @@ def test_a_judge_that_prefers_longer_answers_is_corrected_by_a_tenth_of_the_ques
     assert {"calibrated_score", "calibrated_ci_low", "calibrated_ci_high", "labels"} <= set(files.columns)
     report = (tmp_path / "out" / "t" / "report.html").read_text()
     assert "Calibrated with human labels" in report and "The judge over-rates pad by ~" in report
+
+
+def test_without_ppi_python_the_message_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from arena_eval.rating import calibration
+
+    monkeypatch.delitem(sys.modules, "ppi_py")
+    monkeypatch.setitem(sys.modules, "numba", None)  # as if the extra were not installed
+    with pytest.raises(ConfigError, match=r"pip install 'arena-eval\[calibration\]'"):
+        calibration._ppi()
+
+
+def test_the_config_takes_calibration_and_refuses_it_with_a_baseline_per_category(tmp_path):
+    import yaml
+    from conftest import write_config
+
+    from arena_eval.config import load_config
+
+    path = write_config(tmp_path, "http://127.0.0.1:9", rating={"calibration": {"labels": "labels.jsonl"}})
+    config = load_config(path)
+    assert config.rating.calibration.labels == "labels.jsonl" and config.rating.calibration.min_labels == 10
+    data = yaml.safe_load(path.read_text())
+    data["baseline"] = {"default": "base"}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"rating.calibration|calibration with human labels"):
+        load_config(path)
+    data["baseline"] = "base"
+    data["rating"]["calibration"] = {"labels": "labels.jsonl", "min_label": 3}  # misspelt
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError, match="min_label"):
+        load_config(path)
