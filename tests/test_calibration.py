@@ -240,12 +240,15 @@ def test_a_judge_that_prefers_longer_answers_is_corrected_by_a_tenth_of_the_ques
         assert board.loc[name, "calibrated_ci_low"] <= truth <= board.loc[name, "calibrated_ci_high"], name
         assert not board.loc[name, "ci_low"] <= truth <= board.loc[name, "ci_high"], name  # the judge alone misses
     assert board.loc["pad", "score"] > board.loc["pad", "calibrated_score"] + 10
-    # Said in words, in the files and in the report.
-    assert any(sentence.startswith("the judge over-rates pad by ~") for sentence in scored.summary.judge_bias)
+    # Said in words where the two intervals do not overlap, in the summary and the report; the columns in the files.
+    apart = board.loc["pad", "calibrated_ci_high"] < board.loc["pad", "ci_low"]
+    said = [sentence for sentence in scored.summary.judge_bias if sentence.startswith("the judge over-rates pad by ~")]
+    assert bool(said) == apart
     files = pd.read_csv(tmp_path / "out" / "t" / "leaderboard.csv")
     assert {"calibrated_score", "calibrated_ci_low", "calibrated_ci_high", "labels"} <= set(files.columns)
     report = (tmp_path / "out" / "t" / "report.html").read_text()
-    assert "Calibrated with human labels" in report and "The judge over-rates pad by ~" in report
+    assert "Calibrated with human labels" in report
+    assert ("The judge over-rates pad by ~" in report) == apart
 
 
 def test_without_ppi_python_the_message_says_how_to_install_it(monkeypatch):
