@@ -249,6 +249,42 @@ def test_a_judge_that_prefers_longer_answers_is_corrected_by_a_tenth_of_the_ques
     report = (tmp_path / "out" / "t" / "report.html").read_text()
     assert "Calibrated with human labels" in report
     assert ("The judge over-rates pad by ~" in report) == apart
+    if seed == 1:
+        command_line(tmp_path, path)
+
+
+def command_line(tmp_path, path):
+    """`score --labels` and `agreement --target-width` on the run of the test above (in process)."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from arena_eval.cli import app
+
+    data = yaml.safe_load(path.read_text())
+    del data["rating"]["calibration"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    labels = tmp_path / "labels.jsonl"
+    scored = CliRunner().invoke(app, ["score", "--config", str(path), "--labels", str(labels), "--format", "json"])
+    assert scored.exit_code == 0, scored.output
+    rows = {row["model"]: row for row in json.loads(scored.stdout)}
+    assert rows["pad"]["labels"] == 30 and rows["pad"]["calibrated_score"] is not None
+
+    asked = CliRunner().invoke(app, ["agreement", "--config", str(path), "--labels", str(labels), "--target-width",
+                                     "20", "--format", "json"])
+    assert asked.exit_code == 0, asked.output
+    needed = {row["model"]: row for row in json.loads(asked.stdout)["labels_needed"]}
+    assert needed["pad"]["labels"] == 30 and needed["pad"]["judged_pairs"] == 300
+    # A 20-point interval needs fewer labels than a narrower one would, and more than none.
+    assert 10 <= needed["pad"]["labels_needed"] <= 300
+
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"question_id": "elsewhere-1", "model_a": "base", "model_b": "pad",
+                                 "winner": "tie"}) + "\n")
+    refused = CliRunner().invoke(app, ["score", "--config", str(path), "--labels", str(other)])
+    assert refused.exit_code == 1
+    assert f"{other}:1: question 'elsewhere-1' is not in the question set t" in refused.output
 
 
 def test_without_ppi_python_the_message_says_how_to_install_it(monkeypatch):
