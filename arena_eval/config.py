@@ -755,6 +755,13 @@ def config_from_dict(
             f"{where}: questions: file {config.questions_path} not found. "
             "Point `questions` at a .jsonl or .csv question set (relative paths start at the config's folder)."
         )
+    calibration = config.rating.calibration
+    if check_questions and calibration is not None and not config.resolve(calibration.labels).exists():
+        line = _line_of(yaml_root, ("rating", "calibration", "labels"))
+        where = f"{source}:{line}" if line else source
+        raise ConfigError(f"{where}: rating.calibration.labels: file {config.resolve(calibration.labels)} not found. "
+                          "Point it at the human labels (JSONL, the `agreement` format; relative paths start at the "
+                          "config's folder)")
     return config
 
 

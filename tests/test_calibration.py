@@ -305,6 +305,10 @@ def test_the_config_takes_calibration_and_refuses_it_with_a_baseline_per_categor
     from arena_eval.config import load_config
 
     path = write_config(tmp_path, "http://127.0.0.1:9", rating={"calibration": {"labels": "labels.jsonl"}})
+    with pytest.raises(ConfigError, match=r"config.yaml:\d+: rating.calibration.labels: file .*labels.jsonl not found"):
+        load_config(path)  # checked with the config, before a run spends anything
+    (tmp_path / "labels.jsonl").write_text('{"question_id": "q0000", "model_a": "base", "model_b": "c1", '
+                                           '"winner": "tie"}\n')
     config = load_config(path)
     assert config.rating.calibration.labels == "labels.jsonl" and config.rating.calibration.min_labels == 10
     data = yaml.safe_load(path.read_text())
