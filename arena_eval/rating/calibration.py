@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -66,7 +66,6 @@ class CalibrationResult:
     uncalibrated: tuple[str, ...] = ()
     unmatched: tuple[str, ...] = ()  # labels naming a pair no judge judged, described ("file:line (q: a vs b)")
     unmatched_count: int = 0
-    notes: tuple[str, ...] = field(default=())
 
     def index(self, model: str) -> int:
         try:
