@@ -420,6 +420,7 @@ class Arena:
         result.summary.judge, result.summary.style, result.summary.energy = board.judge, board.style, board.energy_overview
         result.summary.judge_warnings, result.summary.unrated = board.warnings, board.unrated
         result.summary.judge_concerns = board.judge_concerns
+        result.summary.judge_bias = board.judge_bias
         result.summary.games_without_reference = board.without_reference
         result._tally = counted
         return board

@@ -28,6 +28,7 @@ SCRIPTS = {
     "bench_judge_cpu.py": "whole-process user + system CPU",
     "bench_startup.py": "median CPU s",
     "bench_regression.py": "false alarms on unchanged contestants",
+    "bench_calibration.py simulate": '"coverage"',
 }
 
 

@@ -48,6 +48,9 @@ def score(
     seed: int | None = typer.Option(None, "--seed", help="Bootstrap seed (default {seed})."),
     compat: Compat | None = typer.Option(None, "--compat", help="arena-hard: resample battle rows, "
                                             f"{ARENA_HARD_RATING['rounds']} rounds, seed {ARENA_HARD_RATING['seed']}."),
+    labels: Path | None = typer.Option(None, "--labels", help="With --config: human labels (JSONL, the `agreement` "
+                                       "format) on some judged pairs; adds scores calibrated with them "
+                                       "(rating.calibration; needs arena-eval[calibration])."),
     format: Format = FormatOption,
     columns: str | None = ColumnsOption,
 ) -> None:
@@ -58,6 +61,9 @@ def score(
     try:
         if battles is not None and judgments is not None:
             raise ArenaError("give --battles or --judgments, not both")
+        if labels is not None and (battles is not None or judgments is not None):
+            raise ArenaError("--labels calibrates a run's stored verdicts (--config), not a battles file or judgment "
+                             "folder")
         if judge and battles is not None:
             raise ArenaError("--judge picks the judges of a run (--config) or of --judgments DIR; a battles file has none")
         if battles is None and judgments is None:
@@ -74,6 +80,15 @@ def score(
                 updates["rounds"] = rounds
             if seed is not None:
                 updates["seed"] = seed
+            if labels is not None:
+                if cfg.category_baselines:
+                    raise ArenaError("--labels: calibration with human labels needs one baseline; this config has a "
+                                     "baseline per category")
+                from ..config import CalibrationConfig
+
+                kept = cfg.rating.calibration
+                updates["calibration"] = CalibrationConfig(labels=str(labels.resolve()),
+                                                           min_labels=kept.min_labels if kept else 10)
             cfg.rating = cfg.rating.model_copy(update=updates)
             _run_stages_config(cfg, format, shown)
             return
