@@ -119,11 +119,14 @@ def calibrated_change(row: Any, prev: Any) -> dict[str, Any] | None:
     difference, its 95% interval and a two-sided z-test p-value, each run's standard error read from its
     interval (width / 3.92). The two fits are treated as independent (each has its own labels), which is
     conservative: the questions both runs share would only narrow the change's interval."""
-    values = [getattr(r, c, None) for r in (row, prev)
-              for c in ("calibrated_score", "calibrated_ci_low", "calibrated_ci_high")]
-    if any(v is None or pd.isna(v) for v in values):
-        return None
-    now, now_low, now_high, before, before_low, before_high = (float(v) for v in values)
+    values: list[float] = []
+    for r in (row, prev):
+        for column in ("calibrated_score", "calibrated_ci_low", "calibrated_ci_high"):
+            value = getattr(r, column, None)
+            if value is None or pd.isna(value):
+                return None
+            values.append(float(value))
+    now, now_low, now_high, before, before_low, before_high = values
     se = float(np.hypot((now_high - now_low) / 3.92, (before_high - before_low) / 3.92))
     difference = now - before
     if se == 0:
