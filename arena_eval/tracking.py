@@ -97,20 +97,26 @@ def key_part(name: str) -> str:
 
 
 def contestant_keys(names: Sequence[str]) -> dict[str, str]:
-    """Each contestant's name → the prefix of its metrics' keys (`key_part`). A name changed by that (or cut), or
-    one whose key another name also gets, or one that starts like the run-level prefixes `judge.` and `run.`, gets
-    `-` and the first 6 hex digits of its name's SHA-256 appended, so that two contestants never share a key. The
-    tags `arena_eval.contestant.<key>.name` say whose each key is."""
-    plain = {name: key_part(name) for name in names}
-    counts: dict[str, int] = {}
-    for key in plain.values():
-        counts[key] = counts.get(key, 0) + 1
-    out = {}
-    for name, key in plain.items():
-        reserved = any(key == r or key.startswith(r + ".") for r in _RESERVED)
-        if key != name or counts[key] > 1 or reserved:
-            key = f"{key}-{hashlib.sha256(name.encode()).hexdigest()[:6]}"
+    """Each contestant's name → the prefix of its metrics' keys. A name MLflow takes as it is (`[A-Za-z0-9_.-]`, at
+    most 120 characters, not `judge`, `run` nor starting with `judge.` or `run.`, the run-level prefixes) is its own
+    key; any other becomes `key_part(name)`, `-` and the first 6 hex digits of the name's SHA-256, so that two
+    contestants never share a key ("a b" → "a_b-…", beside a contestant named "a_b"). The tags
+    `arena_eval.contestant.<key>.name` say whose each key is."""
+    out: dict[str, str] = {}
+    for name in names:
+        reserved = any(name == r or name.startswith(r + ".") for r in _RESERVED)
+        if key_part(name) == name and not reserved:
+            out[name] = name
+    taken = set(out.values())
+    for name in names:
+        if name in out:
+            continue
+        digest = hashlib.sha256(name.encode()).hexdigest()
+        key = f"{key_part(name)}-{digest[:6]}"
+        if key in taken:  # a contestant is named like another's key: the longer digest tells them apart
+            key = f"{key_part(name)}-{digest[:16]}"
         out[name] = key
+        taken.add(key)
     return out
 
 

@@ -66,3 +66,11 @@ def validate(config: Path = typer.Option(..., "--config", "-c", help="Run config
         f"({baseline_words(cfg)}), judge{'s' if len(cfg.judges) > 1 else ''} {judges}, results in {cfg.output_dir}"
     )
     echo(planned)
+    if cfg.tracking.mlflow is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("mlflow") is None:  # found without importing it (start-up)
+            from ..tracking import INSTALL
+
+            echo(f"warning: tracking.mlflow is set but MLflow is not installed ({INSTALL}); runs will score as "
+                 "usual and warn instead of logging")
