@@ -275,9 +275,9 @@ def log_scored_run(scope: RunScope, rows: Sequence[LeaderboardRow], columns: Seq
                                          "as usual")
         return
     started = time.time()
-    tracked = figures(scope, rows, columns, judges, summary, command, _version())
     mlflow_run = None
     try:
+        tracked = figures(scope, rows, columns, judges, summary, command, _version())
         with _mlflow_environment(settings, uri):
             client = MlflowClient(tracking_uri=uri)
             experiment_id = _experiment_id(client, experiment)

@@ -27,6 +27,7 @@ SCRIPTS = {
     "bench_quality.py prune": "medians over 1 benchmarks",
     "bench_judge_cpu.py": "whole-process user + system CPU",
     "bench_startup.py": "median CPU s",
+    "extras_size.py": "MB on disk",
 }
 
 
