@@ -152,6 +152,18 @@ def test_without_mlflow_installed_the_warning_says_how_to_install_it(tmp_path, f
     assert not (tmp_path / "mlruns").exists()
 
 
+def test_a_deleted_experiment_is_a_warning_that_says_how_to_restore_it(tmp_path, fake_server, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+    client.delete_experiment(client.create_experiment("gone"))
+    server = fake_server(judge_verdict="longer")
+    cfg = load_config(nightly_config(tmp_path, server, {"tracking_uri": "mlruns", "experiment": "gone"}))
+    result = Arena(cfg).run_sync()
+    assert result.exit_code == 0 and result.summary.tracked is None
+    [warning] = result.summary.tracking_warnings
+    assert "experiment 'gone' is deleted in MLflow; restore it (`mlflow experiments restore" in warning
+
+
 def test_the_cli_prints_where_the_run_went_and_a_failure_as_a_warning(tmp_path, fake_server, monkeypatch):
     server = fake_server(judge_verdict="longer")
     path = nightly_config(tmp_path, server, {"tracking_uri": f"http://127.0.0.1:{closed_port()}", "max_retries": 0})
