@@ -207,12 +207,13 @@ class EndpointReplicas:
 @dataclass
 class TrackedRun:
     """Where a scored run was logged in MLflow (tracking.py): the MLflow run's id, its experiment, and the tracking
-    URI with any credentials masked."""
+    URI with any credentials masked; for a tracking server, the run's page in its web UI."""
 
     run_id: str
     experiment_id: str
     experiment: str
     tracking_uri: str
+    page: str | None = None
 
 
 @dataclass

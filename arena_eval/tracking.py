@@ -12,14 +12,15 @@ its leaderboard files and its exit code are what they would have been without tr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import math
 import os
 import re
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -224,7 +225,7 @@ def figures(scope: RunScope, rows: Sequence[LeaderboardRow], columns: Sequence[s
     return TrackedFigures({k: redact(v)[:8000] for k, v in tags.items()}, metrics)
 
 
-@contextmanager
+@contextlib.contextmanager
 def _mlflow_environment(settings: MlflowTracking, uri: str) -> Iterator[None]:
     """MLflow's request timeout and retries from the config (and its file store allowed for a `file:` URI) while
     the run is logged; the variables are restored afterwards."""
@@ -278,7 +279,9 @@ def log_scored_run(scope: RunScope, rows: Sequence[LeaderboardRow], columns: Seq
     mlflow_run = None
     try:
         tracked = figures(scope, rows, columns, judges, summary, command, _version())
-        with _mlflow_environment(settings, uri):
+        # MLflow writes "View run … at: URL" lines to stdout for a server's runs: they would break `--format json`
+        # output, and the summary says where the run went.
+        with _mlflow_environment(settings, uri), contextlib.redirect_stdout(io.StringIO()):
             client = MlflowClient(tracking_uri=uri)
             experiment_id = _experiment_id(client, experiment)
             mlflow_run = client.create_run(experiment_id, start_time=int(started * 1000), tags=tracked.tags,
@@ -301,7 +304,9 @@ def log_scored_run(scope: RunScope, rows: Sequence[LeaderboardRow], columns: Seq
             f"MLflow: run {summary.run_id} was not logged to {where}: {_reason(exc)}{_hint(uri, exc)}. The "
             f"evaluation is unaffected: its store, leaderboard files and report are in {config.output_dir}")
         return
-    summary.tracked = TrackedRun(run_id, experiment_id, experiment, shown)
+    page = (f"{shown.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+            if urllib.parse.urlsplit(uri).scheme.lower() in ("http", "https") else None)
+    summary.tracked = TrackedRun(run_id, experiment_id, experiment, shown, page)
 
 
 def _experiment_id(client: Any, name: str) -> str:

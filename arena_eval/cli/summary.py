@@ -177,7 +177,7 @@ def tracking_lines(s: RunSummary) -> list[Line]:
     if s.tracked is not None:
         t = s.tracked
         lines.append(Line(f"mlflow: logged as run {t.run_id} in experiment {t.experiment!r} (id {t.experiment_id}) at "
-                          f"{t.tracking_uri}"))
+                          f"{t.tracking_uri}" + (f"; see {t.page}" if t.page else "")))
     lines += [Line(f"warning: {warning}", "yellow") for warning in s.tracking_warnings]
     return lines
 
