@@ -99,7 +99,7 @@ def sizes_by_distribution(site: Path) -> dict[str, int]:
     out = {}
     for info in site.glob("*.dist-info"):
         record = info / "RECORD"
-        name = normalise(info.name.rsplit("-", 1)[0]) if "-" in info.name else info.name
+        name = normalise(info.name[: -len(".dist-info")].rsplit("-", 1)[0])  # NAME-VERSION.dist-info
         total = 0
         if record.exists():
             for line in record.read_text(encoding="utf-8", errors="replace").splitlines():
