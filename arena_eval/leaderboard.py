@@ -20,7 +20,7 @@ from .context import RunScope
 from .energy.aggregate import join_leaderboard
 from .energy_tables import efficiency_table, energy_table, number_or_none
 from .judge import RunJudge, battles_from_judgments, position_diagnostics
-from .records import EnergyOverview, JudgeDiagnostics, Judgment, LeaderboardRow, StyleEffect
+from .records import EnergyOverview, JudgeDiagnostics, Judgment, LeaderboardRow, StyleEffect, columns_of
 from .style import STYLE_COLUMNS, answer_styles
 from .tally import (
     Tally,
@@ -30,6 +30,7 @@ from .tally import (
 )
 
 if TYPE_CHECKING:
+    from .rating.calibration import CalibrationResult
     from .store import Store
 
 
@@ -61,6 +62,13 @@ class Leaderboard:
     judge_concerns: list[str] = field(default_factory=list)
     # Judges that take a reference: how many of their games had none to show (judged without it).
     without_reference: dict[str, int] = field(default_factory=dict)
+    # With games between contestants (pairing): the rated judges' games and unparsed games, each counted once (a
+    # contestant's `games` counts such a game for both: the column's sum is not the number of games).
+    rated_games: tuple[int, int] | None = None
+    # rating.calibration: the prediction-powered fit with the human labels (its covariance serves paired
+    # comparisons: rating.calibration.calibrated_difference), and where it disagrees with the judge alone.
+    calibration: CalibrationResult | None = None
+    judge_bias: list[str] = field(default_factory=list)
 
     @property
     def columns(self) -> list[str]:
@@ -78,7 +86,7 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
     every = [x for j in scope.judges for x in by_judge[j.name]]
     styles = answer_styles(every, store.answer_rows) if config.rating.style_control else None
     battles = _battles(scope.rated_judges, by_judge, styles)
-    diagnostics = position_diagnostics(judgments).set_index("model")
+    diagnostics = position_diagnostics(judgments, None if scope.by_category else baseline).set_index("model")
     overall = diagnostics.loc["*"]
     judge = JudgeDiagnostics(number_or_none(overall.consistency), number_or_none(overall.first_position_win_rate),
                              number_or_none(overall.suspicious_rate))
@@ -95,6 +103,10 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
         missing = [c.name for c in scope.contestants if c.name not in set(board.model)]
         if missing:
             board = pd.concat([board, pd.DataFrame({"model": missing})], ignore_index=True)
+    calibration, calibration_warnings = None, []
+    if rating.calibration is not None and not battles.empty:
+        calibration, calibration_warnings = calibrate_battles(scope, battles)
+        board = board.merge(calibration.table()[["model", *columns_of("calibration")]], on="model", how="left")
     board["games"] = board.model.map(lambda m: per[m]["games"])
     board["unparsed_rate"] = board.model.map(lambda m: per[m]["unparsed"] / per[m]["games"] if per[m]["games"] else float("nan"))
     board["answers_missing"] = board.model.map(lambda m: per[m]["answers_missing"])
@@ -103,13 +115,18 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
         board.loc[board.model == baseline, ["unparsed_rate", "games_missing"]] = [float("nan"), 0]
     answer_stats = {m: store.answer_stats(list(ids.values())) for m, ids in tally.answer_ids.items()}
     games_of: dict[str, list[str]] = defaultdict(list)
+    shared_of: dict[str, list[str]] = defaultdict(list)  # games between contestants (pairing): half each
     for game_id, contestant in tally.judged_game_ids:
-        games_of[contestant].append(game_id)
-    judge_stats = {m: store.judgment_stats(games_of[m]) for m in per}
+        if game_id in tally.opponents:
+            shared_of[contestant].append(game_id)
+            shared_of[tally.opponents[game_id]].append(game_id)
+        else:
+            games_of[contestant].append(game_id)
+    judge_stats = {m: _judge_cost(store, games_of[m], shared_of[m]) for m in per}
     board["avg_input_tokens"] = board.model.map(lambda m: answer_stats[m]["avg_input_tokens"])
     board["avg_output_tokens"] = board.model.map(lambda m: answer_stats[m]["avg_output_tokens"])
     board["answer_cost"] = board.model.map(lambda m: answer_stats[m]["cost"])
-    board["judge_cost"] = board.model.map(lambda m: judge_stats[m]["cost"] if games_of[m] else None)
+    board["judge_cost"] = board.model.map(lambda m: judge_stats[m] if games_of[m] or shared_of[m] else None)
     for column in ("consistency", "first_position_win_rate", "suspicious_rate"):
         board[column] = board.model.map(diagnostics[column])
     board["is_baseline"] = board.model == baseline
@@ -130,12 +147,69 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
         for j in scope.judges:
             own = _battles([j], by_judge, styles)
             per_judge[j.name] = rate(scope, own) if not own.empty else pd.DataFrame(columns=["model"])
-    unrated = [c.name for c in scope.contestants[1:]
-               if per[c.name]["games"] and c.name not in set(battles.model_b)]
+    # (a contestant rated through games with other contestants only (pairing) is rated too)
+    rated_names = set() if battles.empty else set(battles.model_b) | (set(battles.model_a) if tally.opponents else set())
+    unrated = [c.name for c in scope.contestants[1:] if per[c.name]["games"] and c.name not in rated_names]
     judges, concerns = judge_table(scope, store, by_judge, board, per_judge)
     return Leaderboard(frame, rows, battles, diagnostics.reset_index(), energy, judge, overview, style, per_judge,
-                       unparsed_warnings(scope, by_judge), unrated, judges, concerns,
-                       games_without_reference(scope, tally))
+                       unparsed_warnings(scope, by_judge) + calibration_warnings, unrated, judges, concerns,
+                       games_without_reference(scope, tally),
+                       (len(judgments), sum(j.verdict is None for j in judgments)) if tally.opponents else None,
+                       calibration, judge_bias(frame) if calibration is not None else [])
+
+
+def _judge_cost(store: Store, own: list[str], shared: list[str]) -> float | None:
+    """What judging a contestant cost: its games against the baseline, and half of each game it played against
+    another contestant (so that the column still adds up to what the judges cost)."""
+    cost = store.judgment_stats(own)["cost"] if own else 0.0
+    if shared and cost is not None:
+        half = store.judgment_stats(shared)["cost"]
+        cost = None if half is None else cost + half / 2
+    return cost
+
+
+def calibrate_battles(scope: RunScope, battles: pd.DataFrame) -> tuple[CalibrationResult, list[str]]:
+    """The rated battles calibrated with the human labels of `rating.calibration` (§3.4.7), and what to say about
+    the labels that could not be used (pairs never judged, contestants with too few labels)."""
+    from .labels import read_labels
+    from .rating.calibration import calibrate, check_labels
+
+    settings = scope.config.rating.calibration
+    assert settings is not None
+    path = scope.config.resolve(settings.labels)
+    labels = read_labels(path)
+    check_labels(labels, (q.question_id for q in scope.questions), str(path), scope.config.name)
+    result = calibrate(battles, labels, scope.baseline.name, min_labels=settings.min_labels, source=str(path))
+    notes = []
+    if result.unmatched_count:
+        notes.append(f"calibration: {result.unmatched_count} of {len(labels)} label(s) in {path} name a pair no judge "
+                     f"judged (left out), e.g. {'; '.join(result.unmatched)}")
+    if result.uncalibrated:
+        counts = ", ".join(f"{m} ({result.labels.get(m, 0)})" for m in result.uncalibrated)
+        notes.append(f"calibration: fewer than {result.min_labels} labelled judged pairs for {counts}: no "
+                     "calibrated score for them; label more of their pairs")
+    return result, notes
+
+
+def judge_bias(frame: pd.DataFrame) -> list[str]:
+    """A sentence per contestant whose calibrated interval and judge-only interval do not overlap: the judge
+    over-rates (or under-rates) it by about the difference of the two scores."""
+    out = []
+    if "calibrated_score" not in frame:
+        return out
+    for row in frame.drop_duplicates("model").itertuples():
+        values = (row.score, row.ci_low, row.ci_high, row.calibrated_score, row.calibrated_ci_low,
+                  row.calibrated_ci_high)
+        if any(v is None or pd.isna(v) for v in values):
+            continue
+        gap = row.score - row.calibrated_score
+        if row.calibrated_ci_high < row.ci_low:
+            out.append(f"the judge over-rates {row.model} by ~{abs(gap):.0f} points (judge alone {row.score:.1f}, "
+                       f"calibrated with human labels {row.calibrated_score:.1f})")
+        elif row.calibrated_ci_low > row.ci_high:
+            out.append(f"the judge under-rates {row.model} by ~{abs(gap):.0f} points (judge alone {row.score:.1f}, "
+                       f"calibrated with human labels {row.calibrated_score:.1f})")
+    return out
 
 
 def judge_table(scope: RunScope, store: Store, by_judge: dict[str, list[Judgment]], board: pd.DataFrame,
@@ -151,7 +225,8 @@ def judge_table(scope: RunScope, store: Store, by_judge: dict[str, list[Judgment
         own = per_judge.get(j.name)
         scores[j.name] = dict(zip(own.model, own.score)) if own is not None and "score" in own else pooled
     frame = judge_diagnostics(by_judge, tokens, scores, {j.name: {j.config.model} for j in scope.judges if j.config.model},
-                              {c.name: c.model for c in scope.contestants if c.model})
+                              {c.name: c.model for c in scope.contestants if c.model},
+                              {scope.baseline.name, *scope.baselines.values()})
     # What each judge spent: tokens and cost over its games (cost unknown as soon as one game's is).
     spent = {name: (sum(g.input_tokens or 0 for g in games), sum(g.output_tokens or 0 for g in games),
                     None if any(g.cost is None for g in games) else sum(g.cost for g in games))

@@ -27,6 +27,8 @@ SCRIPTS = {
     "bench_quality.py prune": "medians over 1 benchmarks",
     "bench_judge_cpu.py": "whole-process user + system CPU",
     "bench_startup.py": "median CPU s",
+    "bench_regression.py": "false alarms on unchanged contestants",
+    "bench_calibration.py simulate": '"coverage"',
     "extras_size.py": "MB on disk",
 }
 

@@ -19,6 +19,12 @@ METER_WORDS = {
     "nvml": "NVML measured the GPUs' energy counters for local models",
     "nvml-power-poll": "NVML sampled the GPUs' power for local models (no energy counter on these GPUs)",
     "rapl": "RAPL measured this machine's CPU and memory energy for local models",
+    "nvml+rapl": "NVML and RAPL measured the GPUs' and CPUs' energy counters for local models",
+    "amdsmi": "AMD SMI measured the GPUs' energy counters for local models",
+    "zeusd": "the serving machines' Zeus daemons measured their energy counters for remote models",
+    "zeusd-power-poll": "the serving machines' Zeus daemons sampled their GPUs' power for remote models (no energy "
+                        "counter on those GPUs)",
+    "server": "the inference servers reported their own energy (/energy_metrics) for their models",
     "codecarbon": "CodeCarbon estimated this machine's energy for local models from CPU load and a default "
                   "power per core (no sensor could be read), so it is an estimate",
     "ecologits": "EcoLogits estimated API models' energy per request from the model's size and the tokens",
@@ -161,6 +167,7 @@ def judge_warning_lines(s: RunSummary) -> list[Line]:
         lines.append(Line(f"judge diagnostics: {len(s.judge_concerns)} concern(s) about the judges' reliability; "
                           "see `arena-eval judges` or the report"))
     lines += [Line(f"warning: {warning}", "yellow") for warning in s.judge_warnings]
+    lines += [Line(f"calibration: {sentence}", "yellow") for sentence in s.judge_bias]
     lines += adaptive_lines(s)
     lines += [Line(f"judge {judge!r}: {count} game(s) judged without a reference answer (the question has none, or "
                    "the reference contestant has no answer to it)")
