@@ -522,6 +522,38 @@ class RegressionConfig(_Strict):
     score_drop: float | None = Field(None, gt=0, le=100)
 
 
+class MlflowTracking(_Strict):
+    """Where each scored run is logged in MLflow (docs/design.md §3.6.1; `pip install 'arena-eval[mlflow]'`).
+    None of it is part of any id: moving the tracking server changes no stored work."""
+
+    # A tracking server (http://, https://, databricks) or a local store: a folder (`file:` URI or a path, relative
+    # to the config's folder) or a database (`sqlite:///...`, which needs the full `mlflow` package).
+    tracking_uri: str = Field(min_length=1)
+    experiment: str | None = Field(None, min_length=1, max_length=500)  # default: the config's name
+    # How long one request to a tracking server may take, and how often a failed one is tried again (MLflow's own
+    # MLFLOW_HTTP_REQUEST_TIMEOUT and _MAX_RETRIES, set while the run is logged): an unreachable server then costs
+    # seconds, not MLflow's default of minutes. Failing in the end is a warning, never a failed evaluation.
+    timeout_s: int = Field(30, ge=1, le=600)
+    max_retries: int = Field(2, ge=0, le=10)
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _remember_uri_password(cls, value: str) -> str:
+        """A password in the URI becomes a known secret at once (messages and the store never show it)."""
+        parts = urllib.parse.urlsplit(value.strip())
+        if parts.password:
+            for user, password in {(parts.username or "", parts.password),
+                                   (urllib.parse.unquote(parts.username or ""), urllib.parse.unquote(parts.password))}:
+                register_basic_auth(user, password)
+        return value.strip()
+
+
+class TrackingConfig(_Strict):
+    """Experiment trackers a scored run is logged to; MLflow only, for now."""
+
+    mlflow: MlflowTracking | None = None
+
+
 class RunConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     # A question file's or saved dataset's path, or a mapping naming the source and its columns (QuestionsConfig).
@@ -546,6 +578,8 @@ class RunConfig(_Strict):
     rag: RagConfig | None = None
     energy: EnergyConfig = Field(default_factory=EnergyConfig)
     regression: RegressionConfig = Field(default_factory=RegressionConfig)
+    # Logged after each scored run (run, score); not part of any id.
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     # Write report.html into the output folder after each run that scores.
     report: bool = True
     # Set by the loader: the folder relative paths in this config are resolved against.

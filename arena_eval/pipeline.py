@@ -99,7 +99,7 @@ def _config_from_parts(questions: QuestionSet | None, parts: dict[str, Any]) -> 
     data = dict(parts)
     data.setdefault("name", "custom")
     data["questions"] = f"<{questions.name}>"  # in memory; only recorded in the run's config snapshot
-    for key in ("judge", "rating", "guidance", "rag", "energy", "regression"):
+    for key in ("judge", "rating", "guidance", "rag", "energy", "regression", "tracking"):
         if hasattr(data.get(key), "model_dump"):
             data[key] = data[key].model_dump(exclude_unset=True)
     data["contestants"] = [c.model_dump(exclude_unset=True) if hasattr(c, "model_dump") else c
@@ -305,7 +305,7 @@ class Arena:
                     status = "waiting"
                     return result
                 if "score" in stages:
-                    self._score(store, sets, result)
+                    self._score(store, sets, result, command)
                 elif "judge" in stages:
                     count_missing(self._tally(store, sets)[0], summary, stages)
                 # Collection alone needs no tally: every item it could not get is a recorded error already,
@@ -324,8 +324,9 @@ class Arena:
                     # 'running' in the table, and the next run marks it interrupted.
                     pass
 
-    def _score(self, store: Store, sets: AnswerSets, result: Result) -> None:
-        """Rate, keep the leaderboard in the store's history, find regressions, write the files and the report."""
+    def _score(self, store: Store, sets: AnswerSets, result: Result, command: str = "run") -> None:
+        """Rate, keep the leaderboard in the store's history, find regressions, write the files and the report;
+        then log the run to MLflow when `tracking.mlflow` is set (a failure there is a warning in the summary)."""
         from .history import question_points
         from .leaderboard_files import write_leaderboard
 
@@ -340,6 +341,10 @@ class Arena:
         result.files = write_leaderboard(board.frame, out)
         if self.config.report:
             result.files.append(self._write_report(store, sets, board, result, out / "report.html"))
+        if self.config.tracking.mlflow is not None:
+            from .tracking import log_scored_run
+
+            log_scored_run(self.scope, board.rows, board.columns, board.judges, result.summary, command, result.files)
 
     def _regressions(self, store: Store, run_id: str, save: bool = False) -> pd.DataFrame:
         """The run's contestants that regressed by the config's rule (§3.6); with `save`, every comparison is kept

@@ -205,6 +205,18 @@ class EndpointReplicas:
 
 
 @dataclass
+class TrackedRun:
+    """Where a scored run was logged in MLflow (tracking.py): the MLflow run's id, its experiment, and the tracking
+    URI with any credentials masked; for a tracking server, the run's page in its web UI."""
+
+    run_id: str
+    experiment_id: str
+    experiment: str
+    tracking_uri: str
+    page: str | None = None
+
+
+@dataclass
 class RunSummary:
     run_id: str
     questions: int
@@ -256,6 +268,10 @@ class RunSummary:
     capped: bool = False
     requests_held_back: int = 0
     unpriced_replies: int = 0
+    # tracking.mlflow (tracking.py): the MLflow run this scored run was logged as, or why it could not be (a
+    # warning each: a missing package, an unreachable server; the evaluation itself is not affected).
+    tracked: TrackedRun | None = None
+    tracking_warnings: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -282,11 +298,13 @@ class RunSummary:
             out["adaptive"] = asdict(self.adaptive)
         if self.replicas:
             out["replicas"] = [asdict(endpoint) for endpoint in self.replicas]
+        if self.tracked is not None:
+            out["mlflow"] = asdict(self.tracked)
         return out
 
     def to_json_dict(self) -> dict[str, Any]:
         """What `runs.summary_json` holds: the counts, and the stage results under "extra"."""
-        typed = {"judge", "style", "energy", "guidance", "regressions", "adaptive", "replicas"}
+        typed = {"judge", "style", "energy", "guidance", "regressions", "adaptive", "replicas", "tracked"}
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in typed}
         out["extra"] = self.extra
         return out

@@ -29,6 +29,7 @@ SCRIPTS = {
     "bench_startup.py": "median CPU s",
     "bench_regression.py": "false alarms on unchanged contestants",
     "bench_calibration.py simulate": '"coverage"',
+    "extras_size.py": "MB on disk",
 }
 
 

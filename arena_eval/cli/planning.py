@@ -70,3 +70,11 @@ def validate(config: Path = typer.Option(..., "--config", "-c", help="Run config
     if metered:
         echo(f"energy: {len(metered)} endpoint(s) metered; `arena-eval energy check -c {config}` shows which meter "
              "measures each, what it sees and its idle watts")
+    if cfg.tracking.mlflow is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("mlflow") is None:  # found without importing it (start-up)
+            from ..tracking import INSTALL
+
+            echo(f"warning: tracking.mlflow is set but MLflow is not installed ({INSTALL}); runs will score as "
+                 "usual and warn instead of logging")

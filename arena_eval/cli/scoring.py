@@ -123,7 +123,7 @@ def _run_stages_config(cfg, fmt: Format, columns: list[str] | None = None) -> No
     from ..pipeline import Arena
     from .render import print_leaderboard
     from .stages import say_interrupted
-    from .summary import housekeeping_lines, judge_warning_lines, say
+    from .summary import housekeeping_lines, judge_warning_lines, say, tracking_lines
 
     try:
         result = Arena(cfg).run_sync(("score",), "score")
@@ -131,6 +131,7 @@ def _run_stages_config(cfg, fmt: Format, columns: list[str] | None = None) -> No
         say_interrupted(exc)
     say(housekeeping_lines(result.summary))
     say(judge_warning_lines(result.summary))
+    say(tracking_lines(result.summary))
     print_leaderboard(result.leaderboard, fmt, title=f"{cfg.name}: score vs {baseline_words(cfg)} (95% CI)",
                       columns=columns)
     raise typer.Exit(result.exit_code)

@@ -178,11 +178,22 @@ def judge_warning_lines(s: RunSummary) -> list[Line]:
     return lines
 
 
+def tracking_lines(s: RunSummary) -> list[Line]:
+    """Where the run was logged in MLflow (tracking.mlflow), or why it was not: a warning, never a failure."""
+    lines = []
+    if s.tracked is not None:
+        t = s.tracked
+        lines.append(Line(f"mlflow: logged as run {t.run_id} in experiment {t.experiment!r} (id {t.experiment_id}) at "
+                          f"{t.tracking_uri}" + (f"; see {t.page}" if t.page else "")))
+    lines += [Line(f"warning: {warning}", "yellow") for warning in s.tracking_warnings]
+    return lines
+
+
 def summary_lines(s: RunSummary) -> list[Line]:
     """Everything a finished run's summary says after the leaderboard, in order: counts, judge diagnostics,
     style control, energy, guidance, replicas, the judges' warnings, errors by contestant."""
     lines = [counts_line(s), *judge_line(s), *style_line(s), *energy_line(s), *guidance_lines(s),
-             *replica_lines(s), *judge_warning_lines(s)]
+             *replica_lines(s), *judge_warning_lines(s), *tracking_lines(s)]
     if s.errors_by_contestant:
         lines.append(Line("errors by contestant: "
                           + ", ".join(f"{k}: {v}" for k, v in sorted(s.errors_by_contestant.items()))))
