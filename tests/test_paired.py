@@ -209,6 +209,6 @@ def test_simulation_quick_paired_test_finds_three_points_and_rank_intervals_cove
     assert found >= 6 and false <= 2  # 200 seeds: ≥ 80 % and ≤ 5 % (docs/benchmarks.md)
     truth = sorted({"base": 50.0, **sim.RANK_SCORES}.items(), key=lambda x: -x[1])
     true_rank = {m: i + 1 for i, (m, _) in enumerate(truth)}
-    board, _, _ = sim.experiment(sim.RANK_SCORES, 500, 100, 7)
+    board, _, _ = sim.experiment(sim.RANK_SCORES, 500, 200, 7)
     inside = [r.rank_low <= true_rank[r.model] <= r.rank_high for r in board.itertuples()]
     assert sum(inside) >= 6
