@@ -27,6 +27,8 @@ SCRIPTS = {
     "bench_quality.py prune": "medians over 1 benchmarks",
     "bench_judge_cpu.py": "whole-process user + system CPU",
     "bench_startup.py": "median CPU s",
+    "bench_paired.py": "true rank inside [rank_low, rank_high]",
+    "bench_compare.py": "compare --all (15 pairs), whole process",
 }
 
 

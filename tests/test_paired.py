@@ -212,3 +212,10 @@ def test_simulation_quick_paired_test_finds_three_points_and_rank_intervals_cove
     board, _, _ = sim.experiment(sim.RANK_SCORES, 500, 200, 7)
     inside = [r.rank_low <= true_rank[r.model] <= r.rank_high for r in board.itertuples()]
     assert sum(inside) >= 6
+
+
+def test_sign_test_equals_scipy_binomtest_over_a_grid():
+    for better in range(0, 41, 3):
+        for worse in range(0, 41, 2):
+            expected = binomtest(better, better + worse, 0.5).pvalue if better + worse else 1.0
+            assert sign_test(better, worse) == pytest.approx(expected, rel=1e-9, abs=1e-300)

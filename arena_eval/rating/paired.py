@@ -86,14 +86,21 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
 
 
 def sign_test(better: int, worse: int) -> float:
-    """Two-sided exact sign test over questions (ties left out): scipy's binomial test of better in better + worse
-    at 1/2. 1.0 when no question tells the two apart."""
-    n = int(better) + int(worse)
-    if n == 0:
-        return 1.0
-    from scipy.stats import binomtest
+    """Two-sided exact sign test over questions (ties left out): the binomial test of better in better + worse
+    at 1/2. 1.0 when no question tells the two apart. Equal to scipy.stats.binomtest's two-sided p-value (the
+    distribution is symmetric, so it is twice the smaller tail, capped at 1); computed with scipy.special, whose
+    import takes a tenth of scipy.stats'."""
+    return float(sign_tests(np.array([better]), np.array([worse]))[0])
 
-    return float(binomtest(int(better), n, 0.5, alternative="two-sided").pvalue)
+
+def sign_tests(better: np.ndarray, worse: np.ndarray) -> np.ndarray:
+    """`sign_test` of each (better, worse), at once."""
+    from scipy.special import bdtr
+
+    better, worse = np.asarray(better, dtype=np.int64), np.asarray(worse, dtype=np.int64)
+    n = better + worse
+    tail = bdtr(np.minimum(better, worse), np.maximum(n, 1), 0.5)
+    return np.where(n > 0, np.minimum(1.0, 2.0 * tail), 1.0)
 
 
 def paired_differences(
@@ -257,20 +264,19 @@ def question_points(battles: pd.DataFrame, baseline: str | Mapping[str, str]) ->
 def question_counts(points: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> pd.DataFrame:
     """Per (a, b): ``questions`` where both have points, and on how many of them a's mean points are above
     (``better``), equal to (``same``) or below (``worse``) b's; ``p_sign`` the sign test over them (ties out)."""
-    table = points.to_numpy(dtype=float)
+    table = np.column_stack([points.to_numpy(dtype=float), np.full(len(points), np.nan)])
     index = {m: i for i, m in enumerate(points.columns)}
-    rows = []
-    for a, b in pairs:
-        x = table[:, index[a]] if a in index else np.full(len(table), np.nan)
-        y = table[:, index[b]] if b in index else np.full(len(table), np.nan)
-        both = np.isfinite(x) & np.isfinite(y)
-        # Mean points are ratios of weights: compare them with a tolerance, not bit for bit.
-        gap = np.where(both, x - y, 0.0)
-        better = int(np.count_nonzero(both & (gap > 1e-9)))
-        worse = int(np.count_nonzero(both & (gap < -1e-9)))
-        common = int(both.sum())
-        rows.append((common, better, common - better - worse, worse, sign_test(better, worse)))
-    return pd.DataFrame(rows, columns=["questions", "better", "same", "worse", "p_sign"])
+    absent = table.shape[1] - 1  # a model without points: the NaN column
+    x = table[:, [index.get(a, absent) for a, _ in pairs]]
+    y = table[:, [index.get(b, absent) for _, b in pairs]]
+    both = np.isfinite(x) & np.isfinite(y)
+    # Mean points are ratios of weights: compare them with a tolerance, not bit for bit.
+    gap = np.where(both, x - y, 0.0)
+    better = np.count_nonzero(both & (gap > 1e-9), axis=0)
+    worse = np.count_nonzero(both & (gap < -1e-9), axis=0)
+    common = both.sum(0)
+    return pd.DataFrame({"questions": common, "better": better, "same": common - better - worse, "worse": worse,
+                         "p_sign": sign_tests(better, worse)})
 
 
 def compare_pairs(rated: RatingRounds, points: pd.DataFrame, pairs: Sequence[tuple[str, str]],
