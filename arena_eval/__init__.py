@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .config import RatingConfig, RunConfig, load_config
     from .errors import ArenaError, ConfigError
     from .pipeline import Arena, Result
-    from .questions import Question, QuestionSet, load_questions
+    from .questions import Question, QuestionSet, load_dataset_questions, load_questions
 
 # public name → (module, name in that module)
 _EXPORTS = {
@@ -31,6 +31,7 @@ _EXPORTS = {
     "Result": ("pipeline", "Result"),
     "RunConfig": ("config", "RunConfig"),
     "load_config": ("config", "load_config"),
+    "load_dataset_questions": ("questions", "load_dataset_questions"),
     "load_questions": ("questions", "load_questions"),
 }
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "Result",
     "RunConfig",
     "load_config",
+    "load_dataset_questions",
     "load_questions",
 ]
 assert sorted(__all__) == sorted(_EXPORTS)

@@ -7,8 +7,10 @@ gets no further games once, after at least `min_questions` questions,
 - its 95 % interval is at most `ci_half_width` score points either side ("precise"), or
 - with a previous scored run to compare with (same baseline, same judges), its regression verdict is settled
   either way: its interval already lies entirely below the previous interval ("regressed"), or its lower end is
-  already at or above the previous interval's lower end, and above the previous score minus `score_drop` when that
-  rule is set ("not regressed"). More questions only narrow an interval, so the verdict would not change.
+  already at or above the previous interval's lower end (under the paired rule, the default: at or above the
+  previous score itself, since a fall too small for the intervals to show can still be significant paired), and
+  above the previous score minus `score_drop` when that rule is set ("not regressed"). More questions only narrow
+  an interval, so the verdict would not change.
 
 Every decision reads the interval widened, where needed, to at least the Wilson 95 % half-width of the
 contestant's share of battles won (ties count half) on the questions judged so far: a contestant that won every
@@ -49,6 +51,9 @@ class Previous:
     score: float
     ci_low: float
     ci_high: float
+    # Under the paired rule (§3.6) a contestant whose interval clears the previous interval's lower end can still
+    # have fallen significantly: "not regressed" then needs the interval above the previous score itself.
+    paired: bool = False
 
 
 @dataclass
@@ -111,7 +116,8 @@ def settle(board: pd.DataFrame, judged: Mapping[str, int], settings: AdaptiveCon
             if below_interval or below_drop:
                 out[row.model] = REGRESSED
                 continue
-            if low >= before.ci_low and (score_drop is None or low > before.score - score_drop):
+            cleared = low >= (before.score if before.paired else before.ci_low)
+            if cleared and (score_drop is None or low > before.score - score_drop):
                 out[row.model] = NOT_REGRESSED
                 continue
         if (high - low) / 2 <= settings.ci_half_width:
@@ -129,10 +135,12 @@ def battle_floor(battles: pd.DataFrame) -> dict[str, float]:
 
 def advance(plan: AdaptivePlan, battles: pd.DataFrame, judged_questions: Mapping[str, set[str]], baseline: str,
             settings: AdaptiveConfig, rating: RatingConfig, previous: Mapping[str, Previous] | None = None,
-            score_drop: float | None = None) -> bool:
+            score_drop: float | None = None, pending_pairs: Mapping[str, set[tuple[str, str]]] | None = None) -> bool:
     """Process the next batch of the order if every active contestant's games on it are stored
-    (`judged_questions[c]`: the questions whose games of c are all stored, or cannot be posed); refit on the
-    questions judged so far and stop the contestants that are settled. Returns whether a batch was processed."""
+    (`judged_questions[c]`: the questions whose games of c against the baseline are all stored, or cannot be
+    posed; `pending_pairs[q]`: the pairs of contestants whose games on q are not, pairing's games between
+    contestants); refit on the questions judged so far and stop the contestants that are settled. Returns whether
+    a batch was processed."""
     from .rating import compute_leaderboard  # here: scipy is slow to import
 
     if plan.done:
@@ -145,17 +153,23 @@ def advance(plan: AdaptivePlan, battles: pd.DataFrame, judged_questions: Mapping
         return False
     if any(not set(batch) <= judged_questions.get(c, set()) for c in active):
         return False  # not judged yet (or a game failed): the next run resumes here
+    if pending_pairs and any(a in active and b in active for q in batch for a, b in pending_pairs.get(q, ())):
+        return False  # a game between two contestants still judged is not in yet
     plan.batches += 1
     for c in active:
         plan.judged[c] = start + len(batch)
     judged = {c: plan.judged_questions(c) for c in active}
-    kept = battles[[c in judged and q in judged[c] for q, c in zip(battles.question_id, battles.model_b)]]
+    # A battle counts while its contestant is judged on its question; a game between two contestants, while both
+    # are (pairing).
+    kept = battles[[c in judged and q in judged[c] and (a == baseline or (a in judged and q in judged[a]))
+                    for q, a, c in zip(battles.question_id, battles.model_a, battles.model_b)]]
     if not kept.empty:
         style = list(STYLE_COLUMNS) if rating.style_control else None  # the fit the leaderboard will publish
         board = compute_leaderboard(kept, baseline, rounds=rating.rounds, seed=rating.seed, by=rating.bootstrap,
                                     style=style)
         board = board[board.model.isin(active)]  # (the baseline's own row: pinned, never settled)
-        plan.stopped.update(settle(board, plan.judged, settings, previous, score_drop, battle_floor(kept)))
+        against_baseline = kept[kept.model_a == baseline]  # (the Wilson floor reads the share won against it)
+        plan.stopped.update(settle(board, plan.judged, settings, previous, score_drop, battle_floor(against_baseline)))
     if not plan.active or start + len(batch) >= len(plan.order):
         plan.done = True
     return True
@@ -163,9 +177,10 @@ def advance(plan: AdaptivePlan, battles: pd.DataFrame, judged_questions: Mapping
 
 def replay(order: Sequence[str], contestants: Sequence[str], battles: pd.DataFrame,
            judged_questions: Mapping[str, set[str]], baseline: str, settings: AdaptiveConfig, rating: RatingConfig,
-           previous: Mapping[str, Previous] | None = None, score_drop: float | None = None) -> AdaptivePlan:
+           previous: Mapping[str, Previous] | None = None, score_drop: float | None = None,
+           pending_pairs: Mapping[str, set[tuple[str, str]]] | None = None) -> AdaptivePlan:
     """The plan the stored verdicts give, batch by batch, as far as they go."""
     plan = AdaptivePlan(list(order), list(contestants))
-    while advance(plan, battles, judged_questions, baseline, settings, rating, previous, score_drop):
+    while advance(plan, battles, judged_questions, baseline, settings, rating, previous, score_drop, pending_pairs):
         pass
     return plan

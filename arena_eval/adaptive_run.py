@@ -10,7 +10,7 @@ from .adaptive import AdaptivePlan, Previous, question_order, replay
 from .answer_sets import AnswerSets
 from .context import RunScope
 from .leaderboard import rated_battles
-from .tally import settled_questions, tally
+from .tally import settled_questions, tally, unsettled_pairs
 
 if TYPE_CHECKING:
     from .store import Store
@@ -25,14 +25,22 @@ def adaptive_key(scope: RunScope, sets: AnswerSets) -> str:
                         "bootstrap": scope.config.rating.bootstrap, "rounds": scope.config.rating.rounds,
                         "judges": sorted(j.config_id for j in scope.rated_judges),
                         "sets": [sets.set_id(c) for c in scope.contestants],
+                        # (left out under pairing: baseline, so that the plans started before pairing keep their key)
+                        "pairing": None if scope.config.pairing == "baseline" else _pairing_key(scope),
                         "questions": sorted(q.question_id for q in scope.questions)})
+
+
+def _pairing_key(scope: RunScope):
+    pairing = scope.config.pairing
+    return pairing if isinstance(pairing, str) else pairing.model_dump(mode="json")
 
 
 def previous_results(scope: RunScope, store: Store, run_id: str | None) -> dict[str, Previous]:
     """Each contestant's score and interval in the scored run `run_id` (the one an adaptive plan compares with)."""
     if not run_id:
         return {}
-    return {row["model"]: Previous(row["score"], row["ci_low"], row["ci_high"])
+    paired = scope.config.regression.test == "paired"
+    return {row["model"]: Previous(row["score"], row["ci_low"], row["ci_high"], paired)
             for row in store.leaderboard_history() if row["run_id"] == run_id
             and None not in (row.get("score"), row.get("ci_low"), row.get("ci_high"))}
 
@@ -60,4 +68,5 @@ def adaptive_plan(scope: RunScope, store: Store, sets: AnswerSets) -> AdaptivePl
     previous = previous_results(scope, store, previous_run)
     order = question_order([q.question_id for q in scope.questions], scope.config.rating.seed)
     return replay(order, [c.name for c in scope.contestants[1:]], battles, settled_questions(scope, store, sets, full),
-                  scope.baseline.name, settings, scope.config.rating, previous, scope.config.regression.score_drop)
+                  scope.baseline.name, settings, scope.config.rating, previous, scope.config.regression.score_drop,
+                  unsettled_pairs(scope, store, full))

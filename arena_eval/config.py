@@ -12,14 +12,24 @@ import os
 import re
 import urllib.parse
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
-from .energy.config import EnergyConfig
+from .energy.config import EndpointEnergy, EnergyConfig
 from .errors import ConfigError
-from .questions import decode_utf8
+from .questions import QuestionSet, decode_utf8, load_dataset_questions, load_questions
 from .redaction import register_basic_auth
 
 PROVIDERS = ("openai", "anthropic", "litellm", "llama_cpp", "vllm")
@@ -96,6 +106,10 @@ class EndpointConfig(_Strict):
     # Treat an OpenAI-compatible endpoint as a model on this machine (a vLLM or llama.cpp server you started):
     # it then takes the device lock and gets an energy window like llama_cpp and vllm contestants.
     local: bool = False
+    # Where this endpoint's power is measured when its model runs on another machine (docs/design.md §3.5.1): that
+    # machine's Zeus daemon, or the server's own figures; a list, one per replica, when base_url lists replicas
+    # (or an `energy` beside each replica's `url`). Not part of the configuration's id.
+    energy: EndpointEnergy | list[EndpointEnergy] | None = None
     extra_body: dict[str, Any] = Field(default_factory=dict)
     price: Price | None = None
     # The provider's batch API instead of one request each (openai, anthropic; docs/design.md §3.9): half the price,
@@ -106,6 +120,32 @@ class EndpointConfig(_Strict):
     batch_poll_max_s: float = Field(600.0, gt=0)
     # The most requests in one batch; default: the provider's limit (OpenAI 50,000, Anthropic 100,000).
     batch_max_requests: int | None = Field(None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replica_entries(cls, data: Any) -> Any:
+        """Replicas written as `{url: ..., energy: {...}}` become the base_url list and the energy list."""
+        urls = data.get("base_url") if isinstance(data, dict) else None
+        if not isinstance(urls, list) or not any(isinstance(entry, dict) for entry in urls):
+            return data
+        if not all(isinstance(entry, dict) for entry in urls):
+            raise _KeyProblem(("base_url",), "write every replica the same way: all as URLs, or all as "
+                              "{url: ..., energy: {...}}")
+        if data.get("energy") is not None:
+            raise _KeyProblem(("energy",), "each replica says where its energy is measured (base_url[i].energy): "
+                              "remove this energy, or the replicas' own")
+        for i, entry in enumerate(urls):
+            unknown = set(entry) - {"url", "energy"}
+            if "url" not in entry or unknown:
+                raise _KeyProblem(("base_url", i), "a replica written as a mapping takes url (its address) and "
+                                  f"energy (where its power is measured){f'; unknown: {sorted(unknown)}' if unknown else ''}")
+        energies = [entry.get("energy") for entry in urls]
+        if any(e is None for e in energies) and not all(e is None for e in energies):
+            missing = [i for i, e in enumerate(energies) if e is None]
+            raise _KeyProblem(("base_url", missing[0]), "every replica needs an energy when one has one: a replica "
+                              "left out would make the endpoint's sum wrong")
+        return {**data, "base_url": [entry["url"] for entry in urls],
+                "energy": None if energies[0] is None else energies}
 
     @field_validator("provider")
     @classmethod
@@ -186,7 +226,28 @@ class EndpointConfig(_Strict):
         if isinstance(self.base_url, list) and self.provider != "openai":
             raise _KeyProblem(("base_url",), f"a list of replicas needs provider openai (any OpenAI-compatible "
                               f"server); provider {self.provider} takes one base_url")
+        replicas = len(self.base_url) if isinstance(self.base_url, list) else None
+        if isinstance(self.energy, list):
+            if replicas is None:
+                raise _KeyProblem(("energy",), "a list of energy sources is for a list of replicas in base_url; "
+                                  "give one mapping for one endpoint")
+            if len(self.energy) != replicas:
+                raise _KeyProblem(("energy",), f"{len(self.energy)} energy sources for {replicas} replicas: give one "
+                                  "per replica, in base_url's order")
+        elif self.energy is not None and replicas is not None:
+            raise _KeyProblem(("energy",), f"base_url lists {replicas} replicas: give a list of {replicas} energy "
+                              "sources, one per replica in base_url's order (or an energy beside each replica's url)")
         return self
+
+    def energy_sources(self) -> list[tuple[EndpointEnergy, str | None]]:
+        """(where its power is measured, the replica's base URL) for each part of this endpoint; [] when none."""
+        if self.energy is None:
+            return []
+        if isinstance(self.energy, list):
+            assert isinstance(self.base_url, list)
+            return list(zip(self.energy, self.base_url, strict=True))
+        assert not isinstance(self.base_url, list)
+        return [(self.energy, self.base_url)]
 
     @property
     def is_local(self) -> bool:
@@ -387,17 +448,75 @@ class RatingConfig(_Strict):
         return self
 
 
-class RegressionConfig(_Strict):
-    """When a contestant counts as regressed against its previous run (`run` exits 3 and lists it)."""
+class OpponentPairing(_Strict):
+    """`pairing: {opponents: K}` (docs/design.md §3.3.1): on each question every contestant other than the baseline
+    also meets K others, drawn by a balanced rule from `seed`, the question's id and the set of contestants."""
 
-    # Always: the new 95% interval lies entirely below the previous one.
+    opponents: int
+    seed: int = 0
+
+
+class QuestionsConfig(_Strict):
+    """`questions:` as a mapping (docs/design.md §5.2): a table or a saved dataset at `path`, or a Hugging Face
+    dataset by name (`hf`, with `split` and `revision`), and which column holds each field of a question. A field
+    left out is looked for under its own name (the id also as question_id or uid)."""
+
+    path: str | None = Field(None, min_length=1)
+    hf: str | None = Field(None, min_length=1)
+    split: str | None = Field(None, min_length=1)
+    revision: str | None = Field(None, min_length=1)
+    id: str | None = Field(None, min_length=1)
+    prompt: str | None = Field(None, min_length=1)
+    turns: str | None = Field(None, min_length=1)
+    category: str | None = Field(None, min_length=1)
+    subcategory: str | None = Field(None, min_length=1)
+    cluster: str | None = Field(None, min_length=1)
+    reference: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> QuestionsConfig:
+        if (self.path is None) == (self.hf is None):
+            raise ValueError("give either `path` (a .jsonl, .csv or .parquet file, or a folder holding a dataset saved "
+                             "with save_to_disk) or `hf` (a dataset's name on the Hugging Face Hub), not "
+                             + ("both" if self.path else "neither"))
+        if self.revision is not None and self.hf is None:
+            raise _KeyProblem(("revision",), "`revision` applies to a dataset on the Hub (`hf:`); a saved dataset "
+                              "is the revision it was saved from: remove it")
+        if self.turns is not None and self.prompt is not None:
+            raise _KeyProblem(("turns",), "map `prompt` (one user turn) or `turns` (a list of user turns), not both")
+        return self
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """field → column, for the fields mapped."""
+        fields = ("id", "prompt", "turns", "category", "subcategory", "cluster", "reference")
+        return {field: getattr(self, field) for field in fields if getattr(self, field) is not None}
+
+
+def _questions_form(value: Any) -> str:
+    return "mapping" if isinstance(value, (dict, QuestionsConfig)) else "path"
+
+
+# The tags of `questions:`'s two forms, left out of the field names in error messages (_describe).
+_QUESTIONS_FORMS = ("mapping", "path")
+
+
+class RegressionConfig(_Strict):
+    """When a contestant counts as regressed against its previous run (`run` exits 3 and lists it), §3.6."""
+
+    # paired: the change over the questions both runs judged, resampled together, is negative with p < alpha after
+    # Holm's correction over the run's contestants. overlap: the new 95% interval lies entirely below the previous.
+    test: Literal["paired", "overlap"] = "paired"
+    alpha: float = Field(0.05, gt=0, lt=1)
     # Also, when set: the score fell by at least this many points (0-100 scale).
     score_drop: float | None = Field(None, gt=0, le=100)
 
 
 class RunConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    questions: str
+    # A question file's or saved dataset's path, or a mapping naming the source and its columns (QuestionsConfig).
+    questions: Annotated[Annotated[str, Tag("path")] | Annotated[QuestionsConfig, Tag("mapping")],
+                         Discriminator(_questions_form)]
     output: str = "outputs"
     # A contestant's name, or a mapping category → contestant with an optional `default` (each category's
     # questions are judged against their own baseline). Held as the name of the main baseline (`default`, else the
@@ -409,6 +528,9 @@ class RunConfig(_Strict):
     judge: list[JudgeConfig] = Field(min_length=1)
     contestants: list[ContestantConfig] = Field(min_length=1)
     rating: RatingConfig = Field(default_factory=RatingConfig)
+    # Who meets whom on a question (docs/design.md §3.3.1): `baseline` (every contestant against the baseline only),
+    # `all` (also every pair of the other contestants) or {opponents: K} (also K drawn opponents each).
+    pairing: Literal["baseline", "all"] | OpponentPairing = "baseline"
     efficiency: EfficiencyConfig = Field(default_factory=EfficiencyConfig)
     guidance: GuideConfig | None = None
     rag: RagConfig | None = None
@@ -496,6 +618,7 @@ class RunConfig(_Strict):
         if self.category_baselines and self.rating.adaptive is not None:
             raise _KeyProblem(("rating", "adaptive"), "adaptive judging needs one baseline for every question; with a "
                               "baseline per category, judge every question (remove rating.adaptive)")
+        self._check_pairing(len(names) - 1)
         if self.efficiency.reference is not None and self.efficiency.reference not in names:
             raise _KeyProblem(("efficiency", "reference"), f"efficiency.reference {self.efficiency.reference!r} is not "
                               f"a contestant; use one of: {', '.join(names)}")
@@ -508,6 +631,42 @@ class RunConfig(_Strict):
                 ("baseline",), f"baseline {self.baseline!r} is not a contestant; set baseline to one of: {', '.join(names)}"
             )
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pairing_shape(cls, data: Any) -> Any:
+        """`pairing:` is a word or {opponents: K}: say so in one message rather than one per form it could take."""
+        value = data.get("pairing") if isinstance(data, dict) else None
+        if value is None or value in ("baseline", "all"):
+            return data
+        if not isinstance(value, dict):
+            raise _KeyProblem(("pairing",), f"pairing is {value!r}; use baseline (games against the baseline only), all "
+                              "(also every pair of the other contestants) or {opponents: K}")
+        unknown = sorted(set(value) - {"opponents", "seed"}, key=str)
+        if unknown:
+            raise _KeyProblem(("pairing", unknown[0]), f"unknown key {unknown[0]!r} in pairing; it takes opponents (and "
+                              "optionally seed)")
+        opponents = value.get("opponents")
+        if isinstance(opponents, bool) or not isinstance(opponents, int) or opponents < 1:
+            raise _KeyProblem(("pairing", "opponents"), f"pairing.opponents is {opponents!r}; give a whole number of at "
+                              "least 1: how many other contestants each contestant meets on a question")
+        seed = value.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise _KeyProblem(("pairing", "seed"), f"pairing.seed is {seed!r}; give a whole number")
+        return {**data, "pairing": OpponentPairing(opponents=opponents, seed=seed)}
+
+    def _check_pairing(self, others: int) -> None:
+        """{opponents: K} needs K other contestants besides the baseline; with a baseline per category the games
+        between contestants are not modelled."""
+        if self.pairing == "baseline":
+            return
+        if self.category_baselines:
+            raise _KeyProblem(("pairing",), "games between contestants need one baseline for every question; with a "
+                              "baseline per category, use pairing: baseline (or one baseline)")
+        if isinstance(self.pairing, OpponentPairing) and self.pairing.opponents >= others:
+            raise _KeyProblem(("pairing", "opponents"), f"pairing.opponents is {self.pairing.opponents}: each contestant "
+                              f"meets that many others, which needs at least {self.pairing.opponents + 1} contestants "
+                              f"besides the baseline (there are {others}); lower opponents, or use pairing: all")
 
     def _judge_identity(self, judge: JudgeConfig) -> str:
         """What makes up a judge's config id (JudgeConfig.config_id), with its prompt folder's path standing for the
@@ -547,8 +706,32 @@ class RunConfig(_Strict):
         return candidate if candidate.is_absolute() else Path(self.base_dir) / candidate
 
     @property
-    def questions_path(self) -> Path:
+    def questions_path(self) -> Path | None:
+        """The question file's (or saved dataset's) path; None for a dataset given by its name on the Hub."""
+        if isinstance(self.questions, QuestionsConfig):
+            return None if self.questions.path is None else self.resolve(self.questions.path)
         return self.resolve(self.questions)
+
+    @property
+    def questions_label(self) -> str:
+        """The question set as messages name it: its path, or `hf:NAME` (with `@revision` and `[split]`)."""
+        path = self.questions_path
+        if path is not None:
+            return str(path)
+        source = self.questions
+        assert isinstance(source, QuestionsConfig) and source.hf is not None
+        return (f"hf:{source.hf}" + (f"@{source.revision}" if source.revision else "")
+                + (f"[{source.split}]" if source.split else ""))
+
+    def load_questions(self) -> QuestionSet:
+        """The question set `questions:` names, validated (docs/design.md §5.2)."""
+        source = self.questions
+        if not isinstance(source, QuestionsConfig):
+            return load_questions(self.resolve(source))
+        if source.hf is not None:
+            return load_dataset_questions(name=source.hf, split=source.split, revision=source.revision,
+                                          columns=source.columns)
+        return load_questions(self.resolve(source.path or ""), source.columns, split=source.split)
 
     @property
     def output_dir(self) -> Path:
@@ -734,12 +917,15 @@ def config_from_dict(
         config = RunConfig.model_validate({**data, "base_dir": str(base_dir)})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source, yaml_root, isinstance(data.get("judge"), dict))) from None
-    if check_questions and not config.questions_path.exists():
-        line = _line_of(yaml_root, ("questions",))
+    questions_path = config.questions_path
+    if check_questions and questions_path is not None and not questions_path.exists():
+        loc = ("questions", "path") if isinstance(config.questions, QuestionsConfig) else ("questions",)
+        line = _line_of(yaml_root, loc)
         where = f"{source}:{line}" if line else source
         raise ConfigError(
-            f"{where}: questions: file {config.questions_path} not found. "
-            "Point `questions` at a .jsonl or .csv question set (relative paths start at the config's folder)."
+            f"{where}: {_dotted(loc)}: file {questions_path} not found. "
+            "Point `questions` at a .jsonl or .csv question set, a .parquet file or a folder holding a Hugging Face "
+            "dataset saved with save_to_disk (relative paths start at the config's folder)."
         )
     return config
 
@@ -748,6 +934,8 @@ def _describe(exc: ValidationError, source: str, yaml_root: Any, single_judge: b
     lines = []
     for error in exc.errors():
         loc = tuple(part for part in error["loc"] if part not in ("function-after",))
+        if loc[:1] == ("questions",) and loc[1:2] and loc[1] in _QUESTIONS_FORMS:
+            loc = loc[:1] + loc[2:]  # the tag of the form given (a path or a mapping) is no key of the file
         cause = (error.get("ctx") or {}).get("error")
         if isinstance(cause, _KeyProblem):
             loc = loc + cause.loc

@@ -7,6 +7,10 @@ answers waiting on it are dropped: there is no game to pose. Only questions that
 delivered yet are held (one bit per contestant says who has), so memory follows the questions in flight, not
 the size of the set; a question is forgotten once every contestant delivered an answer or an error for it, or
 finished without one (judging stored answers delivers only the answers it finds).
+
+With games between contestants (`pairing: all | {opponents: K}`, pairing.py), each pair drawn for a question is
+posed once both of its answers exist, the opponent's answer standing where the baseline's would; a pair one of
+whose answers failed has no game. Such a pair does not wait for the baseline.
 """
 
 from __future__ import annotations
@@ -29,12 +33,15 @@ class _OpenQuestion:
     delivered: int = 0  # bit set of the contestants that delivered an answer or an error
     references: dict[str, Answer | None] = field(default_factory=dict)  # reference contestant → its answer
     baseline: str = ""  # the question's baseline (a category may have its own)
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # pairs of contestants still to meet on it
+    answers: dict[str, Answer] = field(default_factory=dict)  # the answers of the contestants in those pairs
 
 
 @dataclass(frozen=True)
 class Pairing:
     """A contestant's answer and the baseline's answer to the same question: two games to pose; with the answers
-    of the reference contestants (None where one has no answer to it)."""
+    of the reference contestants (None where one has no answer to it). In a game between contestants `base` is
+    the opponent's answer."""
 
     answer: Answer
     base: Answer
@@ -46,9 +53,12 @@ class GameDispatcher:
     returns the pairings that became ready. The baseline's own answers pair with nothing."""
 
     def __init__(self, contestants: Sequence[str], baseline: str | Callable[[str], str], references: Sequence[str] = (),
-                 judged: Sequence[str] | None = None):
+                 judged: Sequence[str] | None = None,
+                 opponents: Callable[[str], Sequence[tuple[str, str]]] | None = None):
         """`baseline`: the baseline's name, or a function giving each question's (question_id → name) where a
-        category has a baseline of its own; a contestant is then the baseline on some questions only."""
+        category has a baseline of its own; a contestant is then the baseline on some questions only.
+        `opponents`: question_id → the pairs of contestants that also meet on it (pairing.opponents_of); only
+        pairs of two judged contestants are posed."""
         if isinstance(baseline, str):
             if baseline not in contestants:
                 raise ValueError(f"baseline {baseline!r} is not among the contestants")
@@ -66,6 +76,7 @@ class GameDispatcher:
         self._everyone = (1 << len(contestants)) - 1
         self._finished = 0
         self._open: dict[str, _OpenQuestion] = {}
+        self.opponents = opponents
 
     @property
     def open_questions(self) -> int:
@@ -76,8 +87,7 @@ class GameDispatcher:
         bit = self._bits[item.contestant]
         entry = self._open.get(item.question_id)
         if entry is None:
-            entry = self._open[item.question_id] = _OpenQuestion(delivered=self._finished,
-                                                                 baseline=self.baseline_of(item.question_id))
+            entry = self._open[item.question_id] = self._entry(item.question_id)
         if entry.delivered & bit:
             return []  # a second delivery for the same question changes nothing
         entry.delivered |= bit
@@ -88,8 +98,32 @@ class GameDispatcher:
             entry.base = item if is_answer else None
         if is_answer and item.contestant != entry.baseline and (self.judged is None or item.contestant in self.judged):
             entry.waiting.append(item)
-        ready = self._release(entry)
+            if any(item.contestant in pair for pair in entry.pairs):
+                entry.answers[item.contestant] = item
+        ready = self._release(entry) + self._release_pairs(entry)
         self._forget_if_done(item.question_id, entry)
+        return ready
+
+    def _entry(self, question_id: str) -> _OpenQuestion:
+        entry = _OpenQuestion(delivered=self._finished, baseline=self.baseline_of(question_id))
+        if self.opponents is not None:
+            entry.pairs = [pair for pair in self.opponents(question_id) if entry.baseline not in pair
+                           and (self.judged is None or (pair[0] in self.judged and pair[1] in self.judged))]
+        return entry
+
+    def _release_pairs(self, entry: _OpenQuestion) -> list[Pairing]:
+        """The pairs of contestants whose answers both arrived (and every reference contestant delivered); a pair
+        one of whose answers failed is dropped."""
+        if not entry.pairs or any(not entry.delivered & self._bits[name] for name in self.references):
+            return []
+        ready, left = [], []
+        for first, second in entry.pairs:
+            if not (entry.delivered & self._bits[first] and entry.delivered & self._bits[second]):
+                left.append((first, second))
+            elif first in entry.answers and second in entry.answers:
+                refs = {name: entry.references.get(name) for name in self.references}
+                ready.append(Pairing(entry.answers[second], entry.answers[first], refs))
+        entry.pairs = left
         return ready
 
     def _release(self, entry: _OpenQuestion) -> list[Pairing]:
@@ -117,7 +151,7 @@ class GameDispatcher:
             entry.delivered |= bit
             if contestant in self.references:
                 entry.references[contestant] = None
-            ready += self._release(entry)
+            ready += self._release(entry) + self._release_pairs(entry)
             self._forget_if_done(question_id, entry)
         return ready
 

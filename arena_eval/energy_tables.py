@@ -60,10 +60,10 @@ def efficiency_table(scope: RunScope, store: Store, sets: AnswerSets, tally: Tal
 
 def _collection_window(c: ContestantConfig, set_id: str, windows: pd.DataFrame,
                        answers: list[tuple]) -> tuple[float | None, int | None]:
-    """(seconds, output tokens) of the contestant's collection: its energy windows where it is local (the time it
-    held its device), else the span of its latest collecting run, from the first request sent to the last
+    """(seconds, output tokens) of the contestant's collection: its energy windows where it is metered (local, or
+    measured elsewhere through its `energy:`: the time it held its devices), else the span of its latest collecting run, from the first request sent to the last
     answer stored."""
-    if c.is_local and not windows.empty:
+    if (c.is_local or c.energy is not None) and not windows.empty:
         own = windows[windows.config_id == set_id]
         if not own.empty and own.duration_s.notna().all():
             return float(own.duration_s.sum()), int(own.output_tokens.fillna(0).sum())
@@ -123,7 +123,8 @@ def energy_table(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) 
         elif w["role"] == "judge" and w["config_id"] in judge_lines:
             rows.append({**w, "contestant": judge_lines[w["config_id"]]})
     for c in scope.contestants:
-        if cfg.estimate_api and not c.is_local and (c.base_url is None or c.provider == "litellm"):
+        if (cfg.estimate_api and not c.is_local and c.energy is None
+                and (c.base_url is None or c.provider == "litellm")):
             answers = store.answer_rows(list(tally.answer_ids[c.name].values()), ("output_tokens", "latency_s"))
             if answers:
                 reading = estimate_api_batch(c.model or "", [a[0] or 0 for a in answers], [a[1] for a in answers], c.provider)

@@ -450,10 +450,13 @@ def export_arena_hard(scope: RunScope, store: Store, sets: AnswerSets, folder: s
             judgment = judgments.get(game.game_id)
             if judgment is None:
                 continue
-            messages = _judge_messages(judge, scope, questions[game.question_id], texts[game.answer_a_id],
-                                       texts[game.answer_b_id])
-            per_contestant.setdefault(game.contestant, {}).setdefault(game.question_id, {})[game.game] = \
-                _exported_game(judgment, messages, version)
+            # arena-hard's judgment files hold games against the baseline only: a game between two contestants
+            # (pairing) goes to battles.jsonl alone.
+            if game.baseline == scope.baseline_for(game.question_id):
+                messages = _judge_messages(judge, scope, questions[game.question_id], texts[game.answer_a_id],
+                                           texts[game.answer_b_id])
+                per_contestant.setdefault(game.contestant, {}).setdefault(game.question_id, {})[game.game] = \
+                    _exported_game(judgment, messages, version)
             if judgment.verdict is not None and judge.name in rated:
                 winner, weight = battle_outcome(judgment.verdict, game.game, judge.config.weights)
                 row = {"question_id": game.question_id, "model_a": game.baseline, "model_b": game.contestant,

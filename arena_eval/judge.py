@@ -391,36 +391,48 @@ def battles_from_judgments(
     return pd.DataFrame(rows, columns=columns + (list(STYLE_COLUMNS) if styles is not None else []))
 
 
-def position_diagnostics(judgments: Iterable[Judgment]) -> pd.DataFrame:
+def position_diagnostics(judgments: Iterable[Judgment], baseline: str | None = None) -> pd.DataFrame:
     """Judge diagnostics per contestant, plus an overall row ("*").
 
     consistency: share of questions with both games parsed whose outcomes agree once positions are un-swapped;
     first_position_win_rate: share of decisive parsed games won by whichever answer sat in position A;
     suspicious_rate: share of judged games (parsed or not) whose replies were flagged by verdict.read_verdict
     (a label copied from the answers, a reply cut off, answers that hold a label).
+
+    With `baseline` (the run's), a game whose `baseline` is another contestant (pairing's games between
+    contestants) counts for both of its contestants; the overall row counts every game once.
     """
     import pandas as pd
 
-    outcomes: dict[tuple[str, str], dict[int, str]] = {}
+    outcomes: dict[tuple[str, str, str], dict[int, str]] = {}
     first_wins: dict[str, list[int]] = {}
     suspicious: dict[str, list[int]] = {}
+    every_first: list[int] = []
+    every_suspicious: list[int] = []
     for j in judgments:
-        suspicious.setdefault(j.contestant, []).append(bool(j.flags))
+        sides = [j.contestant] if baseline is None or j.baseline == baseline else [j.contestant, j.baseline]
+        every_suspicious.append(bool(j.flags))
+        for side in sides:
+            suspicious.setdefault(side, []).append(bool(j.flags))
         if j.verdict is None:
             continue
         winner, _ = battle_outcome(j.verdict, j.game, VerdictWeights())
-        outcomes.setdefault((j.contestant, j.question_id), {})[j.game] = winner
+        outcomes.setdefault((j.contestant, j.baseline, j.question_id), {})[j.game] = winner
         if "=" not in j.verdict:
-            first_wins.setdefault(j.contestant, []).append(j.verdict.startswith("A"))
+            every_first.append(j.verdict.startswith("A"))
+            for side in sides:
+                first_wins.setdefault(side, []).append(j.verdict.startswith("A"))
     agree: dict[str, list[int]] = {}
-    for (contestant, _), games in outcomes.items():
+    every_agree: list[int] = []
+    for (contestant, other, _), games in outcomes.items():
         if len(games) == 2:
-            agree.setdefault(contestant, []).append(games[1] == games[2])
+            every_agree.append(games[1] == games[2])
+            for side in [contestant] if baseline is None or other == baseline else [contestant, other]:
+                agree.setdefault(side, []).append(games[1] == games[2])
     rows = []
     for name in sorted(set(agree) | set(first_wins) | set(suspicious)):
         rows.append((name, _mean(agree.get(name)), _mean(first_wins.get(name)), _mean(suspicious.get(name))))
-    every = [[x for values in table.values() for x in values] for table in (agree, first_wins, suspicious)]
-    rows.append(("*", *(_mean(values) for values in every)))
+    rows.append(("*", _mean(every_agree), _mean(every_first), _mean(every_suspicious)))
     return pd.DataFrame(rows, columns=["model", "consistency", "first_position_win_rate", "suspicious_rate"])
 
 

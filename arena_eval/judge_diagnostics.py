@@ -133,13 +133,15 @@ def judge_diagnostics(
     scores: Mapping[str, Mapping[str, float]] | None = None,
     judge_models: Mapping[str, set[str]] | None = None,
     contestant_models: Mapping[str, str] | None = None,
+    baselines: set[str] | None = None,
 ) -> pd.DataFrame:
     """One row per judge, in the order of `judgments`, and a last row "pooled" (see the module docstring).
 
     tokens: answer_id → output tokens (None or absent: unknown). scores: "pooled" and each judge's name →
     contestant → score (0–100), for self_preference, with judge_models (judge → the model names it uses) and
     contestant_models (contestant → its model). A baseline is never counted in self_preference: its score is
-    pinned at 50 by every rating.
+    pinned at 50 by every rating. `baselines`: the run's baselines (default: every name that stands in a game's
+    baseline place, which under pairing's games between contestants would name contestants too).
     """
     if POOLED in judgments:
         raise ValueError(f"a judge may not be named {POOLED!r}: that row holds all judges together")
@@ -147,7 +149,8 @@ def judge_diagnostics(
     rows = []
     for name in names:
         row = {"judge": name, **_judge_figures([judgments[name]], tokens)}
-        row["self_preference"] = _self_preference(name, judgments[name], scores, judge_models, contestant_models)
+        row["self_preference"] = _self_preference(name, judgments[name], scores, judge_models, contestant_models,
+                                                  baselines)
         for other in names:
             n, agreement, kappa = (
                 pairwise_agreement(judgments[name], judgments[other]) if other != name else (math.nan,) * 3
@@ -216,12 +219,14 @@ def _self_preference(
     scores: Mapping[str, Mapping[str, float]] | None,
     judge_models: Mapping[str, set[str]] | None,
     contestant_models: Mapping[str, str] | None,
+    baselines: set[str] | None = None,
 ) -> float:
     """Mean over the contestants that run one of the judge's models of (the judge's score − the pooled score)."""
     if not scores or not judge_models or not contestant_models or judge not in scores or POOLED not in scores:
         return math.nan
     models = judge_models.get(judge) or set()
-    baselines = {j.baseline for j in judgments}
+    if baselines is None:
+        baselines = {j.baseline for j in judgments}
     gaps = []
     for contestant, model in contestant_models.items():
         if model not in models or contestant in baselines:

@@ -62,6 +62,9 @@ class Leaderboard:
     judge_concerns: list[str] = field(default_factory=list)
     # Judges that take a reference: how many of their games had none to show (judged without it).
     without_reference: dict[str, int] = field(default_factory=dict)
+    # With games between contestants (pairing): the rated judges' games and unparsed games, each counted once (a
+    # contestant's `games` counts such a game for both: the column's sum is not the number of games).
+    rated_games: tuple[int, int] | None = None
     # The bootstrap rounds behind `frame` (paired comparisons and ranks read them; None when nothing was rated),
     # and each question's baseline (one name, or question id → its category's baseline).
     rounds: RatingRounds | None = None
@@ -83,7 +86,7 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
     every = [x for j in scope.judges for x in by_judge[j.name]]
     styles = answer_styles(every, store.answer_rows) if config.rating.style_control else None
     battles = _battles(scope.rated_judges, by_judge, styles)
-    diagnostics = position_diagnostics(judgments).set_index("model")
+    diagnostics = position_diagnostics(judgments, None if scope.by_category else baseline).set_index("model")
     overall = diagnostics.loc["*"]
     judge = JudgeDiagnostics(number_or_none(overall.consistency), number_or_none(overall.first_position_win_rate),
                              number_or_none(overall.suspicious_rate))
@@ -108,13 +111,18 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
         board.loc[board.model == baseline, ["unparsed_rate", "games_missing"]] = [float("nan"), 0]
     answer_stats = {m: store.answer_stats(list(ids.values())) for m, ids in tally.answer_ids.items()}
     games_of: dict[str, list[str]] = defaultdict(list)
+    shared_of: dict[str, list[str]] = defaultdict(list)  # games between contestants (pairing): half each
     for game_id, contestant in tally.judged_game_ids:
-        games_of[contestant].append(game_id)
-    judge_stats = {m: store.judgment_stats(games_of[m]) for m in per}
+        if game_id in tally.opponents:
+            shared_of[contestant].append(game_id)
+            shared_of[tally.opponents[game_id]].append(game_id)
+        else:
+            games_of[contestant].append(game_id)
+    judge_stats = {m: _judge_cost(store, games_of[m], shared_of[m]) for m in per}
     board["avg_input_tokens"] = board.model.map(lambda m: answer_stats[m]["avg_input_tokens"])
     board["avg_output_tokens"] = board.model.map(lambda m: answer_stats[m]["avg_output_tokens"])
     board["answer_cost"] = board.model.map(lambda m: answer_stats[m]["cost"])
-    board["judge_cost"] = board.model.map(lambda m: judge_stats[m]["cost"] if games_of[m] else None)
+    board["judge_cost"] = board.model.map(lambda m: judge_stats[m] if games_of[m] or shared_of[m] else None)
     for column in ("consistency", "first_position_win_rate", "suspicious_rate"):
         board[column] = board.model.map(diagnostics[column])
     board["is_baseline"] = board.model == baseline
@@ -135,12 +143,15 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
         for j in scope.judges:
             own = _battles([j], by_judge, styles)
             per_judge[j.name] = rate(scope, own) if not own.empty else pd.DataFrame(columns=["model"])
-    unrated = [c.name for c in scope.contestants[1:]
-               if per[c.name]["games"] and c.name not in set(battles.model_b)]
+    # (a contestant rated through games with other contestants only (pairing) is rated too)
+    rated_names = set() if battles.empty else set(battles.model_b) | (set(battles.model_a) if tally.opponents else set())
+    unrated = [c.name for c in scope.contestants[1:] if per[c.name]["games"] and c.name not in rated_names]
     judges, concerns = judge_table(scope, store, by_judge, board, per_judge)
     return Leaderboard(frame, rows, battles, diagnostics.reset_index(), energy, judge, overview, style, per_judge,
                        unparsed_warnings(scope, by_judge), unrated, judges, concerns,
-                       games_without_reference(scope, tally), rated, question_baselines(scope, battles))
+                       games_without_reference(scope, tally),
+                       (len(judgments), sum(j.verdict is None for j in judgments)) if tally.opponents else None,
+                       rated, question_baselines(scope, battles))
 
 
 def compare_contestants(board: Leaderboard, pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
@@ -164,6 +175,16 @@ def compare_contestants(board: Leaderboard, pairs: list[tuple[str, str]] | None 
         raise ArenaError(str(exc)) from None
 
 
+def _judge_cost(store: Store, own: list[str], shared: list[str]) -> float | None:
+    """What judging a contestant cost: its games against the baseline, and half of each game it played against
+    another contestant (so that the column still adds up to what the judges cost)."""
+    cost = store.judgment_stats(own)["cost"] if own else 0.0
+    if shared and cost is not None:
+        half = store.judgment_stats(shared)["cost"]
+        cost = None if half is None else cost + half / 2
+    return cost
+
+
 def judge_table(scope: RunScope, store: Store, by_judge: dict[str, list[Judgment]], board: pd.DataFrame,
                 per_judge: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, list[str]]:
     """The judges' diagnostics (bias, length, agreement with each other, self-preference) and their warnings."""
@@ -177,7 +198,8 @@ def judge_table(scope: RunScope, store: Store, by_judge: dict[str, list[Judgment
         own = per_judge.get(j.name)
         scores[j.name] = dict(zip(own.model, own.score)) if own is not None and "score" in own else pooled
     frame = judge_diagnostics(by_judge, tokens, scores, {j.name: {j.config.model} for j in scope.judges if j.config.model},
-                              {c.name: c.model for c in scope.contestants if c.model})
+                              {c.name: c.model for c in scope.contestants if c.model},
+                              {scope.baseline.name, *scope.baselines.values()})
     # What each judge spent: tokens and cost over its games (cost unknown as soon as one game's is).
     spent = {name: (sum(g.input_tokens or 0 for g in games), sum(g.output_tokens or 0 for g in games),
                     None if any(g.cost is None for g in games) else sum(g.cost for g in games))

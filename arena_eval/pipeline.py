@@ -26,7 +26,7 @@ from .context import RunContext, RunScope
 from .errors import ArenaError, ConfigError, RunInterrupted, StoreError
 from .judge import RunJudge
 from .progress import NullProgress, Progress
-from .questions import QuestionSet, load_questions
+from .questions import QuestionSet
 from .records import Answer, GuidanceCounts, RunSummary
 from .spending import SpendingCap
 from .store import RunLock, Store
@@ -181,10 +181,10 @@ class Arena:
         # (spending.py). Checked here, before the question set is read.
         self.max_cost = SpendingCap(max_cost).limit
         self.progress = progress or NullProgress()
-        self.questions = questions or load_questions(config.questions_path)
+        self.questions = questions or config.load_questions()
         if config.category_baselines or any(j.prompts_by_category for j in config.judges):
             # A category left without a baseline, or judge prompts for a category the set lacks: refused now.
-            config.check_categories(Counter(q.category for q in self.questions), str(config.questions_path))
+            config.check_categories(Counter(q.category for q in self.questions), config.questions_label)
         self.judges = [RunJudge.load(j, config.resolve) for j in config.judges]  # templates checked before any request
         shared = first_shared_configuration([j.config_id for j in self.judges])
         if shared:  # two prompt folders with the same templates: config loading compared the folders' paths only
@@ -326,18 +326,34 @@ class Arena:
 
     def _score(self, store: Store, sets: AnswerSets, result: Result) -> None:
         """Rate, keep the leaderboard in the store's history, find regressions, write the files and the report."""
-        from .history import find_regressions
+        from .history import question_points
         from .leaderboard_files import write_leaderboard
 
         board = self._leaderboard(store, sets, result)
+        baselines = {self.scope.baseline.name, *self.config.category_baselines.values()}
         store.save_leaderboard(result.run_id, board.rows, board.columns,
-                               ",".join(sorted(j.config_id for j in self.scope.rated_judges)))
-        result.regressions = find_regressions(store, result.run_id, self.config.regression.score_drop)
+                               ",".join(sorted(j.config_id for j in self.scope.rated_judges)),
+                               question_points(board.battles, baselines))
+        result.regressions = self._regressions(store, result.run_id, save=True)
         result.summary.regressions = result.regressions.model.tolist()
         out = self.config.output_dir
         result.files = write_leaderboard(board.frame, out)
         if self.config.report:
             result.files.append(self._write_report(store, sets, board, result, out / "report.html"))
+
+    def _regressions(self, store: Store, run_id: str, save: bool = False) -> pd.DataFrame:
+        """The run's contestants that regressed by the config's rule (§3.6); with `save`, every comparison is kept
+        for `history`."""
+        import pandas as pd
+
+        from .history import REGRESSION_COLUMNS, compare_with_previous
+
+        rule, rating = self.config.regression, self.config.rating
+        checks = compare_with_previous(store, run_id, rule.score_drop, rule.test, rule.alpha, rating.rounds, rating.seed)
+        if save:
+            store.save_regression_checks(run_id, checks)
+        return pd.DataFrame([[c.get(k) for k in REGRESSION_COLUMNS] for c in checks if c["regressed"]],
+                            columns=REGRESSION_COLUMNS)
 
     def _tally(self, store: Store, sets: AnswerSets) -> tuple[Tally, AdaptivePlan | None]:
         """What is called for and stored; with adaptive judging, by the plan the stored verdicts give."""
@@ -356,7 +372,7 @@ class Arena:
         from .adaptive_run import adaptive_key, latest_comparable_run, previous_results
         from .leaderboard import rated_battles
         from .stream import CollectAndJudge
-        from .tally import settled_questions, tally
+        from .tally import settled_questions, tally, unsettled_pairs
 
         scope, settings = context.scope, self.config.rating.adaptive
         store, sets, run_id, cap = context.store, context.sets, context.run_id, context.cap
@@ -385,7 +401,7 @@ class Arena:
                 counted = tally(scope, store, sets)
                 if not advance(plan, rated_battles(scope, store, counted), settled_questions(scope, store, sets, counted),
                                scope.baseline.name, settings, self.config.rating, previous,
-                               self.config.regression.score_drop):
+                               self.config.regression.score_drop, unsettled_pairs(scope, store, counted)):
                     break  # a game of this batch failed: the next run resumes here
         finally:
             await stream.close()
@@ -417,8 +433,6 @@ class Arena:
 
     def report(self, path: Path | None = None) -> Path:
         """Write report.html from what is stored (no requests, no run lock): the same path as a run's report."""
-        from .history import find_regressions
-
         with self.open_store() as store:
             sets = self.answer_sets(store)
             runs = [r for r in store.runs() if r["command"] in ("run", "score")]
@@ -427,7 +441,7 @@ class Arena:
                             None, self.config.output_dir, _arena=self)
             board = self._leaderboard(store, sets, result)
             if runs:
-                result.regressions = find_regressions(store, run_id, self.config.regression.score_drop)
+                result.regressions = self._regressions(store, run_id)
             return self._write_report(store, sets, board, result, path or self.config.output_dir / "report.html")
 
     def stored_leaderboard(self) -> Leaderboard:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .collect import prompt_hash
 from .context import RunScope
+from .pairing import opponents_of
 from .pricing import cost_of, price_for
 from .providers import estimate_tokens
 from .store import UsageStats
@@ -153,7 +154,7 @@ def _energy(scope: RunScope, store, endpoint, set_id: str | None, requests: int,
             latency: float | None, estimated: list[str]) -> float | None:
     if not requests:
         return 0.0
-    if endpoint.is_local:
+    if endpoint.is_local or endpoint.energy is not None:  # metered: here, or where its `energy:` says
         totals = store.energy_totals(set_id)
         if totals.energy_j is None or not totals.requests or totals.unmeasured:
             return None
@@ -175,19 +176,21 @@ def _energy(scope: RunScope, store, endpoint, set_id: str | None, requests: int,
 def _judge_row(scope: RunScope, store, sets, judge, new_answers: dict[str, set[str]]) -> PlanRow:
     ids = {c.name: sets.current(c, scope.questions) for c in scope.contestants}
     verdicts = store.verdicts(judge.config_id)
-    stored_games: dict[tuple[str, str], list[str]] = {}
+    stored_games: dict[tuple[str, str, str], list[str]] = {}
     for game in current_games(scope, ids, judge):
-        stored_games.setdefault((game.contestant, game.question_id), []).append(game.game_id)
+        stored_games.setdefault((game.baseline, game.contestant, game.question_id), []).append(game.game_id)
+    opponents = opponents_of(scope)
     pending = 0
     for q in scope.questions:
         base = scope.baseline_for(q.question_id)
-        for c in scope.contestants:
-            if c.name == base:
-                continue
-            if q.question_id in new_answers[c.name] or q.question_id in new_answers[base]:
+        # against the baseline, then the pairs of contestants `pairing` has meet (the first in the baseline's place)
+        pairs = [(base, c.name) for c in scope.contestants if c.name != base]
+        pairs += opponents(q.question_id) if opponents is not None else []
+        for first, second in pairs:
+            if q.question_id in new_answers[second] or q.question_id in new_answers[first]:
                 pending += 2  # a new answer on either side: both games are new
             else:
-                games = stored_games.get((c.name, q.question_id), [])
+                games = stored_games.get((first, second, q.question_id), [])
                 pending += sum(g not in verdicts for g in games)
     stored = store.judged_games(judge.config_id)
     stats = store.judgment_stats(stored) if stored else UsageStats(None, None, None)

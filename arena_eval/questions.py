@@ -1,5 +1,6 @@
-"""Question sets: JSONL in the arena-hard form or a simple form, and CSV with the simple columns; and the UTF-8
-line reading that every input file shares (a byte that is not UTF-8 names its file and line)."""
+"""Question sets: JSONL in the arena-hard form or a simple form; tables (CSV, Parquet, Hugging Face datasets) whose
+columns are mapped to a question's fields (question_tables.py reads them); and the UTF-8 line reading that every
+input file shares (a byte that is not UTF-8 names its file and line)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ from typing import Any
 
 from .errors import ConfigError
 from .lines import MAX_LINE_BYTES, BadLine, Line, file_lines, open_regular, parse_json_text, shown, too_long_reason
+from .question_tables import (
+    dataset_rows,
+    open_dataset,
+    parquet_columns,
+    parquet_rows,
+    resolve_columns,
+    turns_from_text,
+)
 
 
 @dataclass(frozen=True)
@@ -66,11 +75,11 @@ class QuestionSet:
         self._count = len(self._questions)
 
     @classmethod
-    def _from_file(cls, path: Path, kind: str) -> QuestionSet:
+    def _from_file(cls, path: Path, kind: str, columns: Mapping[str, str | None] | None = None) -> QuestionSet:
         self = cls.__new__(cls)
         self.name = str(path)
         self._questions = None
-        self._source = _QuestionFile.validate(path, kind)
+        self._source = _QuestionFile.validate(path, kind, columns or {})
         self._count = self._source.count
         return self
 
@@ -102,9 +111,10 @@ class QuestionSet:
         return cls(name, [question_from_record(r, f"{name}: record {i + 1}") for i, r in enumerate(records)])
 
     @classmethod
-    def load(cls, path: str | Path) -> QuestionSet:
-        """A .jsonl (arena-hard or simple records) or .csv file, chosen by its suffix."""
-        return load_questions(path)
+    def load(cls, path: str | Path, columns: Mapping[str, str | None] | None = None) -> QuestionSet:
+        """A .jsonl (arena-hard or simple records), .csv or .parquet file, chosen by its suffix, or a folder holding
+        a Hugging Face dataset saved to disk; `columns` maps fields to a table's columns (load_questions)."""
+        return load_questions(path, columns)
 
     @classmethod
     def from_jsonl(cls, path: str | Path) -> QuestionSet:
@@ -163,10 +173,14 @@ def _repeated(hashes: array) -> set[int]:
 
 
 class _QuestionFile:
-    """A validated question file: its count and a stamp (size, mtime, inode) to notice a change, nothing more."""
+    """A validated question file: its count and a stamp (size, mtime, inode) to notice a change, nothing more.
+    `kind` is jsonl, csv or parquet; `mapped` the columns named in the config (field → column; tables only)."""
 
-    def __init__(self, path: Path, kind: str, count: int, stamp: tuple[int, int, int]):
+    def __init__(self, path: Path, kind: str, count: int, stamp: tuple[int, int, int],
+                 mapped: Mapping[str, str | None] | None = None):
         self.path, self.kind, self.count, self.stamp = path, kind, count, stamp
+        self.mapped = dict(mapped or {})
+        self.id_column: str | None = None  # a table's id column, once read: named with a duplicate id
 
     @staticmethod
     def _stamp(path: Path) -> tuple[int, int, int]:
@@ -178,13 +192,24 @@ class _QuestionFile:
         return st.st_size, st.st_mtime_ns, st.st_ino
 
     def _parse(self) -> Iterator[tuple[int, Question]]:
-        return _read_jsonl_lines(self.path) if self.kind == "jsonl" else _read_csv_lines(self.path)
+        """(line, or row of a Parquet file; question) for each question of the file."""
+        if self.kind == "jsonl":
+            return _read_jsonl_lines(self.path)
+        if self.kind == "parquet":
+            return self._parquet_questions()
+        return _read_csv_lines(self.path, self.mapped, self)
+
+    def _parquet_questions(self) -> Iterator[tuple[int, Question]]:
+        columns = resolve_columns(parquet_columns(self.path), self.mapped, str(self.path), "a Parquet question set")
+        self.id_column = columns["id"]
+        for number, row in parquet_rows(self.path, list(columns.values())):
+            yield number, question_from_row(row, columns, f"{self.path}: row {number}")
 
     @classmethod
-    def validate(cls, path: Path, kind: str) -> _QuestionFile:
+    def validate(cls, path: Path, kind: str, mapped: Mapping[str, str | None] | None = None) -> _QuestionFile:
         """One streaming pass: every record is checked as it would be used, ids are kept only as 8-byte hashes."""
         stamp = cls._stamp(path)
-        source = cls(path, kind, 0, stamp)
+        source = cls(path, kind, 0, stamp, mapped)
         hashes = array("q")
         for _, question in source._parse():
             hashes.append(hash(question.question_id))
@@ -208,9 +233,11 @@ class _QuestionFile:
                 continue
             if qid in seen:
                 first_entry, first_line = seen[qid]
+                places = "rows" if self.kind == "parquet" else "lines"
+                column = f" (column {self.id_column!r})" if self.kind != "jsonl" and self.id_column else ""
                 raise ConfigError(
-                    f"{self.path}: duplicate question id {shown(qid)} (entries {first_entry} and {entry}) at lines "
-                    f"{first_line} and {line}; ids must be unique"
+                    f"{self.path}: duplicate question id {shown(qid)} (entries {first_entry} and {entry}) at "
+                    f"{places} {first_line} and {line}{column}; ids must be unique"
                 )
             seen[qid] = (entry, line)
         # Distinct ids that merely share a hash: nothing to report.
@@ -308,6 +335,73 @@ def _user_turns(turns: Any, key: str, where: str, qid: Any) -> list[str]:
     return out
 
 
+def question_from_row(row: Mapping[str, Any], columns: Mapping[str, str], where: str) -> Question:
+    """One question from a table's row (CSV, Parquet, a dataset). `columns` maps a question's fields to the table's
+    columns (question_tables.resolve_columns: `id`, then `prompt` or `turns`, and any of `category`,
+    `subcategory`, `cluster`, `reference`); `where` names the file and its row or line. The checks are a JSONL
+    record's, and an error names the column besides.
+
+    `turns` holds a list of user turns (strings or `{content}` objects; in CSV, that list written as JSON); a
+    `prompt` cell holding a list is read as turns too, as in the simple JSONL form. An empty optional cell (None,
+    NaN, "") is left out."""
+    id_column = columns["id"]
+    raw_id = row.get(id_column)
+    if _missing(raw_id) or str(raw_id).strip() == "":
+        raise ConfigError(f"{where}: column {id_column!r} is empty; every question needs an id")
+    qid = str(raw_id)
+    if "turns" in columns:
+        column = columns["turns"]
+        value = row.get(column)
+        if isinstance(value, str):
+            value = turns_from_text(value, column, where, qid) if value.strip() else None
+        if _missing(value):
+            raise ConfigError(f"{where}: question {shown(qid)}: column {column!r} is empty; give the question's user "
+                              "turns")
+        turns = _user_turns(_cells_turns(value), column, where, qid)
+    else:
+        column = columns["prompt"]
+        value = row.get(column)
+        if isinstance(value, (list, Mapping)):
+            turns = _user_turns(_cells_turns(value), column, where, qid)
+        elif isinstance(value, str) and value.strip():
+            turns = [value]
+        elif _missing(value) or isinstance(value, str):
+            raise ConfigError(f"{where}: question {shown(qid)} has an empty prompt (column {column!r})")
+        else:
+            raise ConfigError(f"{where}: question {shown(qid)}: column {column!r} holds {type(value).__name__}, "
+                              "not text")
+
+    def optional(field: str) -> Any:
+        value = row.get(columns[field]) if field in columns else None
+        return None if _missing(value) or value == "" else value
+
+    reference = optional("reference")
+    if isinstance(reference, list):  # MT-bench: one reference answer per turn
+        reference = _joined_references(reference, where, qid)
+    category, subcategory, cluster = (optional(field) for field in ("category", "subcategory", "cluster"))
+    return Question(
+        question_id=qid,
+        prompt=turns[0],
+        category=None if category is None else str(category),
+        cluster=None if cluster is None else str(cluster),
+        reference=None if reference is None else str(reference),
+        follow_ups=tuple(turns[1:]),
+        subcategory=None if subcategory is None else str(subcategory),
+    )
+
+
+def _cells_turns(value: Any) -> Any:
+    """A table cell's turns as a JSONL record holds them. A list of `{content, role}` structs gives `role: None` to a
+    turn that had no role (a JSONL turn would have no key): such keys are left out. A Hugging Face `Sequence` of
+    such dicts is stored as a struct of lists (`{"content": [...], "role": [...]}`): it becomes a list of turns."""
+    if isinstance(value, Mapping) and isinstance(value.get("content"), list):
+        lists = {k: v for k, v in value.items() if isinstance(v, list)}
+        value = [{k: v[i] for k, v in lists.items() if i < len(v)} for i in range(len(value["content"]))]
+    if not isinstance(value, list):
+        return value
+    return [{k: v for k, v in turn.items() if v is not None} if isinstance(turn, Mapping) else turn for turn in value]
+
+
 def _joined_references(references: list, where: str, qid: Any) -> str | None:
     """MT-bench's per-turn references as one text: a single one as it is, several labelled by turn."""
     texts = [r for r in references if isinstance(r, str) and r.strip()]
@@ -320,17 +414,56 @@ def _joined_references(references: list, where: str, qid: Any) -> str | None:
     return "\n\n".join(f"Turn {i}: {text}" for i, text in enumerate(texts, start=1))
 
 
-def load_questions(path: str | Path) -> QuestionSet:
-    """A question set read from `path` (.jsonl or .csv), validated now and streamed from the file when iterated."""
+def load_questions(path: str | Path, columns: Mapping[str, str | None] | None = None, *,
+                   split: str | None = None) -> QuestionSet:
+    """A question set read from `path`: a .jsonl, .csv or .parquet file, validated now and streamed from the file
+    when iterated; or a folder holding a Hugging Face dataset saved to disk (`split` picks one of several), held in
+    memory. `columns` maps a question's fields (id, prompt, turns, category, subcategory, cluster, reference) to a
+    table's column names; unmapped fields are looked for under their own names (the id also as question_id, uid)."""
     path = Path(path)
+    mapped = {field: column for field, column in (columns or {}).items() if column}
     if not path.exists():
         raise ConfigError(f"{path}: question file not found")
+    if path.is_dir():
+        return load_dataset_questions(path, split=split, columns=mapped)
+    if split is not None:
+        raise ConfigError(f"{path}: `split` applies to a Hugging Face dataset, not to a question file; remove it")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
+        if mapped:
+            raise ConfigError(f"{path}: column names ({', '.join(mapped)}) apply to tables (.csv, .parquet, datasets); "
+                              "a JSONL record uses the keys of its form (docs/design.md §5.2); remove them")
         return QuestionSet._from_file(path, "jsonl")
     if suffix == ".csv":
-        return QuestionSet._from_file(path, "csv")
-    raise ConfigError(f"{path}: unsupported question file type {suffix!r}; use .jsonl or .csv")
+        return QuestionSet._from_file(path, "csv", mapped)
+    if suffix in (".parquet", ".pq"):
+        return QuestionSet._from_file(path, "parquet", mapped)
+    raise ConfigError(f"{path}: unsupported question file type {suffix!r}; use .jsonl, .csv or .parquet, or a folder "
+                      "holding a Hugging Face dataset saved with save_to_disk")
+
+
+def load_dataset_questions(path: str | Path | None = None, *, name: str | None = None, split: str | None = None,
+                           revision: str | None = None, columns: Mapping[str, str | None] | None = None) -> QuestionSet:
+    """The questions of a Hugging Face dataset: saved to disk at `path` (`datasets.load_from_disk`), or `name` on
+    the Hub at `revision` (`datasets.load_dataset`, which needs the network unless it is in the cache), one `split`
+    of it. Read once and held in memory (a dataset is memory-mapped Arrow, not a file to stream again). Needs the
+    optional `datasets` package (`pip install 'arena-eval[hf]'`)."""
+    if (path is None) == (name is None):
+        raise ConfigError("a Hugging Face question set needs either the folder it was saved to or its name on the Hub")
+    label, dataset = open_dataset(None if path is None else Path(path), name=name, split=split, revision=revision)
+    mapped = {field: column for field, column in (columns or {}).items() if column}
+    resolved = resolve_columns(dataset.column_names, mapped, label, "the dataset")
+    questions, rows = [], {}
+    for number, row in dataset_rows(dataset, list(resolved.values())):
+        question = question_from_row(row, resolved, f"{label}: row {number}")
+        first = rows.setdefault(question.question_id, number)
+        if first != number:
+            raise ConfigError(f"{label}: duplicate question id {shown(question.question_id)} at rows {first} and "
+                              f"{number} (column {resolved['id']!r}); ids must be unique")
+        questions.append(question)
+    if not questions:
+        raise ConfigError(f"{label}: the question set is empty; add at least one question")
+    return QuestionSet(label, questions)
 
 
 def decode_utf8(data: bytes, path: str | Path, first_line: int = 1) -> str:
@@ -389,9 +522,10 @@ def _read_jsonl_lines(path: Path) -> Iterator[tuple[int, Question]]:
         yield number, question_from_record(record, f"{path}:{number}")
 
 
-def _read_csv_lines(path: Path) -> Iterator[tuple[int, Question]]:
+def _read_csv_lines(path: Path, mapped: Mapping[str, str | None] | None = None,
+                    source: _QuestionFile | None = None) -> Iterator[tuple[int, Question]]:
     try:
-        yield from _csv_questions(path)
+        yield from _csv_questions(path, mapped or {}, source)
     except csv.Error as exc:  # a field over the csv module's limit, a NUL byte
         raise ConfigError(f"{path}: not a readable CSV question file ({exc}); save it as CSV, or as JSONL") from None
     except UnicodeDecodeError:
@@ -401,13 +535,14 @@ def _read_csv_lines(path: Path) -> Iterator[tuple[int, Question]]:
         raise ConfigError(f"{path}: not valid UTF-8; save the file as UTF-8") from None
 
 
-def _csv_questions(path: Path) -> Iterator[tuple[int, Question]]:
+def _csv_questions(path: Path, mapped: Mapping[str, str | None],
+                   source: _QuestionFile | None) -> Iterator[tuple[int, Question]]:
     # utf-8-sig: spreadsheet programs save CSV with a byte-order mark, which would otherwise become part of the
     # first column's name.
     with io.TextIOWrapper(open_regular(path, "question file"), encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
-        columns = set(reader.fieldnames or [])
-        if not {"id", "prompt"} <= columns:
-            raise ConfigError(f"{path}:1: a CSV question set needs the columns id and prompt (optional: category, reference)")
+        columns = resolve_columns(reader.fieldnames or [], mapped, f"{path}:1", "a CSV question set")
+        if source is not None:
+            source.id_column = columns["id"]
         for record in reader:
-            yield reader.line_num, question_from_record(record, f"{path}:{reader.line_num}")
+            yield reader.line_num, question_from_row(record, columns, f"{path}:{reader.line_num}")

@@ -54,12 +54,14 @@ def render_report(data: ReportData) -> str:
         "n_questions": len(data.categories),
         "rows": rows,
         "pairwise": pairwise,
+        "estimate_note": estimate_note(rows),
         "scatters": _scatters(rows),
         "categories": _category_scores(board.battles, data.categories, data.contestants),
-        "diagnostics": _diagnostics(board.rows, board.diagnostics, data.contestants, data.baseline),
+        "diagnostics": _diagnostics(board.rows, board.diagnostics, data.contestants, data.baseline, board.rated_games),
         **_judges(board, data.rated),
         "benchmark": _benchmark(board, data),
         "regressions": data.regressions,
+        "changes": data.changes,
         "summary": data.summary,
         "questions": data.questions,
         "contestants": data.contestants,
@@ -99,6 +101,19 @@ def _leaderboard_rows(rows: list[LeaderboardRow]) -> list[dict[str, Any]]:
                                                "high": high if high is not None else score, "score": score},
         })
     return out
+
+
+# How far EcoLogits' estimates are from measurement: docs/energy-estimates.md (bench/estimates_vs_measured.py
+# against the ML.ENERGY leaderboard's GPU energy, commit 7885788e; geometric means over the H100 configurations).
+ESTIMATE_NOTE = ("API models' energy is EcoLogits' estimate, which for open models runs about 2.6× above the GPU "
+                 "energy measured on H100 servers at batch size 64 and about 5× at 256 (ML.ENERGY leaderboard): an "
+                 "estimate a few times a measured figure does not show that the model uses more energy.")
+
+
+def estimate_note(rows: list[dict[str, Any]]) -> str | None:
+    """The note on how far EcoLogits' estimates run from measurement, when some row's energy is one."""
+    # a row's method lists every method of its windows, comma-separated ("ecologits", "codecarbon,nvml")
+    return ESTIMATE_NOTE if any("ecologits" in (r.get("method") or "").split(",") for r in rows) else None
 
 
 def _rank_text(rank: Any, low: Any, high: Any) -> str:
@@ -328,7 +343,7 @@ def _benchmark(board, data: ReportData) -> dict[str, Any]:
 
 
 def _diagnostics(rows: list[LeaderboardRow], diagnostics: pd.DataFrame, contestants: list[str],
-                 baseline: str) -> list[dict[str, Any]]:
+                 baseline: str, rated_games: tuple[int, int] | None = None) -> list[dict[str, Any]]:
     per_model = {r["model"]: r for r in diagnostics.to_dict("records")} if diagnostics is not None else {}
     unparsed = {r.model: _num(r.unparsed_rate) for r in rows}
     games = {r.model: r.games for r in rows}
@@ -339,6 +354,8 @@ def _diagnostics(rows: list[LeaderboardRow], diagnostics: pd.DataFrame, contesta
             total = sum(_num(games.get(m)) or 0 for m in games if m != baseline)
             bad = sum((unparsed.get(m) or 0) * (_num(games.get(m)) or 0) for m in games if m != baseline)
             rate = bad / total if total else None
+            if rated_games is not None and total:  # (a game between two contestants is in both of their rows)
+                total, rate = rated_games[0], rated_games[1] / rated_games[0] if rated_games[0] else None
         else:
             rate = unparsed.get(name)
         first = _num(d.get("first_position_win_rate"))

@@ -68,6 +68,8 @@ class ReportData:
     leaderboard: Leaderboard
     summary: RunSummary
     regressions: list[dict] = field(default_factory=list)
+    # This run's regression checks (§3.6): per contestant with a previous run, the change and its paired interval.
+    changes: list[dict] = field(default_factory=list)
     rated: str = "the judge's verdicts"  # whose verdicts the leaderboard rates, in words
     category_baselines: dict[str, str] = field(default_factory=dict)  # category → its baseline, where set
     # Every pair of rated contestants compared on the board's rounds (`compare --all`, §3.4.7), best first; None
@@ -92,6 +94,7 @@ def report_data(scope: RunScope, store: Store, tally: Tally, board: Leaderboard,
         leaderboard=board,
         summary=summary,
         regressions=[] if regressions is None else regressions.to_dict("records"),
+        changes=sorted((c for c in store.regression_checks() if c["run_id"] == run_id), key=lambda c: c["model"]),
         category_baselines=scope.baselines,
         rated=("every judge's verdicts, pooled" if scope.config.rating.judges == "pooled"
                else f"judge {scope.config.rating.judges}'s verdicts only"),

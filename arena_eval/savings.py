@@ -10,6 +10,7 @@ from .adaptive import AdaptivePlan
 from .context import RunScope, judge_energy_lines
 from .energy_tables import number_or_none
 from .leaderboard import Leaderboard
+from .pairing import pairs_per_question
 from .records import AdaptiveSummary
 from .tally import Tally
 
@@ -43,7 +44,8 @@ def adaptive_summary(scope: RunScope, plan: AdaptivePlan, board: Leaderboard, ta
     """What adaptive judging judged (the stored games its plan calls for) against a full run, and once the plan
     is done what that saved: games, and (from the judged games' averages) the judges' tokens, cost and energy.
     An unfinished plan claims no saving yet."""
-    full = 2 * len(scope.judges) * len(plan.order) * len(plan.contestants)
+    # (every pair of contestants `pairing` has meet on a question counts as one more contestant's two games)
+    full = 2 * len(scope.judges) * len(plan.order) * (len(plan.contestants) + pairs_per_question(scope))
     judged = len(tally.judged_game_ids)
     saved = full - judged if plan.done else None
     tokens, cost, wh = judge_spend_per_game(scope, board)

@@ -1,7 +1,8 @@
 """Collecting and judging as one stream, with no barrier between them (docs/design.md §1.2, §3.1.1).
 
 Contestants are collected side by side; a contestant's two games for a question go to the judge's queue as soon
-as its answer and the baseline's exist (`dispatch.GameDispatcher` decides when). The queue is bounded, so a slow
+as its answer and the baseline's exist (`dispatch.GameDispatcher` decides when; so do the games between
+contestants that `pairing` calls for). The queue is bounded, so a slow
 judge slows collection down instead of letting memory grow. Local contestants that share a device take turns
 (one device lock each), so that their energy windows never overlap. Without collection (the `judge` stage
 alone) the stored current answers stream in instead (`answer_sets.AnswerSets`).
@@ -30,6 +31,7 @@ from .efficiency import peak_resident_gb
 from .energy.tracking import EnergyTracker, WindowCounts
 from .errors import ArenaError, StoreError
 from .judge import GameRequest, RunJudge, games_for, judge_game
+from .pairing import opponents_of
 from .providers import make_provider
 from .providers.replicas import replica_counts
 from .providers.retry import RetriesExhausted
@@ -41,15 +43,17 @@ from .spending import SpendingCap, SpendingCapReached
 
 
 def judge_shares_a_meter(scope: RunScope) -> bool:
-    """Whether a local judge is metered by the same meter as a local contestant: the same GPU under NVML, or the
-    whole machine under RAPL or CodeCarbon (which cannot tell processes apart). Its energy window would then
-    overlap theirs, and the run judges after collecting instead (docs/design.md §3.5.2)."""
-    judges = [j.config for j in scope.judges if j.config.is_local]
-    contestants = [c for c in scope.contestants if c.is_local]
+    """Whether a metered judge reads a device that a metered contestant's windows read: the same GPU under NVML,
+    the whole machine under RAPL or CodeCarbon (which cannot tell processes apart), a device of the same remote
+    daemon, the same server's figure. Its energy window would then overlap theirs, and the run judges after
+    collecting instead (docs/design.md §3.5.2)."""
+    judges = [j.config for j in scope.judges if EnergyTracker.metered(j.config)]
+    contestants = [c for c in scope.contestants if EnergyTracker.metered(c)]
     if not judges or not contestants:
         return False
-    keys = EnergyTracker.device_keys(scope.config.energy, [e.device for e in judges + contestants])
-    return bool({keys[j.device] for j in judges} & {keys[c.device] for c in contestants})
+    keys = EnergyTracker.endpoint_keys(scope.config.energy, judges + contestants)
+    judged = {k for ks in keys[:len(judges)] for k in ks}
+    return bool(judged & {k for ks in keys[len(judges):] for k in ks})
 
 
 def _multi_turn(question: Question) -> bool:
@@ -92,7 +96,8 @@ class CollectAndJudge:
         self.lanes = [_JudgeLane(j, config.base_dir, self.cap) for j in scope.judges] if judge else []
         self.device_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.references = [j.reference_contestant for j in scope.judges if judge and j.reference_contestant]
-        self.tracker = EnergyTracker(config.energy, store, run_id)
+        self.tracker = EnergyTracker(config.energy, store, run_id,
+                                     [*scope.contestants, *(j.config for j in scope.judges)])
         # Providers started once serve every pass, closed by close(): the judges', and (with several passes) each
         # contestant's whose device no other local contestant needs. A local contestant that shares its device
         # is started and stopped per pass, so that the contestants on the device take turns.
@@ -106,7 +111,9 @@ class CollectAndJudge:
         self.energy_lines = judge_energy_lines(scope)
         # One pass's state (stream()): its questions and contestants, the dispatcher, who has work to do.
         self.questions: Sequence[Question] = scope.questions
-        self.dispatcher = GameDispatcher([c.name for c in scope.contestants], scope.baseline.name, self.references)
+        self.opponents = opponents_of(scope)  # games between contestants (pairing), or None
+        self.dispatcher = GameDispatcher([c.name for c in scope.contestants], scope.baseline.name, self.references,
+                                         opponents=self.opponents)
         self.open_producers = 0
         self.needs_work: set[str] = set()
 
@@ -132,9 +139,14 @@ class CollectAndJudge:
             await self.close()
 
     async def open(self) -> None:
-        """Check every credential, then start the judges' providers (they serve every pass). A judge that fails
-        to start closes those started before it."""
+        """Check every credential (a remote energy daemon's token too), then start the judges' providers (they
+        serve every pass). A judge that fails to start closes those started before it."""
         self.check_credentials()
+        metered = [c for c in self.scope.contestants if self.collect] + [lane.judge.config for lane in self.lanes]
+        await asyncio.to_thread(self.tracker.check_remote, metered)
+        for endpoint in metered:  # a meter named in the config that cannot work fails here, before any request
+            if endpoint.is_local and endpoint.energy is None:
+                await asyncio.to_thread(self.tracker.meter, endpoint.device)
         try:
             for lane in self.lanes:
                 await lane.provider.start()
@@ -164,22 +176,24 @@ class CollectAndJudge:
         contestants = [*contestants, *helpers]
         self.questions = questions
         baseline = self.scope.baseline_for if self.scope.by_category else contestants[0].name
-        self.dispatcher = GameDispatcher([c.name for c in contestants], baseline, self.references, judged=names)
+        self.dispatcher = GameDispatcher([c.name for c in contestants], baseline, self.references, judged=names,
+                                         opponents=self.opponents)
         self.open_producers = len(contestants)
         # No per-question state for the whole set here: questions stream from the set (a file set re-reads its
         # file), the judge looks a prompt up in the store by id, and dispatch keeps only unfinished questions.
         self.progress.add("answers", len(questions) * len(contestants))
-        # Energy: idle power first, then a window per local contestant that has answers to collect.
+        # Energy: idle power first, then a window per metered contestant that has answers to collect.
         self.needs_work = {c.name for c in contestants if self.collect and missing_answers(
             c, self.sets.set_id(c), questions, self.store, self.augmenter.prepare_stored)}
-        for device in sorted({c.device for c in contestants if c.is_local and c.name in self.needs_work}):
-            await self.tracker.measure_idle(device)
+        for contestant in contestants:
+            if EnergyTracker.metered(contestant) and contestant.name in self.needs_work:
+                await self.tracker.measure_idle(contestant)
         async with contextlib.AsyncExitStack() as stack:
             for lane in self.lanes:
                 judge_cfg = lane.judge.config
-                if judge_cfg.is_local:  # a judge on this machine gets its own energy window
+                if EnergyTracker.metered(judge_cfg):  # a judge on this machine or metered elsewhere: its own window
                     lane.counts = await stack.enter_async_context(self.tracker.window(
-                        "judge", self.energy_lines[lane.judge.config_id], lane.judge.config_id, judge_cfg.device))
+                        "judge", self.energy_lines[lane.judge.config_id], lane.judge.config_id, judge_cfg))
             workers = [asyncio.create_task(self.judge_worker(lane))
                        for lane in self.lanes for _ in range(lane.judge.config.concurrency)]
             producers = [asyncio.create_task(self.produce(c)) for c in contestants]
@@ -216,9 +230,15 @@ class CollectAndJudge:
     async def collect_for(self, contestant: ContestantConfig) -> None:
         provider = self.contestant_providers[contestant.name]
         set_id = self.sets.set_id(contestant)
-        lock = self.device_locks[self.tracker.lock_key(contestant.device)] if contestant.is_local else None
-        if lock is not None:
-            await lock.acquire()
+        metered = EnergyTracker.metered(contestant)
+        locks = [self.device_locks[k] for k in self.tracker.lock_keys(contestant)] if metered else []
+        for taken, lock in enumerate(locks):  # in sorted key order: two contestants never wait on each other
+            try:
+                await lock.acquire()
+            except BaseException:
+                for held in locks[:taken]:
+                    held.release()
+                raise
         kept = contestant.name in self.kept_open
         try:
             if not kept or contestant.name not in self.started:
@@ -227,9 +247,9 @@ class CollectAndJudge:
                     self.started.add(contestant.name)
                     self.providers_open.push_async_callback(provider.close)
             prepare = functools.partial(self.augmenter.prepare, contestant)
-            metered = contestant.is_local and contestant.name in self.needs_work
-            async with (self.tracker.window("contestant", contestant.name, set_id, contestant.device)
-                        if metered else contextlib.nullcontext(WindowCounts())) as counts:
+            windowed = metered and contestant.name in self.needs_work
+            async with (self.tracker.window("contestant", contestant.name, set_id, contestant)
+                        if windowed else contextlib.nullcontext(WindowCounts())) as counts:
 
                 async def count_and_deliver(item: Answer | AnswerError) -> None:
                     if isinstance(item, Answer) and not item.cached:
@@ -241,12 +261,12 @@ class CollectAndJudge:
                 await collect_into(contestant, self.cap.guard(provider, contestant), self.questions, self.store,
                                    prepare, count_and_deliver, self.run_id, set_id,
                                    ask=_multi_turn if contestant.batch else None)
-                if metered and counts.requests:
+                if windowed and contestant.is_local and counts.requests:
                     self.record_memory(contestant, provider, set_id)
         finally:
             if not kept:
                 await provider.close()
-            if lock is not None:
+            for lock in locks:
                 lock.release()
 
     def record_memory(self, contestant: ContestantConfig, provider, set_id: str) -> None:

@@ -7,12 +7,13 @@ by today's contestants (`current_judgments`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .answer_sets import AnswerSets
 from .context import RunScope
 from .judge import RunJudge, games_for
+from .pairing import opponents_of, pairs_per_question
 from .records import Game, Judgment, RunSummary
 
 if TYPE_CHECKING:
@@ -27,12 +28,16 @@ class Tally:
     # contestant → answers_missing, games_missing (any judge), games and unparsed (the rated judges')
     per_contestant: dict[str, dict[str, int]]
     games_missing: int
+    # game_id → the contestant in the baseline's place, for the games between contestants (pairing) among them
+    opponents: dict[str, str] = field(default_factory=dict)
 
 
 def current_games(scope: RunScope, answer_ids: dict[str, dict[str, str]], judge: RunJudge) -> list[Game]:
     """Every game the current answers call for, for one judge: two per contestant and question both it and the
     question's baseline answered (with a baseline per category, a contestant meets each category's own, and a
-    category's baseline is a contestant on the other categories)."""
+    category's baseline is a contestant on the other categories). Then the games between contestants that
+    `pairing` calls for: two per pair drawn for a question both answered, the first of the pair in the baseline's
+    place (`Game.baseline`)."""
     references = answer_ids.get(judge.reference_contestant, {}) if judge.reference_contestant else {}
     games = []
     if not scope.by_category:
@@ -43,13 +48,31 @@ def current_games(scope: RunScope, answer_ids: dict[str, dict[str, str]], judge:
                 if qid in base_ids:
                     games += games_for(judge.config_id, qid, c.name, base_name, aid, base_ids[qid],
                                        references.get(qid), judge.game_variant(qid, scope))
-        return games
+        return games + games_between_contestants(scope, answer_ids, judge)
     for c in scope.contestants:
         for qid, aid in answer_ids[c.name].items():
             base_name = scope.baseline_for(qid)
             base_id = answer_ids[base_name].get(qid)
             if base_name != c.name and base_id is not None:
                 games += games_for(judge.config_id, qid, c.name, base_name, aid, base_id, references.get(qid),
+                                   judge.game_variant(qid, scope))
+    return games
+
+
+def games_between_contestants(scope: RunScope, answer_ids: dict[str, dict[str, str]], judge: RunJudge) -> list[Game]:
+    """The games `pairing` adds (none under `pairing: baseline`): for each question, each drawn pair of contestants
+    that both answered it, in both positions."""
+    opponents = opponents_of(scope)
+    if opponents is None:
+        return []
+    references = answer_ids.get(judge.reference_contestant, {}) if judge.reference_contestant else {}
+    games = []
+    names = [c.name for c in scope.contestants[1:]]
+    for qid in dict.fromkeys(qid for name in names for qid in answer_ids[name]):  # (no re-reading of a question file)
+        for first, second in opponents(qid):
+            a, b = answer_ids[first].get(qid), answer_ids[second].get(qid)
+            if a is not None and b is not None:
+                games += games_for(judge.config_id, qid, second, first, b, a, references.get(qid),
                                    judge.game_variant(qid, scope))
     return games
 
@@ -83,24 +106,48 @@ def tally(scope: RunScope, store: Store, sets: AnswerSets, plan: AdaptivePlan | 
         for c in scope.contestants:
             per[c.name]["answers_missing"] = len(needed[c.name] - set(ids[c.name]))
     judged = []
+    baseline = scope.baseline.name
+    opponent_of: dict[str, str] = {}
     for judge in scope.judges:
         verdicts = store.verdicts(judge.config_id)
         for g in current_games(scope, ids, judge):
-            if planned is not None and g.question_id not in planned[g.contestant]:
-                continue  # adaptive judging settled this contestant before this question
-            row = per[g.contestant]
+            between = not scope.by_category and g.baseline != baseline  # a game between two contestants
+            if planned is not None and (g.question_id not in planned[g.contestant]
+                                        or (between and g.question_id not in planned[g.baseline])):
+                continue  # adaptive judging settled this contestant (or its opponent) before this question
+            if between:
+                opponent_of[g.game_id] = g.baseline
+            # A game between contestants counts for both of them.
+            rows = [per[g.contestant], per[g.baseline]] if between else [per[g.contestant]]
             if g.game_id in verdicts:
                 judged.append((g.game_id, g.contestant))
-                if judge.name in rated:
-                    row["games"] += 1
-                    row["unparsed"] += verdicts[g.game_id] is None
+                for row in rows:
+                    if judge.name in rated:
+                        row["games"] += 1
+                        row["unparsed"] += verdicts[g.game_id] is None
             else:
-                row["games_missing"] += 1
+                for row in rows:
+                    row["games_missing"] += 1
     # Games that cannot even be posed (a missing answer on either side) are missing too.
     questions = ([len(planned[c.name]) for c in scope.contestants[1:]] if planned is not None
                  else [n] * (len(scope.contestants) - 1))
-    expected = 2 * sum(questions) * len(scope.judges)
-    return Tally(ids, judged, per, expected - len(judged))
+    expected = 2 * (sum(questions) + _pairs_called_for(scope, planned)) * len(scope.judges)
+    return Tally(ids, judged, per, expected - len(judged), opponent_of)
+
+
+def _pairs_called_for(scope: RunScope, planned: dict[str, set[str]] | None) -> int:
+    """How many pairs of contestants `pairing` has meet over the questions (with adaptive judging, on the questions
+    the plan calls for for both), answered or not."""
+    opponents = opponents_of(scope)
+    if opponents is None:
+        return 0
+    if planned is None:  # the draw changes who meets, not how many pairs there are
+        return len(scope.questions) * pairs_per_question(scope)
+    count = 0
+    for q in scope.questions:
+        pairs = opponents(q.question_id)
+        count += sum(q.question_id in planned[a] and q.question_id in planned[b] for a, b in pairs)
+    return count
 
 
 def settled_questions(scope: RunScope, store: Store, sets: AnswerSets, tally: Tally) -> dict[str, set[str]]:
@@ -116,13 +163,27 @@ def settled_questions(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
         return set(tally.answer_ids[contestant.name]) | {q for s, q in failed if s == set_id}
 
     baseline = asked(scope.baseline)
-    out: dict[str, set[str]] = {}
-    for c in scope.contestants[1:]:
-        pending: set[str] = set()
-        for judge in scope.judges:
-            pending |= {g.question_id for g in current_games(scope, tally.answer_ids, judge)
-                        if g.contestant == c.name and g.game_id not in stored}
-        out[c.name] = (baseline & asked(c)) - pending
+    pending: dict[str, set[str]] = {c.name: set() for c in scope.contestants}
+    for judge in scope.judges:
+        for g in current_games(scope, tally.answer_ids, judge):
+            # (the games between contestants are unsettled_pairs')
+            if g.game_id not in stored and g.baseline == scope.baseline_for(g.question_id):
+                pending[g.contestant].add(g.question_id)
+    return {c.name: (baseline & asked(c)) - pending[c.name] for c in scope.contestants[1:]}
+
+
+def unsettled_pairs(scope: RunScope, store: Store, tally: Tally) -> dict[str, set[tuple[str, str]]]:
+    """question_id → the pairs of contestants (pairing) with a game on it neither stored nor failed. Adaptive
+    judging moves past a question only once the games between the contestants it still judges are in; a pair
+    with a contestant it stopped judging holds nothing back."""
+    if opponents_of(scope) is None:
+        return {}
+    stored = {game_id for game_id, _ in tally.judged_game_ids} | store.failed_games()
+    out: dict[str, set[tuple[str, str]]] = {}
+    for judge in scope.judges:
+        for g in games_between_contestants(scope, tally.answer_ids, judge):
+            if g.game_id not in stored:
+                out.setdefault(g.question_id, set()).add((g.baseline, g.contestant))
     return out
 
 
@@ -141,7 +202,9 @@ def current_judgments(scope: RunScope, store: Store, tally: Tally,
     for judge in judges if judges is not None else scope.rated_judges:
         judgments += [j for j in store.judgments(judge.config_id) if j.game_id in wanted]
     for j in judgments:
-        j.contestant, j.baseline = wanted[j.game_id], scope.baseline_for(j.question_id)
+        # In a game between contestants (pairing) the opponent stands in the baseline's place.
+        j.contestant = wanted[j.game_id]
+        j.baseline = tally.opponents.get(j.game_id) or scope.baseline_for(j.question_id)
         # A game's id does not say which side is the baseline: a stored verdict reused after the baseline changed
         # (another baseline, or a category's) has the old game number. Today's is where today's baseline sits.
         j.game = 1 if j.answer_a_id == tally.answer_ids[j.baseline].get(j.question_id) else 2

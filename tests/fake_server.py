@@ -15,6 +15,9 @@ chosen per request from the configured rates (deterministic for a seed):
   "position-a" always prefers position A; "better" prefers the answer of the stronger model (`strengths`,
   model → number, read from the answer's "Answer from MODEL" text) and errs with `judge_error_rate`;
   "strength" makes position A win with probability 1 / (1 + 10^((s_B − s_A)/400)), `strengths` as Elo points;
+  "difficulty" is "strength" with outcomes correlated within a question, as on a real benchmark: for half the
+  questions (chosen by a hash of the question) the draw depends on the judge and the question only, shared by
+  every pair of answers to it (a question every model finds easy, or hard), for the other half on the answers too;
   `judge_modes` gives each judge model (several judges in one run) a mode of its own;
   "echo" repeats the judge's user prompt (a broken judge) and states no label of its own;
   "cutoff" starts like "quote" but is cut off (finish reason "length") right after the first label inside the
@@ -34,6 +37,8 @@ chosen per request from the configured rates (deterministic for a seed):
 - `rates`: named faults (FAULTS below) with a probability per request, e.g. {"503": 0.1, "reset": 0.05};
 - `turn_faults`: model → (n, fault): every request of that model that holds n user messages (a conversation's
   n-th turn) gets the fault; may be changed while the server runs;
+- `energy_watts`: the server reports its own energy, as TensorRT-LLM's `GET /energy_metrics` does
+  (`{"total_energy_j": ..., "query_time": ...}`), growing at this many watts since the server started;
 - `scripted`: model → (fault, n): the first n requests for each distinct prompt of that model get the fault,
   the later ones succeed; n = None: every request. Deterministic whatever the timing, for retry tests.
 
@@ -124,6 +129,9 @@ class Faults:
     reasoning_field: str | None = "reasoning_content"
     think_tags: dict[str, str] = field(default_factory=dict)
     runaway_words: int = 0
+    # The server's own energy figure (TensorRT-LLM's GET /energy_metrics): {"total_energy_j": watts × seconds since
+    # the server started}. None: no such endpoint (404), as on servers that report nothing.
+    energy_watts: float | None = None
 
     def __post_init__(self) -> None:
         unknown = (set(self.rates) | {fault for fault, _ in self.scripted.values()}) - set(FAULTS)
@@ -152,6 +160,7 @@ class FakeServer:
         self.drip_held: list[float] = []  # seconds each "drip" reply held its client (until it left, or hang_s)
         self.huge_sent: list[int] = []  # bytes of each "huge" reply written before the client left (or all)
         self.port: int | None = None
+        self.started = time.monotonic()  # the origin of the energy figure (energy_watts)
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -162,7 +171,15 @@ class FakeServer:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/moved/v1/chat/completions", self.chat)  # where a same-origin "redirect" can point
+        if self.faults.energy_watts is not None:
+            app.router.add_get("/energy_metrics", self.energy_metrics)
         return app
+
+    async def energy_metrics(self, request: web.Request) -> web.Response:
+        elapsed = time.monotonic() - self.started
+        assert self.faults.energy_watts is not None
+        return web.json_response({"total_energy_j": round(self.faults.energy_watts * elapsed, 4),
+                                  "query_time": time.perf_counter()})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -421,11 +438,16 @@ class FakeServer:
             label = "A>B" if (strength["A"] > strength["B"]) != flipped else "B>A"
         return f"Judged on correctness. My final verdict: [[{label}]]"
 
-    def _strength_verdict(self, judge: str, prompt: str) -> str:
+    def _strength_verdict(self, judge: str, prompt: str, shared: bool = False) -> str:
         """Bradley-Terry by Elo: the answer in position A wins with probability 1 / (1 + 10^((s_B − s_A)/400)),
-        `strengths` giving each model's Elo; the draw comes from a hash of the judge and its prompt (repeatable)."""
+        `strengths` giving each model's Elo; the draw comes from a hash of the judge and its prompt (repeatable).
+        With `shared` ("difficulty"), half the questions draw from the judge and the question alone."""
         answers = dict(_ANSWER_FENCE.findall(prompt))
         a, b = (self.faults.strengths.get(_model_of(answers.get(side, "")), 1000.0) for side in "AB")
+        question = _ANSWER_FENCE.sub("", prompt)
+        if shared and hashlib.sha256(f"half\x1f{question}".encode()).digest()[0] < 128:
+            # The position of the stronger-named side keeps game 1 and game 2 of a question apart.
+            prompt = f"{question}\x1f{a > b}"
         digest = hashlib.sha256(f"{judge}\x1f{prompt}".encode()).digest()
         draw = int.from_bytes(digest[:4], "big") / 2 ** 32
         label = "A>B" if draw < 1 / (1 + 10 ** ((b - a) / 400)) else "B>A"
@@ -449,8 +471,8 @@ class FakeServer:
                 return "Assistant A answers better. My final verdict: [[A>B]]"
             if verdict == "better":
                 return self._better_verdict(body.get("model", ""), messages[1]["content"])
-            if verdict == "strength":
-                return self._strength_verdict(body.get("model", ""), messages[1]["content"])
+            if verdict in ("strength", "difficulty"):
+                return self._strength_verdict(body.get("model", ""), messages[1]["content"], verdict == "difficulty")
             if verdict == "none" or (verdict == "second-try" and len(messages) <= 2):
                 return "Both answers have merits and I cannot decide."
             if verdict == "conflict":

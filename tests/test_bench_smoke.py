@@ -27,6 +27,7 @@ SCRIPTS = {
     "bench_quality.py prune": "medians over 1 benchmarks",
     "bench_judge_cpu.py": "whole-process user + system CPU",
     "bench_startup.py": "median CPU s",
+    "bench_regression.py": "false alarms on unchanged contestants",
     "bench_paired.py": "true rank inside [rank_low, rank_high]",
     "bench_compare.py": "compare --all (15 pairs), whole process",
 }

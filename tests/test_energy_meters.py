@@ -1,10 +1,7 @@
-"""Meters: NVML against a fake pynvml module, RAPL against a fake sysfs tree, the null meter, CodeCarbon."""
+"""Meters: Zeus over fakes at its device layer (GPUs as NVML would report them, RAPL packages), the null meter,
+CodeCarbon. The NVML and RAPL readers arena-eval had of its own are gone: these tests go through ZeusMonitor."""
 
 from __future__ import annotations
-
-import threading
-import time
-from pathlib import Path
 
 import pytest
 
@@ -15,86 +12,116 @@ from arena_eval.energy.meters import (
     NullMeter,
     Window,
     measure_idle_power,
+    trapezoid_energy,
 )
-from arena_eval.energy.nvml import NVMLMeter, trapezoid_energy
-from arena_eval.energy.rapl import RAPLMeter, counter_delta
+from arena_eval.energy.zeus_meter import ZeusMeter
 
-# --- a fake pynvml -----------------------------------------------------------------------------------------
+pytest.importorskip("zeus", reason="zeus is not installed (pip install 'arena-eval[zeus]')")
+
+# --- fakes at Zeus's device layer ---------------------------------------------------------------------------
+
+
+class LostError(Exception):
+    pass
 
 
 class FakeGPU:
-    def __init__(self, name: str, energy_mj: int | None = 0, power_w=None):
+    def __init__(self, name: str, energy_mj: int | None = 0, power_w: float = 100.0):
         self.name = name
         self.energy_mj = energy_mj  # None: the counter is not supported
-        self.power_w = power_w or (lambda: 100.0)
+        self.power_w = power_w
         self.lost = False
 
+    def get_name(self) -> str:
+        return self.name
 
-class FakeNVML:
-    """The slice of pynvml that NVMLMeter uses, with the same error classes and units (mJ, mW)."""
 
-    class NVMLError(Exception):
-        pass
-
-    class NVMLError_NotSupported(NVMLError):
-        pass
-
-    class NVMLError_GPUIsLost(NVMLError):
-        pass
+class FakeGPUs:
+    """The slice of zeus.device.gpu.GPUs that ZeusMonitor reads, in its units (mJ, mW)."""
 
     def __init__(self, gpus: list[FakeGPU]):
         self.gpus = gpus
-        self.initialised = False
 
-    def nvmlInit(self):
-        self.initialised = True
-
-    def nvmlShutdown(self):
-        self.initialised = False
-
-    def nvmlSystemGetDriverVersion(self):
-        return "550.00"
-
-    def nvmlDeviceGetCount(self):
+    def __len__(self) -> int:
         return len(self.gpus)
 
-    def nvmlDeviceGetHandleByIndex(self, index):
-        return self.gpus[index]
-
-    def nvmlDeviceGetName(self, gpu):
-        return gpu.name.encode()  # older bindings return bytes
-
-    def _check(self, gpu):
+    def _gpu(self, index: int) -> FakeGPU:
+        gpu = self.gpus[index]
         if gpu.lost:
-            raise self.NVMLError_GPUIsLost("GPU is lost")
+            raise LostError("GPU is lost")
+        return gpu
 
-    def nvmlDeviceGetTotalEnergyConsumption(self, gpu):
-        self._check(gpu)
-        if gpu.energy_mj is None:
-            raise self.NVMLError_NotSupported("Not Supported")
-        return gpu.energy_mj
+    def supports_get_total_energy_consumption(self, index: int) -> bool:
+        return self.gpus[index].energy_mj is not None
 
-    def nvmlDeviceGetPowerUsage(self, gpu):
-        self._check(gpu)
-        return int(round(gpu.power_w() * 1000))
+    def get_total_energy_consumption(self, index: int) -> int:
+        return self._gpu(index).energy_mj
 
-
-class FakeClock:
-    """Advances 0.1 s per reading; `now` is the last reading, so a power curve can be a function of it."""
-
-    def __init__(self):
-        self.now = -0.1
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            self.now = round(self.now + 0.1, 10)
-            return self.now
+    def get_instant_power_usage(self, index: int) -> int:
+        return int(self._gpu(index).power_w * 1000)
 
 
-def test_nvml_counter_difference_per_device():
+class FakeZone:
+    def __init__(self, name: str):
+        self.name = name
+
+
+class FakeCPU:
+    def __init__(self, name: str, cpu_mj: float = 0.0, dram_mj: float | None = None):
+        self.rapl_file = FakeZone(name)
+        self.cpu_mj, self.dram_mj = cpu_mj, dram_mj
+        self.gone = False
+
+
+class FakeCPUs:
+    """The slice of zeus.device.cpu.CPUs that ZeusMonitor reads (mJ; RAPL's wrap-arounds are Zeus's to count)."""
+
+    def __init__(self, cpus: list[FakeCPU]):
+        self.cpus = cpus
+
+    def __len__(self) -> int:
+        return len(self.cpus)
+
+    def get_total_energy_consumption(self, index: int):
+        from zeus.device.cpu.common import CpuDramMeasurement
+
+        cpu = self.cpus[index]
+        if cpu.gone:
+            raise FileNotFoundError(f"intel-rapl:{index}/energy_uj")
+        return CpuDramMeasurement(cpu_mj=cpu.cpu_mj, dram_mj=cpu.dram_mj)
+
+    def supports_get_dram_energy_consumption(self, index: int) -> bool:
+        return self.cpus[index].dram_mj is not None
+
+
+@pytest.fixture
+def devices(monkeypatch):
+    """Put fakes where Zeus keeps its device managers; `devices(gpus=[...], cpus=[...])` sets what it finds."""
+    import zeus.device.cpu as zeus_cpu
+    import zeus.device.gpu as zeus_gpu
+
+    def install(gpus: list[FakeGPU] = (), cpus: list[FakeCPU] = ()):
+        monkeypatch.setattr(zeus_gpu, "_gpus", FakeGPUs(list(gpus)))
+        monkeypatch.setattr(zeus_cpu, "_cpus", FakeCPUs(list(cpus)))
+
+    install()
+    return install
+
+
+class FakePowerMonitor:
+    """Zeus's PowerMonitor (a process polling the GPUs without a counter) as a constant power per GPU."""
+
+    def __init__(self, gpu_indices, update_period=None):
+        self.gpu_indices = gpu_indices
+
+    def get_energy(self, start: float, end: float) -> dict[int, float]:
+        return {i: 250.0 * (end - start) for i in self.gpu_indices}
+
+
+def test_nvml_counter_difference_per_device(devices):
     gpus = [FakeGPU("H100", energy_mj=5_000_000), FakeGPU("H100", energy_mj=9_000_000)]
-    meter = NVMLMeter(nvml=FakeNVML(gpus))
+    devices(gpus=gpus)
+    meter = ZeusMeter()
     window = meter.start()
     gpus[0].energy_mj += 12_345
     gpus[1].energy_mj += 1_000
@@ -103,18 +130,19 @@ def test_nvml_counter_difference_per_device():
     assert reading.energy_j == pytest.approx(13.345) and reading.gpu_j == pytest.approx(13.345)
     assert reading.cpu_j is None and reading.ram_j is None and reading.error is None
     assert reading.devices == ["gpu0 (H100)", "gpu1 (H100)"]
-    assert reading.tool_version == "driver 550.00"
+    assert reading.tool_version.startswith("zeus ")
     assert reading.started_at <= reading.ended_at and reading.duration_s >= 0
     assert window.stop() is reading  # closing twice returns the same reading
 
 
-def test_nvml_selected_devices_and_unknown_index():
-    gpus = [FakeGPU("A"), FakeGPU("B")]
-    assert [d.label for d in NVMLMeter(devices=[1], nvml=FakeNVML(gpus)).devices] == ["gpu1 (B)"]
+def test_nvml_selected_devices_and_unknown_index(devices):
+    devices(gpus=[FakeGPU("A"), FakeGPU("B")])
+    assert ZeusMeter(gpus=[1]).devices == ["gpu1 (B)"]
     with pytest.raises(MeterUnavailable, match=r"no GPU with index \[5\]"):
-        NVMLMeter(devices=[5], nvml=FakeNVML(gpus))
+        ZeusMeter(gpus=[5])
+    devices(gpus=[])
     with pytest.raises(MeterUnavailable, match="no GPU"):
-        NVMLMeter(nvml=FakeNVML([]))
+        ZeusMeter(want="gpu")
 
 
 def test_trapezoid_energy_by_hand():
@@ -123,23 +151,24 @@ def test_trapezoid_energy_by_hand():
     assert trapezoid_energy([0.0], [100.0]) == 0.0
 
 
-def test_nvml_power_poll_fallback_integrates_a_known_power_curve():
-    clock = FakeClock()
-    # P(t) = 100 + 50 t W. The trapezoid rule is exact on a straight line, however the samples fall.
-    gpu = FakeGPU("P100", energy_mj=None, power_w=lambda: 100.0 + 50.0 * clock.now)
-    meter = NVMLMeter(nvml=FakeNVML([gpu]), poll_hz=50, clock=clock)
-    with meter.start() as window:
-        time.sleep(0.15)  # the sampler thread takes a few samples in between
+def test_gpus_without_a_counter_are_zeus_power_polled(devices, monkeypatch):
+    import zeus.monitor.energy as zeus_energy
+
+    monkeypatch.setattr(zeus_energy, "PowerMonitor", FakePowerMonitor)
+    devices(gpus=[FakeGPU("P100", energy_mj=None), FakeGPU("H100", energy_mj=0)])
+    meter = ZeusMeter()
+    window = meter.start()
+    meter._gpus.gpus[1].energy_mj += 2_000
     reading = window.stop()
-    d = reading.duration_s
-    assert d >= 0.2  # start, stop, and at least one sample of the thread
     assert reading.method == "nvml-power-poll" and reading.error is None
-    assert reading.energy_j == pytest.approx(100.0 * d + 25.0 * d * d, rel=1e-9)
+    # gpu0's 250 W over Zeus's own window time, plus gpu1's counter: 2 J
+    assert reading.energy_j == pytest.approx(2.0 + 250.0 * reading.duration_s, rel=0.05)
 
 
-def test_nvml_device_lost_mid_window_closes_with_error_and_the_run_goes_on():
+def test_nvml_device_lost_mid_window_closes_with_error_and_the_run_goes_on(devices):
     gpus = [FakeGPU("A", energy_mj=0), FakeGPU("B", energy_mj=0)]
-    meter = NVMLMeter(nvml=FakeNVML(gpus))
+    devices(gpus=gpus)
+    meter = ZeusMeter()
     window = meter.start()
     gpus[0].energy_mj += 1_000
     gpus[1].lost = True
@@ -151,61 +180,17 @@ def test_nvml_device_lost_mid_window_closes_with_error_and_the_run_goes_on():
     assert again.energy_j is None and "gpu1 (B)" in again.error
 
 
-def test_nvml_polled_device_lost_mid_window():
-    gpu = FakeGPU("K80", energy_mj=None)
-    meter = NVMLMeter(nvml=FakeNVML([gpu]), poll_hz=100)
+# --- RAPL packages through Zeus -------------------------------------------------------------------------------
+
+
+def test_rapl_package_and_dram(devices):
+    cpus = [FakeCPU("package-0", cpu_mj=1_000.0, dram_mj=5_000.0), FakeCPU("psys", cpu_mj=0.0)]
+    devices(cpus=cpus)
+    meter = available_meter("rapl")
+    assert meter.devices == ["package-0", "package-0/dram"]  # psys (the whole platform) would count twice
     window = meter.start()
-    time.sleep(0.03)
-    gpu.lost = True
-    time.sleep(0.03)
-    reading = window.stop()
-    assert reading.method == "nvml-power-poll"
-    assert reading.energy_j is None and "gpu0 (K80)" in reading.error
-
-
-def test_nvml_init_failure_is_unavailable():
-    nvml = FakeNVML([FakeGPU("A")])
-
-    def fail():
-        raise FakeNVML.NVMLError("Driver Not Loaded")
-
-    nvml.nvmlInit = fail
-    with pytest.raises(MeterUnavailable, match="Driver Not Loaded"):
-        NVMLMeter(nvml=nvml)
-
-
-# --- RAPL against a fake sysfs tree -------------------------------------------------------------------------
-
-MAX_RANGE = 262_143_328_850
-
-
-def make_domain(folder: Path, name: str, energy_uj: int, max_range: int = MAX_RANGE) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "name").write_text(name + "\n")
-    (folder / "energy_uj").write_text(f"{energy_uj}\n")
-    (folder / "max_energy_range_uj").write_text(f"{max_range}\n")
-    return folder / "energy_uj"
-
-
-@pytest.fixture
-def powercap(tmp_path: Path) -> dict[str, Path]:
-    root = tmp_path / "powercap"
-    files = {
-        "package": make_domain(root / "intel-rapl:0", "package-0", MAX_RANGE - 328_850),
-        "dram": make_domain(root / "intel-rapl:0" / "intel-rapl:0:1", "dram", 5_000_000),
-        "core": make_domain(root / "intel-rapl:0" / "intel-rapl:0:0", "core", 0),  # inside the package: ignored
-        "psys": make_domain(root / "intel-rapl:1", "psys", 0),  # whole platform: ignored
-    }
-    files["root"] = root
-    return files
-
-
-def test_rapl_package_and_dram_with_wraparound(powercap):
-    meter = RAPLMeter(root=powercap["root"], poll_interval_s=3600)
-    assert sorted(d.label for d in meter.domains) == ["package-0", "package-0/dram"]
-    window = meter.start()
-    powercap["package"].write_text("1000000\n")  # wrapped: 328 850 µJ to the top, then 1 000 000
-    powercap["dram"].write_text("7500000\n")
+    cpus[0].cpu_mj += 1_328.85
+    cpus[0].dram_mj += 2_500.0
     reading = window.stop()
     assert reading.method == "rapl" and reading.is_estimated is False and reading.error is None
     assert reading.cpu_j == pytest.approx(1.32885)
@@ -214,80 +199,65 @@ def test_rapl_package_and_dram_with_wraparound(powercap):
     assert reading.gpu_j is None
 
 
-def test_rapl_counts_every_wrap_seen_by_the_sampler(powercap):
-    meter = RAPLMeter(root=powercap["root"], poll_interval_s=3600)
-    window = meter.start()  # package at MAX_RANGE - 328 850
-    powercap["package"].write_text("100000000000\n")  # wrapped once
-    window.sample()
-    powercap["package"].write_text("50000000000\n")  # wrapped again
-    reading = window.stop()
-    expected_uj = (328_850 + 100_000_000_000) + (MAX_RANGE - 100_000_000_000 + 50_000_000_000)
-    assert reading.cpu_j == pytest.approx(expected_uj / 1e6)
-
-
-def test_counter_delta_by_hand():
-    assert counter_delta(10, 25, 100) == 15
-    assert counter_delta(90, 5, 100) == 15
-
-
-def test_rapl_unreadable_counter_is_unavailable(powercap, monkeypatch):
-    real_read_text = Path.read_text
-
-    def read_text(self, *args, **kwargs):
-        if self.name == "energy_uj":  # as on kernels that keep energy_uj for root (tests may run as root)
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_read_text(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "read_text", read_text)
-    with pytest.raises(MeterUnavailable, match="Permission denied"):
-        RAPLMeter(root=powercap["root"])
-    with pytest.raises(MeterUnavailable):
-        available_meter("rapl", rapl_root=str(powercap["root"]))
-
-
-def test_rapl_missing_tree_is_unavailable(tmp_path):
-    with pytest.raises(MeterUnavailable, match="does not exist"):
-        RAPLMeter(root=tmp_path / "nothing")
-
-
-def test_rapl_domain_vanishing_mid_window(powercap):
-    meter = RAPLMeter(root=powercap["root"], poll_interval_s=3600)
+def test_rapl_zone_vanishing_mid_window(devices):
+    cpus = [FakeCPU("package-0", dram_mj=0.0)]
+    devices(cpus=cpus)
+    meter = ZeusMeter()
     window = meter.start()
-    powercap["dram"].unlink()
+    cpus[0].gone = True
     reading = window.stop()
-    assert reading.energy_j is None and reading.ram_j is None
-    assert reading.cpu_j is not None  # the package still read
-    assert "package-0/dram" in reading.error
+    assert reading.energy_j is None and reading.cpu_j is None
+    assert "package-0" in reading.error and "energy_uj" in reading.error
+
+
+def test_gpus_first_and_cpus_beside_them_only_when_asked(devices):
+    gpus, cpus = [FakeGPU("H100", energy_mj=0)], [FakeCPU("package-0", dram_mj=0.0)]
+    devices(gpus=gpus, cpus=cpus)
+    assert ZeusMeter().method == "nvml"  # a GPU is metered: the CPU packages only when energy.cpus names them
+    both = ZeusMeter(cpus=[0])
+    assert both.method == "nvml+rapl"
+    window = both.start()
+    gpus[0].energy_mj += 3_000
+    cpus[0].cpu_mj += 1_000
+    cpus[0].dram_mj += 500
+    reading = window.stop()
+    assert (reading.gpu_j, reading.cpu_j, reading.ram_j) == pytest.approx((3.0, 1.0, 0.5))
+    assert reading.energy_j == pytest.approx(4.5)
+
+
+def test_zeus_with_nothing_to_measure_says_what_it_found(devices):
+    with pytest.raises(MeterUnavailable, match=r"Zeus found nothing to measure \(GPUs: no GPU; CPUs: no CPU package\)"):
+        available_meter("zeus")
 
 
 # --- choosing a meter, idle power, the null meter -------------------------------------------------------------
 
 
-def test_available_meter_prefers_nvml_then_rapl(powercap):
-    nvml = FakeNVML([FakeGPU("H100")])
-    assert isinstance(available_meter(nvml=nvml, rapl_root=str(powercap["root"])), NVMLMeter)
-    broken = FakeNVML([])
-    assert isinstance(available_meter(nvml=broken, rapl_root=str(powercap["root"])), RAPLMeter)
+def test_available_meter_prefers_zeus_gpus_then_cpus(devices):
+    devices(gpus=[FakeGPU("H100")], cpus=[FakeCPU("package-0")])
+    assert available_meter().method == "nvml"
+    devices(gpus=[], cpus=[FakeCPU("package-0")])
+    assert available_meter().method == "rapl"
 
 
-def test_available_meter_explicit_kinds(tmp_path):
+def test_available_meter_explicit_kinds(devices):
     assert isinstance(available_meter("none"), NullMeter)
     with pytest.raises(MeterUnavailable, match="no GPU"):
-        available_meter("nvml", nvml=FakeNVML([]))
+        available_meter("nvml")
     with pytest.raises(MeterUnavailable, match="unknown meter 'gpu'"):
         available_meter("gpu")  # type: ignore[arg-type]
 
 
-def test_available_meter_auto_never_raises(tmp_path, monkeypatch):
+def test_available_meter_auto_never_raises(devices, monkeypatch):
     import arena_eval.energy.codecarbon_meter as cc
 
     def missing():
         raise MeterUnavailable("codecarbon is not installed")
 
     monkeypatch.setattr(cc, "_codecarbon_version", missing)
-    meter = available_meter(nvml=FakeNVML([]), rapl_root=str(tmp_path / "none"))
+    meter = available_meter()
     assert isinstance(meter, NullMeter)
-    assert "nvml: NVML found no GPU" in meter.reason and "codecarbon is not installed" in meter.reason
+    assert "zeus: Zeus found nothing to measure" in meter.reason and "codecarbon is not installed" in meter.reason
     reading = meter.start().stop()
     assert reading.method == "none" and reading.energy_j is None and reading.is_estimated
 
@@ -337,7 +307,7 @@ def test_codecarbon_meter_short_window_is_estimated_and_writes_nothing(tmp_path,
 
 
 def test_gpu_indices_from_a_contestant_device():
-    from arena_eval.energy.nvml import gpu_indices
+    from arena_eval.energy.meters import gpu_indices
 
     assert gpu_indices("cuda:0") == [0]
     assert gpu_indices("GPU1") == [1]

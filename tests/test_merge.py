@@ -204,7 +204,9 @@ def fill(folder: Path, run_id: str = "r1", text: str = "an answer") -> Path:
                     run_id=run_id, contestant="base", config_id="cfg")
         save_imports(store.db, pd.DataFrame([{"contestant": "base", "line": 2, "energy_wh": 1.0, "tags": {}}]),
                      folder / "emissions.csv", imported_at=1.0)
-        store.save_leaderboard(run_id, [{"model": "base", "score": 50.0}])
+        store.save_leaderboard(run_id, [{"model": "base", "score": 50.0}], question_points=[("c1", "q1", 1.5, 2.0)])
+        store.save_regression_checks(run_id, [{"model": "c1", "previous_run_id": "r0", "test": "paired",
+                                               "difference": -1.0, "regressed": False, "reason": ""}])
         # A batch at a provider (batch mode) and one item of it, as batch.py records them.
         store.db.execute("INSERT INTO batch_jobs VALUES ('batch_1', 'answers', 'openai', 'http://x/v1', 'base', 'cfg', "
                          "'pending', 'in_progress', 0, 1, 1.0, 1.0, ?, NULL)", (run_id,))

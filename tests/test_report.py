@@ -147,3 +147,12 @@ def test_report_in_headless_chromium(report_run):
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     finally:
         browser.quit()
+
+
+def test_note_on_estimates_says_how_far_ecologits_runs_from_measurement_only_when_a_row_uses_it():
+    from arena_eval.report import ESTIMATE_NOTE, estimate_note
+
+    assert estimate_note([{"method": "nvml"}, {"method": None}, {"method": "codecarbon"}]) is None
+    assert estimate_note([{"method": "nvml"}, {"method": "ecologits"}]) == ESTIMATE_NOTE
+    assert estimate_note([{"method": "codecarbon,ecologits"}]) == ESTIMATE_NOTE
+    assert "2.6× above" in ESTIMATE_NOTE and "batch size 64" in ESTIMATE_NOTE and "H100" in ESTIMATE_NOTE

@@ -1,4 +1,5 @@
-"""`arena-eval energy …`: import CodeCarbon logs and show energy per contestant and configuration."""
+"""`arena-eval energy …`: check what measures each endpoint, import CodeCarbon logs, show energy per contestant
+and configuration."""
 
 from __future__ import annotations
 
@@ -12,13 +13,44 @@ from ..errors import ArenaError
 from .common import Format, fail
 
 energy_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                         help="Energy logs: import CodeCarbon runs and show energy per contestant and configuration.")
+                         help="Energy: check the meters of a config's endpoints, import CodeCarbon runs and show "
+                              "energy per contestant and configuration.")
 
 DEFAULT_OUTPUT = Path("outputs/demo")
 SHOW_COLUMNS = ["contestant", "tags", "runs", "energy_wh", "energy_wh_std", "gpu_wh", "cpu_wh", "ram_wh",
                 "duration_s", "co2_g"]
 
 OutputOption = typer.Option(DEFAULT_OUTPUT, "--output", "-o", help="Output folder holding arena.db.")
+
+
+@energy_app.command("check")
+def check(
+    config: Path = typer.Option(..., "--config", "-c", help="Run config (YAML) whose endpoints to check."),
+    seconds: float = typer.Option(3.0, "--seconds", min=0.1, help="How long to measure each meter's idle power."),
+) -> None:
+    """For every endpoint: which meter measures it, what it sees (devices, counters, idle watts), or why nothing
+    can. Exit 0 when every contestant on this machine or another one is measured, 2 otherwise."""
+    from ..config import load_config
+    from ..energy.check import check_endpoints, check_exit_code, lock_groups
+
+    try:
+        cfg = load_config(config)
+        checks = check_endpoints(cfg, seconds)
+        sharing = lock_groups(cfg)
+    except ArenaError as exc:
+        fail(exc)
+    for item in checks:
+        meter = item.meter or "nothing measures it"
+        echo(f"{item.role} {item.name} ({item.where}): {meter}")
+        for line in item.lines:
+            echo(f"  {line}")
+    for line in sharing:
+        echo(f"shared: {line}")
+    code = check_exit_code(checks)
+    unmeasured = [c.name for c in checks if c.role == "contestant" and c.where != "an API" and not c.measured]
+    echo("every contestant on a machine of yours is measured" if code == 0 else
+         f"not measured: {', '.join(unmeasured)} (their energy will be estimated or unknown)")
+    raise typer.Exit(code)
 
 
 @energy_app.command("import-codecarbon")

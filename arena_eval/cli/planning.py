@@ -66,3 +66,7 @@ def validate(config: Path = typer.Option(..., "--config", "-c", help="Run config
         f"({baseline_words(cfg)}), judge{'s' if len(cfg.judges) > 1 else ''} {judges}, results in {cfg.output_dir}"
     )
     echo(planned)
+    metered = [e for e in [*cfg.contestants, *cfg.judges] if e.is_local or e.energy is not None]
+    if metered:
+        echo(f"energy: {len(metered)} endpoint(s) metered; `arena-eval energy check -c {config}` shows which meter "
+             "measures each, what it sees and its idle watts")

@@ -223,7 +223,7 @@ def prune(
         n = len(arena.questions)
         if size < 2 or size >= n:
             raise ArenaError(f"--size {size}: keep at least 2 questions and fewer than the set's {n}")
-        if out.resolve() == cfg.questions_path.resolve():
+        if cfg.questions_path is not None and out.resolve() == cfg.questions_path.resolve():
             raise ArenaError(f"--out {out} is the run's own question file; write the smaller set elsewhere")
         from ..output_paths import refuse_results_target
 

@@ -19,6 +19,12 @@ METER_WORDS = {
     "nvml": "NVML measured the GPUs' energy counters for local models",
     "nvml-power-poll": "NVML sampled the GPUs' power for local models (no energy counter on these GPUs)",
     "rapl": "RAPL measured this machine's CPU and memory energy for local models",
+    "nvml+rapl": "NVML and RAPL measured the GPUs' and CPUs' energy counters for local models",
+    "amdsmi": "AMD SMI measured the GPUs' energy counters for local models",
+    "zeusd": "the serving machines' Zeus daemons measured their energy counters for remote models",
+    "zeusd-power-poll": "the serving machines' Zeus daemons sampled their GPUs' power for remote models (no energy "
+                        "counter on those GPUs)",
+    "server": "the inference servers reported their own energy (/energy_metrics) for their models",
     "codecarbon": "CodeCarbon estimated this machine's energy for local models from CPU load and a default "
                   "power per core (no sensor could be read), so it is an estimate",
     "ecologits": "EcoLogits estimated API models' energy per request from the model's size and the tokens",

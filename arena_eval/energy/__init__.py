@@ -5,8 +5,8 @@ config), the CodeCarbon import behind `arena-eval energy import-codecarbon` and 
 (`read_codecarbon_csv`, `summarise_runs`), and what the EcoLogits warning names (`ECOLOGITS_MODELS`, which
 users extend, and `UnknownModelWarning`). They are imported on first use: loading a config (which imports
 `energy.config`) must not load pandas or EcoLogits. Everything else is imported from its module (`meters`,
-`nvml`, `rapl`, `codecarbon_meter`, `ecologits_estimate`, `aggregate`, `carbon`, `tracking`),
-which are internal. The typer app lives in `arena_eval.cli.energy`.
+`zeus_meter`, `zeusd_meter`, `server_meter`, `codecarbon_meter`, `ecologits_estimate`, `aggregate`, `carbon`,
+`tracking`), which are internal. The typer app lives in `arena_eval.cli.energy`.
 """
 
 from __future__ import annotations

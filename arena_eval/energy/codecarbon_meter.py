@@ -8,8 +8,10 @@ by arena-eval's carbon maths.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import tempfile
 import time
 from importlib import metadata
@@ -54,7 +56,10 @@ class CodeCarbonWindow(Window):
         self._error: str | None = None
         self._tracker = None
         try:
-            from codecarbon import OfflineEmissionsTracker
+            # amdsmi (which Zeus brings in) prints its missing-library notice on stdout when codecarbon imports it:
+            # stdout is for the commands' output (tables, JSON), so it goes to stderr with the other log lines.
+            with contextlib.redirect_stdout(sys.stderr):
+                from codecarbon import OfflineEmissionsTracker
 
             # Its logger speaks at INFO before the tracker's own log_level applies, and importing codecarbon sets
             # that level: set ours after the import.

@@ -80,6 +80,8 @@ RULES = (
               size="max(length(CAST(s.reference AS BLOB)), length(CAST(s.guidance AS BLOB)))"),
     TableRule("judgments", (("game_id",),), ignored=OCCASION, size="length(CAST(s.judge_text AS BLOB))"),
     TableRule("leaderboards", (("run_id", "model"),)),
+    TableRule("question_points", (("run_id", "model", "question_id"),)),
+    TableRule("regression_checks", (("run_id", "model"),)),
     TableRule("errors", ignored=("id",)),
     TableRule("resources"),
     TableRule("energy_windows", ignored=("id",)),

@@ -93,7 +93,8 @@ class RunQueries(Queries):
         with transaction(self.db):
             for table, column in (("answers", "contestant"), ("judgments", "contestant"), ("judgments", "baseline"),
                                   ("errors", "contestant"), ("answer_epochs", "contestant"),
-                                  ("energy_windows", "contestant"), ("energy_imports", "contestant")):
+                                  ("energy_windows", "contestant"), ("energy_imports", "contestant"),
+                                  ("question_points", "model"), ("regression_checks", "model")):
                 self.db.execute(f"UPDATE {table} SET {column}=? WHERE {column}=?", (new, old))
             history = self.db.execute("SELECT run_id, row_json FROM leaderboards WHERE model=?", (old,)).fetchall()
             for run_id, row_json in history:  # Python's json: stored rows may hold NaN, which SQLite's json_set refuses
@@ -114,10 +115,12 @@ class RunQueries(Queries):
                         (plan_key, previous_run_id, run_id, time.time()))
 
     def save_leaderboard(self, run_id: str, rows: list[LeaderboardRow | dict[str, Any]],
-                         columns: list[str] | None = None, judges: str | None = None) -> None:
+                         columns: list[str] | None = None, judges: str | None = None,
+                         question_points: Iterable[tuple[str, str, float, float]] = ()) -> None:
         """A run's leaderboard, kept for `history` and regression checks: each row's `columns` (a dict row: its
         own keys, each a LeaderboardRow column) as JSON, and `judges`: which judges' verdicts were rated (their
-        config ids), since scores from different judges do not compare."""
+        config ids), since scores from different judges do not compare. `question_points` are (model, question,
+        points, weight) against the baseline, what the next run's paired regression test pairs with (§3.6)."""
         records = []
         for row in rows:
             typed = row if isinstance(row, LeaderboardRow) else LeaderboardRow.from_record(row)
@@ -128,6 +131,28 @@ class RunQueries(Queries):
             self.db.executemany(
                 "INSERT INTO leaderboards (run_id, model, created_at, row_json, judges) VALUES (?,?,?,?,?)",
                 ((run_id, model, now, json.dumps(record, default=_json_default), judges) for model, record in records))
+            self.db.execute("DELETE FROM question_points WHERE run_id=?", (run_id,))
+            self.db.executemany("INSERT INTO question_points VALUES (?,?,?,?,?)",
+                                ((run_id, m, q, float(p), float(w)) for m, q, p, w in question_points))
+
+    def question_points(self, run_id: str, model: str) -> dict[str, tuple[float, float]]:
+        """question → (points, weight) of `model` against the baseline in a scored run; empty for runs scored
+        before these were kept."""
+        return {r[0]: (r[1], r[2]) for r in self.db.execute(
+            "SELECT question_id, points, weight FROM question_points WHERE run_id=? AND model=?", (run_id, model))}
+
+    def save_regression_checks(self, run_id: str, checks: Iterable[dict[str, Any]]) -> None:
+        """What a scored run's regression rule found for each contestant it could compare (§3.6), for `history`."""
+        keys = ("model", "previous_run_id", "test", "difference", "ci_low", "ci_high", "p_value", "p_holm",
+                "questions", "regressed", "reason")
+        with transaction(self.db):
+            self.db.execute("DELETE FROM regression_checks WHERE run_id=?", (run_id,))
+            self.db.executemany(f"INSERT INTO regression_checks (run_id, {', '.join(keys)}) VALUES "
+                                f"(?{', ?' * len(keys)})", ((run_id, *(_plain(c.get(k)) for k in keys)) for c in checks))
+
+    def regression_checks(self) -> list[dict[str, Any]]:
+        """Every stored regression check (one per scored run and contestant that had a previous run)."""
+        return [dict(r) for r in self.db.execute("SELECT * FROM regression_checks")]
 
     def leaderboard_history(self, contestant: str | None = None) -> list[dict[str, Any]]:
         """Every stored leaderboard row, oldest run first, with the run's name, command, status and times."""
@@ -152,6 +177,15 @@ def _question(row: sqlite3.Row) -> Question:
     values = dict(row)
     values["follow_ups"] = tuple(json.loads(values["follow_ups"])) if values.get("follow_ups") else ()
     return Question(**values)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as its Python value, NaN as NULL."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
 
 
 def _json_default(value: Any) -> Any:

@@ -61,6 +61,17 @@ CREATE TABLE IF NOT EXISTS leaderboards (
     run_id TEXT NOT NULL, model TEXT NOT NULL, created_at REAL NOT NULL, row_json TEXT NOT NULL, judges TEXT,
     PRIMARY KEY (run_id, model)
 );
+-- What a scored run's paired regression test needs of it (§3.6): per contestant and question, the points won
+-- against the baseline (wins + half the ties, weighted) and the battles' weight; and the run's verdicts.
+CREATE TABLE IF NOT EXISTS question_points (
+    run_id TEXT NOT NULL, model TEXT NOT NULL, question_id TEXT NOT NULL, points REAL NOT NULL, weight REAL NOT NULL,
+    PRIMARY KEY (run_id, model, question_id)
+);
+CREATE TABLE IF NOT EXISTS regression_checks (
+    run_id TEXT NOT NULL, model TEXT NOT NULL, previous_run_id TEXT NOT NULL, test TEXT NOT NULL,
+    difference REAL, ci_low REAL, ci_high REAL, p_value REAL, p_holm REAL, questions INTEGER,
+    regressed INTEGER NOT NULL, reason TEXT, PRIMARY KEY (run_id, model)
+);
 CREATE TABLE IF NOT EXISTS answer_epochs (
     base_config_id TEXT NOT NULL, epoch TEXT NOT NULL, contestant TEXT NOT NULL, run_id TEXT NOT NULL,
     started_at REAL NOT NULL, PRIMARY KEY (base_config_id, epoch)
