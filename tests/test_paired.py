@@ -219,3 +219,13 @@ def test_sign_test_equals_scipy_binomtest_over_a_grid():
         for worse in range(0, 41, 2):
             expected = binomtest(better, better + worse, 0.5).pvalue if better + worse else 1.0
             assert sign_test(better, worse) == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+def test_games_between_contestants_do_not_count_as_points_against_the_baseline():
+    # pairing: all adds games of A against B; the question's points stay each one's against the baseline
+    between = pd.DataFrame([("q1", "A", "B", "model_b", 1), ("q3", "B", "A", "model_a", 3)],
+                           columns=["question_id", "model_a", "model_b", "winner", "weight"])
+    battles = pd.concat([_three_contestants(), between], ignore_index=True)
+    assert question_points(battles, "base").equals(question_points(_three_contestants(), "base"))
+    table = compare_battles(battles, "base", [("A", "B")], rounds=100, seed=1)
+    assert (table.better.iloc[0], table.same.iloc[0], table.worse.iloc[0]) == (2, 1, 1)
