@@ -1,6 +1,7 @@
 """Paired comparisons and rank intervals against known truth (issue 22; docs/design.md §3.4.7).
 
-    python bench/bench_paired.py [--seeds 200] [--questions 500] [--rounds 1000] [--own-noise 0.3] [--quick]
+    python bench/bench_paired.py [--seeds 200] [--questions 500] [--rounds 1000] [--own-noise 0.3]
+                                 [--experiments power,null,ranks] [--quick]
 
 The simulated benchmark. Each question q has a difficulty h_q ~ N(0, DIFFICULTY_SD) shared by every contestant
 (on a hard question they all tend to lose to the baseline's answer, so outcomes on a question are correlated);
@@ -161,6 +162,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1000)
     parser.add_argument("--own-noise", type=float, default=OWN_NOISE,
                         help="SD of a contestant's own answer variation (the rest is the shared difficulty)")
+    parser.add_argument("--experiments", default="power,null,ranks",
+                        help="which to run, comma-separated: power, null (false positives), ranks")
     parser.add_argument("--quick", action="store_true", help="5 seeds, 100 rounds: checks the script runs")
     args = parser.parse_args()
     if args.quick:
@@ -172,9 +175,13 @@ def main() -> None:
           f"{DIFFICULTY_SD:g}, own noise SD {args.own_noise:g}, judge slope {JUDGE_SLOPE:g} "
           f"(θ for score 53: {theta_for(53.0, args.own_noise):.3f})")
     started = time.perf_counter()
-    run_pair("power", 53.0, args)
-    run_pair("false positives", 50.0, args)
-    run_ranks(args)
+    chosen = set(args.experiments.split(","))
+    if "power" in chosen:
+        run_pair("power", 53.0, args)
+    if "null" in chosen:
+        run_pair("false positives", 50.0, args)
+    if "ranks" in chosen:
+        run_ranks(args)
     print(f"took {time.perf_counter() - started:.0f} s; load average after: {harness.load_average()}")
 
 
