@@ -150,3 +150,22 @@ def test_compare_battles_file_and_its_bad_input(tmp_path):
     assert missing.returncode == 1 and "--baseline" in missing.stderr
     zero = cli("compare", "--battles", path, "--baseline", "base", "a", "b", "--rounds", "0")
     assert zero.returncode == 1 and "needs bootstrap rounds" in zero.stderr
+
+
+def test_compare_with_a_baseline_per_category_uses_the_combined_rounds(tmp_path, fake_server):
+    from test_categories import category_run
+
+    from arena_eval import Arena, load_config
+
+    arena = Arena(load_config(category_run(tmp_path, fake_server(judge_verdict="hash"))))
+    result = arena.run_sync()
+    board = result.leaderboard.set_index("model")
+    table = arena.compare()
+    assert len(table) == 3 and (table.p_holm >= table.p_value).all()
+    for row in table.itertuples():
+        assert row.difference == pytest.approx(board.at[row.a, "score"] - board.at[row.b, "score"])
+        assert row.ci_low <= row.difference <= row.ci_high and row.questions >= 2
+    # each question's own baseline: b-hard on a hard question (½ there, as its 50 in that category)
+    stored = arena.stored_leaderboard()
+    assert isinstance(stored.question_baselines, dict) and stored.question_baselines["h0"] == "b-hard"
+    assert set(board["rank"]) <= {1, 2, 3} and board.rank_low.notna().all()
