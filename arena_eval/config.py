@@ -428,6 +428,14 @@ class EfficiencyConfig(_Strict):
     reference: str | None = None
 
 
+class CalibrationConfig(_Strict):
+    """Scores calibrated with human labels (docs/design.md §3.4.7): `labels` is a JSONL file in the `agreement`
+    format on a subset of the judged pairs; a contestant needs `min_labels` labelled pairs for a calibrated score."""
+
+    labels: str = Field(min_length=1)
+    min_labels: int = Field(10, ge=2)
+
+
 class RatingConfig(_Strict):
     bootstrap: Literal["questions", "rows"] = "questions"
     rounds: int = Field(1000, ge=0, le=100_000)
@@ -439,6 +447,8 @@ class RatingConfig(_Strict):
     judges: str = Field("pooled", min_length=1)
     # Off by default: every game is judged.
     adaptive: AdaptiveConfig | None = None
+    # Off by default: the judge's scores alone.
+    calibration: CalibrationConfig | None = None
 
     @model_validator(mode="after")
     def _adaptive_needs_intervals(self) -> RatingConfig:
@@ -619,6 +629,10 @@ class RunConfig(_Strict):
             raise _KeyProblem(("rating", "adaptive"), "adaptive judging needs one baseline for every question; with a "
                               "baseline per category, judge every question (remove rating.adaptive)")
         self._check_pairing(len(names) - 1)
+        if self.category_baselines and self.rating.calibration is not None:
+            raise _KeyProblem(("rating", "calibration"), "calibration with human labels fits one Bradley-Terry model "
+                              "anchored at one baseline; with a baseline per category it is not available (remove "
+                              "rating.calibration, or use one baseline)")
         if self.efficiency.reference is not None and self.efficiency.reference not in names:
             raise _KeyProblem(("efficiency", "reference"), f"efficiency.reference {self.efficiency.reference!r} is not "
                               f"a contestant; use one of: {', '.join(names)}")
@@ -927,6 +941,13 @@ def config_from_dict(
             "Point `questions` at a .jsonl or .csv question set, a .parquet file or a folder holding a Hugging Face "
             "dataset saved with save_to_disk (relative paths start at the config's folder)."
         )
+    calibration = config.rating.calibration
+    if check_questions and calibration is not None and not config.resolve(calibration.labels).exists():
+        line = _line_of(yaml_root, ("rating", "calibration", "labels"))
+        where = f"{source}:{line}" if line else source
+        raise ConfigError(f"{where}: rating.calibration.labels: file {config.resolve(calibration.labels)} not found. "
+                          "Point it at the human labels (JSONL, the `agreement` format; relative paths start at the "
+                          "config's folder)")
     return config
 
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .config import RunConfig
+    from .inspect_logs import InspectAnswers
     from .interop import ArenaHardVersion, Exported
     from .store import BatchJob
 
@@ -86,6 +87,35 @@ def import_answers(config: RunConfig, answers_file: Path, contestant: str,
         store.save_questions(arena.questions)
         store.save_contestant(target.name, set_id, target.provider, target.model, target.model_dump(mode="json"))
         return read_into(answers_file, target, arena.questions, store, arena.augmenter(store), set_id, notes)
+
+
+def import_inspect_answers(config: RunConfig, log: Path, contestant: str,
+                           notes: list[str] | None = None) -> tuple[InspectAnswers, dict[str, int]]:
+    """Take the answers in an inspect_ai log (or a folder of one model's logs) as `contestant`'s
+    (inspect_logs.read_answers chooses them, inspect_logs.store_answers stores them), into the answer set in use,
+    under the folder's run lock, as `import_answers` does. The log is read first: a log that cannot be imported
+    touches nothing. Returns what was read and the counts (imported, already_stored, unknown_question, too_large)."""
+    from .inspect_logs import match_questions, read_answers, store_answers
+    from .pipeline import Arena
+
+    if contestant not in {c.name for c in config.contestants}:  # before the question set and the log are read
+        raise ArenaError(f"contestant {contestant!r} is not in the config; "
+                         f"known: {', '.join(c.name for c in config.contestants)}")
+    read = read_answers(log)
+    notes = [] if notes is None else notes
+    notes.extend(read.notes)
+    arena = Arena(config)
+    target = next(c for c in arena.contestants if c.name == contestant)
+    match_questions(read, arena.questions)  # ids that clash with the set's: before the store is opened
+    if target.model not in (read.model, read.model.split("/", 1)[-1]):  # inspect names models provider/model
+        notes.append(f"the log's model is {read.model!r}, contestant {contestant}'s config names {target.model!r}; the "
+                     f"answers are stored as {contestant}'s all the same")
+    with RunLock(config.output_dir), Store(config.output_dir / "arena.db", verify=True) as store:
+        set_id = arena.answer_sets(store).set_id(contestant)
+        store.save_questions(arena.questions)
+        store.save_contestant(target.name, set_id, target.provider, target.model, target.model_dump(mode="json"))
+        counts = store_answers(read, target, arena.questions, store, arena.augmenter(store), set_id, notes)
+    return read, counts
 
 
 def import_codecarbon(file: Path, pattern: str, column: str, output: Path) -> tuple[pd.DataFrame, int, int]:

@@ -114,6 +114,26 @@ def paired_change(now: Mapping[str, tuple[float, float]], before: Mapping[str, t
     return out
 
 
+def calibrated_change(row: Any, prev: Any) -> dict[str, Any] | None:
+    """The change of a contestant's calibrated score (§3.4.7) between two runs, when both runs have one: the
+    difference, its 95% interval and a two-sided z-test p-value, each run's standard error read from its
+    interval (width / 3.92). The two fits are treated as independent (each has its own labels), which is
+    conservative: the questions both runs share would only narrow the change's interval."""
+    values = [getattr(r, c, None) for r in (row, prev)
+              for c in ("calibrated_score", "calibrated_ci_low", "calibrated_ci_high")]
+    if any(v is None or pd.isna(v) for v in values):
+        return None
+    now, now_low, now_high, before, before_low, before_high = (float(v) for v in values)
+    se = float(np.hypot((now_high - now_low) / 3.92, (before_high - before_low) / 3.92))
+    difference = now - before
+    if se == 0:
+        return None
+    from scipy.stats import norm
+
+    return {"difference": difference, "ci_low": difference - 1.96 * se, "ci_high": difference + 1.96 * se,
+            "p_value": float(2 * norm.sf(abs(difference) / se))}
+
+
 def find_regressions(store: Store, run_id: str, score_drop: float | None = None, test: str = "paired",
                      alpha: float = 0.05, rounds: int = 1000, seed: int = 42) -> pd.DataFrame:
     """Contestants of `run_id` that regressed against their previous scored run with the same baseline and judges
@@ -160,7 +180,11 @@ def compare_with_previous(store: Store, run_id: str, score_drop: float | None = 
             "previous_ci_high": prev.ci_high, "test": test, "difference": np.nan, "diff_ci_low": np.nan,
             "diff_ci_high": np.nan, "p_value": np.nan, "p_holm": np.nan, "questions": None, "reasons": [],
         }
-        if test == "paired":
+        calibrated = calibrated_change(row, prev) if test == "paired" else None
+        if calibrated is not None:  # rating.calibration: the change of the scores the human labels corrected
+            check.update(test="calibrated", difference=calibrated["difference"], diff_ci_low=calibrated["ci_low"],
+                         diff_ci_high=calibrated["ci_high"], p_value=calibrated["p_value"])
+        elif test == "paired":
             change = paired_change(store.question_points(run_id, row.model),
                                    store.question_points(prev.run_id, row.model), rounds, seed)
             check["questions"] = change["questions"]
@@ -175,14 +199,16 @@ def compare_with_previous(store: Store, run_id: str, score_drop: float | None = 
         if score_drop is not None and prev.score - row.score >= score_drop:
             check["reasons"].append(f"score fell {prev.score - row.score:.1f} points (limit {score_drop:g})")
         checks.append(check)
-    paired = [c for c in checks if c["test"] == "paired"]
+    paired = [c for c in checks if c["test"] in ("paired", "calibrated")]
     for check, adjusted in zip(paired, holm([c["p_value"] for c in paired])):
         check["p_holm"] = float(adjusted)
         if check["difference"] < 0 and adjusted < alpha:
+            kind = "calibrated" if check["test"] == "calibrated" else "paired"
+            common = f" on {check['questions']} questions in common" if check["questions"] else ""
             check["reasons"].insert(0, (
-                f"paired change {check['difference']:+.1f} points [{check['diff_ci_low']:+.1f}, "
-                f"{check['diff_ci_high']:+.1f}] on {check['questions']} questions in common, p = {check['p_value']:.3g}"
-                f" (Holm over {len(paired)}: {adjusted:.3g} < {alpha:g})"))
+                f"{kind} change {check['difference']:+.1f} points [{check['diff_ci_low']:+.1f}, "
+                f"{check['diff_ci_high']:+.1f}]{common}, p = {check['p_value']:.3g} "
+                f"(Holm over {len(paired)}: {adjusted:.3g} < {alpha:g})"))
     for check in checks:
         check["regressed"] = bool(check["reasons"])
         check["reason"] = "; ".join(check.pop("reasons"))

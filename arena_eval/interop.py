@@ -161,20 +161,16 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
     naming file:line, appended to `notes`.
     """
     path = Path(path)
-    notes = [] if notes is None else notes
-    set_id = set_id or contestant.base_config_id
-    by_id = {q.question_id: q for q in questions}
-    counts = {"imported": 0, "already_stored": 0, "unknown_question": 0, "too_large": 0, "repeated": 0}
-    recorder = AnswerRecorder(store, None)  # an import belongs to no run, and counts its own way
-    stored = store.answer_ids(set_id)
-    cap = reply_byte_cap(contestant)
+    importer = AnswerImporter(contestant, store, augmenter, set_id, notes)
+    counts, cap = importer.counts, importer.cap
+    counts["unknown_question"] = 0
     limit = reply_line_bytes(cap)
-    taken: dict[str, int] = {}  # question id → the line its answer was read from
+    by_id = {q.question_id: q for q in questions}
 
     def too_long(line: Line) -> None:
         counts["too_large"] += 1
-        notes.append(f"{path}:{line.number}: {too_long_reason(line, limit)} (an answer within {contestant.name}'s "
-                     f"max_response_bytes of {cap:,} fits in less); skipped")
+        importer.notes.append(f"{path}:{line.number}: {too_long_reason(line, limit)} (an answer within "
+                              f"{contestant.name}'s max_response_bytes of {cap:,} fits in less); skipped")
 
     for number, record in _jsonl(path, limit, too_long):
         where = f"{path}:{number}"
@@ -184,57 +180,91 @@ def import_answers(path: str | Path, contestant: ContestantConfig, questions: Qu
             counts["unknown_question"] += 1
             continue
         texts, tokens = _fit_turns(found, question, where)
-        qid = question.question_id
-        if qid in taken:
+        # A reasoning model's file may hold its thinking in the text: it is kept apart, never shown to a judge.
+        split = [split_think(text, leading_only=True) for text in texts]  # a stray </think> hides nothing
+        known = [n for n in tokens if n is not None]
+        importer.take(question, [answer for answer, _ in split], where, f"line {number}",
+                      tokens=tokens, thinking=[thinking for _, thinking in split],
+                      output_tokens=sum(known) if known else None,
+                      tokens_estimated=True,  # arena-hard counts tokens with its own tokenizer, not the model's
+                      finish_reason="imported", created_at=found.tstamp, source_id=found.source_id)
+    return counts
+
+
+class AnswerImporter:
+    """Stores answers read from a file (arena-hard's, an inspect_ai log) as one contestant's, in answer set `set_id`
+    (default: its configuration's own), keyed by the prompt the contestant would be sent now so that a run reuses
+    them, and made its current answers. `counts` says what became of each (imported, already_stored, too_large,
+    repeated); `notes` gets a line for each answer skipped."""
+
+    def __init__(self, contestant: ContestantConfig, store: Store, augmenter, set_id: str | None = None,
+                 notes: list[str] | None = None):
+        self.contestant, self.store, self.augmenter = contestant, store, augmenter
+        self.set_id = set_id or contestant.base_config_id
+        self.notes = [] if notes is None else notes
+        self.counts = {"imported": 0, "already_stored": 0, "too_large": 0, "repeated": 0}
+        self.recorder = AnswerRecorder(store, None)  # an import belongs to no run, and counts its own way
+        self.stored = store.answer_ids(self.set_id)
+        self.cap = reply_byte_cap(contestant)
+        self.taken: dict[str, str] = {}  # question id → where its answer was read from ("line 3")
+
+    def take(self, question: Question, texts: list[str], where: str, place: str, *, tokens: list[int | None],
+             thinking: list[str | None], output_tokens: int | None, tokens_estimated: bool, finish_reason: str,
+             created_at: float | None, source_id: str | None, input_tokens: int | None = None,
+             reasoning_tokens: int | None = None, latency_s: float | None = None) -> bool:
+        """Store one answer to `question`: `texts` (and `tokens`, `thinking`) hold one entry per turn, checked
+        against the question already. `where` names it in notes, `place` in a later repeat's note. Whether it was
+        stored or found stored."""
+        contestant, counts, qid = self.contestant, self.counts, question.question_id
+        if qid in self.taken:
             counts["repeated"] += 1
-            notes.append(f"{where}: question {shown(qid)} was already answered at line {taken[qid]}; the first answer "
-                         "is kept and this one skipped")
-            continue
-        taken[qid] = number
+            self.notes.append(f"{where}: question {shown(qid)} was already answered at {self.taken[qid]}; the first "
+                              "answer is kept and this one skipped")
+            return False
+        self.taken[qid] = place
         sizes = [len(text.encode()) for text in texts]
-        if max(sizes) > cap:
+        if max(sizes) > self.cap:
             counts["too_large"] += 1
-            notes.append(f"{where}: the answer to question {shown(qid)} is {max(sizes):,} bytes, over "
-                         f"{contestant.name}'s max_response_bytes of {cap:,} (a reply this long would not have been "
-                         "taken in either); skipped. Set max_response_bytes higher if answers this long are expected")
-            continue
-        prepared = augmenter.prepare_stored(contestant, question)
+            self.notes.append(f"{where}: the answer to question {shown(qid)} is {max(sizes):,} bytes, over "
+                              f"{contestant.name}'s max_response_bytes of {self.cap:,} (a reply this long would not "
+                              "have been taken in either); skipped. Set max_response_bytes higher if answers this long "
+                              "are expected")
+            return False
+        prepared = self.augmenter.prepare_stored(contestant, question)
         if prepared is None:
             raise ConfigError(f"{contestant.name} is guided: run `arena-eval guidance` before importing its answers")
         p_hash = prompt_hash(prepared.conversation)
-        if (qid, p_hash) in stored:
+        if (qid, p_hash) in self.stored:
             counts["already_stored"] += 1
-            recorder.reused(set_id, qid, stored[(qid, p_hash)])
-            continue
-        key = answer_id(set_id, qid, p_hash)
-        known = [n for n in tokens if n is not None]
-        # A reasoning model's file may hold its thinking in the text: it is kept apart, never shown to a judge.
-        split = [split_think(text, leading_only=True) for text in texts]  # a stray </think> hides nothing
-        texts = [answer for answer, _ in split]
-        thinking = [t for _, t in split if t]
+            self.recorder.reused(self.set_id, qid, self.stored[(qid, p_hash)])
+            return True
+        reasoning = [t for t in thinking if t]
         # Its time stamp is the file's, maybe older than an answer stored since: it is made current.
-        recorder.saved(
+        self.recorder.saved(
             Answer(
-                answer_id=key,
+                answer_id=answer_id(self.set_id, qid, p_hash),
                 contestant=contestant.name,
-                config_id=set_id,
+                config_id=self.set_id,
                 question_id=qid,
                 prompt_hash=p_hash,
                 text=texts[-1],
-                output_tokens=sum(known) if known else None,
-                tokens_estimated=True,  # arena-hard counts tokens with its own tokenizer, not the model's
-                finish_reason="imported",
-                created_at=float(found.tstamp or time.time()),
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                tokens_estimated=tokens_estimated,
+                finish_reason=finish_reason,
+                latency_s=latency_s,
+                created_at=float(created_at or time.time()),
                 question_digest=question_digest(question),
                 turns=([{"text": t, "output_tokens": n, **({"reasoning": r} if r else {})}
-                        for t, n, (_, r) in zip(texts, tokens, split)] if len(texts) > 1 else None),
-                source_id=found.source_id,
-                reasoning="\n\n".join(thinking) if thinking else None,
+                        for t, n, r in zip(texts, tokens, thinking)] if len(texts) > 1 else None),
+                source_id=source_id,
+                reasoning="\n\n".join(reasoning) if reasoning else None,
+                reasoning_tokens=reasoning_tokens,
             ),
             current=True,
         )
         counts["imported"] += 1
-    return counts
+        return True
 
 
 class AnswerRecord(NamedTuple):

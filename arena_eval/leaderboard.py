@@ -20,7 +20,7 @@ from .context import RunScope
 from .energy.aggregate import join_leaderboard
 from .energy_tables import efficiency_table, energy_table, number_or_none
 from .judge import RunJudge, battles_from_judgments, position_diagnostics
-from .records import EnergyOverview, JudgeDiagnostics, Judgment, LeaderboardRow, StyleEffect
+from .records import EnergyOverview, JudgeDiagnostics, Judgment, LeaderboardRow, StyleEffect, columns_of
 from .style import STYLE_COLUMNS, answer_styles
 from .tally import (
     Tally,
@@ -30,6 +30,7 @@ from .tally import (
 )
 
 if TYPE_CHECKING:
+    from .rating.calibration import CalibrationResult
     from .rating.paired import RatingRounds
     from .store import Store
 
@@ -65,6 +66,10 @@ class Leaderboard:
     # With games between contestants (pairing): the rated judges' games and unparsed games, each counted once (a
     # contestant's `games` counts such a game for both: the column's sum is not the number of games).
     rated_games: tuple[int, int] | None = None
+    # rating.calibration: the prediction-powered fit with the human labels (its covariance serves paired
+    # comparisons: rating.calibration.calibrated_difference), and where it disagrees with the judge alone.
+    calibration: CalibrationResult | None = None
+    judge_bias: list[str] = field(default_factory=list)
     # The bootstrap rounds behind `frame` (paired comparisons and ranks read them; None when nothing was rated),
     # and each question's baseline (one name, or question id → its category's baseline).
     rounds: RatingRounds | None = None
@@ -103,6 +108,10 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
         missing = [c.name for c in scope.contestants if c.name not in set(board.model)]
         if missing:
             board = pd.concat([board, pd.DataFrame({"model": missing})], ignore_index=True)
+    calibration, calibration_warnings = None, []
+    if rating.calibration is not None and not battles.empty:
+        calibration, calibration_warnings = calibrate_battles(scope, battles)
+        board = board.merge(calibration.table()[["model", *columns_of("calibration")]], on="model", how="left")
     board["games"] = board.model.map(lambda m: per[m]["games"])
     board["unparsed_rate"] = board.model.map(lambda m: per[m]["unparsed"] / per[m]["games"] if per[m]["games"] else float("nan"))
     board["answers_missing"] = board.model.map(lambda m: per[m]["answers_missing"])
@@ -148,14 +157,15 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
     unrated = [c.name for c in scope.contestants[1:] if per[c.name]["games"] and c.name not in rated_names]
     judges, concerns = judge_table(scope, store, by_judge, board, per_judge)
     return Leaderboard(frame, rows, battles, diagnostics.reset_index(), energy, judge, overview, style, per_judge,
-                       unparsed_warnings(scope, by_judge), unrated, judges, concerns,
+                       unparsed_warnings(scope, by_judge) + calibration_warnings, unrated, judges, concerns,
                        games_without_reference(scope, tally),
                        (len(judgments), sum(j.verdict is None for j in judgments)) if tally.opponents else None,
+                       calibration, judge_bias(frame) if calibration is not None else [],
                        rated, question_baselines(scope, battles))
 
 
 def compare_contestants(board: Leaderboard, pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
-    """Paired comparisons of a run's contestants (§3.4.7), from the very rounds behind `board`'s intervals: one
+    """Paired comparisons of a run's contestants (§3.4.8), from the very rounds behind `board`'s intervals: one
     row per pair, or every pair of rated contestants best first with `p_holm` when `pairs` is None. An unknown
     contestant, one compared with itself, or fewer than 2 questions in common is an ArenaError."""
     from .errors import ArenaError
@@ -183,6 +193,50 @@ def _judge_cost(store: Store, own: list[str], shared: list[str]) -> float | None
         half = store.judgment_stats(shared)["cost"]
         cost = None if half is None else cost + half / 2
     return cost
+
+
+def calibrate_battles(scope: RunScope, battles: pd.DataFrame) -> tuple[CalibrationResult, list[str]]:
+    """The rated battles calibrated with the human labels of `rating.calibration` (§3.4.7), and what to say about
+    the labels that could not be used (pairs never judged, contestants with too few labels)."""
+    from .labels import read_labels
+    from .rating.calibration import calibrate, check_labels
+
+    settings = scope.config.rating.calibration
+    assert settings is not None
+    path = scope.config.resolve(settings.labels)
+    labels = read_labels(path)
+    check_labels(labels, (q.question_id for q in scope.questions), str(path), scope.config.name)
+    result = calibrate(battles, labels, scope.baseline.name, min_labels=settings.min_labels, source=str(path))
+    notes = []
+    if result.unmatched_count:
+        notes.append(f"calibration: {result.unmatched_count} of {len(labels)} label(s) in {path} name a pair no judge "
+                     f"judged (left out), e.g. {'; '.join(result.unmatched)}")
+    if result.uncalibrated:
+        counts = ", ".join(f"{m} ({result.labels.get(m, 0)})" for m in result.uncalibrated)
+        notes.append(f"calibration: fewer than {result.min_labels} labelled judged pairs for {counts}: no "
+                     "calibrated score for them; label more of their pairs")
+    return result, notes
+
+
+def judge_bias(frame: pd.DataFrame) -> list[str]:
+    """A sentence per contestant whose calibrated interval and judge-only interval do not overlap: the judge
+    over-rates (or under-rates) it by about the difference of the two scores."""
+    out = []
+    if "calibrated_score" not in frame:
+        return out
+    for row in frame.drop_duplicates("model").itertuples():
+        values = (row.score, row.ci_low, row.ci_high, row.calibrated_score, row.calibrated_ci_low,
+                  row.calibrated_ci_high)
+        if any(v is None or pd.isna(v) for v in values):
+            continue
+        gap = row.score - row.calibrated_score
+        if row.calibrated_ci_high < row.ci_low:
+            out.append(f"the judge over-rates {row.model} by ~{abs(gap):.0f} points (judge alone {row.score:.1f}, "
+                       f"calibrated with human labels {row.calibrated_score:.1f})")
+        elif row.calibrated_ci_low > row.ci_high:
+            out.append(f"the judge under-rates {row.model} by ~{abs(gap):.0f} points (judge alone {row.score:.1f}, "
+                       f"calibrated with human labels {row.calibrated_score:.1f})")
+    return out
 
 
 def judge_table(scope: RunScope, store: Store, by_judge: dict[str, list[Judgment]], board: pd.DataFrame,
@@ -229,7 +283,7 @@ def rate(scope: RunScope, battles: pd.DataFrame) -> pd.DataFrame:
 
 
 def rate_with_rounds(scope: RunScope, battles: pd.DataFrame) -> tuple[pd.DataFrame, RatingRounds]:
-    """`rate`, and the bootstrap rounds behind it (§3.4.7: paired comparisons, ranks)."""
+    """`rate`, and the bootstrap rounds behind it (§3.4.8: paired comparisons, ranks)."""
     from .rating.leaderboard import category_leaderboard_with_rounds, leaderboard_with_rounds
 
     rating = scope.config.rating

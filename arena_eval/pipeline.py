@@ -420,6 +420,7 @@ class Arena:
         result.summary.judge, result.summary.style, result.summary.energy = board.judge, board.style, board.energy_overview
         result.summary.judge_warnings, result.summary.unrated = board.warnings, board.unrated
         result.summary.judge_concerns = board.judge_concerns
+        result.summary.judge_bias = board.judge_bias
         result.summary.games_without_reference = board.without_reference
         result._tally = counted
         return board
@@ -453,7 +454,7 @@ class Arena:
 
     def compare(self, pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
         """Paired comparisons of the stored verdicts' contestants (no requests, no run lock; docs/design.md
-        §3.4.7): per pair (a, b) the difference a − b in score points and Elo with its 95% paired-bootstrap
+        §3.4.8): per pair (a, b) the difference a − b in score points and Elo with its 95% paired-bootstrap
         interval, the paired bootstrap's two-sided p-value, the questions in common and on how many a did
         better, the same or worse, and the sign test over them. `pairs` None: every pair, best first, with
         `p_holm`. Rated with the config's rounds, seed, bootstrap, style control and judges, as `score` rates."""

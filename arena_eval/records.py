@@ -237,6 +237,9 @@ class RunSummary:
     unrated: list[str] = field(default_factory=list)
     # What the judge diagnostics found worrying (bias, length, disagreement), one sentence each.
     judge_concerns: list[str] = field(default_factory=list)
+    # rating.calibration: where the calibrated score's interval and the judge-only one do not overlap, a sentence
+    # each ("the judge over-rates X by ~N points").
+    judge_bias: list[str] = field(default_factory=list)
     # Judges that take a reference answer: games judged without one (the question had none).
     games_without_reference: dict[str, int] = field(default_factory=dict)
     adaptive: AdaptiveSummary | None = None  # with rating.adaptive
@@ -320,11 +323,17 @@ class LeaderboardRow:
     battles: float | None = _column("rating", fmt="g", terminal=True)
     questions: float | None = _column("rating", fmt="g")
     # rank (1 = best score) and its 95% interval over the bootstrap rounds; not told apart from the best by the
-    # paired test, Holm-corrected (rating.paired, docs/design.md §3.4.7)
+    # paired test, Holm-corrected (rating.paired, docs/design.md §3.4.8)
     rank: float | None = _column("rating", "rank (95%)", fmt="g", terminal=True)
     rank_low: float | None = _column("rating", fmt="g")
     rank_high: float | None = _column("rating", fmt="g")
     tied_with_best: bool | None = _column("rating", "tied w/ best", terminal=True)
+    # rating.calibration (rating/calibration.py, docs/design.md §3.4.7): the score calibrated with human labels
+    # (prediction-powered), its 95 % interval, and how many labelled judged pairs the contestant has
+    calibrated_score: float | None = _column("calibration", "calibrated", terminal=True)
+    calibrated_ci_low: float | None = _column("calibration", "cal low", terminal=True)
+    calibrated_ci_high: float | None = _column("calibration", "cal high", terminal=True)
+    labels: int | None = _column("calibration", fmt="g", terminal=True)
     # the run's tally of answers and games (leaderboard.build_leaderboard)
     games: int | None = _column("run")
     unparsed_rate: float | None = _column("run", "unparsed", fmt="%", terminal=True)
@@ -404,7 +413,8 @@ COLUMN_NAMES = list(COLUMNS)
 # The terminal table's columns by priority (docs/design.md §5.3): the name, score and interval always; then, as the
 # terminal's width allows, quality, energy, the efficiency figures, cost and the rest.
 TERMINAL_PRIORITY = [
-    "model", "score", "ci_low", "ci_high", "rank", "tied_with_best", "category_scores", "wh_per_pass", "is_estimated", "unparsed_rate",
+    "model", "score", "ci_low", "ci_high", "rank", "tied_with_best", "calibrated_score", "calibrated_ci_low",
+    "calibrated_ci_high", "labels", "category_scores", "wh_per_pass", "is_estimated", "unparsed_rate",
     "latency_p50_s", "throughput_tokens_per_s", "answer_cost", "elo", "mfu", "peak_memory_gb", "model_size_gb",
     "compression_ratio", "latency_p95_s", "ttft_p50_s", "output_tokens_per_s", "co2_g_per_pass", "wh_per_1k_tokens",
     "avg_output_tokens", "avg_input_tokens", "battles", "method", "pareto", "tags",

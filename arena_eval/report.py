@@ -60,6 +60,7 @@ def render_report(data: ReportData) -> str:
         "diagnostics": _diagnostics(board.rows, board.diagnostics, data.contestants, data.baseline, board.rated_games),
         **_judges(board, data.rated),
         "benchmark": _benchmark(board, data),
+        "calibration": _calibration(board),
         "regressions": data.regressions,
         "changes": data.changes,
         "summary": data.summary,
@@ -72,6 +73,20 @@ def render_report(data: ReportData) -> str:
 
 
 # --- leaderboard ------------------------------------------------------------------------------------------
+
+def _calibration(board) -> dict[str, Any] | None:
+    """The judge-only and the calibrated score of each contestant side by side (§3.4.7), with the sentences where
+    their intervals do not overlap; None when the run is not calibrated."""
+    result = board.calibration
+    if result is None:
+        return None
+    rows = [{"model": r.model, "score": r.score, "ci_low": r.ci_low, "ci_high": r.ci_high,
+             "calibrated_score": r.calibrated_score, "calibrated_ci_low": r.calibrated_ci_low,
+             "calibrated_ci_high": r.calibrated_ci_high, "labels": r.labels} for r in board.rows]
+    return {"rows": rows, "bias": board.judge_bias, "lam": result.lam, "labelled": result.labelled_pairs,
+            "judged": result.judged_pairs, "unmatched": result.unmatched_count}
+
+
 
 
 def _num(value: Any) -> float | None:

@@ -72,7 +72,7 @@ class ReportData:
     changes: list[dict] = field(default_factory=list)
     rated: str = "the judge's verdicts"  # whose verdicts the leaderboard rates, in words
     category_baselines: dict[str, str] = field(default_factory=dict)  # category → its baseline, where set
-    # Every pair of rated contestants compared on the board's rounds (`compare --all`, §3.4.7), best first; None
+    # Every pair of rated contestants compared on the board's rounds (`compare --all`, §3.4.8), best first; None
     # with `pairwise_note` saying why when there is no such table (no rounds, nothing rated).
     pairwise: pd.DataFrame | None = None
     pairwise_note: str | None = None

@@ -1,4 +1,4 @@
-"""Paired comparisons and rank intervals against known truth (issue 22; docs/design.md §3.4.7).
+"""Paired comparisons and rank intervals against known truth (issue 22; docs/design.md §3.4.8).
 
     python bench/bench_paired.py [--seeds 200] [--questions 500] [--rounds 1000] [--own-noise 0.3]
                                  [--experiments power,null,ranks] [--quick]

@@ -18,6 +18,9 @@ chosen per request from the configured rates (deterministic for a seed):
   "difficulty" is "strength" with outcomes correlated within a question, as on a real benchmark: for half the
   questions (chosen by a hash of the question) the draw depends on the judge and the question only, shared by
   every pair of answers to it (a question every model finds easy, or hard), for the other half on the answers too;
+  "biased" knows the truth (`true_winner`: Bradley-Terry by `strengths` as Elo points, drawn from a hash of the two
+  answers, so both games and a human labeller see the same winner) but, with probability `longer_bias` per game,
+  prefers the longer answer whatever its quality;
   `judge_modes` gives each judge model (several judges in one run) a mode of its own;
   "echo" repeats the judge's user prompt (a broken judge) and states no label of its own;
   "cutoff" starts like "quote" but is cut off (finish reason "length") right after the first label inside the
@@ -100,6 +103,16 @@ _STATUS_MESSAGES = {
 }
 
 
+def true_winner(answer_x: str, answer_y: str, strengths: dict[str, float]) -> str:
+    """The better of two answers in truth, for the "biased" judge and for the human labels of a test: the answer of
+    the model with Elo s_x wins with probability 1 / (1 + 10^((s_y − s_x)/400)) (`strengths`, read from "Answer from
+    MODEL"), drawn from a hash of both answers (in either order): the same winner in both games and for a labeller."""
+    first, second = sorted((answer_x, answer_y))
+    s1, s2 = (strengths.get(_model_of(a), 1000.0) for a in (first, second))
+    digest = hashlib.sha256(f"truth\x1f{first}\x1f{second}".encode()).digest()
+    return first if int.from_bytes(digest[:4], "big") / 2 ** 32 < 1 / (1 + 10 ** ((s2 - s1) / 400)) else second
+
+
 @dataclass
 class Faults:
     error_rate_429: float = 0.0
@@ -115,6 +128,7 @@ class Faults:
     judge_modes: dict[str, str] = field(default_factory=dict)
     strengths: dict[str, float] = field(default_factory=dict)
     judge_error_rate: float = 0.0
+    longer_bias: float = 0.4  # the "biased" judge: share of games where it picks the longer answer
     seed: int = 0
     rates: dict[str, float] = field(default_factory=dict)
     scripted: dict[str, tuple[str, int | None]] = field(default_factory=dict)
@@ -453,6 +467,18 @@ class FakeServer:
         label = "A>B" if draw < 1 / (1 + 10 ** ((b - a) / 400)) else "B>A"
         return f"Weighed both. My final verdict: [[{label}]]"
 
+    def _biased_verdict(self, judge: str, prompt: str) -> str:
+        """The true winner (`true_winner`), except in a `longer_bias` share of games (a hash of the judge and its
+        prompt) where the longer answer wins whatever its quality."""
+        answers = dict(_ANSWER_FENCE.findall(prompt))
+        a, b = answers.get("A", ""), answers.get("B", "")
+        digest = hashlib.sha256(f"{judge}\x1f{prompt}".encode()).digest()
+        if int.from_bytes(digest[:4], "big") / 2 ** 32 < self.faults.longer_bias and len(a) != len(b):
+            label = "A>B" if len(a) > len(b) else "B>A"
+        else:
+            label = "A>B" if true_winner(a, b, self.faults.strengths) == a else "B>A"
+        return f"Weighed both. My final verdict: [[{label}]]"
+
     def finish_reason_for(self, body: dict) -> str:
         """"length" for the first reply of a "cutoff" judge (it ran out of tokens); "stop" otherwise."""
         messages = body.get("messages", [])
@@ -473,6 +499,8 @@ class FakeServer:
                 return self._better_verdict(body.get("model", ""), messages[1]["content"])
             if verdict in ("strength", "difficulty"):
                 return self._strength_verdict(body.get("model", ""), messages[1]["content"], verdict == "difficulty")
+            if verdict == "biased":
+                return self._biased_verdict(body.get("model", ""), messages[1]["content"])
             if verdict == "none" or (verdict == "second-try" and len(messages) <= 2):
                 return "Both answers have merits and I cannot decide."
             if verdict == "conflict":

@@ -28,6 +28,7 @@ SCRIPTS = {
     "bench_judge_cpu.py": "whole-process user + system CPU",
     "bench_startup.py": "median CPU s",
     "bench_regression.py": "false alarms on unchanged contestants",
+    "bench_calibration.py simulate": '"coverage"',
     "bench_paired.py": "true rank inside [rank_low, rank_high]",
     "bench_compare.py": "compare --all (15 pairs), whole process",
 }

@@ -1,5 +1,5 @@
 """`arena-eval compare`, the leaderboard's ranks and the report's pairwise matrix, on a real run against the fake
-server (docs/design.md §3.4.7); the statistics themselves are tested in test_paired.py."""
+server (docs/design.md §3.4.8); the statistics themselves are tested in test_paired.py."""
 
 from __future__ import annotations
 

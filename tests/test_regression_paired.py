@@ -134,3 +134,24 @@ def test_a_nightly_run_through_the_cli_flags_a_fall_and_exits_3(tmp_path, fake_s
 
     page = Arena(load_config(path)).report().read_text()
     assert "Since the previous run" in page and f"{tonight.loc['worse', 'change']:+.1f}" in page
+
+
+def test_with_calibrated_scores_the_rule_tests_their_change(tmp_path):
+    """rating.calibration (§3.4.7): both runs hold calibrated scores, so the change tested is theirs (a z-test on
+    the two fits' standard errors), Holm-corrected with the others; hand-computed here."""
+    from scipy.stats import norm
+
+    with Store(tmp_path / "arena.db") as store:
+        for run_id, t, score in (("r1", 1.0, 60.0), ("r2", 2.0, 52.0)):
+            store.db.execute("INSERT INTO runs (run_id, name, command, started_at, finished_at, status, config_json) "
+                             "VALUES (?,?,?,?,?,?,?)", (run_id, "t", "run", t, t + 1, "complete", "{}"))
+            rows = [{"model": "base", "score": 50.0, "is_baseline": True},
+                    {"model": "a", "score": 70.0, "ci_low": 65.0, "ci_high": 75.0, "calibrated_score": score,
+                     "calibrated_ci_low": score - 1.96, "calibrated_ci_high": score + 1.96}]
+            store.save_leaderboard(run_id, rows, question_points=[("a", f"q{i}", 1.0, 2.0) for i in range(10)])
+        found = find_regressions(store, "r2")
+        row = found.iloc[0]
+        se = np.hypot(1.0, 1.0)
+        assert row.test == "calibrated" and row.difference == pytest.approx(-8.0)
+        assert row.diff_ci_low == pytest.approx(-8 - 1.96 * se) and row.p_value == pytest.approx(2 * norm.sf(8 / se))
+        assert row.reason.startswith("calibrated change -8.0 points")

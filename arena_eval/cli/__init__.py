@@ -11,7 +11,7 @@ function so that `--help` and `validate` start without pandas, the providers or 
 - scoring.py: score, compare, report, history
 - quality.py: judges, agreement, quality, prune
 - planning.py: plan, validate
-- data.py: export, import, merge, batches
+- data.py: export, import, questions, merge, batches
 - energy.py: energy import-codecarbon, energy show
 
 and what they share: common.py (the app, the options, loading a config, failing), render.py (the one table

@@ -109,7 +109,10 @@ def load(config: Path | None, guided_demo: bool = False):
 
 
 def fail(exc: ArenaError) -> NoReturn:
-    err.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+    from rich.markup import escape
+
+    # Escaped: a message is text, and `pip install 'arena-eval[inspect]'` must not lose its "[inspect]" as a tag.
+    err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
     raise typer.Exit(exc.exit_code)
 
 

@@ -1,5 +1,6 @@
-"""Stored work in and out of an output folder: `export` and `import` (arena-hard files), `merge` (other folders'
-stores), `batches` (the provider batches of batch mode). The work itself is in arena_eval.folder and merge."""
+"""Stored work in and out of an output folder: `export` and `import` (arena-hard files, inspect_ai logs),
+`questions` (a question set from inspect_ai logs), `merge` (other folders' stores), `batches` (the provider batches
+of batch mode). The work itself is in arena_eval.folder, inspect_logs and merge."""
 
 from __future__ import annotations
 
@@ -50,32 +51,91 @@ def export_(
         echo(f"note: {note}")
 
 
+class ImportSource(str, Enum):
+    """What `import` reads: an arena-hard answer file, or inspect_ai eval logs."""
+
+    arena_hard = "arena-hard"
+    inspect = "inspect"
+
+
+class QuestionSource(str, Enum):
+    """What `questions` makes a question set from."""
+
+    inspect = "inspect"
+
+
 @app.command("import")
 def import_(
     answers_file: Path = typer.Argument(..., help="An arena-hard answer file (model_answer/<model>.jsonl), v0.1 "
-                                                  "or v2.0."),
+                                                  "or v2.0; with --from inspect, an inspect_ai log (.eval or .json) "
+                                                  "or a folder of one model's logs."),
     contestant: str = typer.Option(..., "--contestant", help="The contestant (in the config) these answers belong to."),
     config: Path | None = ConfigOption,
+    source: ImportSource = typer.Option(ImportSource.arena_hard, "--from",
+                                        help="arena-hard (an answer file) or inspect (inspect_ai eval logs)."),
 ) -> None:
-    """Take an arena-hard answer file as a contestant's answers, so that `run` does not regenerate them."""
+    """Take an arena-hard answer file, or inspect_ai logs, as a contestant's answers, so that `run` does not
+    regenerate them."""
     from .. import folder
 
     notes: list[str] = []
+    model = ""
     try:
-        counts = folder.import_answers(load(config), answers_file, contestant, notes)
+        if source is ImportSource.inspect:
+            read, counts = folder.import_inspect_answers(load(config), answers_file, contestant, notes)
+            model = f" (model {read.model})"
+        else:
+            counts = folder.import_answers(load(config), answers_file, contestant, notes)
     except ArenaError as exc:
         fail(exc)
+    _print_notes(notes)
+    skipped = "".join(f", {counts[key]} {what} (skipped)" for key, what in (
+        ("repeated", "repeating a question answered earlier in the file"),
+        ("too_large", "over max_response_bytes")) if counts.get(key))
+    if source is ImportSource.inspect:
+        if read.counts["unanswered"]:
+            skipped += (f", {read.counts['unanswered']} questions without an answer in the log (each sample of theirs "
+                        "failed, has no output or was refused: named above)")
+    echo(
+        f"{answers_file}: {counts['imported']} answers imported for {contestant}{model}, {counts['already_stored']} "
+        f"already stored, {counts['unknown_question']} for questions not in the set (skipped){skipped}"
+    )
+    if source is ImportSource.inspect:
+        from ..inspect_logs import epochs_note, system_note
+
+        for note in (epochs_note(read), system_note(read.chosen)):
+            if note:
+                echo(f"note: {note}")
+
+
+def _print_notes(notes: list[str]) -> None:
     for note in notes[:MAX_NOTE_LINES]:
         err.print(redact(note), highlight=False, markup=False)
     if len(notes) > MAX_NOTE_LINES:
         err.print(f"… and {len(notes) - MAX_NOTE_LINES} more lines skipped", highlight=False, markup=False)
-    skipped = "".join(f", {counts[key]} {what} (skipped)" for key, what in (
-        ("repeated", "repeating a question answered earlier in the file"),
-        ("too_large", "over max_response_bytes")) if counts[key])
-    echo(
-        f"{answers_file}: {counts['imported']} answers imported for {contestant}, {counts['already_stored']} already "
-        f"stored, {counts['unknown_question']} for questions not in the set (skipped){skipped}"
-    )
+
+
+@app.command("questions")
+def questions_(
+    log: Path = typer.Argument(..., help="An inspect_ai log (.eval or .json), or a folder of logs."),
+    source: QuestionSource = typer.Option(..., "--from", help="What to read: inspect (inspect_ai eval logs)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The question file to write (JSONL)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+) -> None:
+    """Make a question set (JSONL) from the samples of inspect_ai eval logs: each sample's id and input, its
+    `category` metadata (else the task's name) and its target as the reference."""
+    from ..inspect_logs import system_note, write_questions
+
+    try:
+        count, logged = write_questions(log, out, force)
+    except ArenaError as exc:
+        fail(exc)
+    _print_notes(logged.notes)
+    echo(f"wrote {count} questions to {out}, from {len(logged.logs)} log{'s' if len(logged.logs) != 1 else ''}"
+         + (f" ({len(logged.notes)} samples are not questions: named above)" if logged.notes else ""))
+    note = system_note(logged.questions())
+    if note:
+        echo(f"note: {note}")
 
 
 MAX_CONFLICT_LINES = 100  # on the terminal; --format json lists every conflict

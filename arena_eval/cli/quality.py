@@ -40,6 +40,10 @@ def agreement(
     labels: Path = typer.Option(..., "--labels", help="Human labels, JSONL: {question_id, model_a, model_b, winner"
                                 ", annotator?}; winner is model_a, model_b or tie."),
     config: Path | None = ConfigOption,
+    target_width: float | None = typer.Option(None, "--target-width", min=0.01, max=100.0,
+                                              help="Also say about how many labelled pairs each contestant needs for "
+                                              "a calibrated 95% interval this many score points wide "
+                                              "(rating.calibration; needs arena-eval[calibration])."),
     format: Format = FormatOption,
 ) -> None:
     """How often each judge (and the judges' majority) agrees with human labels, with and without ties."""
@@ -47,16 +51,28 @@ def agreement(
     from ..pipeline import Arena
     from .render import json_records, print_frame, write_json
 
+    needed = None
     try:
         cfg = load(config)
         human = read_labels(labels)
-        report = human_agreement(human, Arena(cfg).judgments_by_judge(), cfg.baseline)
+        arena = Arena(cfg)
+        report = human_agreement(human, arena.judgments_by_judge(), cfg.baseline)
+        if target_width is not None:
+            from ..rating.calibration import check_labels, labels_needed
+
+            check_labels(human, (q.question_id for q in arena.questions), str(labels), cfg.name)
+            battles = arena.stored_leaderboard().battles
+            if battles.empty:
+                raise ArenaError(f"{cfg.name}: no parsed verdict is stored yet; run `arena-eval run` first")
+            minimum = cfg.rating.calibration.min_labels if cfg.rating.calibration else 10
+            needed = labels_needed(battles, human, cfg.baseline, target_width, min_labels=minimum, source=str(labels))
     except ArenaError as exc:
         fail(exc)
     frame = report.frame()
     if format is Format.json:  # each row with its confusion table: rows human, columns judge (model_a, tie, model_b)
-        write_json([{**row, "confusion": [list(r) for r in report[row["judge"]].confusion]}
-                    for row in json_records(frame)])
+        rows = [{**row, "confusion": [list(r) for r in report[row["judge"]].confusion]} for row in json_records(frame)]
+        write_json(rows if needed is None else {"agreement": rows, "target_width": target_width,
+                                                "labels_needed": json_records(needed)})
     else:
         print_frame(frame, format, f"agreement with {labels.name}: {report.matched} of {report.labels} labels "
                     "matched", ("agreement", "agreement_without_ties"))
@@ -66,6 +82,19 @@ def agreement(
     if report.unmatched:
         err.print(f"{report.unmatched} label(s) name a question or pair no judge judged, e.g. "
                   f"{'; '.join(report.unmatched_examples)}", highlight=False)
+    if needed is not None and format is not Format.json:
+        print_frame(needed, format, f"labelled pairs for a calibrated 95% interval {target_width:g} points wide "
+                    "(labels_needed per contestant; more: beyond those it has)")
+        if format is Format.table:
+            short = needed[needed.labels_needed.isna() & needed.judge_correlation.notna()]
+            words = []
+            if needed.more.notna().any():
+                words.append(f"about {needed.more.sum():.0f} more labelled pair(s) in all")
+            if len(short):
+                words.append(f"out of reach with the pairs judged so far for {', '.join(short.model)} (even every "
+                             "judged pair labelled would be wider): judge more questions")
+            if words:
+                echo("; ".join(words))
 
 
 def _quality_source(config: Path | None, battles: Path | None, judgments: Path | None, baseline: str | None,

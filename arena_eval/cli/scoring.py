@@ -48,6 +48,9 @@ def score(
     seed: int | None = typer.Option(None, "--seed", help="Bootstrap seed (default {seed})."),
     compat: Compat | None = typer.Option(None, "--compat", help="arena-hard: resample battle rows, "
                                             f"{ARENA_HARD_RATING['rounds']} rounds, seed {ARENA_HARD_RATING['seed']}."),
+    labels: Path | None = typer.Option(None, "--labels", help="With --config: human labels (JSONL, the `agreement` "
+                                       "format) on some judged pairs; adds scores calibrated with them "
+                                       "(rating.calibration; needs arena-eval[calibration])."),
     format: Format = FormatOption,
     columns: str | None = ColumnsOption,
 ) -> None:
@@ -58,6 +61,9 @@ def score(
     try:
         if battles is not None and judgments is not None:
             raise ArenaError("give --battles or --judgments, not both")
+        if labels is not None and (battles is not None or judgments is not None):
+            raise ArenaError("--labels calibrates a run's stored verdicts (--config), not a battles file or judgment "
+                             "folder")
         if judge and battles is not None:
             raise ArenaError("--judge picks the judges of a run (--config) or of --judgments DIR; a battles file has none")
         if battles is None and judgments is None:
@@ -74,6 +80,15 @@ def score(
                 updates["rounds"] = rounds
             if seed is not None:
                 updates["seed"] = seed
+            if labels is not None:
+                if cfg.category_baselines:
+                    raise ArenaError("--labels: calibration with human labels needs one baseline; this config has a "
+                                     "baseline per category")
+                from ..config import CalibrationConfig
+
+                kept = cfg.rating.calibration
+                updates["calibration"] = CalibrationConfig(labels=str(labels.resolve()),
+                                                           min_labels=kept.min_labels if kept else 10)
             cfg.rating = cfg.rating.model_copy(update=updates)
             _run_stages_config(cfg, format, shown)
             return
@@ -147,7 +162,7 @@ def history(
 ) -> None:
     """Scores over time: one row per scored run and contestant, oldest first."""
     from .. import folder
-    from ..history import HISTORY_COLUMNS
+    from ..history import CHANGE_COLUMNS, HISTORY_COLUMNS
     from .render import leaderboard_cell, print_leaderboard, render_table
 
     try:
@@ -159,7 +174,8 @@ def history(
         print_leaderboard(frame, format)
         return
     shown = [c for c in HISTORY_COLUMNS
-             if c != "command" and (c != "category_scores" or frame[c].map(lambda v: isinstance(v, dict)).any())]
+             if c != "command" and (c != "category_scores" or frame[c].map(lambda v: isinstance(v, dict)).any())
+             and (c not in CHANGE_COLUMNS or frame[c].notna().any())]  # a run's change: once there is a previous one
     render_table(frame.to_dict("records"), shown, f"{cfg.name}: scores over time", left=HISTORY_TEXT,
                  cell=lambda c, v: str(v) if c in HISTORY_TEXT else leaderboard_cell(c, v))
 

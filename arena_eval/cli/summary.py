@@ -167,6 +167,7 @@ def judge_warning_lines(s: RunSummary) -> list[Line]:
         lines.append(Line(f"judge diagnostics: {len(s.judge_concerns)} concern(s) about the judges' reliability; "
                           "see `arena-eval judges` or the report"))
     lines += [Line(f"warning: {warning}", "yellow") for warning in s.judge_warnings]
+    lines += [Line(f"calibration: {sentence}", "yellow") for sentence in s.judge_bias]
     lines += adaptive_lines(s)
     lines += [Line(f"judge {judge!r}: {count} game(s) judged without a reference answer (the question has none, or "
                    "the reference contestant has no answer to it)")

@@ -1,5 +1,5 @@
 """`compare` on a battles frame: the leaderboard's bootstrap, and per pair of models the paired comparison
-(docs/design.md §3.4.7). The statistics are in `paired`; this module checks the pairs and puts them together."""
+(docs/design.md §3.4.8). The statistics are in `paired`; this module checks the pairs and puts them together."""
 
 from __future__ import annotations
 

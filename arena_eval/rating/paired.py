@@ -23,7 +23,7 @@ PAIR_COLUMNS = [
     "a", "b", "difference", "ci_low", "ci_high", "elo_difference", "elo_ci_low", "elo_ci_high", "p_value", "rounds",
 ]
 # `compare`'s columns: the paired bootstrap's, the questions in common and how the two fared on them, the sign test
-# over those questions; `p_holm` follows `p_value` when a family of pairs is compared (docs/design.md §3.4.7).
+# over those questions; `p_holm` follows `p_value` when a family of pairs is compared (docs/design.md §3.4.8).
 COMPARE_COLUMNS = [
     "a", "b", "difference", "ci_low", "ci_high", "elo_difference", "elo_ci_low", "elo_ci_high", "p_value",
     "questions", "better", "same", "worse", "p_sign", "rounds",
