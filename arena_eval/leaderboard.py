@@ -31,6 +31,7 @@ from .tally import (
 
 if TYPE_CHECKING:
     from .rating.calibration import CalibrationResult
+    from .rating.paired import RatingRounds
     from .store import Store
 
 
@@ -69,6 +70,10 @@ class Leaderboard:
     # comparisons: rating.calibration.calibrated_difference), and where it disagrees with the judge alone.
     calibration: CalibrationResult | None = None
     judge_bias: list[str] = field(default_factory=list)
+    # The bootstrap rounds behind `frame` (paired comparisons and ranks read them; None when nothing was rated),
+    # and each question's baseline (one name, or question id → its category's baseline).
+    rounds: RatingRounds | None = None
+    question_baselines: str | dict[str, str] | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -90,14 +95,14 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
     overall = diagnostics.loc["*"]
     judge = JudgeDiagnostics(number_or_none(overall.consistency), number_or_none(overall.first_position_win_rate),
                              number_or_none(overall.suspicious_rate))
-    rating, style = config.rating, None
+    rating, style, rated = config.rating, None, None
     if battles.empty:
         board = pd.DataFrame({"model": [c.name for c in scope.contestants]})
         for column in ("score", "ci_low", "ci_high", "elo", "battles", "questions"):
             board[column] = float("nan")
         board.loc[board.model == baseline, ["score", "elo"]] = [50.0, 1000.0]
     else:
-        board = rate(scope, battles)
+        board, rated = rate_with_rounds(scope, battles)
         if rating.style_control and not scope.by_category:
             style = {name: StyleEffect(**effect) for name, effect in board.attrs["style_coefficients"].items()}
         missing = [c.name for c in scope.contestants if c.name not in set(board.model)]
@@ -155,7 +160,29 @@ def build_leaderboard(scope: RunScope, store: Store, sets: AnswerSets, tally: Ta
                        unparsed_warnings(scope, by_judge) + calibration_warnings, unrated, judges, concerns,
                        games_without_reference(scope, tally),
                        (len(judgments), sum(j.verdict is None for j in judgments)) if tally.opponents else None,
-                       calibration, judge_bias(frame) if calibration is not None else [])
+                       calibration, judge_bias(frame) if calibration is not None else [],
+                       rated, question_baselines(scope, battles))
+
+
+def compare_contestants(board: Leaderboard, pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """Paired comparisons of a run's contestants (§3.4.8), from the very rounds behind `board`'s intervals: one
+    row per pair, or every pair of rated contestants best first with `p_holm` when `pairs` is None. An unknown
+    contestant, one compared with itself, or fewer than 2 questions in common is an ArenaError."""
+    from .errors import ArenaError
+    from .rating.compare import compare_rated
+    from .rating.paired import question_points
+
+    if board.rounds is None or board.battles.empty:
+        raise ArenaError("no parsed verdict is stored yet, so there is nothing to compare; run `arena-eval run` "
+                         "with this config first")
+    if len(board.rounds.rounds) == 0:
+        raise ArenaError("rating.rounds is 0: a paired comparison needs bootstrap rounds (set rating.rounds, "
+                         "e.g. 1000)")
+    points = question_points(board.battles, board.question_baselines or "")
+    try:
+        return compare_rated(board.frame.drop_duplicates("model"), board.rounds, points, pairs)
+    except ValueError as exc:
+        raise ArenaError(str(exc)) from None
 
 
 def _judge_cost(store: Store, own: list[str], shared: list[str]) -> float | None:
@@ -252,18 +279,30 @@ def rated_battles(scope: RunScope, store: Store, tally: Tally) -> pd.DataFrame:
 def rate(scope: RunScope, battles: pd.DataFrame) -> pd.DataFrame:
     """The rating of `battles` with the run's settings: against the baseline, or with a baseline per category
     each category against its own and the overall score their question-weighted mean (§3.4.6)."""
-    from .rating import compute_category_leaderboard, compute_leaderboard
+    return rate_with_rounds(scope, battles)[0]
+
+
+def rate_with_rounds(scope: RunScope, battles: pd.DataFrame) -> tuple[pd.DataFrame, RatingRounds]:
+    """`rate`, and the bootstrap rounds behind it (§3.4.8: paired comparisons, ranks)."""
+    from .rating.leaderboard import category_leaderboard_with_rounds, leaderboard_with_rounds
 
     rating = scope.config.rating
     style = list(STYLE_COLUMNS) if rating.style_control else None
     if not scope.by_category:
-        return compute_leaderboard(battles, scope.baseline.name, rounds=rating.rounds, seed=rating.seed,
-                                   by=rating.bootstrap, style=style)
+        return leaderboard_with_rounds(battles, scope.baseline.name, rounds=rating.rounds, seed=rating.seed,
+                                       by=rating.bootstrap, style=style)
     battles = battles.assign(category=battles.question_id.map(lambda q: _category_key(scope.category_of(q))))
     baselines = {_category_key(c): scope.config.baseline_for_category(c) for c in {scope.category_of(q) for q in
                                                                                      battles.question_id.unique()}}
-    return compute_category_leaderboard(battles, baselines, rounds=rating.rounds, seed=rating.seed,
-                                        by=rating.bootstrap, style=style)
+    return category_leaderboard_with_rounds(battles, baselines, rounds=rating.rounds, seed=rating.seed,
+                                            by=rating.bootstrap, style=style)
+
+
+def question_baselines(scope: RunScope, battles: pd.DataFrame) -> str | dict[str, str]:
+    """Each question's baseline: the run's one baseline, or with a baseline per category its category's."""
+    if not scope.by_category:
+        return scope.baseline.name
+    return {str(q): scope.baseline_for(q) for q in battles.question_id.unique()}
 
 
 def _category_key(category: str | None) -> str:

@@ -176,7 +176,8 @@ def parse_json_text(text: str) -> Any:
     except RecursionError:
         raise BadLine("JSON nested too deeply to read (arrays or objects inside each other thousands of levels "
                       "deep)") from None
-    where = lone_surrogate(value)
+    # Decoded UTF-8 holds no surrogate, so only a \u escape can make one: most lines have none to walk for.
+    where = lone_surrogate(value) if "\\u" in text else None
     if where is not None:
         raise BadLine(f"a string{where} holds a lone UTF-16 surrogate (such as \\ud800), which is no character; "
                       "write the text as UTF-8 or as a valid \\u pair")

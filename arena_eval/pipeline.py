@@ -457,6 +457,16 @@ class Arena:
             result = Result("(stored)", RunSummary("(stored)", len(self.questions), []), None, self.config.output_dir)
             return self._leaderboard(store, sets, result)
 
+    def compare(self, pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+        """Paired comparisons of the stored verdicts' contestants (no requests, no run lock; docs/design.md
+        §3.4.8): per pair (a, b) the difference a − b in score points and Elo with its 95% paired-bootstrap
+        interval, the paired bootstrap's two-sided p-value, the questions in common and on how many a did
+        better, the same or worse, and the sign test over them. `pairs` None: every pair, best first, with
+        `p_holm`. Rated with the config's rounds, seed, bootstrap, style control and judges, as `score` rates."""
+        from .leaderboard import compare_contestants
+
+        return compare_contestants(self.stored_leaderboard(), pairs)
+
     def judge_diagnostics(self) -> tuple[pd.DataFrame, list[str]]:
         """The judges' diagnostics from what is stored (no requests, no run lock): one row per judge and "pooled",
         and the warnings about unreliable judges in plain words."""

@@ -340,6 +340,12 @@ class LeaderboardRow:
     elo_ci_high: float | None = _column("rating")
     battles: float | None = _column("rating", fmt="g", terminal=True)
     questions: float | None = _column("rating", fmt="g")
+    # rank (1 = best score) and its 95% interval over the bootstrap rounds; not told apart from the best by the
+    # paired test, Holm-corrected (rating.paired, docs/design.md §3.4.8)
+    rank: float | None = _column("rating", "rank (95%)", fmt="g", terminal=True)
+    rank_low: float | None = _column("rating", fmt="g")
+    rank_high: float | None = _column("rating", fmt="g")
+    tied_with_best: bool | None = _column("rating", "tied w/ best", terminal=True)
     # rating.calibration (rating/calibration.py, docs/design.md §3.4.7): the score calibrated with human labels
     # (prediction-powered), its 95 % interval, and how many labelled judged pairs the contestant has
     calibrated_score: float | None = _column("calibration", "calibrated", terminal=True)
@@ -425,8 +431,8 @@ COLUMN_NAMES = list(COLUMNS)
 # The terminal table's columns by priority (docs/design.md §5.3): the name, score and interval always; then, as the
 # terminal's width allows, quality, energy, the efficiency figures, cost and the rest.
 TERMINAL_PRIORITY = [
-    "model", "score", "ci_low", "ci_high", "calibrated_score", "calibrated_ci_low", "calibrated_ci_high", "labels",
-    "category_scores", "wh_per_pass", "is_estimated", "unparsed_rate",
+    "model", "score", "ci_low", "ci_high", "rank", "tied_with_best", "calibrated_score", "calibrated_ci_low",
+    "calibrated_ci_high", "labels", "category_scores", "wh_per_pass", "is_estimated", "unparsed_rate",
     "latency_p50_s", "throughput_tokens_per_s", "answer_cost", "elo", "mfu", "peak_memory_gb", "model_size_gb",
     "compression_ratio", "latency_p95_s", "ttft_p50_s", "output_tokens_per_s", "co2_g_per_pass", "wh_per_1k_tokens",
     "avg_output_tokens", "avg_input_tokens", "battles", "method", "pareto", "tags",

@@ -43,6 +43,7 @@ def render_report(data: ReportData) -> str:
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
     board = data.leaderboard
     rows = _leaderboard_rows(board.rows)
+    pairwise = _pairwise(rows, data.pairwise, data.pairwise_note)
     context = {
         "title": data.title,
         "generated": data.generated,
@@ -52,6 +53,7 @@ def render_report(data: ReportData) -> str:
         "judge": data.judge,
         "n_questions": len(data.categories),
         "rows": rows,
+        "pairwise": pairwise,
         "estimate_note": estimate_note(rows),
         "scatters": _scatters(rows),
         "categories": _category_scores(board.battles, data.categories, data.contestants),
@@ -108,6 +110,7 @@ def _leaderboard_rows(rows: list[LeaderboardRow]) -> list[dict[str, Any]]:
             "mfu": _num(r.mfu), "peak_memory_gb": _num(r.peak_memory_gb), "memory_source": r.memory_source,
             "cost": _num(r.answer_cost), "method": r.method,
             "is_estimated": r.is_estimated, "pareto": bool(r.pareto), "is_baseline": bool(r.is_baseline),
+            "rank": _rank_text(r.rank, r.rank_low, r.rank_high), "tied_with_best": bool(r.tied_with_best),
             # CI bar on a 0-100 axis, as percentages of the cell's width
             "bar": None if score is None else {"low": low if low is not None else score,
                                                "high": high if high is not None else score, "score": score},
@@ -126,6 +129,43 @@ def estimate_note(rows: list[dict[str, Any]]) -> str | None:
     """The note on how far EcoLogits' estimates run from measurement, when some row's energy is one."""
     # a row's method lists every method of its windows, comma-separated ("ecologits", "codecarbon,nvml")
     return ESTIMATE_NOTE if any("ecologits" in (r.get("method") or "").split(",") for r in rows) else None
+
+
+def _rank_text(rank: Any, low: Any, high: Any) -> str:
+    rank, low, high = _num(rank), _num(low), _num(high)
+    if rank is None:
+        return "–"
+    return f"{rank:g}" if low is None or high is None else f"{rank:g} ({low:g}–{high:g})"
+
+
+# --- pairwise comparisons ------------------------------------------------------------------------------------
+
+MATRIX_LIMIT = 30  # contestants; more and the matrix is left out (`arena-eval compare --all` prints every pair)
+ALPHA = 0.05
+
+
+def _pairwise(rows: list[dict[str, Any]], table: pd.DataFrame | None, note: str | None) -> dict[str, Any]:
+    """The pairwise matrix (row − column, in rank order) and, on the leaderboard's rows, where a tied group ends:
+    after a row whose paired difference with the next rated row is significant (Holm over every pair)."""
+    models = list(dict.fromkeys(r["model"] for r in rows if r["score"] is not None))
+    if table is None:
+        return {"note": note}
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    for t in table.itertuples(index=False):
+        significant = bool(t.p_holm < ALPHA)
+        cells[(t.a, t.b)] = {"diff": t.difference, "low": _num(t.ci_low), "high": _num(t.ci_high),
+                             "p": _num(t.p_holm), "significant": significant}
+        cells[(t.b, t.a)] = {"diff": -t.difference, "low": None if _num(t.ci_high) is None else -t.ci_high,
+                             "high": None if _num(t.ci_low) is None else -t.ci_low, "p": _num(t.p_holm),
+                             "significant": significant}
+    following = dict(zip(models, models[1:]))
+    for r in rows:
+        after = following.get(r["model"])
+        r["group_ends"] = after is not None and cells.get((r["model"], after), {}).get("significant", False)
+    if len(models) > MATRIX_LIMIT:
+        return {"omitted": len(models), "limit": MATRIX_LIMIT}
+    return {"models": models, "alpha": ALPHA,
+            "cells": [[cells.get((a, b)) for b in models] for a in models]}
 
 
 # --- quality vs energy scatter -------------------------------------------------------------------------------

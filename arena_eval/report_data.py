@@ -11,8 +11,9 @@ import pandas as pd
 
 from .config import VerdictWeights
 from .context import RunScope
+from .errors import ArenaError
 from .judge import battle_outcome
-from .leaderboard import Leaderboard
+from .leaderboard import Leaderboard, compare_contestants
 from .records import RunSummary, answer_turns
 from .tally import Tally
 
@@ -71,11 +72,16 @@ class ReportData:
     changes: list[dict] = field(default_factory=list)
     rated: str = "the judge's verdicts"  # whose verdicts the leaderboard rates, in words
     category_baselines: dict[str, str] = field(default_factory=dict)  # category → its baseline, where set
+    # Every pair of rated contestants compared on the board's rounds (`compare --all`, §3.4.8), best first; None
+    # with `pairwise_note` saying why when there is no such table (no rounds, nothing rated).
+    pairwise: pd.DataFrame | None = None
+    pairwise_note: str | None = None
     generated: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %Z"))
 
 
 def report_data(scope: RunScope, store: Store, tally: Tally, board: Leaderboard, run_id: str, summary: RunSummary,
                 regressions: pd.DataFrame | None) -> ReportData:
+    pairwise, note = pairwise_table(board)
     return ReportData(
         title=scope.config.name,
         run_id=run_id,
@@ -92,7 +98,17 @@ def report_data(scope: RunScope, store: Store, tally: Tally, board: Leaderboard,
         category_baselines=scope.baselines,
         rated=("every judge's verdicts, pooled" if scope.config.rating.judges == "pooled"
                else f"judge {scope.config.rating.judges}'s verdicts only"),
+        pairwise=pairwise,
+        pairwise_note=note,
     )
+
+
+def pairwise_table(board: Leaderboard) -> tuple[pd.DataFrame | None, str | None]:
+    """`compare --all` on the board (every pair, Holm-corrected), or None and the reason it cannot be made."""
+    try:
+        return compare_contestants(board), None
+    except ArenaError as exc:
+        return None, str(exc)
 
 
 def question_views(scope: RunScope, store: Store, tally: Tally) -> list[QuestionView]:

@@ -30,6 +30,8 @@ SCRIPTS = {
     "bench_regression.py": "false alarms on unchanged contestants",
     "bench_calibration.py simulate": '"coverage"',
     "extras_size.py": "MB on disk",
+    "bench_paired.py": "true rank inside [rank_low, rank_high]",
+    "bench_compare.py": "compare --all (15 pairs), whole process",
 }
 
 

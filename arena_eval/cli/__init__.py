@@ -8,7 +8,7 @@ One module per group of commands, each command a thin call into the library, whi
 function so that `--help` and `validate` start without pandas, the providers or the meters:
 
 - stages.py: run, answers, guidance, judge
-- scoring.py: score, report, history
+- scoring.py: score, compare, report, history
 - quality.py: judges, agreement, quality, prune
 - planning.py: plan, validate
 - data.py: export, import, questions, merge, batches

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 DEFAULT_WIDTH = 200  # characters, when the output is not a terminal and $COLUMNS does not say
-ALWAYS_SHOWN = ("model", "score", "ci_low", "ci_high")  # the leaderboard's columns that are never left out
+ALWAYS_SHOWN = ("model", "score", "ci_low", "ci_high", "rank")  # the leaderboard's columns never left out
 Cell = Callable[[str, Any], str]  # (column, value) → the text of its cell
 
 
@@ -161,6 +161,9 @@ def print_leaderboard(board: pd.DataFrame, fmt: Format, title: str = "Leaderboar
 
     if write_frame(board, fmt, leaderboard_records):
         return
+    if "rank" in board.columns:
+        board = board.assign(rank=[rank_text(*r) for r in board.reindex(columns=["rank", "rank_low", "rank_high"])
+                                   .itertuples(index=False)])
     width = terminal_width()
     available = [c for c in terminal_columns() if c in board.columns and board[c].map(_known).any()
                  or c in ALWAYS_SHOWN and c in board.columns]
@@ -180,6 +183,15 @@ def print_leaderboard(board: pd.DataFrame, fmt: Format, title: str = "Leaderboar
         err.print(f"{len(hidden)} more column{'s' if len(hidden) > 1 else ''} did not fit in {width} characters "
                   f"({', '.join(hidden)}): choose with --columns {','.join(shown[1:4] + hidden[:2])}, or see them all "
                   "with --format json or csv, and in the report", highlight=False)
+
+
+def rank_text(rank: Any, low: Any, high: Any) -> str:
+    """A rank with its 95% interval, "2 (1–3)"; the rank alone without rounds, "-" without a rating."""
+    if missing(rank):
+        return "-"
+    if missing(low) or missing(high):
+        return f"{rank:g}"
+    return f"{rank:g} ({low:g}–{high:g})"
 
 
 def _known(value) -> bool:

@@ -179,3 +179,127 @@ def history(
              and (c not in CHANGE_COLUMNS or frame[c].notna().any())]  # a run's change: once there is a previous one
     render_table(frame.to_dict("records"), shown, f"{cfg.name}: scores over time", left=HISTORY_TEXT,
                  cell=lambda c, v: str(v) if c in HISTORY_TEXT else leaderboard_cell(c, v))
+
+
+@app.command(cls=RatingDefaultsHelp)
+def compare(
+    names: list[str] = typer.Argument(None, metavar="[A B]", help="The two contestants to compare (A − B)."),
+    config: Path | None = ConfigOption,
+    battles: Path | None = typer.Option(None, "--battles", help="An arena-hard battles JSONL file instead of a run."),
+    judgments: Path | None = typer.Option(None, "--judgments", help="An arena-hard model_judgment folder instead of "
+                                          "a run (every judge subfolder, pooled)."),
+    baseline: str | None = typer.Option(None, "--baseline", help="Baseline model (required with --battles and "
+                                        "--judgments)."),
+    judge: str | None = typer.Option(None, "--judge", help="With --config: compare on this judge's verdicts only "
+                                     "(default: the run's rating.judges)."),
+    every: bool = typer.Option(False, "--all", help="Every pair of rated contestants, best first, with p-values "
+                               "Holm-corrected over the pairs (p_holm)."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level of the `significant` column (p_holm with "
+                                "--all, else p_value, below it); in (0, 1)."),
+    rounds: int | None = typer.Option(None, "--rounds", min=0, help="Bootstrap rounds (default: the run's; "
+                                      "--battles: {rounds})."),
+    seed: int | None = typer.Option(None, "--seed", help="Bootstrap seed (default: the run's; --battles: {seed})."),
+    format: Format = FormatOption,
+) -> None:
+    """Is the difference between two contestants real? Paired over questions: in every bootstrap round both are
+    rated on the same resampled questions. Prints A − B in score points and Elo with its 95% interval, the
+    paired bootstrap's two-sided p-value, the questions in common and on how many A did better, the same or
+    worse than B (mean points against the baseline, both positions, every judge), and the sign test over them."""
+    try:
+        pairs = _compare_pairs(names or [], every, alpha)
+        if battles is None and judgments is None:
+            table = _compare_run(config, judge, rounds, seed, pairs)
+        else:
+            table = _compare_file(battles, judgments, baseline, judge, rounds, seed, pairs)
+    except ArenaError as exc:
+        fail(exc)
+    _print_comparison(table, format, alpha)
+
+
+def _compare_pairs(names: list[str], every: bool, alpha: float) -> list[tuple[str, str]] | None:
+    """The pair named on the command line, or None for --all; exit 1 on what cannot be compared."""
+    if not 0 < alpha < 1:
+        raise ArenaError(f"--alpha {alpha} is outside (0, 1): give a significance level such as 0.05")
+    if every:
+        if names:
+            raise ArenaError("--all compares every pair: name no contestant with it, or leave --all out")
+        return None
+    if len(names) != 2:
+        raise ArenaError(f"compare takes two contestants (A B), not {len(names)}; or --all for every pair")
+    if names[0] == names[1]:
+        raise ArenaError(f"{names[0]!r} compared with itself: name two different contestants")
+    return [(names[0], names[1])]
+
+
+def _compare_run(config: Path | None, judge: str | None, rounds: int | None, seed: int | None,
+                 pairs: list[tuple[str, str]] | None):
+    """`compare --config`: the stored verdicts rated as `score` rates them (the same rounds, seed, bootstrap,
+    style control and judges), then the pairs compared on those rounds."""
+    from ..pipeline import Arena
+
+    cfg = load(config)
+    updates: dict[str, Any] = {}
+    if judge is not None:
+        names = [j.label for j in cfg.judges]
+        if judge not in names:
+            raise ArenaError(f"--judge {judge!r} names no judge of {cfg.name}; judges: {', '.join(names)}")
+        updates["judges"] = judge
+    if rounds is not None:
+        updates["rounds"] = rounds
+    if seed is not None:
+        updates["seed"] = seed
+    cfg.rating = cfg.rating.model_copy(update=updates)
+    return Arena(cfg).compare(pairs)
+
+
+def _compare_file(battles: Path | None, judgments: Path | None, baseline: str | None, judge: str | None,
+                  rounds: int | None, seed: int | None, pairs: list[tuple[str, str]] | None):
+    """`compare --battles F | --judgments DIR --baseline NAME`: rated with the rating defaults, as `score` does."""
+    from ..interop import read_battles, read_judgments
+    from ..rating import compare_battles
+
+    if battles is not None and judgments is not None:
+        raise ArenaError("give --battles or --judgments, not both")
+    option = "--battles" if battles is not None else "--judgments"
+    if judge is not None:
+        raise ArenaError(f"--judge picks a judge of a run (--config); {option} is rated as a whole")
+    if not baseline:
+        raise ArenaError(f"{option} needs --baseline NAME (the model every score is relative to)")
+    source = battles if battles is not None else judgments
+    assert source is not None  # one of them is given here
+    frame = read_battles(source) if battles is not None else read_judgments(source, baseline=baseline)
+    n_rounds = rounds if rounds is not None else rating_default("rounds")
+    if n_rounds == 0:
+        raise ArenaError("--rounds 0: a paired comparison needs bootstrap rounds (e.g. --rounds 1000)")
+    try:
+        return compare_battles(frame, baseline, pairs, rounds=n_rounds,
+                               seed=seed if seed is not None else rating_default("seed"),
+                               by=rating_default("bootstrap"))
+    except ValueError as exc:
+        raise ArenaError(f"{source}: {exc}") from None
+
+
+COMPARE_TEXT = ("a", "b", "significant")  # compare's columns printed as they are
+
+
+def _print_comparison(table, fmt: Format, alpha: float) -> None:
+    from .render import figures, render_table, write_frame
+
+    p = table["p_holm"] if "p_holm" in table else table["p_value"]
+    table = table.assign(significant=(p < alpha).to_numpy())
+    if write_frame(table, fmt):
+        return
+    shown = ["a", "b", "difference", "ci_low", "ci_high", "elo_difference", "p_value",
+             *(["p_holm"] if "p_holm" in table else []), "questions", "better", "same", "worse", "p_sign",
+             "significant"]
+    cell = figures()
+    pvalue = ("p_value", "p_holm", "p_sign")
+    render_table(table.to_dict("records"), shown,
+                 f"a − b in score points, 95% paired bootstrap interval ({int(table['rounds'].max())} rounds); "
+                 f"p: paired bootstrap, two-sided{', Holm-corrected over the pairs' if 'p_holm' in table else ''}; "
+                 f"p_sign: sign test over questions; significant: p{'_holm' if 'p_holm' in table else ''} < {alpha:g}",
+                 left=COMPARE_TEXT,
+                 cell=lambda c, v: ("yes" if v else "no") if c == "significant" else (
+                     f"{v:.3g}" if isinstance(v, float) and v == v else cell(c, v)) if c in pvalue else cell(c, v),
+                 headers={"elo_difference": "elo diff", "difference": "diff", "better": "a better",
+                          "worse": "a worse"})

@@ -8,24 +8,14 @@ import numpy as np
 import pandas as pd
 
 from ..records import columns_of
+from .paired import RatingRounds, rank_intervals, tied_with_best
 from .problem import _participation, _prepare, _Problem, _validate
-from .solver import _LN10, BASELINE_ELO, _bootstrap, _fit, _sigmoid
+from .scale import CI_PERCENTILES, elo_from_score, score_from_elo
+from .solver import _LN10, _bootstrap, _fit
 from .solver import bootstrap_elo as _bootstrap_elo
 
 # The rating's share of the leaderboard's columns, defined with the rest in records.LeaderboardRow.
 LEADERBOARD_COLUMNS = columns_of("model", "rating")
-CI_PERCENTILES = (2.5, 97.5)
-
-
-def score_from_elo(elo, baseline_elo: float = BASELINE_ELO):
-    """Expected score (0–100) against the baseline: 100 / (1 + 10**((baseline_elo - elo) / 400))."""
-    x = (np.asarray(elo, dtype=float) - baseline_elo) * (_LN10 / 400.0)
-    score = 100.0 * _sigmoid(x)
-    if isinstance(elo, pd.Series):
-        return pd.Series(score, index=elo.index, name=elo.name)
-    if isinstance(elo, pd.DataFrame):
-        return pd.DataFrame(score, index=elo.index, columns=elo.columns)
-    return float(score) if score.ndim == 0 else score
 
 
 def compute_leaderboard(
@@ -48,7 +38,23 @@ def compute_leaderboard(
     ``elo_per_sd`` (the same effect in Elo points), ``sd`` (the scale used) and ``fitted``. A column is left
     out of the fit (``fitted`` False, coefficients NaN) when it is constant (sd 0) or when it does not vary
     within the models' battles, so that it cannot be told apart from the models' own strengths.
+
+    ``rank`` (1 = best score; equal scores share the better rank), ``rank_low`` and ``rank_high`` (the 2.5th and
+    97.5th percentiles of the model's rank over the rounds) and ``tied_with_best`` (not told apart from the top
+    model by the paired bootstrap, Holm-corrected; paired.tied_with_best) come from the same rounds.
     """
+    return leaderboard_with_rounds(battles, baseline, rounds, seed, by, style)[0]
+
+
+def leaderboard_with_rounds(
+    battles: pd.DataFrame,
+    baseline: str,
+    rounds: int = 1000,
+    seed: int = 42,
+    by: str = "questions",
+    style: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, RatingRounds]:
+    """`compute_leaderboard`, and the bootstrap rounds behind it (paired comparisons read them)."""
     frame = _validate(battles, need_questions=True, style=style)
     problem = _prepare(frame, baseline, by, style)
     point = _fit(problem, *problem.totals())
@@ -72,12 +78,22 @@ def compute_leaderboard(
         "battles": battles_count,
         "questions": questions_count,
     })
+    rated = RatingRounds(list(problem.models), elo, boot)
+    _add_ranks(board, rated)
     board = board.sort_values("model", kind="stable")
     board = board.sort_values("score", ascending=False, na_position="last", kind="stable")
     board = board.reset_index(drop=True)[LEADERBOARD_COLUMNS]
     if problem.style:
         board.attrs["style_coefficients"] = _style_report(problem, point[1][0], boot_gamma if rounds > 0 else None)
-    return board
+    return board, rated
+
+
+def _add_ranks(board: pd.DataFrame, rated: RatingRounds) -> None:
+    """The rank columns of `board` (rows in `rated.models`' order) from the point Elo and the rounds."""
+    rank, low, high = rank_intervals(rated.elo, rated.rounds)
+    board["rank"], board["rank_low"], board["rank_high"] = rank, low, high
+    tied = tied_with_best(rated.models, rated.elo, rated.rounds)
+    board["tied_with_best"] = pd.Series(tied, dtype=object).where(np.isfinite(rated.elo), None).to_numpy()
 
 
 def compute_category_leaderboard(
@@ -97,8 +113,23 @@ def compute_category_leaderboard(
     of its category scores weighted by each category's number of questions, over the categories it was rated in;
     its interval takes the same weighted mean in each bootstrap round (categories resampled each on its own,
     i.e. a bootstrap stratified by category) and reads the 2.5 and 97.5 percentiles. ``elo`` is that score on
-    the Elo scale against a baseline at 1000. ``battles`` and ``questions`` count across categories.
+    the Elo scale against a baseline at 1000. ``battles`` and ``questions`` count across categories. The ranks
+    and ``tied_with_best`` read those weighted means, round by round: within a category every model is fitted on
+    the same resample, so the rounds stay paired.
     """
+    return category_leaderboard_with_rounds(battles, baselines, rounds, seed, by, style)[0]
+
+
+def category_leaderboard_with_rounds(
+    battles: pd.DataFrame,
+    baselines: Mapping[str, str],
+    rounds: int = 1000,
+    seed: int = 42,
+    by: str = "questions",
+    style: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, RatingRounds]:
+    """`compute_category_leaderboard`, and its rounds: each model's weighted mean score in every round (on the
+    Elo scale), the paired draws of `compare`."""
     if "category" not in battles.columns:
         raise ValueError("battles need a `category` column to be rated per category")
     points: dict[str, pd.Series] = {}
@@ -119,6 +150,7 @@ def compute_category_leaderboard(
                        for m in models}
     score = np.full(len(models), np.nan)
     low, high = score.copy(), score.copy()
+    boot_score = np.full((rounds if boots else 0, len(models)), np.nan)
     for i, m in enumerate(models):
         rated = category_scores[m]
         if not rated:
@@ -127,6 +159,7 @@ def compute_category_leaderboard(
         score[i] = sum(weights[c] * s for c, s in rated.items()) / total
         if boots:
             rounds_m = sum(weights[c] * boots[c][m].to_numpy() for c in rated) / total
+            boot_score[:, i] = rounds_m
             if np.isfinite(rounds_m).any():
                 low[i], high[i] = np.nanpercentile(rounds_m, CI_PERCENTILES)
     battles_count, questions_count = _participation(_validate(battles.drop(columns="category"), need_questions=True,
@@ -136,16 +169,13 @@ def compute_category_leaderboard(
         "elo_ci_low": elo_from_score(low), "elo_ci_high": elo_from_score(high),
         "battles": battles_count, "questions": questions_count,
     })
+    combined = RatingRounds(models, np.where(np.isfinite(score), elo_from_score(score), np.nan),
+                            np.where(np.isfinite(boot_score), elo_from_score(boot_score), np.nan))
+    _add_ranks(board, combined)
     board = board.sort_values("score", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
     board = board[LEADERBOARD_COLUMNS]
     board.attrs["category_scores"] = category_scores
-    return board
-
-
-def elo_from_score(score, baseline_elo: float = BASELINE_ELO):
-    """The inverse of score_from_elo: the Elo whose expected score against the baseline is `score` (0–100)."""
-    s = np.clip(np.asarray(score, dtype=float), 1e-9, 100 - 1e-9)
-    return baseline_elo + 400.0 * np.log10(s / (100.0 - s))
+    return board, combined
 
 
 def _style_report(problem: _Problem, gamma: np.ndarray, boot: np.ndarray | None) -> dict[str, dict[str, float]]:
