@@ -180,9 +180,28 @@ def compare_contestants(board: Leaderboard, pairs: list[tuple[str, str]] | None 
                          "e.g. 1000)")
     points = question_points(board.battles, board.question_baselines or "")
     try:
-        return compare_rated(board.frame.drop_duplicates("model"), board.rounds, points, pairs)
+        table = compare_rated(board.frame.drop_duplicates("model"), board.rounds, points, pairs)
     except ValueError as exc:
         raise ArenaError(str(exc)) from None
+    if board.calibration is not None:
+        table = with_calibrated_differences(table, board.calibration)
+    return table
+
+
+def with_calibrated_differences(table: pd.DataFrame, calibration: CalibrationResult) -> pd.DataFrame:
+    """`compare`'s table with rating.calibration on (§3.4.7): per pair, the difference of the calibrated scores with
+    its paired 95% interval and p-value (rating.calibration.calibrated_difference, the delta method on the fit's
+    per-question covariance), Holm-corrected like `p_holm` when the table has it. NaN for a pair where either side
+    has no calibrated score."""
+    from .rating.calibration import calibrated_difference
+    from .rating.paired import holm
+
+    figures = [calibrated_difference(calibration, a, b) for a, b in zip(table.a, table.b)]
+    table = table.assign(**{name: [f[i] for f in figures] for i, name in enumerate(
+        ("calibrated_difference", "calibrated_ci_low", "calibrated_ci_high", "calibrated_p"))})
+    if "p_holm" in table:
+        table["calibrated_p_holm"] = holm(table.calibrated_p.to_numpy())
+    return table
 
 
 def _judge_cost(store: Store, own: list[str], shared: list[str]) -> float | None:

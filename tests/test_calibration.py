@@ -321,3 +321,29 @@ def test_the_config_takes_calibration_and_refuses_it_with_a_baseline_per_categor
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(ConfigError, match="min_label"):
         load_config(path)
+
+
+def test_compare_with_calibration_reads_the_calibrated_difference_holm_corrected():
+    """`compare` with rating.calibration on (§3.4.7): each pair gains its calibrated difference, interval and p, and
+    with every pair (--all) their Holm correction, which is what `significant` then reads."""
+    from arena_eval.leaderboard import with_calibrated_differences
+    from arena_eval.rating import compare_battles
+    from arena_eval.rating.paired import holm
+
+    rng = np.random.default_rng(5)
+    outcomes = {}
+    for q in range(200):
+        for c, p in (("a", 0.8), ("b", 0.6), ("c", 0.55)):
+            won = rng.random() < p
+            outcomes[(f"q{q}", c)] = ("model_b", "model_b") if won else ("model_a", "model_a")
+    battles = battles_of(outcomes)
+    labels = [HumanLabel(q, "base", c, w) for (q, c), (w, _) in outcomes.items() if int(q[1:]) % 4 == 0]
+    result = calibrate(battles, labels, "base")
+    table = with_calibrated_differences(compare_battles(battles, "base", rounds=200), result)
+    for row in table.itertuples():
+        expected = calibrated_difference(result, row.a, row.b)
+        assert (row.calibrated_difference, row.calibrated_ci_low, row.calibrated_ci_high,
+                row.calibrated_p) == pytest.approx(expected)
+    assert table.calibrated_p_holm.to_numpy() == pytest.approx(holm(table.calibrated_p.to_numpy()))
+    first = table[(table.a == "a") & (table.b == "c")].iloc[0]
+    assert first.calibrated_difference > 0 and first.calibrated_p_holm < 0.05

@@ -285,21 +285,28 @@ COMPARE_TEXT = ("a", "b", "significant")  # compare's columns printed as they ar
 def _print_comparison(table, fmt: Format, alpha: float) -> None:
     from .render import figures, render_table, write_frame
 
-    p = table["p_holm"] if "p_holm" in table else table["p_value"]
-    table = table.assign(significant=(p < alpha).to_numpy())
+    # With rating.calibration on, what is significant is read from the calibrated scores (§3.4.7).
+    calibrated = "calibrated_p" in table
+    judged = "p_holm" if "p_holm" in table else "p_value"
+    decisive = ("calibrated_p_holm" if "p_holm" in table else "calibrated_p") if calibrated else judged
+    table = table.assign(significant=(table[decisive] < alpha).to_numpy())
     if write_frame(table, fmt):
         return
     shown = ["a", "b", "difference", "ci_low", "ci_high", "elo_difference", "p_value",
              *(["p_holm"] if "p_holm" in table else []), "questions", "better", "same", "worse", "p_sign",
+             *(["calibrated_difference", "calibrated_ci_low", "calibrated_ci_high", decisive] if calibrated else []),
              "significant"]
     cell = figures()
-    pvalue = ("p_value", "p_holm", "p_sign")
+    pvalue = ("p_value", "p_holm", "p_sign", "calibrated_p", "calibrated_p_holm")
     render_table(table.to_dict("records"), shown,
                  f"a − b in score points, 95% paired bootstrap interval ({int(table['rounds'].max())} rounds); "
                  f"p: paired bootstrap, two-sided{', Holm-corrected over the pairs' if 'p_holm' in table else ''}; "
-                 f"p_sign: sign test over questions; significant: p{'_holm' if 'p_holm' in table else ''} < {alpha:g}",
+                 f"p_sign: sign test over questions; "
+                 + ("calibrated: the scores corrected with human labels (delta method); " if calibrated else "")
+                 + f"significant: {decisive} < {alpha:g}",
                  left=COMPARE_TEXT,
                  cell=lambda c, v: ("yes" if v else "no") if c == "significant" else (
                      f"{v:.3g}" if isinstance(v, float) and v == v else cell(c, v)) if c in pvalue else cell(c, v),
                  headers={"elo_difference": "elo diff", "difference": "diff", "better": "a better",
-                          "worse": "a worse"})
+                          "worse": "a worse", "calibrated_difference": "calibrated diff",
+                          "calibrated_ci_low": "cal. low", "calibrated_ci_high": "cal. high"})
