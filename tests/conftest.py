@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -8,6 +9,11 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# pytest-xdist gives its workers COLUMNS=80 (the width of its own report); the tests of table layout expect what
+# a run whose output is not a terminal gets (cli/render.py: 200 characters unless COLUMNS says otherwise).
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.pop("COLUMNS", None)
 
 from fake_anthropic import AnthropicFaults, FakeAnthropic  # noqa: E402
 from fake_server import FakeServer, Faults  # noqa: E402
