@@ -129,16 +129,19 @@ def test_a_turn_failing_on_every_attempt_is_one_error_and_no_game(tmp_path, fake
 @pytest.mark.slow
 def test_sigkill_between_turns_then_rerun_sends_only_the_missing_turns(tmp_path, fake_server):
     # c1's second turns hang; kill the run once both conversations' first turns are stored and second turns asked.
-    server = fake_server(turn_faults={"model-c1": (2, "timeout")}, hang_s=60)
+    # The hang outlasts the wait by far: on a loaded machine (the suite in two workers) a second turn must not be
+    # answered before the kill, however long the run takes to reach it.
+    server = fake_server(turn_faults={"model-c1": (2, "timeout")}, hang_s=900)
     server.capture = True
     path = conversation_config(tmp_path, server)
     process = subprocess.Popen([*CLI, "run", "--config", str(path), "--no-progress"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
+    deadline = time.time() + 300
     while time.time() < deadline and server.faulted["timeout"] < 2:
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    assert server.faulted["timeout"] == 2, "both conversations' second turns should have been asked before the kill"
     assert sorted(rows(path, "SELECT question_id, turn FROM answer_turns")) == [("math", 0), ("trip", 0)]
 
     server.faults.turn_faults = {}
