@@ -342,7 +342,7 @@ class Arena:
         if self.config.report:
             result.files.append(self._write_report(store, sets, board, result, out / "report.html"))
         if self.config.tracking.mlflow is not None:
-            from .tracking import log_scored_run
+            from .mlflow_tracking import log_scored_run
 
             log_scored_run(self.scope, board.rows, board.columns, board.judges, result.summary, command, result.files)
 

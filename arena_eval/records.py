@@ -206,7 +206,7 @@ class EndpointReplicas:
 
 @dataclass
 class TrackedRun:
-    """Where a scored run was logged in MLflow (tracking.py): the MLflow run's id, its experiment, and the tracking
+    """Where a scored run was logged in MLflow (mlflow_tracking.py): the MLflow run's id, its experiment, and the tracking
     URI with any credentials masked; for a tracking server, the run's page in its web UI."""
 
     run_id: str
@@ -268,7 +268,7 @@ class RunSummary:
     capped: bool = False
     requests_held_back: int = 0
     unpriced_replies: int = 0
-    # tracking.mlflow (tracking.py): the MLflow run this scored run was logged as, or why it could not be (a
+    # tracking.mlflow (mlflow_tracking.py): the MLflow run this scored run was logged as, or why it could not be (a
     # warning each: a missing package, an unreachable server; the evaluation itself is not affected).
     tracked: TrackedRun | None = None
     tracking_warnings: list[str] = field(default_factory=list)

@@ -74,7 +74,7 @@ def validate(config: Path = typer.Option(..., "--config", "-c", help="Run config
         import importlib.util
 
         if importlib.util.find_spec("mlflow") is None:  # found without importing it (start-up)
-            from ..tracking import INSTALL
+            from ..mlflow_tracking import INSTALL
 
             echo(f"warning: tracking.mlflow is set but MLflow is not installed ({INSTALL}); runs will score as "
                  "usual and warn instead of logging")

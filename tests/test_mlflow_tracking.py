@@ -1,4 +1,4 @@
-"""Nightly runs logged to MLflow (issue 25 item 3; arena_eval/tracking.py): what lands there, read back with MLflow's
+"""Nightly runs logged to MLflow (issue 25 item 3; arena_eval/mlflow_tracking.py): what lands there, read back with MLflow's
 own client from a local file store, and a tracker that cannot be reached or is not installed as a warning only."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from arena_eval import Arena, load_config
 from arena_eval.cli.summary import tracking_lines
 from arena_eval.config import config_from_dict
 from arena_eval.errors import ConfigError
+from arena_eval.mlflow_tracking import contestant_keys, masked, run_config_id, tracking_uri
 from arena_eval.store import Store
-from arena_eval.tracking import contestant_keys, masked, run_config_id, tracking_uri
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra: pip install 'arena-eval[mlflow]'")
 from mlflow import MlflowClient  # noqa: E402
