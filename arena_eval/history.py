@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .rating.leaderboard import CI_PERCENTILES
-from .rating.paired import bootstrap_p_value, holm
+from .rating.paired import bootstrap_p_value, holm, question_point_sums
 from .records import COLUMNS
 from .store import Store
 
@@ -71,16 +71,14 @@ MIN_PAIRED_QUESTIONS = 2
 
 
 def question_points(battles: pd.DataFrame, baselines: Collection[str]) -> list[tuple[str, str, float, float]]:
-    """(model, question, points, weight) of every contestant against a baseline: the battles whose model_a is a
-    baseline (the run's, or a category's) summed per contestant and question, a win worth its weight, a tie half.
+    """(model, question, points, weight) of every contestant against a baseline (the run's, or a category's):
+    rating.paired.question_point_sums as rows for the store, a win worth its weight, a tie half.
     Battles between two contestants (games between contestants) are left out: a regression is a change against
     the baseline."""
     if battles.empty:
         return []
-    rows = battles[battles.model_a.isin(set(baselines)) & (battles.weight > 0)]
-    won = rows.weight * rows.winner.map({"model_b": 1.0, "tie": 0.5, "model_a": 0.0}).fillna(0.0)
-    summed = rows.assign(points=won).groupby(["model_b", "question_id"], sort=True)[["points", "weight"]].sum()
-    return [(m, q, float(p), float(w)) for (m, q), p, w in zip(summed.index, summed.points, summed.weight)]
+    summed = question_point_sums(battles, baselines)
+    return [(m, q, float(p), float(w)) for (q, m), p, w in zip(summed.index, summed.points, summed.weight)]
 
 
 def paired_change(now: Mapping[str, tuple[float, float]], before: Mapping[str, tuple[float, float]],

@@ -11,7 +11,7 @@ Pure functions over arrays: the rounds (rounds × models) come from ``solver._bo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -240,16 +240,7 @@ def question_points(battles: pd.DataFrame, baseline: str | Mapping[str, str]) ->
         base = pd.Series(baseline, index=frame.index)
     else:
         base = question.map(lambda q: baseline.get(q))
-    a_is_base = (frame["model_a"] == base).to_numpy()
-    b_is_base = (frame["model_b"] == base).to_numpy()
-    keep = a_is_base ^ b_is_base
-    other = np.where(a_is_base, frame["model_b"], frame["model_a"])[keep]
-    winner = frame["winner"].to_numpy()[keep]
-    won = np.where(a_is_base[keep], winner == "model_b", winner == "model_a")
-    points = np.where(winner == "tie", 0.5, won.astype(float))
-    weight = frame["weight"].to_numpy(dtype=float)[keep]
-    rows = pd.DataFrame({"question_id": question.to_numpy()[keep], "model": other.astype(str),
-                         "points": points * weight, "weight": weight})
+    rows, keep = _against_baseline(frame, base)
     sums = rows.groupby(["question_id", "model"], sort=True)[["points", "weight"]].sum()
     table = (sums["points"] / sums["weight"]).unstack("model")
     bases = base.to_numpy()[keep]
@@ -259,6 +250,35 @@ def question_points(battles: pd.DataFrame, baseline: str | Mapping[str, str]) ->
             table[name] = np.nan
         table.loc[played, name] = 0.5
     return table.sort_index().sort_index(axis=1)
+
+
+def question_point_sums(battles: pd.DataFrame, baselines: Collection[str]) -> pd.DataFrame:
+    """Per (question_id, model): the points won against a baseline (a win its weight, a tie half) and the battles'
+    weight, summed, for battles of a model against one of ``baselines`` (the run's, or a category's) in either
+    position. Battles between two other models, and weights ≤ 0, are left out."""
+    frame = battles.loc[(battles["weight"] > 0) & (battles["model_a"] != battles["model_b"]),
+                        ["question_id", "model_a", "model_b", "winner", "weight"]]
+    names = set(baselines)
+    base = pd.Series(np.where(frame["model_a"].isin(names), frame["model_a"],
+                              np.where(frame["model_b"].isin(names), frame["model_b"], None)), index=frame.index)
+    rows, _ = _against_baseline(frame.assign(question_id=frame["question_id"].astype(str)), base)
+    return rows.groupby(["question_id", "model"], sort=True)[["points", "weight"]].sum()
+
+
+def _against_baseline(frame: pd.DataFrame, base: pd.Series) -> tuple[pd.DataFrame, np.ndarray]:
+    """The battles with exactly one side at the row's baseline, as (question_id, model, points × weight, weight)
+    from the other side's view, and which rows of `frame` those are."""
+    a_is_base = (frame["model_a"] == base).to_numpy()
+    b_is_base = (frame["model_b"] == base).to_numpy()
+    keep = a_is_base ^ b_is_base
+    other = np.where(a_is_base, frame["model_b"], frame["model_a"])[keep]
+    winner = frame["winner"].to_numpy()[keep]
+    won = np.where(a_is_base[keep], winner == "model_b", winner == "model_a")
+    points = np.where(winner == "tie", 0.5, won.astype(float))
+    weight = frame["weight"].to_numpy(dtype=float)[keep]
+    rows = pd.DataFrame({"question_id": frame["question_id"].astype(str).to_numpy()[keep], "model": other.astype(str),
+                         "points": points * weight, "weight": weight})
+    return rows, keep
 
 
 def question_counts(points: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> pd.DataFrame:
